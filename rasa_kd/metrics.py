@@ -3,11 +3,11 @@ from typing import Dict, Sequence
 
 
 def classification_scores(gold: Sequence[str], predicted: Sequence[str]) -> Dict[str, float]:
-    """accuracy, micro-F1, macro-F1 (over gold labels) and Matthews correlation, as floats."""
+    """accuracy, micro-F1, macro-F1 (over gold and predicted labels) and Matthews correlation, as floats."""
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
     gold, predicted = list(gold), list(predicted)
-    labels = sorted(set(gold))
+    labels = sorted(set(gold) | set(predicted))
     return {
         "n": len(gold),
         "accuracy": float(accuracy_score(gold, predicted)),
