@@ -13,6 +13,7 @@ from typing import List, Optional
 # Subcommand -> module. Later stages register here.
 COMMANDS = {
     "convert": "rasa_kd.convert",
+    "split": "rasa_kd.split",
 }
 
 EPILOG = """pipeline: convert -> teacher -> augment -> label -> distil -> export/evaluate

@@ -1,0 +1,99 @@
+"""StudentIntentClassifier: a distilled rasa-kd student as Rasa's intent classifier.
+
+```yaml
+pipeline:
+  - name: WhitespaceTokenizer
+  - name: rasa_kd.components.StudentIntentClassifier
+    student: build/student     # a package from `rasa-kd distil` / `rasa-kd pipeline`
+    ranking_length: 10         # intents in `intent_ranking` (0 = all)
+    onnx: false                # run the package's model.onnx with onnxruntime
+```
+"""
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.shared.exceptions import InvalidConfigException
+from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, PREDICTED_CONFIDENCE_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from rasa_kd.components import student_storage
+
+NAME = "StudentIntentClassifier"
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
+class StudentIntentClassifier(GraphComponent, IntentClassifier):
+    """Predicts intents with a rasa-kd student package; the package travels inside the model."""
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"student": None, "ranking_length": 10, "onnx": False}
+
+    @classmethod
+    def fingerprint_addon(cls, config: Dict[str, Any]) -> Optional[str]:
+        return student_storage.package_fingerprint(config)
+
+    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+                 student: Any = None) -> None:
+        self.component_config = config
+        self._model_storage = model_storage
+        self._resource = resource
+        self.student = student
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> "StudentIntentClassifier":
+        return cls(config, model_storage, resource)
+
+    def train(self, training_data: TrainingData) -> Resource:
+        """Check that the student knows exactly the data's intents, then store the package."""
+        path = student_storage.configured_package(self.component_config, NAME)
+        student = student_storage.load_student(path, self.component_config["onnx"], NAME)
+        self._check_intents(student.labels, training_data.intents)
+        student_storage.store_package(path, self._model_storage, self._resource)
+        self.student = student
+        return self._resource
+
+    @staticmethod
+    def _check_intents(student_labels: List[str], data_intents) -> None:
+        missing = sorted(set(data_intents) - set(student_labels))
+        extra = sorted(set(student_labels) - set(data_intents))
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"intents in the NLU data that the student lacks: {', '.join(missing)}")
+            if extra:
+                parts.append(f"student intents not in the NLU data: {', '.join(extra)}")
+            raise InvalidConfigException(
+                f"{NAME}: the student's labels do not match the training data ({'; '.join(parts)}); "
+                f"distil a student on this NLU data"
+            )
+
+    @classmethod
+    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+             execution_context: ExecutionContext, **kwargs: Any) -> "StudentIntentClassifier":
+        student = student_storage.load_stored_student(model_storage, resource, config["onnx"], NAME)
+        return cls(config, model_storage, resource, student)
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        """Set `intent` and a sorted `intent_ranking` on each message."""
+        if self.student is None:
+            return messages
+        texts = [message.get(TEXT) or "" for message in messages]
+        probabilities = self.student.predict(texts) if texts else []
+        for message, row in zip(messages, probabilities):
+            ranking = sorted(
+                ({INTENT_NAME_KEY: label, PREDICTED_CONFIDENCE_KEY: float(p)}
+                 for label, p in zip(self.student.labels, row)),
+                key=lambda item: item[PREDICTED_CONFIDENCE_KEY],
+                reverse=True,
+            )
+            length = self.component_config["ranking_length"]
+            message.set(INTENT, ranking[0], add_to_output=True)
+            message.set(INTENT_RANKING_KEY, ranking[:length] if length else ranking, add_to_output=True)
+        return messages

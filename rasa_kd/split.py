@@ -1,0 +1,67 @@
+"""`rasa-kd split`: stratified held-out splits of a Rasa NLU file.
+
+Output folder: `train.yml`, `test.yml` (and `dev.yml` with `--dev-fraction`), each a
+Rasa NLU YAML file keeping entities; every intent keeps at least one training
+example. Splits are made on Rasa's deduplicated examples, so no sentence is in two splits.
+"""
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+from rasa_kd.errors import UserError
+from rasa_kd.nlu_io import Example, read_examples, write_examples
+
+HELP = "hold out stratified test (and dev) splits of a Rasa NLU file"
+
+
+def stratified_split(examples: Sequence[Example], fraction: float, seed: int) -> Tuple[List[Example], List[Example]]:
+    """(kept, held out): about `fraction` of each intent held out, at least one example kept."""
+    if not 0 < fraction < 1:
+        raise UserError(f"split fraction must be between 0 and 1, got {fraction}")
+    by_intent: Dict[str, List[Example]] = defaultdict(list)
+    for example in examples:
+        by_intent[example.intent].append(example)
+    rng = random.Random(seed)
+    kept, held_out = [], []
+    for intent in sorted(by_intent):
+        group = list(by_intent[intent])
+        rng.shuffle(group)
+        n_held = min(round(len(group) * fraction), len(group) - 1)
+        held_out.extend(group[:n_held])
+        kept.extend(group[n_held:])
+    return kept, held_out
+
+
+def split_nlu(nlu: Path, out: Path, test_fraction: float, dev_fraction: float = 0.0,
+              seed: int = 42, force: bool = False) -> Dict[str, int]:
+    from rasa_kd.outputs import atomic_output_dir
+
+    examples = read_examples(nlu)
+    rest, test = stratified_split(examples, test_fraction, seed)
+    splits = {"test": test}
+    if dev_fraction:
+        rest, splits["dev"] = stratified_split(rest, dev_fraction / (1 - test_fraction), seed + 1)
+    splits["train"] = rest
+    with atomic_output_dir(out, force) as folder:
+        for name, split in splits.items():
+            write_examples(folder / f"{name}.yml", split)
+    counts = {name: len(split) for name, split in splits.items()}
+    print(f"{nlu} -> {out}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    return counts
+
+
+def add_arguments(parser) -> None:
+    parser.description = __doc__
+    parser.add_argument("--nlu", required=True, type=Path, help="Rasa NLU file or folder")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (must be new or empty)")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="share held out as test.yml (default 0.2)")
+    parser.add_argument("--dev-fraction", type=float, default=0.0,
+                        help="share held out as dev.yml (default 0: no dev file)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument("--force", action="store_true", help="replace an output folder that has content")
+
+
+def run(args) -> int:
+    split_nlu(args.nlu, args.out, args.test_fraction, args.dev_fraction, args.seed, args.force)
+    return 0
