@@ -1,0 +1,111 @@
+"""Train, test and time Rasa NLU models the way a user would: `rasa train nlu`, `rasa test nlu`,
+`Agent.parse_message`. Used by `make demo` and the benchmarks to compare pipelines."""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from rasa_kd.errors import UserError
+
+# Rasa's default NLU pipeline, as `rasa init` writes it (CountVectors word + char, DIET).
+DIET_CONFIG = """recipe: default.v1
+language: en
+assistant_id: diet-baseline
+pipeline:
+  - name: WhitespaceTokenizer
+  - name: RegexFeaturizer
+  - name: LexicalSyntacticFeaturizer
+  - name: CountVectorsFeaturizer
+  - name: CountVectorsFeaturizer
+    analyzer: char_wb
+    min_ngram: 1
+    max_ngram: 4
+  - name: DIETClassifier
+    epochs: 100
+    constrain_similarities: true
+  - name: EntitySynonymMapper
+  - name: ResponseSelector
+    epochs: 100
+    constrain_similarities: true
+  - name: FallbackClassifier
+    threshold: 0.3
+    ambiguity_threshold: 0.1
+policies: []
+"""
+
+
+def rasa_command() -> List[str]:
+    return [str(Path(sys.executable).parent / "rasa")]
+
+
+def quiet_env() -> Dict[str, str]:
+    return dict(os.environ, RASA_TELEMETRY_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="3", LOG_LEVEL="WARNING")
+
+
+def run_rasa(args: Sequence[str], cwd: Path, log: Path) -> None:
+    """Run a `rasa` CLI command; its output goes to `log`, a failure names the log."""
+    with open(log, "w") as f:
+        result = subprocess.run([*rasa_command(), *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                                env=quiet_env())
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        raise UserError(f"rasa {args[0]} {args[1]} failed: {tail[0]} (full log: {log})")
+
+
+def train_nlu(config: Path, nlu: Path, out_dir: Path, name: str, cwd: Path = Path(".")) -> Path:
+    """`rasa train nlu`; returns the model tarball."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_rasa(["train", "nlu", "--config", str(config), "--nlu", str(nlu), "--out", str(out_dir),
+              "--fixed-model-name", name], cwd, out_dir / f"{name}-train.log")
+    return out_dir / f"{name}.tar.gz"
+
+
+def test_nlu(model: Path, test_file: Path, out_dir: Path, cwd: Path = Path(".")) -> Dict[str, float]:
+    """`rasa test nlu`; returns intent accuracy, macro- and weighted-F1 and the example count."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_rasa(["test", "nlu", "--model", str(model), "--nlu", str(test_file), "--out", str(out_dir)],
+             cwd, out_dir / "test.log")
+    report = json.loads((out_dir / "intent_report.json").read_text())
+    return {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro avg"]["f1-score"],
+        "weighted_f1": report["weighted avg"]["f1-score"],
+        "n": int(report["macro avg"]["support"]),
+    }
+
+
+def parse_latency(model: Path, texts: Sequence[str], warmup: int = 10) -> Dict[str, float]:
+    """Median and p95 milliseconds of in-process `Agent.parse_message`, one message at a time."""
+    import asyncio
+    import logging
+
+    import structlog
+    from rasa.core.agent import Agent
+
+    # Rasa logs every parse at debug level through structlog; that would be timed too.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    agent = Agent.load(str(model))
+    loop = asyncio.new_event_loop()
+    try:
+        for text in list(texts)[:warmup]:
+            loop.run_until_complete(agent.parse_message(text))
+        times = []
+        for text in texts:
+            started = time.perf_counter()
+            loop.run_until_complete(agent.parse_message(text))
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        loop.close()
+    times.sort()
+    return {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))],
+            "n": len(times)}
+
+
+def size_mb(path: Path) -> float:
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
