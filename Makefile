@@ -33,7 +33,7 @@ $(STAMP): setup.py pyproject.toml requirements/constraints.txt
 	@touch $@
 
 test: venv
-	$(BIN)/python -m pytest -q tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
 demo: venv
 	$(BIN)/python scripts/demo.py

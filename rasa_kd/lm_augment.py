@@ -1,0 +1,231 @@
+"""Language-model augmentation (Tang & Lin 2019): fine-tune a causal LM on the training
+sentences, then sample new sentences from it for the transfer set.
+
+Fine-tuning: each training sentence is one sequence, `BOS sentence EOS`; with
+`conditional`, `BOS intent : sentence EOS`, so that sampling can be steered per
+intent (the teacher still labels every generated sentence). `transformers.Trainer`
+trains it, with early stopping on the dev sentences' loss (perplexity = exp(loss)).
+The fine-tuned LM is saved to `<work>/lm` so that sampling can be re-run alone.
+
+Sampling writes shards of accepted sentences to `<work>/shards/` as it goes
+(`shard-00000.json`: a JSON list of [text, intent-or-null]). Shard k is sampled
+with seed `seed + k`, so a run that is killed and re-run continues from the shards
+on disk, with no repeats and the same result as an uninterrupted run.
+"""
+import json
+import math
+import os
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from rasa_kd.errors import UserError
+
+PREFIX_SEPARATOR = " : "
+LM_FOLDER = "lm"
+SHARDS_FOLDER = "shards"
+
+
+def training_sequence(text: str, intent: Optional[str]) -> str:
+    return f"{intent}{PREFIX_SEPARATOR}{text}" if intent else text
+
+
+def load_lm(name_or_path: str):
+    """(model, tokenizer) of any AutoModelForCausalLM checkpoint: a local folder or a hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(name_or_path).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise UserError(f"{path}: not a model folder (no config.json)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path) if path.exists() else name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(str(path) if path.exists() else name_or_path)
+    except (OSError, ValueError) as error:
+        if path.exists():
+            raise UserError(f"{path}: not a causal language model: {' '.join(str(error).split())[:200]}") from error
+        raise UserError(
+            f"{name_or_path}: causal LM not found: no such local folder, and the model hub is unreachable "
+            f"from here or has no such model. Give a local folder with --lm (e.g. a GPT-2 saved with "
+            f"save_pretrained), or set HF_HUB_OFFLINE=1 with the model in the Hugging Face cache (HF_HOME)"
+        ) from error
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _sequence_ids(tokenizer, text: str, max_length: int) -> List[int]:
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][: max_length - 2]
+    return [start, *ids, tokenizer.eos_token_id]
+
+
+def _collate(tokenizer):
+    """Pad a batch; labels ignore padding by attention mask, not by pad id (GPT-2's pad is its
+    EOS, and a pad-id mask would hide every EOS, so the LM would never learn to stop)."""
+    import torch
+
+    def collate(features):
+        longest = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), longest), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(features), longest), dtype=torch.long)
+        for row, feature in enumerate(features):
+            ids[row, : len(feature["input_ids"])] = torch.tensor(feature["input_ids"])
+            mask[row, : len(feature["input_ids"])] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+
+    return collate
+
+
+def finetune_lm(lm: str, train: Sequence[Tuple[str, Optional[str]]], dev: Sequence[Tuple[str, Optional[str]]],
+                out: Path, epochs: int = 10, learning_rate: float = 5e-4, batch_size: int = 32,
+                max_length: int = 64, seed: int = 42, patience: int = 2) -> Dict[str, float]:
+    """Fine-tune `lm` on (text, intent-or-None) pairs; saves the best model by dev loss to `out`."""
+    import datasets
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+
+    set_seed(seed)
+    model, tokenizer = load_lm(lm)
+
+    def encode(pairs):
+        return datasets.Dataset.from_dict(
+            {"input_ids": [_sequence_ids(tokenizer, training_sequence(t, i), max_length) for t, i in pairs]})
+
+    if not dev:
+        shuffled = list(train)
+        random.Random(seed).shuffle(shuffled)
+        n_dev = max(1, len(shuffled) // 10)
+        dev, train = shuffled[:n_dev], shuffled[n_dev:]
+    checkpoints = out.parent / f".{out.name}-checkpoints"
+    args = TrainingArguments(
+        output_dir=str(checkpoints), num_train_epochs=epochs, learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=batch_size,
+        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+        metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=2,
+        logging_strategy="epoch", report_to=[], seed=seed, disable_tqdm=False, warmup_ratio=0.05,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=encode(train), eval_dataset=encode(dev),
+                      data_collator=_collate(tokenizer),
+                      callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)])
+    start_loss = trainer.evaluate()["eval_loss"]
+    trainer.train()
+    end_loss = trainer.evaluate()["eval_loss"]
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    import shutil
+
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    metrics = {"dev_loss_before": start_loss, "dev_loss_after": end_loss,
+               "dev_perplexity_before": math.exp(min(start_loss, 50)),
+               "dev_perplexity_after": math.exp(min(end_loss, 50))}
+    (out / "lm_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def intent_quota(intents: Iterable[str], size: int, balance: bool) -> Dict[str, int]:
+    """Sentences to sample per intent: proportional to the training counts (largest remainder)
+    or, with `balance`, equal for every intent. The quotas sum to `size`."""
+    counts = Counter(intents)
+    names = sorted(counts)
+    weights = {name: 1 if balance else counts[name] for name in names}
+    total = sum(weights.values())
+    exact = {name: size * weights[name] / total for name in names}
+    quota = {name: int(exact[name]) for name in names}
+    by_remainder = sorted(names, key=lambda n: (exact[n] - quota[n], weights[n]), reverse=True)
+    for name in by_remainder[: size - sum(quota.values())]:
+        quota[name] += 1
+    return quota
+
+
+def normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _read_shards(folder: Path) -> List[List[Tuple[str, Optional[str]]]]:
+    shards = []
+    for path in sorted(folder.glob("shard-*.json")):
+        shards.append([tuple(row) for row in json.loads(path.read_text())])
+    return shards
+
+
+def _write_shard(folder: Path, index: int, rows: List[Tuple[str, Optional[str]]]) -> None:
+    path = folder / f"shard-{index:05d}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, ensure_ascii=False))
+    os.replace(tmp, path)
+
+
+class Sampler:
+    """Batched `generate` from a fine-tuned LM, steered by an optional intent prefix."""
+
+    def __init__(self, lm_dir: Path, top_k: int, top_p: float, temperature: float,
+                 max_new_tokens: int, batch_size: int):
+        import torch
+
+        self.torch = torch
+        self.model, self.tokenizer = load_lm(str(lm_dir))
+        self.model.eval()
+        self.settings = dict(do_sample=True, top_k=top_k, top_p=top_p, temperature=temperature,
+                             max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                             eos_token_id=self.tokenizer.eos_token_id)
+        self.batch_size = batch_size
+
+    def sample(self, intent: Optional[str], seed: int) -> List[str]:
+        prompt = _sequence_ids(self.tokenizer, f"{intent}{PREFIX_SEPARATOR.rstrip()}" if intent else "", 10_000)[:-1]
+        inputs = self.torch.tensor([prompt] * self.batch_size)
+        self.torch.manual_seed(seed)
+        with self.torch.inference_mode():
+            output = self.model.generate(input_ids=inputs, attention_mask=self.torch.ones_like(inputs),
+                                         **self.settings)
+        texts = self.tokenizer.batch_decode(output[:, len(prompt):], skip_special_tokens=True)
+        return [normalised(text) for text in texts]
+
+
+def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str], seed: int = 42,
+                     quota: Optional[Dict[str, int]] = None, top_k: int = 0, top_p: float = 0.95,
+                     temperature: float = 1.0, max_new_tokens: int = 48, batch_size: int = 64,
+                     max_attempts_factor: int = 20, progress: bool = True) -> List[Tuple[str, Optional[str]]]:
+    """`size` unique new sentences as (text, intent-prefix-or-None), resuming from shards in `work`.
+
+    `quota` (intent -> count) samples per intent with the intent prefix; without it,
+    sampling is unconditional. Sentences in `exclude` and repeats are rejected.
+    """
+    from tqdm import tqdm
+
+    shard_dir = work / SHARDS_FOLDER
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    shards = _read_shards(shard_dir)
+    accepted = [row for shard in shards for row in shard]
+    seen = {normalised(t) for t in exclude} | {text for text, _ in accepted}
+    plan = dict(quota) if quota else {None: size}
+    made = Counter(intent for _, intent in accepted)
+    sampler = Sampler(lm_dir, top_k, top_p, temperature, max_new_tokens, batch_size)
+    rejected, drawn, started = 0, 0, time.time()
+    bar = tqdm(total=size, initial=len(accepted), desc="sampling", unit="sent", disable=not progress)
+    index = len(shards)
+    while len(accepted) < size:
+        intent = next((i for i in sorted(plan, key=str) if made[i] < plan[i]), None)
+        if drawn > max_attempts_factor * size:
+            print(f"warning: stopped after {drawn} samples with {len(accepted)} unique sentences "
+                  f"(the LM repeats itself; try a higher --temperature or --top-p)")
+            break
+        shard = []
+        for text in sampler.sample(intent, seed + index):
+            drawn += 1
+            if text and text not in seen and made[intent] < plan[intent]:
+                seen.add(text)
+                made[intent] += 1
+                shard.append((text, intent))
+            else:
+                rejected += 1
+        _write_shard(shard_dir, index, shard)
+        accepted.extend(shard)
+        index += 1
+        bar.update(len(shard))
+        bar.set_postfix(sent_per_s=f"{len(accepted) / max(time.time() - started, 1e-9):.1f}",
+                        duplicates=f"{rejected / max(drawn, 1):.0%}")
+    bar.close()
+    print(f"lm sampling: {len(accepted)} sentences, {rejected} duplicates or excluded rejected, "
+          f"{time.time() - started:.1f} s")
+    return accepted[:size]

@@ -1,0 +1,101 @@
+"""LM augmentation with a tiny randomly-initialised GPT-2 and a tokenizer trained here on toy text."""
+import random
+
+import pytest
+
+from rasa_kd.errors import UserError
+from rasa_kd.lm_augment import finetune_lm, intent_quota, load_lm, sample_sentences
+
+COLOURS = ["red", "blue", "green", "yellow", "black", "white", "pink", "grey"]
+THINGS = ["car", "house", "cup", "shirt", "door", "bike", "lamp", "chair"]
+
+
+def toy_pairs(seed=0, n=160):
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        if rng.random() < 0.5:
+            pairs.append((f"i like the {rng.choice(COLOURS)} {rng.choice(THINGS)}", "like"))
+        else:
+            pairs.append((f"please sell my {rng.choice(THINGS)} today", "sell"))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    texts = [f"{intent} : {text}" for text, intent in toy_pairs(1, 400)]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=200, special_tokens=["<|endoftext|>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|endoftext|>",
+                                   eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    fast.save_pretrained(folder)
+    config = GPT2Config(vocab_size=fast.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finetuned(tiny_gpt2, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ft") / "lm"
+    metrics = finetune_lm(str(tiny_gpt2), toy_pairs(2), toy_pairs(3, 40), out, epochs=8,
+                          learning_rate=5e-3, batch_size=16, seed=0)
+    return out, metrics
+
+
+def test_finetuning_lowers_the_dev_loss(finetuned):
+    _, metrics = finetuned
+    assert metrics["dev_loss_after"] < 0.7 * metrics["dev_loss_before"]
+
+
+def test_sampling_returns_exactly_n_new_unique_sentences_reproducibly(finetuned, tmp_path):
+    lm_dir, _ = finetuned
+    train = [t for t, _ in toy_pairs(2)]
+    first = sample_sentences(lm_dir, tmp_path / "a", 30, train, seed=7, batch_size=16, progress=False)
+    second = sample_sentences(lm_dir, tmp_path / "b", 30, train, seed=7, batch_size=16, progress=False)
+    texts = [t for t, _ in first]
+    assert len(texts) == 30 and len(set(texts)) == 30
+    assert not set(texts) & set(train)
+    assert first == second
+
+
+def test_conditional_sampling_respects_quota(finetuned, tmp_path):
+    lm_dir, _ = finetuned
+    quota = {"like": 12, "sell": 5}
+    rows = sample_sentences(lm_dir, tmp_path / "c", 17, [], seed=1, quota=quota, batch_size=16, progress=False)
+    assert sum(intent == "like" for _, intent in rows) == 12
+    assert sum(intent == "sell" for _, intent in rows) == 5
+
+
+def test_intent_quota_proportional_and_balanced():
+    intents = ["a"] * 6 + ["b"] * 3 + ["c"]
+    assert intent_quota(intents, 20, balance=False) == {"a": 12, "b": 6, "c": 2}
+    balanced = intent_quota(intents, 20, balance=True)
+    assert sum(balanced.values()) == 20 and max(balanced.values()) - min(balanced.values()) <= 1
+
+
+def test_interrupted_sampling_resumes_without_duplicates(finetuned, tmp_path):
+    lm_dir, _ = finetuned
+    work = tmp_path / "resume"
+    complete = sample_sentences(lm_dir, tmp_path / "full", 40, [], seed=3, batch_size=8, progress=False)
+    sample_sentences(lm_dir, work, 12, [], seed=3, batch_size=8, progress=False)  # "killed" after 12
+    shards = sorted((work / "shards").glob("shard-*.json"))
+    shards[-1].unlink()  # the shard being written when it was killed never landed
+    resumed = sample_sentences(lm_dir, work, 40, [], seed=3, batch_size=8, progress=False)
+    assert len({t for t, _ in resumed}) == 40
+    assert resumed == complete
+
+
+def test_missing_model_gives_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="causal LM not found.*local folder"):
+        load_lm("no-such-org/no-such-model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a model folder"):
+        load_lm(str(tmp_path / "empty"))
