@@ -14,6 +14,7 @@ from typing import List, Optional
 COMMANDS = {
     "convert": "rasa_kd.convert",
     "split": "rasa_kd.split",
+    "pipeline": "rasa_kd.pipeline",
 }
 
 EPILOG = """pipeline: convert -> teacher -> augment -> label -> distil -> export/evaluate
@@ -55,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     quiet_environment()
+    return run_command(argv)
+
+
+def run_command(argv: Optional[List[str]] = None) -> int:
+    """Parse and run one command; a UserError becomes one stderr line and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

@@ -1,6 +1,7 @@
 """`rasa-kd split`: stratified held-out splits of a Rasa NLU file.
 
-Output folder: `train.yml`, `test.yml` (and `dev.yml` with `--dev-fraction`), each a
+Output folder: `train.yml`, `test.yml` (unless `--test-fraction 0`) and `dev.yml`
+(with `--dev-fraction`), each a
 Rasa NLU YAML file keeping entities; every intent keeps at least one training
 example. Splits are made on Rasa's deduplicated examples, so no sentence is in two splits.
 """
@@ -17,8 +18,8 @@ HELP = "hold out stratified test (and dev) splits of a Rasa NLU file"
 
 def stratified_split(examples: Sequence[Example], fraction: float, seed: int) -> Tuple[List[Example], List[Example]]:
     """(kept, held out): about `fraction` of each intent held out, at least one example kept."""
-    if not 0 < fraction < 1:
-        raise UserError(f"split fraction must be between 0 and 1, got {fraction}")
+    if not 0 <= fraction < 1:
+        raise UserError(f"split fraction must be at least 0 and below 1, got {fraction}")
     by_intent: Dict[str, List[Example]] = defaultdict(list)
     for example in examples:
         by_intent[example.intent].append(example)
@@ -39,7 +40,7 @@ def split_nlu(nlu: Path, out: Path, test_fraction: float, dev_fraction: float = 
 
     examples = read_examples(nlu)
     rest, test = stratified_split(examples, test_fraction, seed)
-    splits = {"test": test}
+    splits = {"test": test} if test_fraction else {}
     if dev_fraction:
         rest, splits["dev"] = stratified_split(rest, dev_fraction / (1 - test_fraction), seed + 1)
     splits["train"] = rest
