@@ -91,15 +91,20 @@ def parse_latency(model: Path, texts: Sequence[str], warmup: int = 10) -> Dict[s
     agent = Agent.load(str(model))
     loop = asyncio.new_event_loop()
     try:
-        for text in list(texts)[:warmup]:
-            loop.run_until_complete(agent.parse_message(text))
-        times = []
-        for text in texts:
-            started = time.perf_counter()
-            loop.run_until_complete(agent.parse_message(text))
-            times.append((time.perf_counter() - started) * 1000)
+        return time_calls(lambda text: loop.run_until_complete(agent.parse_message(text)), texts, warmup)
     finally:
         loop.close()
+
+
+def time_calls(call, texts: Sequence[str], warmup: int) -> Dict[str, float]:
+    """Median and p95 milliseconds of `call(text)` over `texts`, after `warmup` untimed calls."""
+    for text in list(texts)[:warmup]:
+        call(text)
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        call(text)
+        times.append((time.perf_counter() - started) * 1000)
     times.sort()
     return {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))],
             "n": len(times)}
@@ -109,3 +114,64 @@ def size_mb(path: Path) -> float:
     path = Path(path)
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     return sum(p.stat().st_size for p in files) / 1e6
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RasaServer:
+    """`rasa run --enable-api` on a free localhost port, as a context manager."""
+
+    def __init__(self, model: Path, log: Path, timeout: float = 180):
+        self.model, self.log, self.timeout = Path(model), Path(log), timeout
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "RasaServer":
+        import urllib.request
+
+        self._log_file = open(self.log, "w")
+        self.process = subprocess.Popen(
+            [*rasa_command(), "run", "--enable-api", "--model", str(self.model), "--port", str(self.port),
+             "--interface", "127.0.0.1"], stdout=self._log_file, stderr=subprocess.STDOUT, env=quiet_env())
+        deadline = time.time() + self.timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                self.__exit__()
+                raise UserError(f"rasa run exited with status {self.process.returncode} (log: {self.log})")
+            try:
+                with urllib.request.urlopen(f"{self.url}/status", timeout=2) as response:
+                    if response.status == 200 and json.loads(response.read()).get("model_file"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.5)
+        self.__exit__()
+        raise UserError(f"rasa run did not answer on {self.url} within {self.timeout:.0f} s (log: {self.log})")
+
+    def parse(self, text: str) -> Dict:
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.url}/model/parse", data=json.dumps({"text": text}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log_file.close()
+
+
+def http_latency(server: RasaServer, texts: Sequence[str], warmup: int = 5) -> Dict[str, float]:
+    """Median and p95 milliseconds of POST /model/parse, one request at a time."""
+    return time_calls(server.parse, texts, warmup)
