@@ -1,5 +1,6 @@
 """Train, test and time Rasa NLU models the way a user would: `rasa train nlu`, `rasa test nlu`,
 `Agent.parse_message`. Used by `make demo` and the benchmarks to compare pipelines."""
+import contextlib
 import json
 import os
 import statistics
@@ -78,8 +79,9 @@ def test_nlu(model: Path, test_file: Path, out_dir: Path, cwd: Path = Path("."))
     }
 
 
-def parse_latency(model: Path, texts: Sequence[str], warmup: int = 10) -> Dict[str, float]:
-    """Median and p95 milliseconds of in-process `Agent.parse_message`, one message at a time."""
+@contextlib.contextmanager
+def loaded_agent(model: Path):
+    """A `parse(text) -> dict` function over an in-process Rasa Agent."""
     import asyncio
     import logging
 
@@ -91,9 +93,20 @@ def parse_latency(model: Path, texts: Sequence[str], warmup: int = 10) -> Dict[s
     agent = Agent.load(str(model))
     loop = asyncio.new_event_loop()
     try:
-        return time_calls(lambda text: loop.run_until_complete(agent.parse_message(text)), texts, warmup)
+        yield lambda text: loop.run_until_complete(agent.parse_message(text))
     finally:
         loop.close()
+
+
+def parse_latency(model: Path, texts: Sequence[str], warmup: int = 10) -> Dict[str, float]:
+    """Median and p95 milliseconds of in-process `Agent.parse_message`, one message at a time."""
+    with loaded_agent(model) as parse:
+        return time_calls(parse, texts, warmup)
+
+
+def parse_messages(model: Path, texts: Sequence[str]) -> List[Dict]:
+    with loaded_agent(model) as parse:
+        return [parse(text) for text in texts]
 
 
 def time_calls(call, texts: Sequence[str], warmup: int) -> Dict[str, float]:

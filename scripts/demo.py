@@ -1,8 +1,11 @@
-"""`make demo`: run the whole rasa-kd path on the embedded demo assistant and print a result table.
+"""`make demo`: the whole rasa-kd path on the embedded demo assistant (data/nlu.yml).
 
-Stages that are not implemented yet are reported as such and skipped.
+1. `rasa-kd pipeline --nlu data/nlu.yml --out build/`  (split, teacher, augment, label, distil, evaluate)
+2. `rasa train nlu` with config.yml (our StudentIntentClassifier) and with Rasa's default DIET pipeline
+3. `rasa test nlu` of both on the held-out split, in-process parse latency of both
+4. a result table, and three example messages parsed by the student pipeline
 """
-import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -10,28 +13,71 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "demo-build"
+BUILD = ROOT / "build"
+EXAMPLES = ["can I get a large oat latte please", "what time do you close on sunday", "is this a real person?"]
 
 
-def stage(name: str, command: list) -> float:
-    print(f"\n== {name}: {' '.join(command)}", flush=True)
+def timed(timings, name, function, *args, **kwargs):
+    print(f"\n== {name}", flush=True)
     started = time.time()
-    subprocess.run(command, check=True, cwd=ROOT)
-    seconds = time.time() - started
-    print(f"== {name}: {seconds:.1f} s", flush=True)
-    return seconds
+    result = function(*args, **kwargs)
+    timings[name] = time.time() - started
+    print(f"== {name}: {timings[name]:.1f} s", flush=True)
+    return result
+
+
+def run_pipeline() -> None:
+    subprocess.run([str(Path(sys.executable).parent / "rasa-kd"), "pipeline", "--nlu", "data/nlu.yml",
+                    "--out", "build", "--size", os.environ.get("DEMO_TRANSFER_SIZE", "6000")],
+                   check=True, cwd=ROOT)
+
+
+def row(name, scores, latency_ms, size_mb):
+    return f"| {name} | {scores['accuracy']:.3f} | {scores['macro_f1']:.3f} | {latency_ms:.2f} | {size_mb:.1f} |"
 
 
 def main() -> int:
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
-    bin_dir = Path(sys.executable).parent
+    os.chdir(ROOT)
+    from rasa_kd import rasa_runner
+
     timings = {}
-    if importlib.util.find_spec("rasa_kd.pipeline") is None:
-        print("rasa-kd pipeline is not implemented yet: the demo converts and checks the demo NLU data only.")
-        BUILD.mkdir(exist_ok=True)
-        timings["convert"] = stage("convert", [str(bin_dir / "rasa-kd"), "convert", "rasa", "--source",
-                                               "data/nlu.yml", "--out", str(BUILD / "nlu"), "--force"])
-    print("\nstage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    timed(timings, "rasa-kd pipeline", run_pipeline)
+    train, test = BUILD / "data" / "train.yml", BUILD / "data" / "test.yml"
+    diet_config = BUILD / "diet-config.yml"
+    diet_config.write_text(rasa_runner.DIET_CONFIG)
+    models = BUILD / "models"
+    student_model = timed(timings, "rasa train nlu (student pipeline)", rasa_runner.train_nlu,
+                          Path("config.yml"), train, models, "student-pipeline")
+    diet_model = timed(timings, "rasa train nlu (DIET pipeline)", rasa_runner.train_nlu,
+                       diet_config, train, models, "diet-pipeline")
+    texts = [line[2:] for line in test.read_text().splitlines() if line.strip().startswith("- ")]
+    results = {}
+    for name, model in (("student", student_model), ("diet", diet_model)):
+        scores = timed(timings, f"rasa test nlu ({name} pipeline)", rasa_runner.test_nlu, model, test,
+                       BUILD / "results" / name)
+        latency = timed(timings, f"parse latency ({name} pipeline)", rasa_runner.parse_latency, model, texts)
+        results[name] = (scores, latency, rasa_runner.size_mb(model))
+    teacher = json.loads((BUILD / "metrics-teacher.json").read_text())
+    student = json.loads((BUILD / "metrics-student.json").read_text())
+
+    print("\n| system | accuracy | macro-F1 | latency ms/example | size MB |")
+    print("|---|---|---|---|---|")
+    print(row("teacher (rasa-kd evaluate)", teacher, teacher["latency_ms_batch1"], teacher["size_mb"]))
+    print(row("student (rasa-kd evaluate)", student, student["latency_ms_batch1"], student["size_mb"]))
+    for name, label in (("student", "Rasa + StudentIntentClassifier"), ("diet", "Rasa default DIET pipeline")):
+        scores, latency, size = results[name]
+        print(row(f"{label} (rasa test nlu, parse)", scores, latency["median_ms"], size))
+    ratio = results["student"][1]["median_ms"] / results["diet"][1]["median_ms"]
+    print(f"\nstudent pipeline parse latency = {ratio:.2f} x DIET pipeline's (test set: {len(texts)} messages)")
+
+    from rasa_kd.rasa_runner import parse_messages
+
+    print("\nexample messages (student pipeline):")
+    for text, parsed in zip(EXAMPLES, parse_messages(student_model, EXAMPLES)):
+        print(f"  {text!r:45} -> {parsed['intent']['name']} ({parsed['intent']['confidence']:.2f})")
+    print("\nstage timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    print(f"total: {sum(timings.values()) / 60:.1f} min")
     return 0
 
 
