@@ -1,0 +1,75 @@
+"""Parse latency of the student pipeline (config.yml) vs Rasa's default DIET pipeline.
+
+Both are trained on the same data (the demo assistant's training split, made by
+`rasa-kd pipeline`; run `make demo` first or this script runs the pipeline), then
+timed in the same run: in-process `Agent.parse_message` (median and p95 over the
+test messages, one at a time, after warm-up) and POST /model/parse against
+`rasa run --enable-api` on localhost. Target: student pipeline <= 0.5x DIET's latency.
+
+Writes benchmarks/results/rasa_latency.json and prints a markdown table.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def ensure_build(build: Path) -> None:
+    if not (build / "student" / "student.json").exists():
+        subprocess.run([str(Path(sys.executable).parent / "rasa-kd"), "pipeline", "--nlu", "data/nlu.yml",
+                        "--out", str(build), "--size", "6000"], check=True, cwd=ROOT)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", type=Path, default=ROOT / "build", help="rasa-kd pipeline output (build/)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rasa_latency.json")
+    args = parser.parse_args()
+    os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+    os.chdir(ROOT)
+    from rasa_kd import rasa_runner
+    from rasa_kd.nlu_io import read_examples
+
+    ensure_build(args.build)
+    train, test = args.build / "data" / "train.yml", args.build / "data" / "test.yml"
+    models = args.build / "latency-models"
+    diet_config = args.build / "diet-config.yml"
+    diet_config.write_text(rasa_runner.DIET_CONFIG)
+    pipelines = {"student": Path("config.yml"), "diet": diet_config}
+    texts = [e.text for e in read_examples(test)]
+    results = {}
+    for name, config in pipelines.items():
+        model = rasa_runner.train_nlu(config, train, models, name)
+        in_process = rasa_runner.parse_latency(model, texts)
+        with rasa_runner.RasaServer(model, models / f"{name}-server.log") as server:
+            http = rasa_runner.http_latency(server, texts)
+        results[name] = {"config": str(config), "model_mb": rasa_runner.size_mb(model),
+                         "in_process": in_process, "http": http}
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
+        "messages": len(texts),
+        "pipelines": results,
+        "ratio_in_process": results["student"]["in_process"]["median_ms"] / results["diet"]["in_process"]["median_ms"],
+        "ratio_http": results["student"]["http"]["median_ms"] / results["diet"]["http"]["median_ms"],
+        "target_ratio": 0.5,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print("| pipeline | in-process median ms | p95 ms | HTTP median ms | p95 ms | model MB |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['in_process']['median_ms']:.2f} | {r['in_process']['p95_ms']:.2f} | "
+              f"{r['http']['median_ms']:.2f} | {r['http']['p95_ms']:.2f} | {r['model_mb']:.1f} |")
+    print(f"\nstudent / DIET: in-process {report['ratio_in_process']:.2f}x, HTTP {report['ratio_http']:.2f}x "
+          f"(target <= 0.5x); written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
