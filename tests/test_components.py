@@ -181,6 +181,7 @@ def test_sequence_features_have_one_row_per_rasa_token(tmp_path, students):
     from rasa_kd.components import StudentFeaturizer
 
     context = ExecutionContext(graph_schema=None, node_name="featurizer")
+    (tmp_path / "storage").mkdir()
     featurizer = StudentFeaturizer.create({**StudentFeaturizer.get_default_config(), "student": str(students[0])},
                                           LocalModelStorage(tmp_path / "storage"), Resource("featurizer"), context)
     featurizer.train(TrainingData())

@@ -1,0 +1,21 @@
+"""rasa-kd students: BiLSTM and small-BERT, the package format, and `load`.
+
+    from rasa_kd.students import load
+    student = load("build/student")            # or load(path, onnx=True)
+    student.labels                             # label names, output order
+    student.predict(["hi there"])              # probabilities [n, n_labels]
+    student.encode(["hi there"])               # sentence vectors [n, d]
+    vectors, offsets = student.encode_tokens("hi there")   # [n_tokens, d], [(start, end), ...]
+
+The package format is documented in `rasa_kd.students.package`.
+"""
+
+
+def load(path, onnx: bool = False, quantized: bool = False, threads: int = 0):
+    """Load a student package; see `rasa_kd.students.runtime.load`."""
+    from rasa_kd.students.runtime import load as load_student
+
+    return load_student(path, onnx=onnx, quantized=quantized, threads=threads)
+
+
+__all__ = ["load"]

@@ -1,0 +1,268 @@
+"""`rasa-kd distil`: train a student on a labelled transfer set (Tang et al. 2019; Sučík 2020).
+
+Students:
+  bilstm  embeddings -> 1-layer BiLSTM (300 units per direction) -> max or last-state
+          pooling -> fully-connected 400 (ReLU, dropout) -> logits. Vocabulary
+          `wordpieces` (the teacher's tokenizer and input embeddings; any language the
+          teacher knows) or `words` (pretrained word vectors, default GloVe 6B 50-d,
+          unknown words share a trained [UNK] vector). Embedding modes (Kim 2014):
+          static (frozen), non-static (trained), multichannel (both, concatenated).
+  bert    a down-scaled BERT (5 layers, hidden 204, 3 heads, intermediate 750) on the
+          teacher's wordpieces; the teacher's embeddings reach the student's width by a
+          learned linear projection (initialised by PCA) or by PCA alone;
+          --init-from-teacher copies the teacher's layers when the widths match.
+
+Losses: mse on logits (default); ce = soft cross-entropy at --temperature T (times T²);
+--hard-weight α mixes in cross-entropy on the gold intents of the original sentences.
+
+Training runs `transformers.Trainer`, scores the dev file every epoch, keeps the best
+epoch (--best-metric) and resumes from the last checkpoint when re-run with the same
+settings (--fresh starts over). Work folder (default OUT.work): init/ (the untrained
+student), checkpoints/checkpoint-N/ (Trainer checkpoints), recipe.json.
+
+Output: the student package OUT (written atomically): student.json, model.safetensors
+and vocab.txt (words) or the teacher's tokenizer files (wordpieces); see
+`rasa_kd.students.package` for the format.
+"""
+import argparse
+import json
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from rasa_kd.errors import UserError
+
+HELP = "train a student (BiLSTM or small BERT) on a labelled transfer set; writes a student package"
+LEARNING_RATES = {"bilstm": 1e-3, "bert": 3e-4}
+RECIPE_KEYS = ("student", "vocab", "vectors", "vectors_limit", "vocab_size", "min_count", "embedding_mode",
+               "hidden_size", "fc_size", "pooling", "dropout", "layers", "heads", "intermediate", "projection",
+               "init_from_teacher", "max_length", "loss", "temperature", "hard_weight", "epochs", "batch_size",
+               "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "best_metric", "seed")
+
+
+def add_arguments(parser) -> None:
+    parser.description = __doc__
+    io = parser.add_argument_group("files")
+    io.add_argument("--transfer", required=True, type=Path, help="labelled transfer set (Arrow folder from `rasa-kd label`)")
+    io.add_argument("--dev", required=True, type=Path, help="dev NLU YAML, scored every epoch to pick the best one")
+    io.add_argument("--test", type=Path, help="optional test NLU YAML, scored once at the end (into student.json)")
+    io.add_argument("--out", required=True, type=Path, help="student package folder to write (must be new or empty)")
+    io.add_argument("--work", type=Path, help="work folder for checkpoints (default OUT.work; kept for resuming)")
+    io.add_argument("--teacher", type=Path, help="teacher folder (default: the first teacher in the transfer set's label.json)")
+    io.add_argument("--force", action="store_true", help="replace an output folder that has content")
+    io.add_argument("--fresh", action="store_true", help="delete the work folder's checkpoints and start over")
+    arch = parser.add_argument_group("student")
+    arch.add_argument("--student", choices=("bilstm", "bert"), default="bilstm", help="architecture (default bilstm)")
+    arch.add_argument("--vocab", choices=("wordpieces", "words"), default="wordpieces",
+                      help="bilstm vocabulary: the teacher's wordpieces or words with pretrained vectors (default wordpieces)")
+    arch.add_argument("--vectors", default="glove50", help="words: glove50 (default) or a word2vec/GloVe text file")
+    arch.add_argument("--vectors-limit", type=int, help="words: read only the first N vectors of the file (default all)")
+    arch.add_argument("--vocab-size", type=int, default=50_000,
+                      help="words: vocabulary size; transfer-set words first, then the most frequent pretrained words (default 50000)")
+    arch.add_argument("--min-count", type=int, default=2,
+                      help="words: a transfer-set word without a pretrained vector joins the vocabulary from this count (default 2)")
+    arch.add_argument("--embedding-mode", choices=("static", "non-static", "multichannel"), default="multichannel",
+                      help="bilstm embeddings: frozen, trained, or both concatenated (default multichannel)")
+    arch.add_argument("--hidden-size", type=int, help="bilstm units per direction (default 300); bert hidden size (default 204)")
+    arch.add_argument("--fc-size", type=int, default=400, help="bilstm fully-connected layer (default 400)")
+    arch.add_argument("--pooling", choices=("max", "last"), default="max", help="bilstm pooling over positions (default max)")
+    arch.add_argument("--dropout", type=float, default=0.1, help="dropout (default 0.1)")
+    arch.add_argument("--layers", type=int, default=5, help="bert layers (default 5)")
+    arch.add_argument("--heads", type=int, default=3, help="bert attention heads (default 3)")
+    arch.add_argument("--intermediate", type=int, default=750, help="bert feed-forward size (default 750)")
+    arch.add_argument("--projection", choices=("linear", "pca"), default="linear",
+                      help="bert: teacher embeddings -> student width by a learned linear layer (PCA-initialised) or PCA (default linear)")
+    arch.add_argument("--init-from-teacher", action="store_true",
+                      help="bert: copy the teacher's embeddings and evenly spaced layers (widths must match the teacher's)")
+    arch.add_argument("--max-length", type=int, default=64, help="tokens per sentence, longer ones are cut (default 64)")
+    train = parser.add_argument_group("training")
+    train.add_argument("--loss", choices=("mse", "ce"), default="mse", help="mse on logits (default) or soft cross-entropy")
+    train.add_argument("--temperature", type=float, default=1.0, help="ce: softmax temperature T; the loss is scaled by T² (default 1)")
+    train.add_argument("--hard-weight", type=float, default=0.0,
+                       help="weight α of cross-entropy on gold intents of original sentences: (1-α)·soft + α·hard (default 0)")
+    train.add_argument("--epochs", type=float, default=10, help="epochs over the transfer set (default 10)")
+    train.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
+    train.add_argument("--eval-batch-size", type=int, default=256, help="dev batch size (default 256)")
+    train.add_argument("--learning-rate", type=float, help="AdamW learning rate (default 1e-3 bilstm, 3e-4 bert)")
+    train.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
+    train.add_argument("--warmup-ratio", type=float, default=0.0, help="share of steps for linear warm-up (default 0)")
+    train.add_argument("--lr-scheduler", default="linear", help="transformers scheduler name (default linear)")
+    train.add_argument("--best-metric", choices=("accuracy", "micro_f1", "macro_f1", "mcc"), default="accuracy",
+                       help="dev metric that picks the best epoch (default accuracy)")
+    train.add_argument("--patience", type=int, default=0, help="stop after N epochs without dev improvement (default 0: never)")
+    train.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+
+
+def parse(argv: List[str]) -> argparse.Namespace:
+    """Arguments of `rasa-kd distil` from a list of strings (for scripts and tests)."""
+    parser = argparse.ArgumentParser(prog="rasa-kd distil")
+    add_arguments(parser)
+    return parser.parse_args([str(a) for a in argv])
+
+
+def check_arguments(args) -> None:
+    if not 0 <= args.hard_weight <= 1:
+        raise UserError(f"--hard-weight must be between 0 and 1, got {args.hard_weight}")
+    if args.temperature <= 0:
+        raise UserError(f"--temperature must be positive, got {args.temperature}")
+    for name in ("epochs", "batch_size", "max_length", "vocab_size"):
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive")
+    if args.learning_rate is None:
+        args.learning_rate = LEARNING_RATES[args.student]
+
+
+def recipe_of(args) -> Dict:
+    recipe = {key: getattr(args, key) for key in RECIPE_KEYS}
+    recipe["vectors"] = recipe["vectors"] if args.student == "bilstm" and args.vocab == "words" else None
+    return recipe
+
+
+def prepare_work(work: Path, recipe: Dict, transfer_path: Path, fresh: bool) -> None:
+    """Make the work folder; refuse to resume one that was made with other settings."""
+    recipe_file = work / "recipe.json"
+    stamp = {"transfer": str(transfer_path.resolve()), **recipe}
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    if recipe_file.is_file():
+        old = json.loads(recipe_file.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(old) | set(stamp) if old.get(k) != stamp.get(k))
+        if changed:
+            raise UserError(f"{work}: work folder of a run with other settings ({', '.join(changed)}); "
+                            f"re-run with the same settings to resume, or add --fresh to start over")
+    work.mkdir(parents=True, exist_ok=True)
+    recipe_file.write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
+
+
+def initial_student(args, transfer, teacher, work: Path):
+    """(tokenizer, model, hf_tokenizer): from <work>/init when resuming, else built and saved there."""
+    from rasa_kd.students import build, package
+    from rasa_kd.students.tokenizers import load_tokenizer
+
+    init = work / "init"
+    if (init / package.MANIFEST).is_file():
+        manifest = package.read_manifest(init)
+        model = package.build_model(manifest)
+        package.load_weights(model, init)
+        hf_tokenizer = teacher.tokenizer if manifest["tokenizer"]["kind"] == "wordpieces" else None
+        return load_tokenizer(init, manifest["tokenizer"]), model, hf_tokenizer
+    from transformers import set_seed
+
+    set_seed(args.seed)
+    if args.student == "bilstm":
+        tokenizer, model, hf_tokenizer = build.build_bilstm(args, len(transfer.labels), teacher, transfer)
+    else:
+        tokenizer, model, hf_tokenizer = build.build_small_bert(args, len(transfer.labels), teacher)
+    tmp = work / "init.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    package.save_package(tmp, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer)
+    tmp.rename(init)
+    return tokenizer, model, hf_tokenizer
+
+
+def find_teacher(args, transfer):
+    """The Teacher (or None for word BiLSTMs without a teacher folder) and its path."""
+    from rasa_kd.students.build import Teacher
+
+    path = args.teacher or (transfer.teacher_paths()[0] if transfer.teacher_paths() else None)
+    needs_teacher = not (args.student == "bilstm" and args.vocab == "words")
+    if path is None:
+        if needs_teacher:
+            raise UserError(f"{transfer.path}: label.json names no teacher; give the teacher folder with --teacher")
+        return None, None
+    if not Path(path).is_dir():
+        if needs_teacher:
+            raise UserError(f"{path}: teacher folder not found (named in {transfer.path}/label.json); use --teacher")
+        return None, str(path)
+    teacher = Teacher(Path(path))
+    teacher_labels = teacher.labels()
+    if needs_teacher and teacher_labels is not None and teacher_labels != transfer.labels:
+        raise UserError(f"{path}/labels.json does not match {transfer.path}/labels.json (names or order differ)")
+    return teacher, str(path)
+
+
+def score(model, tokenizer, examples, labels) -> Dict[str, float]:
+    """Classification scores of an in-memory model on NLU examples."""
+    from rasa_kd.metrics import classification_scores
+    from rasa_kd.students.runtime import Student, TorchBackend
+
+    student = Student(Path("."), {"labels": labels, "architecture": model.architecture}, tokenizer, TorchBackend(model))
+    return classification_scores([e.intent for e in examples], student.predict_labels([e.text for e in examples]))
+
+
+def train(args, transfer, tokenizer, model, dev, work: Path, callbacks=()):
+    """Run the Trainer (resuming from the last checkpoint) and return it with the best model loaded."""
+    from transformers import EarlyStoppingCallback
+
+    from rasa_kd.students import data, training
+
+    train_set = data.training_dataset(transfer, tokenizer)
+    callbacks = list(callbacks) + ([EarlyStoppingCallback(args.patience)] if args.patience else [])
+    trainer = training.make_trainer_class()(
+        model=model, args=training.training_arguments(args, work / "checkpoints"),
+        train_dataset=train_set, eval_dataset=data.examples_dataset(dev, tokenizer, transfer.labels),
+        data_collator=data.Collator(tokenizer.pad_id), compute_metrics=training.metrics_function(transfer.labels),
+        callbacks=callbacks, loss=args.loss, temperature=args.temperature, hard_weight=args.hard_weight,
+    )
+    resume = training.last_checkpoint(work / "checkpoints")
+    if resume:
+        print(f"resuming from {resume}", flush=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="mtime may not be reliable")
+        trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+def best_epoch(trainer) -> Optional[float]:
+    best = trainer.state.best_model_checkpoint
+    for entry in trainer.state.log_history:
+        if best and entry.get("step") == int(best.rsplit("-", 1)[-1]) and "epoch" in entry:
+            return entry["epoch"]
+    return None
+
+
+def distil(args, callbacks=()) -> Dict:
+    """The whole stage; returns the written student.json. `callbacks`: extra TrainerCallbacks."""
+    from rasa_kd.outputs import atomic_output_dir, check_output_dir
+    from rasa_kd.students import build, data, package
+
+    check_arguments(args)
+    check_output_dir(args.out, args.force)
+    transfer = data.open_transfer(args.transfer)
+    dev = data.read_split(args.dev, transfer.labels)
+    test = data.read_split(args.test, transfer.labels)
+    teacher, teacher_path = find_teacher(args, transfer)
+    work = args.work or args.out.with_name(args.out.name + ".work")
+    recipe = recipe_of(args)
+    prepare_work(work, recipe, args.transfer, args.fresh)
+    started = time.time()
+    tokenizer, model, hf_tokenizer = initial_student(args, transfer, teacher, work)
+    print(f"{args.student} student: {package.count_parameters(model)['total']:,} parameters, "
+          f"{len(transfer.dataset):,} transfer sentences, {len(transfer.labels)} labels", flush=True)
+    trainer = train(args, transfer, tokenizer, model, dev, work, callbacks)
+    model = trainer.model
+    metrics = {"dev": score(model, tokenizer, dev, transfer.labels)}
+    if test:
+        metrics["test"] = score(model, tokenizer, test, transfer.labels)
+    recipe.update(transfer=str(args.transfer), transfer_sentences=len(transfer.dataset),
+                  transfer_sources=transfer.source_counts(), dev=str(args.dev), test=str(args.test) if test else None,
+                  best_epoch=best_epoch(trainer), training_seconds=round(time.time() - started, 1))
+    with atomic_output_dir(args.out, args.force) as folder:
+        manifest = package.save_package(folder, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer,
+                                        teacher=build.teacher_identity(teacher_path), recipe=recipe, metrics=metrics)
+    print_summary(args.out, metrics)
+    return manifest
+
+
+def print_summary(out: Path, metrics: Dict) -> None:
+    for split, scores in metrics.items():
+        print(f"{split}: accuracy {scores['accuracy']:.4f}  micro-F1 {scores['micro_f1']:.4f}  "
+              f"macro-F1 {scores['macro_f1']:.4f}  MCC {scores['mcc']:.4f}  (n={scores['n']})")
+    print(f"student package: {out}")
+
+
+def run(args) -> int:
+    distil(args)
+    return 0

@@ -1,0 +1,157 @@
+"""`rasa-kd export`: a student package to ONNX, optionally quantized to int8.
+
+--onnx      writes STUDENT/model.onnx (opset 17, dynamic batch and length; inputs
+            input_ids and attention_mask int64 [batch, length]; outputs logits
+            [batch, labels], sentence [batch, d], tokens [batch, length, d]) and
+            checks its outputs against PyTorch on sample sentences (max abs diff).
+--quantize  also writes STUDENT/model.int8.onnx (onnxruntime dynamic int8
+            quantization of the weights); with --data, the accuracy of PyTorch and
+            int8 on that NLU file and the change are reported.
+
+Both files are written atomically (temporary file, then rename). A summary goes to
+STUDENT/export.json. Load them with `rasa_kd.students.load(path, onnx=True)` (or
+`quantized=True`), or `onnx: true` in the Rasa components.
+"""
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from rasa_kd.errors import UserError
+
+HELP = "export a student package to ONNX (model.onnx) and optionally int8 (model.int8.onnx)"
+OUTPUT_NAMES = ["logits", "sentence", "tokens"]
+SAMPLE_TEXTS = ["hello there!", "I would like to book a table for two tomorrow at 8 pm, please.", "bye",
+                "what is the weather like in Berlin?", "", "Ünïcödé wörds and numbers 12345"]
+
+
+def add_arguments(parser) -> None:
+    parser.description = __doc__
+    parser.add_argument("--model", required=True, type=Path, help="student package folder (from `rasa-kd distil`)")
+    parser.add_argument("--onnx", action="store_true", help="write model.onnx and check it against PyTorch")
+    parser.add_argument("--quantize", action="store_true", help="also write model.int8.onnx (dynamic int8); implies --onnx")
+    parser.add_argument("--data", type=Path, help="NLU file: check on its sentences and report the int8 accuracy change")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--tolerance", type=float, default=1e-3,
+                        help="largest allowed |ONNX - PyTorch| logit difference for model.onnx (default 1e-3)")
+
+
+def atomic_file(target: Path):
+    """A temporary path next to `target`; the caller renames it when complete."""
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=".onnx", dir=target.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def export_onnx(student, target: Path, opset: int = 17) -> None:
+    """Trace the student's torch model to `target` with dynamic batch and length."""
+    import torch
+
+    model = student.backend.model.eval()
+    batch = student.tokenizer(["hello there my friend", "hi"])
+    inputs = (torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"]))
+    dynamic = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
+               "logits": {0: "batch"}, "sentence": {0: "batch"}, "tokens": {0: "batch", 1: "length"}}
+    tmp = atomic_file(target)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
+            torch.onnx.export(model, inputs, str(tmp), input_names=["input_ids", "attention_mask"],
+                              output_names=OUTPUT_NAMES, dynamic_axes=dynamic, opset_version=opset,
+                              do_constant_folding=True, dynamo=False)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def quantize(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = atomic_file(target)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime logs a generic "consider pre-processing" warning
+    try:
+        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
+        os.replace(tmp, target)
+    finally:
+        root.setLevel(level)
+        tmp.unlink(missing_ok=True)
+
+
+def max_differences(reference, other, texts: List[str]) -> Dict[str, float]:
+    """Max |difference| of logits, probabilities and sentence vectors of two loaded students."""
+    diffs = {"logits": 0.0, "probabilities": 0.0, "sentence": 0.0}
+    for start in range(0, len(texts), 64):
+        chunk = texts[start:start + 64]
+        batch = reference.tokenizer(chunk)
+        a = reference.backend(batch["input_ids"], batch["attention_mask"])
+        b = other.backend(batch["input_ids"], batch["attention_mask"])
+        diffs["logits"] = max(diffs["logits"], float(np.abs(a[0] - b[0]).max()))
+        diffs["sentence"] = max(diffs["sentence"], float(np.abs(a[1] - b[1]).max()))
+        diffs["probabilities"] = max(diffs["probabilities"],
+                                     float(np.abs(reference.predict(chunk) - other.predict(chunk)).max()))
+    return diffs
+
+
+def accuracy(student, examples) -> float:
+    predicted = student.predict_labels([e.text for e in examples])
+    return float(np.mean([p == e.intent for p, e in zip(predicted, examples)]))
+
+
+def export(model: Path, onnx: bool = True, quantized: bool = False, data: Optional[Path] = None,
+           opset: int = 17, tolerance: float = 1e-3) -> Dict:
+    """Export and check; returns the summary also written to export.json."""
+    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.students import load, package
+
+    if not (onnx or quantized):
+        raise UserError("nothing to export: give --onnx and/or --quantize")
+    reference = load(model)
+    examples = read_examples(data) if data else []
+    texts = [e.text for e in examples][:512] or SAMPLE_TEXTS
+    summary = {"opset": opset, "check_sentences": len(texts)}
+    onnx_file = model / package.ONNX
+    export_onnx(reference, onnx_file, opset)
+    exported = load(model, onnx=True)
+    summary["onnx"] = {"file": package.ONNX, "bytes": onnx_file.stat().st_size,
+                       "max_abs_diff": max_differences(reference, exported, texts)}
+    diff = summary["onnx"]["max_abs_diff"]["logits"]
+    print(f"{onnx_file}: {onnx_file.stat().st_size / 1e6:.1f} MB; max |ONNX - PyTorch|: logits {diff:.2e}, "
+          f"probabilities {summary['onnx']['max_abs_diff']['probabilities']:.2e} on {len(texts)} sentences")
+    if diff > tolerance:
+        raise UserError(f"{onnx_file}: ONNX logits differ from PyTorch by {diff:.2e} (> --tolerance {tolerance})")
+    if quantized:
+        summary["int8"] = quantize_and_check(model, reference, texts, examples)
+    package.write_json(summary, model / "export.json")
+    return summary
+
+
+def quantize_and_check(model: Path, reference, texts, examples) -> Dict:
+    from rasa_kd.students import load, package
+
+    int8_file = model / package.ONNX_INT8
+    quantize(model / package.ONNX, int8_file)
+    int8 = load(model, quantized=True)
+    report = {"file": package.ONNX_INT8, "bytes": int8_file.stat().st_size,
+              "max_abs_diff": max_differences(reference, int8, texts)}
+    print(f"{int8_file}: {int8_file.stat().st_size / 1e6:.1f} MB; max |int8 - PyTorch|: logits "
+          f"{report['max_abs_diff']['logits']:.2e}, probabilities {report['max_abs_diff']['probabilities']:.2e}")
+    if examples:
+        before, after = accuracy(reference, examples), accuracy(int8, examples)
+        agreement = float(np.mean(np.array(reference.predict_labels(texts)) == np.array(int8.predict_labels(texts))))
+        report.update(accuracy_pytorch=before, accuracy_int8=after, accuracy_change=after - before,
+                      prediction_agreement=agreement, data_examples=len(examples))
+        print(f"accuracy on {len(examples)} examples: PyTorch {before:.4f}, int8 {after:.4f} "
+              f"(change {after - before:+.4f}); same prediction for {agreement:.1%}")
+    return report
+
+
+def run(args) -> int:
+    export(args.model, onnx=args.onnx or args.quantize, quantized=args.quantize, data=args.data,
+           opset=args.opset, tolerance=args.tolerance)
+    return 0

@@ -1,0 +1,38 @@
+"""Distillation losses on logits (Hinton et al. 2015; Tang et al. 2019).
+
+* `mse`: mean squared error between student and teacher logits (the default).
+* `ce`: soft cross-entropy against the teacher's softmax at temperature T,
+  multiplied by T² so gradients keep their scale across temperatures.
+* hard weight α: `(1 - α) * soft + α * CE(student, gold)`, the gold part averaged
+  over the rows that have a gold label (id >= 0: the original sentences).
+"""
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("mse", "ce")
+
+
+def soft_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "mse", temperature: float = 1.0) -> torch.Tensor:
+    if kind == "mse":
+        return F.mse_loss(student, teacher)
+    if kind == "ce":
+        targets = F.softmax(teacher / temperature, dim=-1)
+        log_probs = F.log_softmax(student / temperature, dim=-1)
+        return -(targets * log_probs).sum(dim=-1).mean() * temperature ** 2
+    raise ValueError(f"unknown loss {kind!r} (choose from {', '.join(LOSSES)})")
+
+
+def hard_loss(student: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on rows with gold >= 0; zero (with a gradient path) when there are none."""
+    has_gold = gold >= 0
+    if not bool(has_gold.any()):
+        return student.sum() * 0.0
+    return F.cross_entropy(student[has_gold], gold[has_gold])
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, gold: torch.Tensor, kind: str = "mse",
+                      temperature: float = 1.0, hard_weight: float = 0.0) -> torch.Tensor:
+    loss = soft_loss(student, teacher, kind, temperature)
+    if hard_weight > 0:
+        loss = (1 - hard_weight) * loss + hard_weight * hard_loss(student, gold)
+    return loss

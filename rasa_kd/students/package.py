@@ -1,0 +1,171 @@
+"""The student package: what `rasa-kd distil` writes and `rasa_kd.students.load` reads.
+
+A student package is a folder:
+
+    student.json        manifest (below)
+    model.safetensors   the weights (safetensors; no pickle anywhere in a package)
+    vocab.txt           words students: one word per line, line number = id,
+                        lines 0 and 1 are [PAD] and [UNK]
+    tokenizer.json ...  wordpiece students: the teacher's Hugging Face tokenizer files
+                        (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+                        vocab.txt); inference reads tokenizer.json with `tokenizers`
+    model.onnx          optional, from `rasa-kd export --onnx` (inputs input_ids and
+                        attention_mask, int64 [batch, length]; outputs logits,
+                        sentence, tokens); model.int8.onnx from `--quantize`
+    metrics-*.json      optional, from `rasa-kd evaluate`
+
+student.json (JSON object, UTF-8):
+
+    format          "rasa-kd-student"
+    format_version  1 (a reader refuses packages with a newer version)
+    architecture    "bilstm" or "bert"
+    config          the architecture's hyperparameters (enough to rebuild the model:
+                    sizes, embedding mode, pooling, vocab_size, n_labels, ...)
+    labels          label names in the order of the model's outputs
+    tokenizer       {"kind": "words" | "wordpieces", "max_length": int, "vocab_size": int,
+                     "file": "vocab.txt" | "tokenizer.json", ...}
+    teacher         {"path", "name", "model_type", "fingerprint"}: the teacher that
+                    labelled the transfer set (not needed at load time)
+    recipe          how it was trained: transfer set, sizes, loss, temperature,
+                    hard weight, epochs, batch size, learning rate, best epoch, ...
+    metrics         {"dev": {...}, "test": {...}}: accuracy, micro_f1, macro_f1, mcc, n
+    parameters      {"embedding": int, "other": int, "total": int}
+    outputs         {"sentence_dim": int, "token_dim": int}
+    created         creation time, ISO 8601 UTC
+    rasa_kd_version the rasa-kd version that wrote it
+
+`load(path)` returns a `Student` (see `rasa_kd.students.runtime`) with `labels`,
+`predict(texts)` (probabilities [n, n_labels]), `encode(texts)` (sentence vectors
+[n, d]) and `encode_tokens(text)` (token vectors [n_tokens, d] and their
+`(start, end)` character offsets into `text`). A missing, corrupt or newer package
+raises `rasa_kd.errors.UserError` with one line naming the problem.
+"""
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from rasa_kd.errors import UserError
+
+FORMAT = "rasa-kd-student"
+FORMAT_VERSION = 1
+MANIFEST = "student.json"
+WEIGHTS = "model.safetensors"
+ONNX = "model.onnx"
+ONNX_INT8 = "model.int8.onnx"
+ARCHITECTURES = ("bilstm", "bert")
+REQUIRED_KEYS = ("architecture", "config", "labels", "tokenizer")
+
+
+def read_manifest(path) -> Dict:
+    """student.json of the package at `path`, checked for format, version and required keys."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise UserError(f"{path}: student package not found")
+    if not manifest_path.is_file():
+        raise UserError(f"{path}: not a rasa-kd student package (no {MANIFEST})")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{manifest_path}: corrupt student manifest ({type(error).__name__}: {str(error)[:80]})") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{manifest_path}: not a rasa-kd student manifest (format is not {FORMAT!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise UserError(f"{manifest_path}: corrupt student manifest (no integer format_version)")
+    if version > FORMAT_VERSION:
+        raise UserError(f"{manifest_path}: package format version {version} is newer than this rasa-kd reads "
+                        f"({FORMAT_VERSION}); upgrade rasa-kd")
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise UserError(f"{manifest_path}: corrupt student manifest (missing {', '.join(missing)})")
+    if manifest["architecture"] not in ARCHITECTURES:
+        raise UserError(f"{manifest_path}: unknown architecture {manifest['architecture']!r}")
+    labels = manifest["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise UserError(f"{manifest_path}: corrupt student manifest (labels is not a list of names)")
+    config = manifest["config"]
+    if not isinstance(config, dict) or config.get("n_labels") != len(labels):
+        outputs = config.get("n_labels") if isinstance(config, dict) else None
+        raise UserError(f"{manifest_path}: names {len(labels)} labels but the model has {outputs} outputs")
+    return manifest
+
+
+def build_model(manifest: Dict, **init):
+    """An untrained torch model of the manifest's architecture and config."""
+    if manifest["architecture"] == "bilstm":
+        from rasa_kd.students.bilstm import BiLSTMStudent
+
+        return BiLSTMStudent(manifest["config"], **init)
+    from rasa_kd.students.small_bert import SmallBertStudent
+
+    return SmallBertStudent(manifest["config"])
+
+
+def load_weights(model, path: Path) -> None:
+    """Load model.safetensors into `model`; any mismatch or corruption is one UserError line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(path) / WEIGHTS
+    if not weights.is_file():
+        raise UserError(f"{weights}: model weights not found")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise UserError(f"{weights}: corrupt weights file ({str(error).splitlines()[0][:100]})") from error
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:160]
+        raise UserError(f"{weights}: weights do not match student.json ({detail})") from error
+
+
+def count_parameters(model) -> Dict[str, int]:
+    """Trainable-or-not parameter counts, split into embeddings and the rest."""
+    embedding = other = 0
+    for name, parameter in model.named_parameters():
+        if model.is_embedding_parameter(name):
+            embedding += parameter.numel()
+        else:
+            other += parameter.numel()
+    return {"embedding": embedding, "other": other, "total": embedding + other}
+
+
+def write_json(obj, path: Path) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def save_package(folder, model, tokenizer, labels: List[str], *, teacher: Optional[Dict] = None,
+                 recipe: Optional[Dict] = None, metrics: Optional[Dict] = None, hf_tokenizer=None) -> Dict:
+    """Write a complete package into `folder` (the caller makes the folder atomic); returns the manifest."""
+    from safetensors.torch import save_file
+
+    from rasa_kd import __version__
+    from rasa_kd.students.tokenizers import describe, save_hf_tokenizer_files
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
+    files = save_hf_tokenizer_files(hf_tokenizer, folder) if hf_tokenizer is not None else []
+    files = sorted(set(files) | set(tokenizer.save(folder)))
+    token_dim = model.student_config["hidden_size"] * (2 if model.architecture == "bilstm" else 1)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": model.architecture,
+        "config": model.student_config,
+        "labels": list(labels),
+        "tokenizer": {**describe(tokenizer), "files": files},
+        "teacher": teacher or {},
+        "recipe": recipe or {},
+        "metrics": metrics or {},
+        "parameters": count_parameters(model),
+        "outputs": {"sentence_dim": token_dim, "token_dim": token_dim},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rasa_kd_version": __version__,
+    }
+    write_json(manifest, folder / MANIFEST)
+    return manifest

@@ -1,0 +1,136 @@
+"""A loaded student: tokenizer + model (PyTorch or onnxruntime) behind one small interface."""
+import warnings
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+from rasa_kd.errors import UserError
+from rasa_kd.students import package
+from rasa_kd.students.tokenizers import load_tokenizer
+
+BATCH_SIZE = 64
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model):
+        import torch
+
+        self.torch = torch
+        self.model = model.eval()
+
+    @classmethod
+    def from_package(cls, path: Path, manifest) -> "TorchBackend":
+        model = package.build_model(manifest)
+        package.load_weights(model, path)
+        return cls(model)
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray):
+        torch = self.torch
+        with torch.inference_mode():
+            outputs = self.model(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
+        return tuple(o.numpy() for o in outputs)
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, model_file: Path, threads: int = 0):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise UserError(f"{model_file}: cannot load the ONNX model ({str(error).splitlines()[0][:100]})") from error
+        self.model_file = model_file
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray):
+        return tuple(self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask}))
+
+
+class Student:
+    """`labels`, `predict`, `encode`, `encode_tokens`; `manifest` is the package's student.json."""
+
+    def __init__(self, path: Path, manifest, tokenizer, backend):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.labels: List[str] = list(manifest["labels"])
+        self.tokenizer = tokenizer
+        self.backend = backend
+
+    @property
+    def architecture(self) -> str:
+        return self.manifest["architecture"]
+
+    def _run(self, texts: Sequence[str]):
+        """(logits, sentence vectors) for `texts`, in batches of BATCH_SIZE."""
+        logits, sentences = [], []
+        for start in range(0, len(texts), BATCH_SIZE):
+            batch = self.tokenizer(texts[start:start + BATCH_SIZE])
+            out = self.backend(batch["input_ids"], batch["attention_mask"])
+            logits.append(out[0])
+            sentences.append(out[1])
+        if not logits:
+            return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, self.dimension), np.float32)
+        return np.concatenate(logits), np.concatenate(sentences)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.manifest.get("outputs", {}).get("sentence_dim", 0))
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run(list(texts))[0]
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities [n, len(labels)], columns in `labels` order."""
+        return softmax(self.logits(texts).astype(np.float32))
+
+    def predict_labels(self, texts: Sequence[str]) -> List[str]:
+        return [self.labels[i] for i in self.logits(texts).argmax(axis=1)]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Sentence vectors [n, d]."""
+        return self._run(list(texts))[1]
+
+    def encode_tokens(self, text: str) -> Tuple[np.ndarray, List[Tuple[int, int]]]:
+        """Token vectors [n_tokens, d] and each token's (start, end) characters in `text`.
+
+        Special tokens ([CLS], [SEP]) and empty spans are left out; a text with no
+        tokens gives an empty [0, d] array.
+        """
+        batch = self.tokenizer([text])
+        tokens = self.backend(batch["input_ids"], batch["attention_mask"])[2][0]
+        keep = [i for i, (start, end) in enumerate(batch["offsets"][0]) if end > start]
+        return tokens[keep], [tuple(batch["offsets"][0][i]) for i in keep]
+
+
+def load(path, onnx: bool = False, quantized: bool = False, threads: int = 0) -> Student:
+    """Load a student package (see `rasa_kd.students.package`); no teacher is needed.
+
+    onnx: run `model.onnx` with onnxruntime (`model.int8.onnx` with `quantized`); a
+    package without that file falls back to PyTorch with a warning.
+    """
+    path = Path(path)
+    manifest = package.read_manifest(path)
+    tokenizer = load_tokenizer(path, manifest["tokenizer"])
+    backend = None
+    if onnx or quantized:
+        model_file = path / (package.ONNX_INT8 if quantized else package.ONNX)
+        if model_file.is_file():
+            backend = OnnxBackend(model_file, threads)
+        else:
+            warnings.warn(f"{model_file} not found (run `rasa-kd export --model {path} --onnx`); using PyTorch")
+    if backend is None:
+        backend = TorchBackend.from_package(path, manifest)
+    return Student(path, manifest, tokenizer, backend)

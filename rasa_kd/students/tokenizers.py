@@ -1,0 +1,177 @@
+"""The students' two tokenizers, both returning padded id batches and character offsets.
+
+* `WordTokenizer` ("words"): a lowercase regex split (`\\w+` runs and single
+  punctuation characters); the vocabulary is `vocab.txt`, one word per line, the
+  line number being the id. Lines 0 and 1 are always `[PAD]` and `[UNK]`.
+* `WordpieceTokenizer` ("wordpieces"): the teacher's fast tokenizer, saved as the
+  Hugging Face tokenizer files (`tokenizer.json` ...) and read back with the
+  `tokenizers` library alone (no transformers or torch at inference time).
+
+Both produce `input_ids` and `attention_mask` (int64 numpy arrays, padded to the
+longest text in the batch, truncated to `max_length`) and, per text, the
+`(start, end)` character span of every position (`(0, 0)` for special tokens and
+padding). Every text gets at least one position, so empty texts work.
+"""
+import re
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+import numpy as np
+
+from rasa_kd.errors import UserError
+
+PAD, UNK = "[PAD]", "[UNK]"
+WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
+VOCAB_FILE = "vocab.txt"
+Offsets = List[Tuple[int, int]]
+
+
+class Batch(dict):
+    """`input_ids`, `attention_mask` (numpy int64 [n, length]) and `offsets` (list per text)."""
+
+
+def _pad(rows: Sequence[List[int]], offsets: Sequence[Offsets], pad_id: int) -> Batch:
+    length = max(1, max(len(row) for row in rows))
+    ids = np.full((len(rows), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), length), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = row
+        mask[i, :len(row)] = 1
+    return Batch(input_ids=ids, attention_mask=mask, offsets=list(offsets))
+
+
+def split_words(text: str) -> Tuple[List[str], Offsets]:
+    """Lowercased words and punctuation of `text` with their character spans."""
+    matches = list(WORD_PATTERN.finditer(text))
+    return [m.group().lower() for m in matches], [m.span() for m in matches]
+
+
+class WordTokenizer:
+    """Regex words looked up in a fixed vocabulary; unknown words map to `[UNK]` (id 1)."""
+
+    kind = "words"
+
+    def __init__(self, words: Sequence[str], max_length: int = 64):
+        if list(words[:2]) != [PAD, UNK]:
+            raise ValueError(f"a word vocabulary starts with {PAD} and {UNK}")
+        self.words = list(words)
+        self.index: Dict[str, int] = {w: i for i, w in enumerate(self.words)}
+        self.max_length = max_length
+        self.pad_id, self.unk_id = 0, 1
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def ids_and_offsets(self, text: str) -> Tuple[List[int], Offsets]:
+        words, offsets = split_words(text)
+        words, offsets = words[:self.max_length], offsets[:self.max_length]
+        if not words:
+            return [self.unk_id], [(0, 0)]
+        return [self.index.get(w, self.unk_id) for w in words], offsets
+
+    def __call__(self, texts: Iterable[str]) -> Batch:
+        pairs = [self.ids_and_offsets(t) for t in texts]
+        return _pad([p[0] for p in pairs], [p[1] for p in pairs], self.pad_id)
+
+    def save(self, folder: Path) -> List[str]:
+        with open(Path(folder) / VOCAB_FILE, "w", encoding="utf-8") as f:
+            f.writelines(f"{w}\n" for w in self.words)
+        return [VOCAB_FILE]
+
+    @classmethod
+    def load(cls, folder: Path, max_length: int) -> "WordTokenizer":
+        path = Path(folder) / VOCAB_FILE
+        try:
+            words = path.read_text(encoding="utf-8").split("\n")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"{path}: cannot read the vocabulary ({type(error).__name__})") from error
+        if words and words[-1] == "":
+            words.pop()
+        if words[:2] != [PAD, UNK]:
+            raise UserError(f"{path}: not a rasa-kd word vocabulary (first lines must be {PAD} and {UNK})")
+        return cls(words, max_length)
+
+
+class WordpieceTokenizer:
+    """The teacher's fast (Rust) tokenizer from `tokenizer.json`, with `[CLS]`/`[SEP]` when `special_tokens`."""
+
+    kind = "wordpieces"
+    FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+    def __init__(self, backend, max_length: int = 64, special_tokens: bool = True):
+        self.backend = backend
+        self.max_length = max_length
+        self.special_tokens = special_tokens
+        self.backend.no_padding()
+        self.backend.enable_truncation(max_length)
+        self.pad_id = self._pad_id()
+
+    def _pad_id(self) -> int:
+        for token in ("[PAD]", "<pad>", "<PAD>"):
+            found = self.backend.token_to_id(token)
+            if found is not None:
+                return found
+        return 0
+
+    def __len__(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def __call__(self, texts: Iterable[str]) -> Batch:
+        encodings = self.backend.encode_batch(list(texts), add_special_tokens=self.special_tokens)
+        rows, offsets = [], []
+        for encoding in encodings:
+            ids, spans = list(encoding.ids), [tuple(o) for o in encoding.offsets]
+            if not ids:
+                ids, spans = [self.backend.token_to_id(UNK) or 0], [(0, 0)]
+            rows.append(ids)
+            offsets.append(spans)
+        return _pad(rows, offsets, self.pad_id)
+
+    @classmethod
+    def from_pretrained(cls, hf_tokenizer, max_length: int, special_tokens: bool) -> "WordpieceTokenizer":
+        """From a transformers fast tokenizer (e.g. the teacher's AutoTokenizer)."""
+        if not getattr(hf_tokenizer, "is_fast", False):
+            raise UserError("the teacher's tokenizer has no fast (Rust) version; wordpiece students need one")
+        import copy
+
+        return cls(copy.deepcopy(hf_tokenizer.backend_tokenizer), max_length, special_tokens)
+
+    def save(self, folder: Path) -> List[str]:
+        self.backend.save(str(Path(folder) / "tokenizer.json"))
+        return ["tokenizer.json"]
+
+    @classmethod
+    def load(cls, folder: Path, max_length: int, special_tokens: bool) -> "WordpieceTokenizer":
+        from tokenizers import Tokenizer
+
+        path = Path(folder) / "tokenizer.json"
+        try:
+            backend = Tokenizer.from_file(str(path))
+        except Exception as error:  # the Rust library raises plain Exceptions
+            raise UserError(f"{path}: cannot read the tokenizer ({str(error).splitlines()[0][:120]})") from error
+        return cls(backend, max_length, special_tokens)
+
+
+def save_hf_tokenizer_files(hf_tokenizer, folder: Path) -> List[str]:
+    """The teacher tokenizer's HF files (loadable with AutoTokenizer too); returns their names."""
+    hf_tokenizer.save_pretrained(str(folder))
+    return sorted(p.name for p in Path(folder).iterdir() if p.name in WordpieceTokenizer.FILES)
+
+
+def load_tokenizer(folder: Path, spec: Dict) -> "WordTokenizer | WordpieceTokenizer":
+    """The tokenizer a package's `student.json` `tokenizer` entry describes."""
+    if spec.get("kind") == "words":
+        return WordTokenizer.load(folder, spec["max_length"])
+    if spec.get("kind") == "wordpieces":
+        return WordpieceTokenizer.load(folder, spec["max_length"], spec.get("special_tokens", True))
+    raise UserError(f"{folder}: unknown tokenizer kind {spec.get('kind')!r} in student.json")
+
+
+def describe(tokenizer) -> Dict:
+    """The `tokenizer` entry of student.json for `tokenizer`."""
+    spec = {"kind": tokenizer.kind, "max_length": tokenizer.max_length, "vocab_size": len(tokenizer)}
+    if tokenizer.kind == "words":
+        spec.update(lowercase=True, pattern=WORD_PATTERN.pattern, pad=PAD, unk=UNK, file=VOCAB_FILE)
+    else:
+        spec.update(special_tokens=tokenizer.special_tokens, file="tokenizer.json")
+    return spec

@@ -1,0 +1,88 @@
+"""`transformers.Trainer` for distillation: only `compute_loss` is overridden.
+
+Training batches carry `teacher_logits` and `gold` (label id, -1 for augmented
+sentences); dev batches carry `gold` only and are scored with cross-entropy.
+Checkpoints go to `<work>/checkpoints` every epoch; the best by the dev metric is
+kept and loaded at the end, and a re-run resumes from the last checkpoint.
+"""
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+
+def make_trainer_class():
+    import torch.nn.functional as F
+    from transformers import Trainer
+
+    from rasa_kd.students.losses import distillation_loss
+
+    class DistillationTrainer(Trainer):
+        """Trainer whose loss is the distillation loss of `rasa_kd.students.losses`."""
+
+        def __init__(self, *args, loss: str = "mse", temperature: float = 1.0, hard_weight: float = 0.0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_kind, self.temperature, self.hard_weight = loss, temperature, hard_weight
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            logits = model(inputs["input_ids"], inputs["attention_mask"])[0]
+            teacher = inputs.get("teacher_logits")
+            if teacher is None:
+                loss = F.cross_entropy(logits, inputs["gold"])
+            else:
+                loss = distillation_loss(logits, teacher, inputs["gold"], self.loss_kind,
+                                         self.temperature, self.hard_weight)
+            return (loss, {"logits": logits}) if return_outputs else loss
+
+    return DistillationTrainer
+
+
+def metrics_function(labels: Sequence[str]):
+    from rasa_kd.metrics import classification_scores
+
+    def compute_metrics(prediction) -> Dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        gold = prediction.label_ids
+        scores = classification_scores([labels[i] for i in gold], [labels[i] for i in np.argmax(logits, axis=1)])
+        return {k: v for k, v in scores.items() if k != "n"}
+
+    return compute_metrics
+
+
+def training_arguments(args, output_dir: Path):
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio,
+        lr_scheduler_type=args.lr_scheduler,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=args.best_metric,
+        greater_is_better=True,
+        logging_strategy="epoch",
+        label_names=["gold"],
+        remove_unused_columns=False,
+        report_to=[],
+        seed=args.seed,
+        data_seed=args.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        save_safetensors=True,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+    )
+
+
+def last_checkpoint(folder: Path) -> Optional[str]:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if Path(folder).is_dir() else None

@@ -1,0 +1,132 @@
+"""`rasa-kd distil`: training students on a toy transfer set, resuming, and clear errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rasa_kd.errors import UserError
+from test_students import LABELS, toy_examples, toy_world, write_nlu, write_transfer  # noqa: F401 (fixture)
+
+TINY_BILSTM = ["--hidden-size", "16", "--fc-size", "16", "--batch-size", "16"]
+TINY_BERT = ["--student", "bert", "--hidden-size", "16", "--heads", "2", "--layers", "2", "--intermediate", "32",
+             "--batch-size", "16"]
+
+
+def distil_argv(world, out, *extra):
+    return ["--transfer", world["transfer"], "--dev", world["dev"], "--test", world["test"], "--out", out, *extra]
+
+
+def run_distil(world, out, *extra, callbacks=()):
+    from rasa_kd import distil
+
+    return distil.distil(distil.parse(distil_argv(world, out, *extra)), callbacks=callbacks)
+
+
+def test_wordpiece_multichannel_bilstm_beats_chance(toy_world, tmp_path):
+    manifest = run_distil(toy_world, tmp_path / "student", *TINY_BILSTM, "--epochs", "8", "--learning-rate", "3e-3")
+    assert manifest["tokenizer"]["kind"] == "wordpieces" and manifest["config"]["mode"] == "multichannel"
+    assert manifest["metrics"]["test"]["accuracy"] >= 0.8  # chance: 0.25
+    assert (tmp_path / "student" / "tokenizer.json").is_file()
+    assert manifest["teacher"]["fingerprint"] and manifest["recipe"]["transfer_sources"] == {"original": 160, "rules": 160}
+
+
+def test_small_bert_beats_chance(toy_world, tmp_path):
+    manifest = run_distil(toy_world, tmp_path / "student", *TINY_BERT, "--epochs", "8", "--learning-rate", "3e-3",
+                          "--loss", "ce", "--temperature", "2", "--hard-weight", "0.3")
+    assert manifest["architecture"] == "bert" and manifest["config"]["projection"] == "linear"
+    assert manifest["recipe"]["loss"] == "ce" and manifest["recipe"]["hard_weight"] == 0.3
+    assert manifest["metrics"]["test"]["accuracy"] >= 0.6
+
+
+def test_small_bert_init_from_teacher_and_pca(toy_world, tmp_path):
+    from rasa_kd.students import load
+
+    run_distil(toy_world, tmp_path / "s", "--student", "bert", "--hidden-size", "32", "--heads", "2", "--layers", "1",
+               "--intermediate", "64", "--init-from-teacher", "--projection", "pca", "--epochs", "1")
+    assert load(tmp_path / "s").predict(["hello"]).shape == (1, 4)
+    with pytest.raises(UserError, match="--init-from-teacher needs"):
+        run_distil(toy_world, tmp_path / "t", *TINY_BERT, "--init-from-teacher", "--epochs", "1")
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_after_epoch(epoch: int):
+    from transformers import TrainerCallback
+
+    class Stop(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.epoch >= epoch:
+                raise Interrupt()
+
+    return Stop()
+
+
+def test_resume_from_last_checkpoint(toy_world, tmp_path, capsys):
+    from rasa_kd.students import load
+
+    argv = [*TINY_BILSTM, "--vocab", "words", "--vectors", str(toy_world["vectors"]), "--learning-rate", "0.01",
+            "--epochs", "3"]
+    run_distil(toy_world, tmp_path / "straight", *argv)
+    with pytest.raises(Interrupt):
+        run_distil(toy_world, tmp_path / "resumed", *argv, callbacks=[interrupt_after_epoch(2)])
+    assert not (tmp_path / "resumed").exists()
+    assert sorted(p.name for p in (tmp_path / "resumed.work" / "checkpoints").iterdir()) == ["checkpoint-20", "checkpoint-40"]
+    capsys.readouterr()
+    run_distil(toy_world, tmp_path / "resumed", *argv)
+    assert "resuming from" in capsys.readouterr().out
+    texts = [e.text for e in toy_examples(4, seed=11)]
+    assert np.allclose(load(tmp_path / "straight").predict(texts), load(tmp_path / "resumed").predict(texts), atol=1e-5)
+    with pytest.raises(UserError, match="other settings .*epochs"):
+        run_distil(toy_world, tmp_path / "resumed", *argv[:-1], "4", "--force")
+
+
+def test_transfer_labels_must_match_logits_width(toy_world, tmp_path):
+    bad = write_transfer(tmp_path / "bad", toy_world["teacher"], n_per_intent=2, n_augmented=2,
+                         labels=LABELS + ["extra"])
+    with pytest.raises(UserError, match="names 5 labels but the logits have 4 columns"):
+        run_distil({**toy_world, "transfer": bad}, tmp_path / "out", *TINY_BILSTM)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dev_intents_must_be_student_labels(toy_world, tmp_path):
+    from rasa_kd.nlu_io import Example
+
+    dev = write_nlu(tmp_path / "dev.yml", toy_examples(2, seed=1) + [Example("sing a song", "music")])
+    with pytest.raises(UserError, match="intents the student does not know .*music"):
+        run_distil({**toy_world, "dev": dev}, tmp_path / "out", *TINY_BILSTM)
+
+
+def test_teacher_labels_must_match_transfer_labels(toy_world, tmp_path):
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(toy_world["teacher"], teacher)
+    (teacher / "labels.json").write_text(json.dumps(list(reversed(LABELS))))
+    with pytest.raises(UserError, match="does not match .*labels.json"):
+        run_distil(toy_world, tmp_path / "out", *TINY_BILSTM, "--teacher", teacher)
+
+
+def test_missing_transfer_and_bad_options(toy_world, tmp_path):
+    with pytest.raises(UserError, match="transfer set folder not found"):
+        run_distil({**toy_world, "transfer": tmp_path / "none"}, tmp_path / "out")
+    with pytest.raises(UserError, match="no labels.json"):
+        run_distil({**toy_world, "transfer": tmp_path}, tmp_path / "out")
+    with pytest.raises(UserError, match="--hard-weight"):
+        run_distil(toy_world, tmp_path / "out", "--hard-weight", "1.5")
+
+
+def test_cli_help_and_one_line_errors(toy_world, tmp_path):
+    code = ("import sys; from rasa_kd import cli; cli.COMMANDS.update(distil='rasa_kd.distil', "
+            "export='rasa_kd.export', evaluate='rasa_kd.evaluate'); sys.exit(cli.main(sys.argv[1:]))")
+    help_text = subprocess.run([sys.executable, "-c", code, "distil", "--help"], capture_output=True, text=True).stdout
+    for words in ("--transfer", "--student", "--loss", "--temperature", "--hard-weight", "--embedding-mode",
+                  "student.json", "default"):
+        assert words in help_text
+    bad = subprocess.run([sys.executable, "-c", code, "distil", *map(str, distil_argv(
+        {**toy_world, "transfer": tmp_path / "none"}, tmp_path / "out"))], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "transfer set folder not found" in bad.stderr
