@@ -111,15 +111,18 @@ def finetune_lm(lm: str, train: Sequence[Tuple[str, Optional[str]]], dev: Sequen
     start_loss = trainer.evaluate()["eval_loss"]
     trainer.train()
     end_loss = trainer.evaluate()["eval_loss"]
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
-    import shutil
-
-    shutil.rmtree(checkpoints, ignore_errors=True)
     metrics = {"dev_loss_before": start_loss, "dev_loss_after": end_loss,
                "dev_perplexity_before": math.exp(min(start_loss, 50)),
                "dev_perplexity_after": math.exp(min(end_loss, 50))}
-    (out / "lm_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    from rasa_kd.outputs import atomic_output_dir
+
+    with atomic_output_dir(out, force=True) as folder:  # a killed save never looks finished
+        trainer.save_model(str(folder))
+        tokenizer.save_pretrained(str(folder))
+        (folder / "lm_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    import shutil
+
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return metrics
 
 
@@ -229,3 +232,90 @@ def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str]
     print(f"lm sampling: {len(accepted)} sentences, {rejected} duplicates or excluded rejected, "
           f"{time.time() - started:.1f} s")
     return accepted[:size]
+
+
+# ---------------------------------------------------------------- `rasa-kd augment --method lm`
+
+
+def add_lm_arguments(parser) -> None:
+    lm = parser.add_argument_group("lm method (Tang & Lin 2019): fine-tuned causal LM sampling")
+    lm.add_argument("--lm", default="gpt2", help="causal LM to fine-tune: a local folder or a hub id (default gpt2; "
+                                                 "offline machines need a local folder, see README)")
+    lm.add_argument("--lm-from", type=Path, help="an LM already fine-tuned by a previous run (OUT.lm-work/lm): "
+                                                 "skip fine-tuning, only sample")
+    lm.add_argument("--lm-work", type=Path, help="work folder: fine-tuned LM and sample shards, kept for "
+                                                 "resuming (default OUT.lm-work)")
+    lm.add_argument("--lm-dev", type=Path, help="NLU file whose sentences early-stop LM fine-tuning "
+                                                "(default: 10%% of the training sentences)")
+    lm.add_argument("--lm-epochs", type=int, default=10, help="maximum fine-tuning epochs (10)")
+    lm.add_argument("--lm-lr", type=float, default=5e-5, help="fine-tuning learning rate (5e-5)")
+    lm.add_argument("--lm-batch-size", type=int, default=16, help="fine-tuning batch size (16)")
+    lm.add_argument("--sample-batch-size", type=int, default=64, help="sentences per generate call (64)")
+    lm.add_argument("--top-k", type=int, default=0, help="top-k sampling (0 = off, the default)")
+    lm.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (0.95)")
+    lm.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
+    lm.add_argument("--conditional", action="store_true",
+                    help="fine-tune with the intent as a prefix ('<intent> : sentence') and sample per intent")
+    lm.add_argument("--balance", action="store_true",
+                    help="conditional: the same number of sentences for every intent (default: as in training)")
+
+
+def prepare_lm(args, originals: Sequence, work: Path, seed: int) -> Tuple[Path, Dict]:
+    """The fine-tuned LM folder: --lm-from, one fine-tuned by an earlier run, or a new one."""
+    from rasa_kd.nlu_io import read_examples
+
+    if args.lm_from:
+        if not (Path(args.lm_from) / "config.json").is_file():
+            raise UserError(f"{args.lm_from}: not a fine-tuned LM folder (no config.json)")
+        return Path(args.lm_from), {}
+    lm_dir = work / LM_FOLDER
+    if (lm_dir / "config.json").is_file():
+        print(f"lm: reusing the fine-tuned LM in {lm_dir}")
+        return lm_dir, json.loads((lm_dir / "lm_metrics.json").read_text())
+
+    def pairs(examples):
+        return [(e.text, e.intent if args.conditional else None) for e in examples]
+
+    dev = pairs(read_examples(args.lm_dev)) if args.lm_dev else []
+    metrics = finetune_lm(args.lm, pairs(originals), dev, lm_dir, epochs=args.lm_epochs,
+                          learning_rate=args.lm_lr, batch_size=args.lm_batch_size, seed=seed)
+    print(f"lm: fine-tuned {args.lm}: dev perplexity {metrics['dev_perplexity_before']:.1f} -> "
+          f"{metrics['dev_perplexity_after']:.1f}")
+    return lm_dir, metrics
+
+
+def lm_method(originals: Sequence, size: int, accept, seed: int, args, progress) -> Tuple[List[Tuple[str, int]], Dict]:
+    """The `lm` method of `rasa-kd augment` (see augment.METHODS): `size` accepted (text, -1) pairs.
+
+    Sentences the sampler returns can still be refused by `accept` (an --exclude sentence,
+    or one another method made); it then samples more, resuming from its shards."""
+    import hashlib
+
+    work = Path(args.lm_work or f"{args.out}.lm-work")
+    lm_dir, finetune_info = prepare_lm(args, originals, work, seed)
+    settings = dict(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
+                    batch_size=args.sample_batch_size)
+    key = hashlib.sha256(json.dumps([str(lm_dir), seed, args.conditional, args.balance, settings]).encode())
+    samples = work / f"samples-{key.hexdigest()[:12]}"
+    intents = [e.intent for e in originals]
+    made: List[Tuple[str, int]] = []
+    checked, wanted = 0, size
+    while len(made) < size:
+        quota = intent_quota(intents, wanted, args.balance) if args.conditional else None
+        sampled = sample_sentences(lm_dir, samples, wanted, [e.text for e in originals], seed=seed, quota=quota,
+                                   progress=not args.quiet, **settings)
+        for text, _ in sampled[checked:]:
+            if len(made) < size and accept(text):
+                made.append((text, -1))
+                progress(1)
+        checked = len(sampled)
+        if len(sampled) < wanted:
+            break  # the LM ran out of new sentences; sample_sentences said so
+        wanted += size - len(made)
+    print("lm: 20 sampled sentences, for a human to judge:")
+    for text, _ in made[:20]:
+        print(f"  {text}")
+    params = {"lm": args.lm, "lm_from": str(args.lm_from or ""), "conditional": args.conditional,
+              "balance": args.balance, "epochs": args.lm_epochs, "lr": args.lm_lr, **settings}
+    return made, {"params": params, "finetune": finetune_info, "lm_dir": str(lm_dir),
+                  "samples": str(samples), "sampled": checked, "rejected": checked - len(made)}

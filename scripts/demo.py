@@ -82,4 +82,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except subprocess.CalledProcessError as error:
+        print(f"demo: {' '.join(map(str, error.cmd[:3]))} failed with exit status {error.returncode} "
+              f"(its message is above); fix it and re-run `make demo` to resume", file=sys.stderr)
+        sys.exit(1)
