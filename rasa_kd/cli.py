@@ -14,6 +14,9 @@ from typing import List, Optional
 COMMANDS = {
     "convert": "rasa_kd.convert",
     "split": "rasa_kd.split",
+    "teacher": "rasa_kd.teacher",
+    "augment": "rasa_kd.augment",
+    "label": "rasa_kd.label",
     "distil": "rasa_kd.distil",
     "export": "rasa_kd.export",
     "evaluate": "rasa_kd.evaluate",

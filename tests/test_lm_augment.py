@@ -99,3 +99,36 @@ def test_missing_model_gives_clear_error(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="not a model folder"):
         load_lm(str(tmp_path / "empty"))
+
+
+def test_augment_command_lm_and_mixed_methods(tmp_path, finetuned, toy_nlu, toy_vectors):
+    import datasets
+
+    from conftest import run_stage
+    from rasa_kd.nlu_io import read_examples
+
+    lm_dir, _ = finetuned
+    out = tmp_path / "transfer"
+    status = run_stage("rasa_kd.augment", [
+        "--method", "rules,lm", "--train", str(toy_nlu["train"]), "--exclude", str(toy_nlu["dev"]),
+        "--size", "40", "--seed", "5", "--out", str(out), "--vectors", str(toy_vectors),
+        "--lm-from", str(lm_dir), "--sample-batch-size", "16", "--quiet"])
+    assert status == 0
+    data = datasets.load_from_disk(str(out))
+    sources = data["source"]
+    assert sources.count("lm") == 20 and sources.count("rules") == 20
+    train = {e.text for e in read_examples(toy_nlu["train"])} | {e.text for e in read_examples(toy_nlu["dev"])}
+    generated = [t for t, s in zip(data["text"], sources) if s != "original"]
+    assert len(set(generated)) == 40 and not set(generated) & train
+    assert all(p == -1 for p, s in zip(data["parent"], sources) if s == "lm")
+
+
+def test_augment_command_missing_lm_is_one_line(tmp_path, toy_nlu, capsys, monkeypatch):
+    from rasa_kd import cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    status = cli.main(["augment", "--method", "lm", "--lm", "no-such-org/no-such-lm", "--train",
+                       str(toy_nlu["train"]), "--size", "5", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "causal LM not found" in err[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.lm-work").exists()

@@ -1,0 +1,315 @@
+"""`rasa-kd augment`: training sentences -> a transfer set of unique new sentences.
+
+Methods (a registry, `METHODS`; `--method a,b` shares `--size` between them):
+  rules  Tang et al. (2019). For each training sentence, each word is, with
+         probability --p-mask, replaced by [MASK]; else with probability --p-pos
+         replaced by one of its --neighbours nearest words in the word vectors (the
+         offline stand-in for "a word of the same part of speech"; candidates are the
+         --vocab-limit most frequent alphabetic words). Then, with probability
+         --p-ng, the sentence is cut to a random n-gram (n uniform in 1..--max-ngram).
+         Passes over the shuffled training sentences repeat until --size sentences
+         are made. Punctuation attached to a word is kept; case is kept (Title, UPPER).
+  lm     Tang & Lin (2019): fine-tune a causal LM (--lm, e.g. GPT-2) on the training
+         sentences and sample from it (parent -1); see the lm options below.
+
+Every made sentence is new: not a training sentence, not in an --exclude file, not
+made before (compared after whitespace and case normalisation). Seeded: the same
+inputs and --seed give the same transfer set.
+
+Output folder (written all-or-nothing; format in rasa_kd/transfer.py):
+  Arrow dataset   columns text, source (original|rules|lm), parent, intent
+                  (training sentences first, source=original, parent=own index)
+  transfer.json   format, version, size, counts by source, seed, method, params,
+                  duplicates rejected, seconds, observed rule rates
+"""
+import json
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence, Set, Tuple
+
+from rasa_kd.errors import UserError
+
+HELP = "augment training sentences (rules: mask / nearest-word / n-gram) into an Arrow transfer set"
+
+MASK = "[MASK]"
+SIZE_FACTOR = 50
+MAX_SIZE = 100_000
+# A token's word core: leading and trailing punctuation stay in place when the core is replaced.
+TOKEN_PARTS = re.compile(r"^(\W*)(.*?)(\W*)$", re.S)
+CANDIDATE_WORD = re.compile(r"^[a-z][a-z'-]*$")
+
+
+@dataclass
+class RuleParams:
+    p_mask: float = 0.1
+    p_pos: float = 0.1
+    p_ng: float = 0.25
+    max_ngram: int = 5
+    neighbours: int = 10
+    vectors: str = "glove50"
+    vocab_limit: int = 50_000
+
+
+# ---------------------------------------------------------------- nearest neighbours
+
+
+def word_core(token: str) -> Tuple[str, str, str]:
+    prefix, core, suffix = TOKEN_PARTS.match(token).groups()
+    return prefix, core, suffix
+
+
+def nearest_neighbours(vocabulary: Set[str], words: Sequence[str], matrix, limit: int, k: int,
+                       chunk: int = 512) -> Dict[str, List[str]]:
+    """word -> its k nearest candidate words by cosine, for the words of `vocabulary` that
+    have a vector. Candidates: the first `limit` (most frequent) alphabetic words."""
+    import numpy as np
+
+    index = {w: i for i, w in enumerate(words)}
+    candidates = [i for i, w in enumerate(words[:limit]) if CANDIDATE_WORD.match(w)]
+    cand = matrix[candidates]
+    cand = cand / np.maximum(np.linalg.norm(cand, axis=1, keepdims=True), 1e-9)
+    queries = sorted(w for w in vocabulary if w in index)
+    result: Dict[str, List[str]] = {}
+    for start in range(0, len(queries), chunk):
+        names = queries[start:start + chunk]
+        q = matrix[[index[w] for w in names]]
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-9)
+        sims = q @ cand.T
+        top = np.argpartition(-sims, min(k + 1, sims.shape[1] - 1), axis=1)[:, :k + 1]
+        for row, word in enumerate(names):
+            ranked = sorted(top[row], key=lambda j: (-sims[row, j], j))
+            found = [words[candidates[j]] for j in ranked if words[candidates[j]] != word][:k]
+            if found:
+                result[word] = found
+    return result
+
+
+def match_case(word: str, like: str) -> str:
+    if like.isupper() and len(like) > 1:
+        return word.upper()
+    if like[:1].isupper():
+        return word[:1].upper() + word[1:]
+    return word
+
+
+# ---------------------------------------------------------------- rules (Tang et al. 2019)
+
+
+class RuleAugmenter:
+    """Perturbs one sentence at a time; `stats` counts what the rules did (for the rates)."""
+
+    def __init__(self, params: RuleParams, neighbours: Dict[str, List[str]], rng: random.Random):
+        self.params, self.neighbours, self.rng = params, neighbours, rng
+        self.stats: Counter = Counter()
+
+    def perturb(self, text: str) -> str:
+        p, rng = self.params, self.rng
+        out = []
+        for token in text.split():
+            draw = rng.random()
+            self.stats["tokens"] += 1
+            if draw < p.p_mask:
+                prefix, _, suffix = word_core(token)
+                out.append(prefix + MASK + suffix)
+                self.stats["masked"] += 1
+            elif draw < p.p_mask + p.p_pos:
+                out.append(self.replace(token))
+            else:
+                out.append(token)
+        self.stats["sentences"] += 1
+        if out and rng.random() < p.p_ng:
+            n = min(rng.randint(1, p.max_ngram), len(out))
+            start = rng.randint(0, len(out) - n)
+            out = out[start:start + n]
+            self.stats["ngrams"] += 1
+        return " ".join(out)
+
+    def replace(self, token: str) -> str:
+        prefix, core, suffix = word_core(token)
+        options = self.neighbours.get(core.lower())
+        if not options:
+            self.stats["no_neighbour"] += 1
+            return token
+        self.stats["replaced"] += 1
+        return prefix + match_case(self.rng.choice(options), core) + suffix
+
+
+def rules_method(originals: Sequence, size: int, accept: Callable[[str], bool], seed: int, args,
+                 progress: Callable[[int], None]) -> Tuple[List[Tuple[str, int]], Dict]:
+    """Up to `size` accepted (text, parent) pairs from passes over the training sentences."""
+    params = rule_params(args)
+    vocabulary = {word_core(t)[1].lower() for e in originals for t in e.text.split()}
+    from rasa_kd.resources import load_word_vectors
+
+    words, matrix = load_word_vectors(params.vectors)
+    neighbours = nearest_neighbours(vocabulary, words, matrix, params.vocab_limit, params.neighbours)
+    rng = random.Random(seed)
+    augmenter = RuleAugmenter(params, neighbours, rng)
+    made: List[Tuple[str, int]] = []
+    attempts, idle_passes = 0, 0
+    order = list(range(len(originals)))
+    while len(made) < size and idle_passes < 5 and attempts < 200 * max(size, 1):
+        rng.shuffle(order)
+        before = len(made)
+        for parent in order:
+            text = augmenter.perturb(originals[parent].text)
+            attempts += 1
+            if accept(text):
+                made.append((text, parent))
+                progress(1)
+                if len(made) >= size:
+                    break
+        idle_passes = idle_passes + 1 if len(made) == before else 0
+    stats = dict(augmenter.stats)
+    tokens = max(stats.get("tokens", 0), 1)
+    rates = {"mask": stats.get("masked", 0) / tokens,
+             "replace": (stats.get("replaced", 0) + stats.get("no_neighbour", 0)) / tokens,
+             "replaced_with_neighbour": stats.get("replaced", 0) / tokens,
+             "ngram": stats.get("ngrams", 0) / max(stats.get("sentences", 0), 1)}
+    info = {"params": vars(params), "attempts": attempts, "rejected": attempts - len(made),
+            "vocabulary": len(vocabulary), "words_with_neighbours": len(neighbours),
+            "stats": stats, "observed_rates": rates}
+    return made, info
+
+
+def rule_params(args) -> RuleParams:
+    params = RuleParams(p_mask=args.p_mask, p_pos=args.p_pos, p_ng=args.p_ng, max_ngram=args.max_ngram,
+                        neighbours=args.neighbours, vectors=args.vectors, vocab_limit=args.vocab_limit)
+    for name in ("p_mask", "p_pos", "p_ng"):
+        if not 0 <= getattr(params, name) <= 1:
+            raise UserError(f"--{name.replace('_', '-')} must be between 0 and 1")
+    if params.p_mask + params.p_pos > 1:
+        raise UserError("--p-mask + --p-pos must not exceed 1")
+    if params.max_ngram < 1 or params.neighbours < 1 or params.vocab_limit < 1:
+        raise UserError("--max-ngram, --neighbours and --vocab-limit must be at least 1")
+    return params
+
+
+def lm_method(*args, **kwargs):
+    """Tang & Lin (2019): sentences sampled from a fine-tuned causal LM (rasa_kd.lm_augment)."""
+    from rasa_kd.lm_augment import lm_method as sample_lm
+
+    return sample_lm(*args, **kwargs)
+
+
+# Method name -> function(originals, size, accept, seed, args, progress) -> (made, info).
+# `made` is a list of (text, parent index or -1); `accept(text)` is True (and records
+# the text) only for a new sentence; `progress(n)` advances the bar.
+METHODS: Dict[str, Callable] = {"rules": rules_method, "lm": lm_method}
+
+
+# ---------------------------------------------------------------- the command
+
+
+def parse_methods(spec: str) -> List[str]:
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if not names or unknown:
+        raise UserError(f"unknown augmentation method {', '.join(unknown) or repr(spec)} "
+                        f"(available: {', '.join(METHODS)})")
+    return names
+
+
+def split_size(size: int, parts: int) -> List[int]:
+    return [size // parts + (1 if i < size % parts else 0) for i in range(parts)]
+
+
+def augment(args) -> Dict:
+    """Build the transfer set in args.out; returns transfer.json's content."""
+    from tqdm import tqdm
+
+    from rasa_kd import transfer
+    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.outputs import atomic_output_dir, check_output_dir
+
+    methods = parse_methods(args.method)
+    originals = read_examples(args.train)
+    excluded = [e.text for path in args.exclude or [] for e in read_examples(path, require_intents=False)]
+    size = args.size if args.size is not None else min(SIZE_FACTOR * len(originals), args.max_size)
+    if size < 0:
+        raise UserError(f"--size must be at least 0, got {size}")
+    check_output_dir(Path(args.out), args.force)
+    seen: Set[str] = {transfer.normalised_key(t) for t in [e.text for e in originals] + excluded}
+
+    def accept(text: str) -> bool:
+        key = transfer.normalised_key(text)
+        if not key or key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    started = time.time()
+    rows, infos = [], {}
+    bar = tqdm(total=size, desc="augment", unit="sent", disable=args.quiet)
+    for offset, (name, share) in enumerate(zip(methods, split_size(size, len(methods)))):
+        made, infos[name] = METHODS[name](originals, share, accept, args.seed + offset, args, bar.update)
+        rows += [(text, name, parent) for text, parent in made]
+    bar.close()
+    seconds = time.time() - started
+    data = {
+        transfer.TEXT: [e.text for e in originals] + [r[0] for r in rows],
+        transfer.SOURCE: ["original"] * len(originals) + [r[1] for r in rows],
+        transfer.PARENT: list(range(len(originals))) + [r[2] for r in rows],
+        transfer.INTENT: [e.intent for e in originals] + [""] * len(rows),
+    }
+    counts = dict(Counter(data[transfer.SOURCE]))
+    meta = {"format": transfer.FORMAT, "version": transfer.VERSION, "size": len(data[transfer.TEXT]),
+            "requested": size, "counts": counts, "seed": args.seed, "method": ",".join(methods),
+            "params": {name: info.pop("params", {}) for name, info in infos.items()},
+            "methods": infos, "train": str(args.train), "exclude": [str(p) for p in args.exclude or []],
+            "rejected": sum(info.get("rejected", 0) for info in infos.values()), "seconds": round(seconds, 2)}
+    import datasets
+
+    with atomic_output_dir(args.out, args.force) as tmp:
+        datasets.Dataset.from_dict(data, features=transfer.features()).save_to_disk(str(tmp))
+        (tmp / transfer.META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
+                                              encoding="utf-8")
+    made = len(rows)
+    if made < size:
+        print(f"warning: made only {made} of {size} sentences: {', '.join(methods)} ran out of new sentences "
+              f"(rules: raise --p-mask/--p-pos/--p-ng; lm: raise --temperature/--top-p; or add training data)")
+    print(f"augment -> {args.out}: {made} new sentences + {len(originals)} originals, "
+          f"{meta['rejected']} duplicates rejected, {seconds:.1f} s")
+    return meta
+
+
+def add_arguments(parser) -> None:
+    parser.description = __doc__
+    d = RuleParams()
+    parser.add_argument("--train", required=True, type=Path, help="Rasa NLU YAML training file")
+    parser.add_argument("--out", required=True, type=Path, help="output transfer-set folder")
+    parser.add_argument("--method", default="rules",
+                        help=f"augmentation method(s), comma-separated: {', '.join(METHODS)} (default rules)")
+    parser.add_argument("--exclude", action="append", type=Path, metavar="FILE",
+                        help="Rasa NLU YAML file whose sentences must not be made (dev, test); repeatable")
+    parser.add_argument("--size", type=int,
+                        help=f"new sentences to make (default {SIZE_FACTOR} x the training sentences, "
+                             f"at most --max-size)")
+    parser.add_argument("--max-size", type=int, default=MAX_SIZE, help=f"cap of the default size ({MAX_SIZE})")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    rules = parser.add_argument_group("rules method (Tang et al. 2019)")
+    rules.add_argument("--p-mask", type=float, default=d.p_mask, help=f"per-word [MASK] probability ({d.p_mask})")
+    rules.add_argument("--p-pos", type=float, default=d.p_pos,
+                       help=f"per-word nearest-neighbour replacement probability ({d.p_pos})")
+    rules.add_argument("--p-ng", type=float, default=d.p_ng, help=f"per-sentence n-gram probability ({d.p_ng})")
+    rules.add_argument("--max-ngram", type=int, default=d.max_ngram, help=f"largest n of the n-gram ({d.max_ngram})")
+    rules.add_argument("--vectors", default=d.vectors,
+                       help=f"word vectors: glove50 (default, offline GloVe 6B 50-d) or a word2vec/GloVe text file")
+    rules.add_argument("--vocab-limit", type=int, default=d.vocab_limit,
+                       help=f"replacement candidates: the N most frequent words of the vectors ({d.vocab_limit})")
+    rules.add_argument("--neighbours", type=int, default=d.neighbours,
+                       help=f"a replacement is drawn from this many nearest words ({d.neighbours})")
+    from rasa_kd.lm_augment import add_lm_arguments
+
+    add_lm_arguments(parser)
+    parser.add_argument("--force", action="store_true", help="replace an output folder that has content")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    augment(args)
+    return 0

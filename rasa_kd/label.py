@@ -1,0 +1,231 @@
+"""`rasa-kd label`: add the teacher's logits to a transfer set.
+
+Rows are sorted by token length and run in batches (`torch.inference_mode`, all
+available cores), so padding stays small. With several --teacher folders (an
+ensemble) the teachers must have identical labels.json; their logits are averaged.
+
+Resumable: work goes to shards next to the output, `.<OUT name>.label-shards/`
+(`plan.json` plus `shard-00012.npz`, each holding the row `indices` (int64) and
+their `logits` (float32), written atomically). Shard k always holds the same rows,
+so a killed run, re-run with the same arguments, labels only the missing shards:
+no row is lost or repeated, and the logits equal those of an uninterrupted run.
+A changed transfer set, teacher or batching starts afresh. The shards are deleted
+once the output is complete.
+
+Output folder (written all-or-nothing; format in rasa_kd/transfer.py):
+  Arrow dataset   the transfer set's columns + `logits` (list of float32, one per label)
+  labels.json     the teacher's label names, the order of the logits
+  label.json      teachers, rows, throughput (sentences/s), seconds, batching, threads
+  transfer.json   copied from the transfer set (when it has one)
+"""
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from rasa_kd.errors import UserError
+
+HELP = "add teacher logits (averaged over an ensemble) to a transfer set, resumably"
+
+# Test hook: exit abruptly (like a kill) after this many shards were written in this run.
+EXIT_AFTER_SHARDS_ENV = "RASA_KD_LABEL_EXIT_AFTER_SHARDS"
+
+
+class LoadedTeacher:
+    def __init__(self, path: Path, max_length: int = None):
+        from rasa_kd import teacher
+
+        self.path = Path(path).resolve()
+        self.model, self.tokenizer, self.labels = teacher.load_teacher(path)
+        self.max_length = max_length or teacher.read_settings(path)["max_length"]
+
+    def identity(self) -> Dict:
+        files = sorted(p for p in self.path.iterdir() if p.is_file())
+        return {"path": str(self.path), "max_length": self.max_length,
+                "files": [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in files]}
+
+
+def load_teachers(paths: Sequence[Path], max_length: int = None) -> List[LoadedTeacher]:
+    teachers = [LoadedTeacher(p, max_length) for p in paths]
+    for other in teachers[1:]:
+        if other.labels != teachers[0].labels:
+            raise UserError(f"{other.path}: labels.json differs from {teachers[0].path}'s (an ensemble needs "
+                            f"identical label lists in the same order)")
+    return teachers
+
+
+def shards_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.label-shards"
+
+
+def shard_rows(order: Sequence[int], batch_size: int, shard_size: int) -> List[List[int]]:
+    """Consecutive slices of the length-sorted row order; a shard is a whole number of batches."""
+    rows = max(batch_size, shard_size // batch_size * batch_size)
+    return [list(order[i:i + rows]) for i in range(0, len(order), rows)]
+
+
+def prepare_work(work: Path, plan: Dict) -> None:
+    """Keep shards of the same plan; anything else in `work` is stale and removed."""
+    plan_file = work / "plan.json"
+    if work.exists():
+        try:
+            same = json.loads(plan_file.read_text()) == plan
+        except (OSError, ValueError):
+            same = False
+        if same:
+            return
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    plan_file.write_text(json.dumps(plan, indent=1))
+
+
+def shard_path(work: Path, k: int) -> Path:
+    return work / f"shard-{k:05d}.npz"
+
+
+def write_shard(path: Path, indices, logits) -> None:
+    import numpy as np
+
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, indices=np.asarray(indices, dtype=np.int64), logits=np.asarray(logits, dtype=np.float32))
+    os.replace(tmp, path)
+
+
+def label_shard(teachers: List[LoadedTeacher], encoded: List[List[List[int]]], rows: List[int], batch_size: int):
+    """Averaged logits of `rows`, batch by batch."""
+    import numpy as np
+
+    from rasa_kd.teacher import batch_logits
+
+    out = np.zeros((len(rows), len(teachers[0].labels)), dtype=np.float32)
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        for teacher, ids in zip(teachers, encoded):
+            out[start:start + len(batch)] += batch_logits(teacher.model, teacher.tokenizer, [ids[i] for i in batch])
+    return out / len(teachers)
+
+
+def assemble(work: Path, n_shards: int, n_rows: int, n_labels: int):
+    """The N x labels logits from the shards, checking every row appears exactly once."""
+    import numpy as np
+
+    logits = np.zeros((n_rows, n_labels), dtype=np.float32)
+    seen = np.zeros(n_rows, dtype=np.int64)
+    for k in range(n_shards):
+        with np.load(shard_path(work, k)) as shard:
+            logits[shard["indices"]] = shard["logits"]
+            np.add.at(seen, shard["indices"], 1)
+    if not (seen == 1).all():
+        raise UserError(f"{work}: shards cover {int((seen > 0).sum())} of {n_rows} rows "
+                        f"({int((seen > 1).sum())} repeated); delete the folder and re-run")
+    return logits
+
+
+def with_logits(dataset, logits):
+    import datasets
+    import numpy as np
+    import pyarrow as pa
+
+    if "logits" in dataset.column_names:
+        dataset = dataset.remove_columns("logits")
+    n, width = logits.shape
+    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
+    column = pa.ListArray.from_arrays(offsets, pa.array(logits.reshape(-1), type=pa.float32()))
+    table = dataset.data.table.append_column("logits", column)
+    return datasets.Dataset(datasets.table.InMemoryTable(table))
+
+
+def label(args) -> Dict:
+    import torch
+    from tqdm import tqdm
+
+    from rasa_kd import transfer
+    from rasa_kd.outputs import atomic_output_dir, check_output_dir
+    from rasa_kd.teacher import available_cores, encode, length_order
+
+    out = Path(args.out)
+    if args.batch_size < 1 or args.shard_size < 1:
+        raise UserError("--batch-size and --shard-size must be at least 1")
+    dataset = transfer.load_transfer(args.transfer)
+    check_output_dir(out, args.force)
+    torch.set_num_threads(args.threads or available_cores())
+    teachers = load_teachers(args.teacher, args.max_length)
+    texts = dataset[transfer.TEXT]
+    encoded = [encode(t.tokenizer, texts, t.max_length) for t in teachers]
+    order = length_order([len(x) for x in encoded[0]])
+    shards = shard_rows(order, args.batch_size, args.shard_size)
+    plan = {"transfer": str(Path(args.transfer).resolve()), "rows": len(texts),
+            "fingerprint": hashlib.sha1("\n".join(texts).encode("utf-8")).hexdigest(),
+            "teachers": [t.identity() for t in teachers], "batch_size": args.batch_size, "shards": len(shards)}
+    work = shards_dir(out)
+    prepare_work(work, plan)
+    todo = [k for k in range(len(shards)) if not shard_path(work, k).exists()]
+    resumed = sum(len(shards[k]) for k in range(len(shards)) if k not in set(todo))
+    exit_after = int(os.environ.get(EXIT_AFTER_SHARDS_ENV, "0") or 0)
+    bar = tqdm(total=len(texts), initial=resumed, desc="label", unit="sent", disable=args.quiet)
+    started = time.time()
+    for done, k in enumerate(todo, start=1):
+        write_shard(shard_path(work, k), shards[k], label_shard(teachers, encoded, shards[k], args.batch_size))
+        bar.update(len(shards[k]))
+        if exit_after and done >= exit_after:
+            os._exit(75)
+    bar.close()
+    seconds = time.time() - started
+    logits = assemble(work, len(shards), len(texts), len(teachers[0].labels))
+    labelled_now = len(texts) - resumed
+    meta = {"teachers": [str(t.path) for t in teachers], "labels": len(teachers[0].labels), "rows": len(texts),
+            "rows_labelled_this_run": labelled_now, "rows_resumed": resumed, "seconds": round(seconds, 2),
+            "sentences_per_s": round(labelled_now / max(seconds, 1e-9), 1),
+            "batch_size": args.batch_size, "max_length": [t.max_length for t in teachers],
+            "threads": torch.get_num_threads(), "transfer": str(args.transfer),
+            "agreement_with_gold": gold_agreement(dataset, logits, teachers[0].labels)}
+    with atomic_output_dir(out, args.force) as tmp:
+        with_logits(dataset, logits).save_to_disk(str(tmp))
+        (tmp / transfer.LABELS_FILE).write_text(json.dumps(teachers[0].labels, indent=1, ensure_ascii=False) + "\n",
+                                                encoding="utf-8")
+        (tmp / transfer.LABEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        source_meta = Path(args.transfer) / transfer.META_FILE
+        if source_meta.is_file():
+            shutil.copyfile(source_meta, tmp / transfer.META_FILE)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"label -> {out}: {len(texts)} sentences x {len(teachers[0].labels)} logits from "
+          f"{len(teachers)} teacher(s), {meta['sentences_per_s']:.0f} sentences/s"
+          + (f" ({resumed} resumed from shards)" if resumed else ""))
+    return meta
+
+
+def gold_agreement(dataset, logits, labels: Sequence[str]):
+    """Share of original sentences whose gold intent is the teacher's top label (None without gold)."""
+    if "intent" not in dataset.column_names:
+        return None
+    intents = dataset["intent"]
+    rows = [i for i, intent in enumerate(intents) if intent]
+    if not rows:
+        return None
+    top = logits[rows].argmax(axis=1)
+    return round(sum(labels[t] == intents[i] for t, i in zip(top, rows)) / len(rows), 4)
+
+
+def add_arguments(parser) -> None:
+    parser.description = __doc__
+    parser.add_argument("--teacher", required=True, action="append", type=Path,
+                        help="teacher folder from `rasa-kd teacher`; repeat for an ensemble (logits averaged)")
+    parser.add_argument("--transfer", required=True, type=Path, help="transfer-set folder from `rasa-kd augment`")
+    parser.add_argument("--out", required=True, type=Path, help="output folder: the labelled transfer set")
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch (64)")
+    parser.add_argument("--shard-size", type=int, default=4096,
+                        help="sentences per resumable shard, a multiple of --batch-size (4096)")
+    parser.add_argument("--max-length", type=int,
+                        help="maximum tokens per sentence (default: each teacher's own, from rasa_kd_teacher.json)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: all available cores)")
+    parser.add_argument("--force", action="store_true", help="replace an output folder that has content")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    label(args)
+    return 0

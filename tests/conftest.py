@@ -1,0 +1,190 @@
+"""Shared test fixtures: a tiny random BERT, a separable toy NLU task, a tiny fine-tuned
+teacher and a labelled transfer set, all built offline in a few seconds.
+
+Fixture names other test files may rely on (keep them stable):
+  tiny_bert_dir          saved tiny BertModel + BertTokenizerFast (vocab covers the toy words)
+  toy_nlu                {"train": Path, "dev": Path, "test": Path} Rasa NLU YAML, 4 intents
+  toy_vectors            a tiny word-vector text file covering the toy words
+  tiny_teacher_dir       a teacher folder made by `rasa-kd teacher` on toy_nlu
+  toy_transfer           an unlabelled transfer set made by `rasa-kd augment --method rules`
+  toy_transfer_labelled  toy_transfer labelled by tiny_teacher_dir with `rasa-kd label`
+"""
+import argparse
+import importlib
+import os
+import random
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+os.environ.setdefault("USE_TF", "0")
+os.environ.setdefault("TRANSFORMERS_NO_TF", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TOY_INTENTS = {
+    "greet": ["hello", "hi", "hey", "morning", "greetings"],
+    "goodbye": ["bye", "goodbye", "later", "farewell", "night"],
+    "weather": ["weather", "rain", "sunny", "forecast", "temperature"],
+    "order_pizza": ["pizza", "pepperoni", "cheese", "delivery", "slice"],
+}
+TOY_FILLER = ["please", "the", "a", "i", "want", "today", "now", "you", "is", "what", "some", "can",
+              "me", "tell", "there", "my", "friend", "good", "about", "for"]
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+PUNCTUATION = ["!", "?", ".", ","]
+LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+
+
+def toy_words() -> List[str]:
+    return sorted({w for ws in TOY_INTENTS.values() for w in ws} | set(TOY_FILLER))
+
+
+def toy_sentences(seed: int = 0, per_intent: int = 40) -> Dict[str, List[str]]:
+    """`per_intent` unique sentences per intent: 1-2 intent keywords among 1-3 filler words."""
+    rng = random.Random(seed)
+    out = {}
+    for intent, keywords in TOY_INTENTS.items():
+        seen = []
+        while len(seen) < per_intent:
+            words = rng.sample(keywords, rng.randint(1, 2)) + rng.sample(TOY_FILLER, rng.randint(1, 3))
+            rng.shuffle(words)
+            text = " ".join(words) + rng.choice(["", "", "?", "!"])
+            if text not in seen:
+                seen.append(text)
+        out[intent] = seen
+    return out
+
+
+def write_toy_nlu(folder: Path, seed: int = 0) -> Dict[str, Path]:
+    """train.yml (24 per intent), dev.yml (8), test.yml (8): disjoint, separable by keywords."""
+    from rasa_kd.nlu_io import Example, write_examples
+
+    folder.mkdir(parents=True, exist_ok=True)
+    by_intent = toy_sentences(seed)
+    parts = {"train": (0, 24), "dev": (24, 32), "test": (32, 40)}
+    paths = {}
+    for name, (start, end) in parts.items():
+        examples = [Example(t, i) for i, texts in by_intent.items() for t in texts[start:end]]
+        paths[name] = folder / f"{name}.yml"
+        write_examples(paths[name], examples)
+    return paths
+
+
+def write_tiny_bert(folder: Path, max_positions: int = 128) -> Path:
+    """A random 2-layer BERT (hidden 32) with a WordPiece vocab covering the toy words."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    words = toy_words()
+    vocab = SPECIAL_TOKENS + PUNCTUATION + words + [c for c in LETTERS if c not in words]
+    vocab += [f"##{c}" for c in LETTERS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=max_positions)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_toy_vectors(path: Path, dim: int = 8, seed: int = 0) -> Path:
+    """word2vec-style text vectors: each intent's keywords cluster together, fillers elsewhere."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    groups = list(TOY_INTENTS.values()) + [TOY_FILLER]
+    lines = []
+    for group in groups:
+        centre = rng.normal(size=dim) * 6
+        for word in group:
+            vector = centre + 0.5 * rng.normal(size=dim)
+            lines.append(word + " " + " ".join(f"{x:.4f}" for x in vector))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run_stage(module_name: str, argv: List[str]) -> int:
+    """Run one rasa-kd stage module as the CLI would (UserError -> exit status 2)."""
+    from rasa_kd.errors import UserError
+
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"rasa-kd {module_name.rsplit('.', 1)[-1]}")
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return module.run(args) or 0
+    except UserError:
+        return 2
+
+
+TINY_TEACHER_ARGS = ["--epochs", "8", "--lr", "3e-3", "--batch-size", "16", "--warmup", "0.0",
+                     "--max-length", "32", "--seed", "1", "--threads", "1"]
+
+
+LABEL_ARGS = ["--batch-size", "16", "--threads", "1", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert") / "model")
+
+
+@pytest.fixture(scope="session")
+def toy_nlu(tmp_path_factory) -> Dict[str, Path]:
+    return write_toy_nlu(tmp_path_factory.mktemp("toy_nlu"))
+
+
+@pytest.fixture(scope="session")
+def toy_vectors(tmp_path_factory) -> Path:
+    return write_toy_vectors(tmp_path_factory.mktemp("vectors") / "vectors.txt")
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory, tiny_bert_dir, toy_nlu) -> Path:
+    out = tmp_path_factory.mktemp("tiny_teacher") / "teacher"
+    status = run_stage("rasa_kd.teacher", ["--train", str(toy_nlu["train"]), "--dev", str(toy_nlu["dev"]),
+                                           "--model", str(tiny_bert_dir), "--out", str(out),
+                                           *TINY_TEACHER_ARGS])
+    assert status == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_transfer(tmp_path_factory, toy_nlu, toy_vectors) -> Path:
+    out = tmp_path_factory.mktemp("toy_transfer") / "transfer"
+    status = run_stage("rasa_kd.augment", ["--method", "rules", "--train", str(toy_nlu["train"]),
+                                           "--exclude", str(toy_nlu["dev"]), "--exclude", str(toy_nlu["test"]),
+                                           "--vectors", str(toy_vectors), "--size", "400", "--seed", "3",
+                                           "--out", str(out), "--quiet"])
+    assert status == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_transfer_labelled(tmp_path_factory, toy_transfer, tiny_teacher_dir) -> Path:
+    out = tmp_path_factory.mktemp("toy_labelled") / "labelled"
+    status = run_stage("rasa_kd.label", ["--teacher", str(tiny_teacher_dir), "--transfer", str(toy_transfer),
+                                         "--out", str(out), *LABEL_ARGS])
+    assert status == 0
+    return out
+
+
+MY_COMMANDS = {"teacher": "rasa_kd.teacher", "augment": "rasa_kd.augment", "label": "rasa_kd.label"}
+
+
+def run_cli(argv: List[str], capsys) -> tuple:
+    """(exit status, stderr lines) of `rasa-kd ARGV` run in-process."""
+    from rasa_kd import cli
+
+    saved = dict(cli.COMMANDS)
+    cli.COMMANDS.update({k: v for k, v in MY_COMMANDS.items() if k not in cli.COMMANDS})
+    try:
+        capsys.readouterr()
+        status = cli.run_command(argv)
+    finally:
+        cli.COMMANDS.clear()
+        cli.COMMANDS.update(saved)
+    return status, [line for line in capsys.readouterr().err.splitlines() if line.strip()]

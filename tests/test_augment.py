@@ -1,0 +1,127 @@
+"""`rasa-kd augment --method rules` and the transfer-set format."""
+import json
+import random
+
+import datasets
+import pytest
+
+from conftest import TOY_FILLER, TOY_INTENTS, run_cli, run_stage
+from rasa_kd import augment, transfer
+from rasa_kd.nlu_io import read_examples, write_examples
+
+
+def augment_args(toy_nlu, toy_vectors, out, seed=3, size=400):
+    return ["--method", "rules", "--train", str(toy_nlu["train"]), "--exclude", str(toy_nlu["dev"]),
+            "--exclude", str(toy_nlu["test"]), "--vectors", str(toy_vectors), "--size", str(size),
+            "--seed", str(seed), "--out", str(out), "--quiet"]
+
+
+def test_transfer_set_format_and_only_new_unique_sentences(toy_transfer, toy_nlu):
+    data = transfer.load_transfer(toy_transfer, require=transfer.COLUMNS)
+    assert data.features == transfer.features()
+    train = read_examples(toy_nlu["train"])
+    n = len(train)
+    assert data["text"][:n] == [e.text for e in train]
+    assert data["intent"][:n] == [e.intent for e in train]
+    assert data["parent"][:n] == list(range(n)) and set(data["source"][:n]) == {"original"}
+    made = data.select(range(n, len(data)))
+    assert len(made) == 400 and set(made["source"]) == {"rules"} and set(made["intent"]) == {""}
+    assert all(0 <= p < n for p in made["parent"])
+    keys = [transfer.normalised_key(t) for t in data["text"]]
+    assert len(set(keys)) == len(keys)
+    held_out = {transfer.normalised_key(e.text) for name in ("dev", "test") for e in read_examples(toy_nlu[name])}
+    assert not held_out & set(keys)
+    meta = json.loads((toy_transfer / transfer.META_FILE).read_text())
+    assert meta["format"] == "rasa-kd-transfer" and meta["version"] == 1
+    assert meta["size"] == len(data) and meta["counts"] == {"original": n, "rules": 400}
+    assert meta["seed"] == 3 and meta["method"] == "rules" and meta["params"]["rules"]["p_mask"] == 0.1
+
+
+def test_same_seed_same_set_other_seed_other_set(toy_transfer, toy_nlu, toy_vectors, tmp_path):
+    assert run_stage("rasa_kd.augment", augment_args(toy_nlu, toy_vectors, tmp_path / "again")) == 0
+    assert run_stage("rasa_kd.augment", augment_args(toy_nlu, toy_vectors, tmp_path / "other", seed=4)) == 0
+    first = datasets.load_from_disk(str(toy_transfer))
+    again = datasets.load_from_disk(str(tmp_path / "again"))
+    other = datasets.load_from_disk(str(tmp_path / "other"))
+    assert first.to_dict() == again.to_dict()
+    assert first["text"] != other["text"]
+
+
+def fully_covered_augmenter(p_mask, p_pos, p_ng, seed=0):
+    words = TOY_FILLER + [w for ws in TOY_INTENTS.values() for w in ws]
+    neighbours = {w: [f"other{w}"] for w in words}
+    params = augment.RuleParams(p_mask=p_mask, p_pos=p_pos, p_ng=p_ng)
+    return augment.RuleAugmenter(params, neighbours, random.Random(seed)), words
+
+
+def test_mask_and_replacement_rates_match_the_settings():
+    augmenter, words = fully_covered_augmenter(0.2, 0.3, 0.0)
+    rng = random.Random(1)
+    masked = replaced = total = 0
+    for _ in range(1000):
+        tokens = rng.sample(words, 8)
+        out = augmenter.perturb(" ".join(tokens)).split()
+        assert len(out) == len(tokens)
+        masked += sum(o == "[MASK]" for o in out)
+        replaced += sum(o == f"other{t}" for o, t in zip(out, tokens))
+        total += len(tokens)
+    assert abs(masked / total - 0.2) < 0.02
+    assert abs(replaced / total - 0.3) < 0.02
+
+
+def test_ngram_rate_and_shape():
+    augmenter, words = fully_covered_augmenter(0.0, 0.0, 0.4)
+    rng = random.Random(2)
+    cut, lengths = 0, set()
+    for _ in range(2000):
+        tokens = rng.sample(words, 10)
+        out = augmenter.perturb(" ".join(tokens)).split()
+        if len(out) < len(tokens):
+            cut += 1
+            lengths.add(len(out))
+            start = tokens.index(out[0])
+            assert tokens[start:start + len(out)] == out  # a contiguous n-gram
+    assert abs(cut / 2000 - 0.4) < 0.035
+    assert lengths == {1, 2, 3, 4, 5}
+
+
+def test_punctuation_and_case_are_kept_around_replacements():
+    augmenter, _ = fully_covered_augmenter(0.0, 1.0, 0.0)
+    assert augmenter.perturb("Hello, (pizza)!") == "Otherhello, (otherpizza)!"
+    augmenter, _ = fully_covered_augmenter(1.0, 0.0, 0.0)
+    assert augmenter.perturb("Hello, pizza?") == "[MASK], [MASK]?"
+
+
+def test_nearest_neighbours_come_from_the_same_cluster(toy_vectors):
+    from rasa_kd.resources import load_word_vectors
+
+    words, matrix = load_word_vectors(str(toy_vectors))
+    neighbours = augment.nearest_neighbours({"pizza", "rain", "unknownword"}, words, matrix, limit=1000, k=3)
+    assert set(neighbours) == {"pizza", "rain"}
+    assert set(neighbours["pizza"]) <= set(TOY_INTENTS["order_pizza"]) - {"pizza"}
+    assert set(neighbours["rain"]) <= set(TOY_INTENTS["weather"]) - {"rain"}
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("empty_train", "no intent examples"),
+    ("out_exists", "--force"),
+    ("unknown_method", "available: rules"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_output(case, fragment, toy_nlu, toy_vectors, tmp_path, capsys):
+    out = tmp_path / "transfer_out"
+    argv = ["augment", *augment_args(toy_nlu, toy_vectors, out)]
+    if case == "empty_train":
+        empty = tmp_path / "empty.yml"
+        write_examples(empty, [])
+        argv[argv.index("--train") + 1] = str(empty)
+    elif case == "out_exists":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    else:
+        argv[argv.index("--method") + 1] = "rules,telepathy"
+    status, err = run_cli(argv, capsys)
+    assert status == 2 and len(err) == 1 and fragment in err[0], err
+    if case == "out_exists":
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    else:
+        assert not out.exists()

@@ -1,0 +1,115 @@
+"""`rasa-kd teacher`: fine-tuning, the teacher folder, pooling, bad input."""
+import json
+import random
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from rasa_kd import teacher
+from rasa_kd.nlu_io import Example, read_examples, write_examples
+
+
+def test_teacher_learns_the_toy_task(tiny_teacher_dir, toy_nlu):
+    metrics = json.loads((tiny_teacher_dir / "metrics.json").read_text())
+    assert metrics["dev"]["accuracy"] >= 0.6  # chance is 0.25 with 4 intents
+    assert metrics["history"][-1]["dev_micro_f1"] > metrics["history"][0]["dev_micro_f1"] - 1e-9
+    assert metrics["parameters"] > 0 and metrics["train_seconds"] > 0
+    model, tokenizer, labels = teacher.load_teacher(tiny_teacher_dir)
+    assert labels == json.loads((tiny_teacher_dir / "labels.json").read_text()) == sorted(labels)
+    test = read_examples(toy_nlu["test"])
+    logits = teacher.predict_logits(model, tokenizer, [e.text for e in test], 32)
+    accuracy = np.mean([labels[i] == e.intent for i, e in zip(logits.argmax(axis=1), test)])
+    assert accuracy >= 0.6
+
+
+def test_mean_pooling_is_applied_on_load(tiny_teacher_dir):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    assert teacher.read_settings(tiny_teacher_dir)["pooling"] == "mean"
+    model, tokenizer, _ = teacher.load_teacher(tiny_teacher_dir)
+    plain = AutoModelForSequenceClassification.from_pretrained(str(tiny_teacher_dir)).eval()
+    batch = tokenizer(["hello my friend", "pizza"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = plain.bert(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        expected = plain.classifier((hidden * mask).sum(1) / mask.sum(1))
+        got = model(**batch).logits
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, plain(**batch).logits)
+
+
+def test_cls_pooling_with_a_split_dev_set(tiny_bert_dir, toy_nlu, tmp_path, capsys):
+    out = tmp_path / "cls"
+    args = ["teacher", "--train", str(toy_nlu["train"]), "--model", str(tiny_bert_dir), "--out", str(out),
+            "--pooling", "cls", "--epochs", "1", "--max-length", "16", "--quiet"]
+    assert run_cli(args, capsys)[0] == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dev_source"].startswith("stratified 0.1")
+    assert metrics["train_examples"] + metrics["dev_examples"] == 96
+    assert json.loads((out / "rasa_kd_teacher.json").read_text())["pooling"] == "cls"
+
+
+def test_stratified_split_keeps_every_intent_and_singletons_in_train():
+    examples = [Example(f"s{i}", "a") for i in range(20)] + [Example(f"t{i}", "b") for i in range(10)]
+    examples.append(Example("only", "c"))
+    train, dev = teacher.stratified_split(examples, 0.1, seed=0)
+    assert sorted(e.intent for e in dev) == ["a", "a", "b"]
+    assert {e.text for e in train} | {e.text for e in dev} == {e.text for e in examples}
+    assert teacher.stratified_split(examples, 0.1, seed=0) == (train, dev)
+
+
+def test_length_sorted_batches_cover_every_row_once():
+    lengths = [random.Random(1).randint(1, 9) for _ in range(50)]
+    batches = teacher.length_sorted_batches(lengths, 8)
+    assert sorted(i for b in batches for i in b) == list(range(50))
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat, reverse=True)
+
+
+@pytest.fixture
+def bad_inputs(tmp_path, toy_nlu, tiny_bert_dir):
+    not_a_model = tmp_path / "not_a_model"
+    not_a_model.mkdir()
+    (not_a_model / "weights.bin").write_text("x")
+    empty = tmp_path / "empty.yml"
+    write_examples(empty, [])
+    dev_extra = tmp_path / "dev_extra.yml"
+    write_examples(dev_extra, read_examples(toy_nlu["dev"]) + [Example("what is love", "philosophy")])
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    return {"not_a_model": not_a_model, "empty": empty, "dev_extra": dev_extra, "full": full}
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("model_folder", "not a model folder"),
+    ("missing_model", "not found"),
+    ("dev_label", "philosophy"),
+    ("empty_train", "no intent examples"),
+    ("out_exists", "--force"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_output(case, fragment, bad_inputs, toy_nlu, tiny_bert_dir,
+                                                    tmp_path, capsys):
+    out = tmp_path / "teacher_out"
+    train, dev, model = toy_nlu["train"], toy_nlu["dev"], tiny_bert_dir
+    if case == "model_folder":
+        model = bad_inputs["not_a_model"]
+    elif case == "missing_model":
+        model = tmp_path / "no" / "such" / "model"
+    elif case == "dev_label":
+        dev = bad_inputs["dev_extra"]
+    elif case == "empty_train":
+        train = bad_inputs["empty"]
+    elif case == "out_exists":
+        out = bad_inputs["full"]
+    status, err = run_cli(["teacher", "--train", str(train), "--dev", str(dev), "--model", str(model),
+                           "--out", str(out), "--epochs", "1", "--quiet"], capsys)
+    assert status == 2
+    assert len(err) == 1 and fragment in err[0], err
+    if case == "out_exists":
+        assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    else:
+        assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".teacher_out")]
