@@ -51,7 +51,9 @@ def main() -> int:
                           Path("config.yml"), train, models, "student-pipeline")
     diet_model = timed(timings, "rasa train nlu (DIET pipeline)", rasa_runner.train_nlu,
                        diet_config, train, models, "diet-pipeline")
-    texts = [line[2:] for line in test.read_text().splitlines() if line.strip().startswith("- ")]
+    from rasa_kd.nlu_io import read_examples
+
+    texts = [example.text for example in read_examples(test)]
     results = {}
     for name, model in (("student", student_model), ("diet", diet_model)):
         scores = timed(timings, f"rasa test nlu ({name} pipeline)", rasa_runner.test_nlu, model, test,
@@ -63,8 +65,9 @@ def main() -> int:
 
     print("\n| system | accuracy | macro-F1 | latency ms/example | size MB |")
     print("|---|---|---|---|---|")
-    print(row("teacher (rasa-kd evaluate)", teacher, teacher["latency_ms_batch1"], teacher["size_mb"]))
-    print(row("student (rasa-kd evaluate)", student, student["latency_ms_batch1"], student["size_mb"]))
+    for name, metrics in (("teacher", teacher), ("student", student)):
+        print(row(f"{name} (rasa-kd evaluate)", metrics["scores"], metrics["latency_ms_batch1"],
+                  metrics["size_bytes"] / 1e6))
     for name, label in (("student", "Rasa + StudentIntentClassifier"), ("diet", "Rasa default DIET pipeline")):
         scores, latency, size = results[name]
         print(row(f"{label} (rasa test nlu, parse)", scores, latency["median_ms"], size))
