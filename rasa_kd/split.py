@@ -17,7 +17,9 @@ HELP = "hold out stratified test (and dev) splits of a Rasa NLU file"
 
 
 def stratified_split(examples: Sequence[Example], fraction: float, seed: int) -> Tuple[List[Example], List[Example]]:
-    """(kept, held out): about `fraction` of each intent held out, at least one example kept."""
+    """(kept, held out): `fraction` of each intent's examples held out (rounded, at least one
+    when the fraction is not 0); an intent keeps at least one example, so single-example
+    intents are never held out."""
     if not 0 <= fraction < 1:
         raise UserError(f"split fraction must be at least 0 and below 1, got {fraction}")
     by_intent: Dict[str, List[Example]] = defaultdict(list)
@@ -28,7 +30,7 @@ def stratified_split(examples: Sequence[Example], fraction: float, seed: int) ->
     for intent in sorted(by_intent):
         group = list(by_intent[intent])
         rng.shuffle(group)
-        n_held = min(round(len(group) * fraction), len(group) - 1)
+        n_held = 0 if fraction == 0 or len(group) < 2 else min(len(group) - 1, max(1, round(fraction * len(group))))
         held_out.extend(group[:n_held])
         kept.extend(group[n_held:])
     return kept, held_out

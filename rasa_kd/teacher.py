@@ -25,7 +25,6 @@ but only `load_teacher(path)` applies the right pooling: use it to run a teacher
 import functools
 import json
 import os
-import random
 import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
+from rasa_kd.split import stratified_split  # noqa: F401 - also part of this module's API
 
 HELP = "fine-tune a BERT-family teacher on Rasa NLU data; writes a HF model folder + labels.json"
 
@@ -243,23 +243,6 @@ def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64,
 
 
 # ---------------------------------------------------------------- data
-
-
-def stratified_split(examples: Sequence, fraction: float, seed: int) -> Tuple[List, List]:
-    """(train, dev): `fraction` of each intent's examples (rounded, at least 1) go to dev;
-    intents with a single example stay in train only."""
-    rng = random.Random(seed)
-    by_intent: Dict[str, List] = {}
-    for example in examples:
-        by_intent.setdefault(example.intent, []).append(example)
-    train, dev = [], []
-    for intent in sorted(by_intent):
-        group = list(by_intent[intent])
-        rng.shuffle(group)
-        n_dev = 0 if len(group) < 2 else min(len(group) - 1, max(1, round(fraction * len(group))))
-        dev += group[:n_dev]
-        train += group[n_dev:]
-    return train, dev
 
 
 def read_train_dev(train_path: Path, dev_path: Optional[Path], fraction: float, seed: int):
