@@ -46,41 +46,27 @@ def add_arguments(parser) -> None:
 
 
 class TeacherModel:
-    """A teacher folder behind the students' `labels` / `predict_labels` interface.
-
-    Loaded with `rasa_kd.teacher.load_teacher` (which applies the teacher's pooling and
-    max length from its settings file) when that module is present, else as a plain
-    AutoModelForSequenceClassification with labels.json.
-    """
+    """A teacher folder behind the students' `labels` / `predict_labels` interface, loaded
+    with `rasa_kd.teacher.load_teacher` (the teacher's own pooling and max length)."""
 
     kind = "teacher"
 
     def __init__(self, path: Path, threads: int = 0):
         import torch
 
+        from rasa_kd.teacher import load_teacher, read_settings
+
         if threads:
             torch.set_num_threads(threads)
         self.path, self.torch = path, torch
-        try:
-            from rasa_kd import teacher as teacher_module
-        except ImportError:
-            teacher_module = None
-        if teacher_module is not None and hasattr(teacher_module, "load_teacher"):
-            self.model, self.tokenizer, self.labels = teacher_module.load_teacher(path)
-            self.max_length = int(teacher_module.read_settings(path).get("max_length", 64))
-        else:
-            self.model, self.tokenizer, self.labels = load_plain_teacher(path)
-            self.max_length = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512)
+        self.model, self.tokenizer, self.labels = load_teacher(path)
+        self.max_length = int(read_settings(path)["max_length"])
 
     def predict_labels(self, texts: Sequence[str]) -> List[str]:
-        predicted = []
-        for start in range(0, len(texts), 64):
-            batch = self.tokenizer(list(texts[start:start + 64]), padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt")
-            with self.torch.inference_mode():
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            predicted += [self.labels[i] for i in logits.argmax(dim=-1).tolist()]
-        return predicted
+        from rasa_kd.teacher import predict_logits
+
+        logits = predict_logits(self.model, self.tokenizer, list(texts), self.max_length)
+        return [self.labels[i] for i in logits.argmax(axis=1)]
 
     def parameters(self) -> Dict[str, int]:
         embedding = sum(p.numel() for m in self.model.modules() if isinstance(m, self.torch.nn.Embedding)
@@ -92,33 +78,6 @@ class TeacherModel:
         weights = [p for p in self.path.iterdir() if p.suffix in (".safetensors", ".bin")]
         names = TOKENIZER_FILES + ("config.json", "labels.json", "rasa_kd_teacher.json")
         return weights + [self.path / n for n in names if (self.path / n).is_file()]
-
-
-def load_plain_teacher(path: Path):
-    """(model, tokenizer, labels) of a HF sequence-classification folder with labels.json."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    labels = read_teacher_labels(path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path}: cannot load the teacher ({type(error).__name__})") from error
-    if model.config.num_labels != len(labels):
-        raise UserError(f"{path}/labels.json names {len(labels)} labels but the model has "
-                        f"{model.config.num_labels} outputs")
-    return model, tokenizer, labels
-
-
-def read_teacher_labels(path: Path) -> List[str]:
-    labels_file = path / "labels.json"
-    try:
-        labels = json.loads(labels_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise UserError(f"{labels_file}: cannot read the teacher's label names ({type(error).__name__})") from error
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise UserError(f"{labels_file}: expected a JSON list of label names")
-    return labels
 
 
 class StudentModel:
