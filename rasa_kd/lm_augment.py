@@ -196,11 +196,15 @@ def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str]
     """
     from tqdm import tqdm
 
+    from rasa_kd.transfer import normalised_key
+
     shard_dir = work / SHARDS_FOLDER
     shard_dir.mkdir(parents=True, exist_ok=True)
     shards = _read_shards(shard_dir)
     accepted = [row for shard in shards for row in shard]
-    seen = {normalised(t) for t in exclude} | {text for text, _ in accepted}
+    # "The same sentence" as the transfer set defines it (whitespace and case), so the
+    # augment command's own uniqueness check does not reject what was sampled here.
+    seen = {normalised_key(t) for t in exclude} | {normalised_key(text) for text, _ in accepted}
     plan = dict(quota) if quota else {None: size}
     made = Counter(intent for _, intent in accepted)
     sampler = Sampler(lm_dir, top_k, top_p, temperature, max_new_tokens, batch_size)
@@ -216,8 +220,9 @@ def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str]
         shard = []
         for text in sampler.sample(intent, seed + index):
             drawn += 1
-            if text and text not in seen and made[intent] < plan[intent]:
-                seen.add(text)
+            key = normalised_key(text)
+            if text and key not in seen and made[intent] < plan[intent]:
+                seen.add(key)
                 made[intent] += 1
                 shard.append((text, intent))
             else:
