@@ -225,6 +225,13 @@ def best_epoch(trainer) -> Optional[float]:
     return None
 
 
+def dev_history(trainer) -> List[Dict[str, float]]:
+    """Dev scores after each evaluation: [{"epoch": 1.0, "accuracy": ..., ...}, ...]."""
+    return [{"epoch": entry["epoch"], **{key[len("eval_"):]: value for key, value in entry.items()
+                                          if key.startswith("eval_") and not key.endswith(("runtime", "per_second"))}}
+            for entry in trainer.state.log_history if "eval_loss" in entry]
+
+
 def distil(args, callbacks=()) -> Dict:
     """The whole stage; returns the written student.json. `callbacks`: extra TrainerCallbacks."""
     from rasa_kd.outputs import atomic_output_dir, check_output_dir
@@ -250,7 +257,8 @@ def distil(args, callbacks=()) -> Dict:
         metrics["test"] = score(model, tokenizer, test, transfer.labels)
     recipe.update(transfer=str(args.transfer), transfer_sentences=len(transfer.dataset),
                   transfer_sources=transfer.source_counts(), dev=str(args.dev), test=str(args.test) if test else None,
-                  best_epoch=best_epoch(trainer), training_seconds=round(time.time() - started, 1))
+                  best_epoch=best_epoch(trainer), dev_history=dev_history(trainer),
+                  training_seconds=round(time.time() - started, 1))
     with atomic_output_dir(args.out, args.force) as folder:
         manifest = package.save_package(folder, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer,
                                         teacher=build.teacher_identity(teacher_path), recipe=recipe, metrics=metrics)

@@ -31,6 +31,8 @@ def test_wordpiece_multichannel_bilstm_beats_chance(toy_world, tmp_path):
     assert manifest["metrics"]["test"]["accuracy"] >= 0.8  # chance: 0.25
     assert (tmp_path / "student" / "tokenizer.json").is_file()
     assert manifest["teacher"]["fingerprint"] and manifest["recipe"]["transfer_sources"] == {"original": 160, "rules": 160}
+    history = manifest["recipe"]["dev_history"]
+    assert [round(h["epoch"]) for h in history] == list(range(1, 9)) and 0 <= history[-1]["accuracy"] <= 1
 
 
 def test_small_bert_beats_chance(toy_world, tmp_path):
