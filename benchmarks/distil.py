@@ -5,10 +5,11 @@ Stages (each skipped when its output exists, so a re-run resumes):
   teacher  `rasa-kd teacher` (default backbone minilm) on train, dev for model selection
   augment  `rasa-kd augment --method rules|lm|rules,lm` on train (dev and test excluded)
   label    `rasa-kd label`: teacher logits for every transfer sentence
-  distil   students: bilstm-wordpieces (multichannel teacher wordpieces), bilstm-glove
-           (GloVe 6B 50-d words, multichannel), bert (5 layers, hidden 204)
-  export   `rasa-kd export --onnx` per student
-  evaluate `rasa-kd evaluate` on test: teacher, each student with PyTorch and ONNX
+  distil   every recipe in VARIANTS (BiLSTM on GloVe 6B 50-d words or on the teacher's
+           wordpieces, small BERT with 5 layers, hidden 204; transfer-set size, epochs, loss)
+  pick     the best BiLSTM and the best small BERT by dev accuracy
+  export   `rasa-kd export --onnx` for the two picked students
+  evaluate `rasa-kd evaluate` on test: teacher, the picked students with PyTorch and ONNX
 
 Writes benchmarks/results/distil_sara.json and distil_sara.md: a table with the
 teacher, the students and Rasa's default DIET pipeline (0.803 test accuracy,
@@ -24,16 +25,24 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Dict
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DIET_ACCURACY = 0.803
-STUDENTS = {
-    "bilstm-wordpieces": ["--student", "bilstm", "--vocab", "wordpieces", "--embedding-mode", "multichannel"],
-    "bilstm-glove": ["--student", "bilstm", "--vocab", "words", "--vectors", "glove50", "--embedding-mode", "multichannel"],
-    "bert": ["--student", "bert"],
+WORDS = ["--student", "bilstm", "--vocab", "words", "--vectors", "glove50"]
+WORDPIECES = ["--student", "bilstm", "--vocab", "wordpieces"]
+# Recipes tried on dev (name -> `rasa-kd distil` options); the best BiLSTM and the best BERT by dev
+# accuracy are evaluated in full. Transfer-set size is a lever through --transfer-limit (the
+# originals, then rule sentences in the order they were made).
+VARIANTS = {
+    "bilstm-glove-20k-e10": [*WORDS, "--embedding-mode", "multichannel", "--transfer-limit", "20000", "--epochs", "10"],
+    "bilstm-glove-100k-e3": [*WORDS, "--embedding-mode", "multichannel", "--epochs", "3"],
+    "bert-20k-e6": ["--student", "bert", "--transfer-limit", "20000", "--epochs", "6"],
+    "bilstm-wordpieces-20k-e6": [*WORDPIECES, "--embedding-mode", "multichannel", "--transfer-limit", "20000",
+                                 "--epochs", "6"],
+    "bilstm-glove-100k-e6": [*WORDS, "--embedding-mode", "multichannel", "--epochs", "6"],
 }
-
 
 def rasa_kd(*argv) -> None:
     """Run one rasa-kd command in a child process (fresh memory, same environment)."""
@@ -42,81 +51,111 @@ def rasa_kd(*argv) -> None:
     subprocess.run(command, check=True, cwd=ROOT)
 
 
-def stage(done: Path, *argv) -> None:
+def stage(done: Path, timings: Dict, name: str, *argv) -> None:
+    """Run a rasa-kd command unless `done` exists; its time is kept in WORK/timings.json."""
     if done.exists():
         print(f"[skip] {done} exists", flush=True)
         return
+    started = time.time()
     rasa_kd(*argv)
+    timings[name] = round(time.time() - started, 1)
 
 
-def run_stages(args) -> dict:
+def prepare_transfer(args, timings: Dict) -> Dict[str, Path]:
     work, data = args.work, args.work / "data"
     if not (data / "test.yml").exists():
         from rasa_kd.convert import convert
 
         convert("sara", args.source, data)
     teacher, transfer, labelled = work / "teacher", work / f"transfer-{args.augment}", work / f"labelled-{args.augment}"
-    stage(teacher, "teacher", "--train", data / "train.yml", "--dev", data / "dev.yml", "--model", args.teacher_model,
-          "--out", teacher, "--seed", args.seed)
+    stage(teacher, timings, "teacher", "teacher", "--train", data / "train.yml", "--dev", data / "dev.yml",
+          "--model", args.teacher_model, "--out", teacher, "--seed", args.seed)
     augment = ["augment", "--method", args.augment, "--train", data / "train.yml", "--exclude", data / "dev.yml",
                "--exclude", data / "test.yml", "--out", transfer, "--seed", args.seed]
-    stage(transfer, *augment, *(["--size", args.size] if args.size else []))
-    stage(labelled, "label", "--teacher", teacher, "--transfer", transfer, "--out", labelled)
-    timings = {}
-    for name in args.students:
-        out = work / f"student-{name}-{args.augment}"
-        started = time.time()
-        stage(out, "distil", "--transfer", labelled, "--dev", data / "dev.yml", "--test", data / "test.yml",
-              "--out", out, "--epochs", args.epochs, "--seed", args.seed, *STUDENTS[name])
-        stage(out / "model.onnx", "export", "--model", out, "--onnx", "--data", data / "test.yml")
-        timings[name] = round(time.time() - started, 1)
-    return {"teacher": teacher, "students": {n: work / f"student-{n}-{args.augment}" for n in args.students},
-            "test": data / "test.yml", "timings": timings}
+    stage(transfer, timings, "augment", *augment, *(["--size", args.size] if args.size else []))
+    stage(labelled, timings, "label", "label", "--teacher", teacher, "--transfer", transfer, "--out", labelled)
+    return {"teacher": teacher, "labelled": labelled, "dev": data / "dev.yml", "test": data / "test.yml"}
 
 
-def evaluate_all(paths: dict, work: Path) -> dict:
+def train_variants(args, paths: Dict, timings: Dict) -> Dict[str, Dict]:
+    """Distil every variant (dev picks each one's best epoch; test is scored once, for the report)."""
+    tuning = {}
+    for name in args.variants:
+        out = args.work / f"student-{name}"
+        stage(out, timings, f"distil {name}", "distil", "--transfer", paths["labelled"], "--dev", paths["dev"],
+              "--test", paths["test"], "--out", out, "--seed", args.seed, *VARIANTS[name])
+        manifest = json.loads((out / "student.json").read_text())
+        recipe = manifest["recipe"]
+        tuning[name] = {"options": VARIANTS[name], "path": str(out), "kind": manifest["architecture"],
+                        "vocab": manifest["tokenizer"]["kind"], "transfer_sentences": recipe["transfer_sentences"],
+                        "epochs": recipe["epochs"], "best_epoch": recipe["best_epoch"],
+                        "training_seconds": recipe["training_seconds"], "dev": manifest["metrics"]["dev"]["accuracy"],
+                        "test": manifest["metrics"]["test"]["accuracy"], "dev_history": recipe.get("dev_history")}
+    return tuning
+
+
+def best_variants(tuning: Dict) -> Dict[str, str]:
+    """The variant with the best dev accuracy per architecture (ties: the faster to train)."""
+    best = {}
+    for kind in ("bilstm", "bert"):
+        names = [n for n, t in tuning.items() if t["kind"] == kind]
+        if names:
+            best[kind] = max(names, key=lambda n: (tuning[n]["dev"], -tuning[n]["training_seconds"]))
+    return best
+
+
+def evaluate_all(paths: Dict, best: Dict[str, str], work: Path, timings: Dict) -> Dict:
     metrics_dir = work / "metrics"
     results = {}
     runs = [("teacher", paths["teacher"], [])]
-    for name, student in paths["students"].items():
+    for name in best.values():
+        student = work / f"student-{name}"
+        stage(student / "model.onnx", timings, f"export {name}", "export", "--model", student, "--onnx",
+              "--data", paths["test"])
         runs += [(name, student, []), (f"{name} (onnx)", student, ["--onnx"])]
     for name, model, extra in runs:
         out = metrics_dir / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}.json"
-        rasa_kd("evaluate", "--model", model, "--data", paths["test"], "--out", out, *extra)
+        if not out.exists():
+            rasa_kd("evaluate", "--model", model, "--data", paths["test"], "--out", out, *extra)
         results[name] = json.loads(out.read_text())
     return results
 
 
-def summarise(results: dict) -> dict:
+def summarise(results: Dict, best: Dict[str, str], timings: Dict, tuning: Dict) -> Dict:
     teacher = results["teacher"]["scores"]["accuracy"]
-
-    def best(prefix):
-        names = [n for n in results if n.startswith(prefix) and "(onnx)" not in n]
-        return max(names, key=lambda n: results[n]["scores"]["accuracy"]) if names else None
 
     def fastest(name):
         return min(results[n]["latency_ms_batch1"] for n in (name, f"{name} (onnx)") if n in results)
 
     targets = {}
-    best_bilstm, bert = best("bilstm"), "bert" if "bert" in results else None
-    if best_bilstm:
-        accuracy = results[best_bilstm]["scores"]["accuracy"]
-        targets["bilstm_vs_teacher"] = {"student": best_bilstm, "ratio": accuracy / teacher, "target": 0.98,
+    if "bilstm" in best:
+        name = best["bilstm"]
+        accuracy = results[name]["scores"]["accuracy"]
+        targets["bilstm_vs_teacher"] = {"student": name, "ratio": round(accuracy / teacher, 4), "target": 0.98,
                                         "met": accuracy >= 0.98 * teacher}
         targets["bilstm_vs_diet"] = {"accuracy": accuracy, "diet": DIET_ACCURACY, "met": accuracy > DIET_ACCURACY}
-        latency = min(fastest(n) for n in results if n.startswith("bilstm") and "(onnx)" not in n)
-        targets["bilstm_latency_ms"] = {"value": latency, "target": 1.0, "met": latency <= 1.0}
-    if bert:
-        accuracy = results[bert]["scores"]["accuracy"]
-        targets["bert_vs_teacher"] = {"ratio": accuracy / teacher, "target": 0.98, "met": accuracy >= 0.98 * teacher}
-        targets["bert_latency_ms"] = {"value": fastest(bert), "target": 5.0, "met": fastest(bert) <= 5.0}
+        targets["bilstm_latency_ms"] = {"value": fastest(name), "target": 1.0, "met": fastest(name) <= 1.0}
+        whole = sum(timings.get(k, 0) for k in ("augment", "label")) + tuning[name]["training_seconds"]
+        targets["sara_distil_run_minutes"] = {"augment_label_bilstm": round(whole / 60, 1), "target": 20,
+                                              "met": whole <= 20 * 60}
+    if "bert" in best:
+        name = best["bert"]
+        accuracy = results[name]["scores"]["accuracy"]
+        targets["bert_vs_teacher"] = {"student": name, "ratio": round(accuracy / teacher, 4), "target": 0.98,
+                                      "met": accuracy >= 0.98 * teacher}
+        targets["bert_latency_ms"] = {"value": fastest(name), "target": 5.0, "met": fastest(name) <= 5.0}
+    teacher_latency = results["teacher"]["latency_ms_batch1"]
+    for kind, name in best.items():
+        targets[f"{kind}_speedup_vs_teacher"] = {"value": round(teacher_latency / fastest(name), 1), "target": 10,
+                                                 "met": teacher_latency / fastest(name) >= 10}
     return targets
 
 
-def markdown(results: dict, targets: dict, augment: str) -> str:
+def markdown(results: Dict, targets: Dict, tuning: Dict, args) -> str:
     teacher = results["teacher"]["scores"]["accuracy"]
-    lines = [f"Sara test set (987 examples), transfer set from `{augment}` augmentation; "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores.", "",
+    lines = [f"Sara test set (987 rows, {results['teacher']['scores']['n']} unique after Rasa's dedupe); transfer set "
+             f"from `{args.augment}` augmentation; {platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} CPU cores.", "",
              "| model | accuracy | × teacher | micro-F1 | macro-F1 | MCC | parameters (embedding) | size MB | "
              "ms/example, batch 1 | sentences/s, batch 64 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -126,6 +165,13 @@ def markdown(results: dict, targets: dict, augment: str) -> str:
                      f"{s['macro_f1']:.3f} | {s['mcc']:.3f} | {p['total'] / 1e6:.2f}M ({p['embedding'] / 1e6:.2f}M) | "
                      f"{m['size_bytes'] / 1e6:.1f} | {m['latency_ms_batch1']:.2f} | {m['sentences_per_second']:,.0f} |")
     lines.append(f"| Rasa DIET (default pipeline) | {DIET_ACCURACY:.3f} | {DIET_ACCURACY / teacher:.3f} | | | | | | | |")
+    lines += ["", "Recipes tried (selection by dev accuracy; test shown for the record):", "",
+              "| variant | options | transfer sentences | epochs (best) | dev | test | training min |",
+              "|---|---|---|---|---|---|---|"]
+    for name, t in tuning.items():
+        options = " ".join(o for o in t["options"] if o not in ("--student",))
+        lines.append(f"| {name} | `{options}` | {t['transfer_sentences']:,} | {t['epochs']:g} ({t['best_epoch']}) | "
+                     f"{t['dev']:.3f} | {t['test']:.3f} | {t['training_seconds'] / 60:.1f} |")
     lines += ["", "Targets:", ""]
     lines += [f"- {name}: {json.dumps({k: v for k, v in t.items() if k != 'met'})} — "
               f"{'met' if t['met'] else 'NOT met'}" for name, t in targets.items()]
@@ -140,23 +186,30 @@ def main() -> int:
     parser.add_argument("--augment", default="rules", choices=("rules", "lm", "rules,lm"), help="augmentation (rules)")
     parser.add_argument("--size", type=int, help="transfer-set size (default: rasa-kd augment's default)")
     parser.add_argument("--teacher-model", default="minilm", help="teacher backbone (default minilm)")
-    parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS),
-                        help="students to distil (default all)")
-    parser.add_argument("--epochs", type=float, default=10, help="student epochs (default 10)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="student recipes to distil (default all)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "distil_sara.json")
     args = parser.parse_args()
     for key, value in {"RASA_TELEMETRY_ENABLED": "false", "USE_TF": "0", "TRANSFORMERS_NO_TF": "1"}.items():
         os.environ.setdefault(key, value)
-    paths = run_stages(args)
-    results = evaluate_all(paths, args.work)
-    targets = summarise(results)
-    report = {"dataset": "sara", "augment": args.augment, "size": args.size, "epochs": args.epochs,
-              "teacher_model": args.teacher_model, "diet_accuracy": DIET_ACCURACY, "results": results,
-              "targets": targets, "distil_seconds": paths["timings"], "cpu_cores": os.cpu_count()}
+    timings_file = args.work / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    try:
+        paths = prepare_transfer(args, timings)
+        tuning = train_variants(args, paths, timings)
+        best = best_variants(tuning)
+        results = evaluate_all(paths, best, args.work, timings)
+    finally:
+        args.work.mkdir(parents=True, exist_ok=True)
+        timings_file.write_text(json.dumps(timings, indent=1) + "\n")
+    targets = summarise(results, best, timings, tuning)
+    report = {"dataset": "sara", "augment": args.augment, "size": args.size, "teacher_model": args.teacher_model,
+              "diet_accuracy": DIET_ACCURACY, "best": best, "results": results, "tuning": tuning,
+              "targets": targets, "stage_seconds": timings, "cpu_cores": os.cpu_count()}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(results, targets, args.augment)
+    table = markdown(results, targets, tuning, args)
     args.results.with_suffix(".md").write_text(table)
     print("\n" + table)
     print(f"results: {args.results} and {args.results.with_suffix('.md')}")

@@ -41,7 +41,7 @@ LEARNING_RATES = {"bilstm": 5e-3, "bert": 3e-4}
 RECIPE_KEYS = ("student", "vocab", "vectors", "vectors_limit", "vocab_size", "min_count", "embedding_mode",
                "hidden_size", "fc_size", "pooling", "dropout", "layers", "heads", "intermediate", "projection",
                "init_from_teacher", "max_length", "loss", "temperature", "hard_weight", "epochs", "batch_size",
-               "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "best_metric", "seed")
+               "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "best_metric", "seed", "transfer_limit")
 
 
 def add_arguments(parser) -> None:
@@ -85,6 +85,9 @@ def add_arguments(parser) -> None:
     train.add_argument("--hard-weight", type=float, default=0.0,
                        help="weight α of cross-entropy on gold intents of original sentences: (1-α)·soft + α·hard (default 0)")
     train.add_argument("--epochs", type=float, default=10, help="epochs over the transfer set (default 10)")
+    train.add_argument("--transfer-limit", type=int,
+                       help="train on the first N transfer sentences only: the originals, then augmented ones in "
+                            "the order they were made (default: all)")
     train.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
     train.add_argument("--eval-batch-size", type=int, default=256, help="dev batch size (default 256)")
     train.add_argument("--learning-rate", type=float, help="AdamW learning rate (default 5e-3 bilstm, 3e-4 bert)")
@@ -109,8 +112,8 @@ def check_arguments(args) -> None:
         raise UserError(f"--hard-weight must be between 0 and 1, got {args.hard_weight}")
     if args.temperature <= 0:
         raise UserError(f"--temperature must be positive, got {args.temperature}")
-    for name in ("epochs", "batch_size", "max_length", "vocab_size"):
-        if getattr(args, name) <= 0:
+    for name in ("epochs", "batch_size", "max_length", "vocab_size", "transfer_limit"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
     if args.learning_rate is None:
         args.learning_rate = LEARNING_RATES[args.student]
@@ -240,6 +243,8 @@ def distil(args, callbacks=()) -> Dict:
     check_arguments(args)
     check_output_dir(args.out, args.force)
     transfer = data.open_transfer(args.transfer)
+    if args.transfer_limit and args.transfer_limit < len(transfer.dataset):
+        transfer.dataset = transfer.dataset.select(range(args.transfer_limit))
     dev = data.read_split(args.dev, transfer.labels)
     test = data.read_split(args.test, transfer.labels)
     teacher, teacher_path = find_teacher(args, transfer)

@@ -18,7 +18,7 @@ snippet that uses the student.
 import json
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from rasa_kd.errors import UserError
 
@@ -44,26 +44,43 @@ class Stages:
         self.timings: Dict[str, float] = {}
 
     def run(self, name: str, argv: List[str], inputs: Sequence[Path], output: Path,
-            replaces_output: bool = True) -> None:
+            replaces_output: bool = True, action: Optional[Callable[[], None]] = None) -> bool:
+        """Run `rasa-kd ARGV` (or `action()`, with `argv` as its recorded description) unless
+        it is up to date; returns whether it ran."""
         from rasa_kd import cli
 
         record = {"argv": argv, "inputs": input_fingerprint(inputs)}
         record_file = self.record_dir / f"{name}.json"
-        if output.exists() and record_file.exists() and json.loads(record_file.read_text()) == record:
+        if output.exists() and record_file.exists() and self._same_run(json.loads(record_file.read_text()), record):
             print(f"== {name}: up to date, skipped ({output})", flush=True)
             self.timings[name] = 0.0
-            return
-        print(f"== {name}: rasa-kd {' '.join(argv)}", flush=True)
+            return False
         started = time.time()
-        force = ["--force"] if output.exists() and replaces_output else []
-        status = cli.run_command(argv + force)
-        if status != 0:
-            raise UserError(f"stage {name} failed (exit status {status}); fix the cause and re-run to resume")
+        if action is None:
+            print(f"== {name}: rasa-kd {' '.join(argv)}", flush=True)
+            force = ["--force"] if output.exists() and replaces_output else []
+            status = cli.run_command(argv + force)
+            if status != 0:
+                raise UserError(f"stage {name} failed (exit status {status}); fix the cause and re-run to resume")
+        else:
+            print(f"== {name}: {' '.join(argv)}", flush=True)
+            action()
         self.timings[name] = time.time() - started
         self.record_dir.mkdir(parents=True, exist_ok=True)
         record["inputs"] = input_fingerprint(inputs)
+        record["seconds"] = round(self.timings[name], 1)
         record_file.write_text(json.dumps(record, indent=1))
         print(f"== {name}: {self.timings[name]:.1f} s", flush=True)
+        return True
+
+    @staticmethod
+    def _same_run(saved: Dict, record: Dict) -> bool:
+        return all(saved.get(key) == value for key, value in record.items())
+
+    def seconds(self, name: str) -> Optional[float]:
+        """How long the stage took when it last ran (also when it was skipped this time)."""
+        record_file = self.record_dir / f"{name}.json"
+        return json.loads(record_file.read_text()).get("seconds") if record_file.exists() else None
 
 
 def config_snippet(student: Path) -> str:

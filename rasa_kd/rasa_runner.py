@@ -39,6 +39,14 @@ policies: []
 """
 
 
+def student_config(student: Path) -> str:
+    """A whole Rasa config: the student pipeline, with the same FallbackClassifier as DIET_CONFIG."""
+    from rasa_kd.pipeline import config_snippet
+
+    return (f"recipe: default.v1\nlanguage: en\nassistant_id: rasa-kd-student\n{config_snippet(student)}\n"
+            f"    ambiguity_threshold: 0.1\npolicies: []\n")
+
+
 def rasa_command() -> List[str]:
     return [str(Path(sys.executable).parent / "rasa")]
 
@@ -65,17 +73,24 @@ def train_nlu(config: Path, nlu: Path, out_dir: Path, name: str, cwd: Path = Pat
     return out_dir / f"{name}.tar.gz"
 
 
-def test_nlu(model: Path, test_file: Path, out_dir: Path, cwd: Path = Path(".")) -> Dict[str, float]:
-    """`rasa test nlu`; returns intent accuracy, macro- and weighted-F1 and the example count."""
+def test_nlu(model: Path, test_file: Path, out_dir: Path, cwd: Path = Path(".")) -> Dict:
+    """`rasa test nlu`; returns Rasa's intent accuracy, macro- and weighted-F1 and example count,
+    plus `scores` (rasa_kd.metrics, incl. MCC) over the predictions Rasa wrote."""
+    from rasa_kd.metrics import classification_scores
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_rasa(["test", "nlu", "--model", str(model), "--nlu", str(test_file), "--out", str(out_dir)],
+    run_rasa(["test", "nlu", "--model", str(model), "--nlu", str(test_file), "--out", str(out_dir), "--successes"],
              cwd, out_dir / "test.log")
     report = json.loads((out_dir / "intent_report.json").read_text())
+    predictions = [(row["intent"], row["intent_prediction"]["name"] or "")
+                   for name in ("intent_successes.json", "intent_errors.json") if (out_dir / name).exists()
+                   for row in json.loads((out_dir / name).read_text())]
     return {
         "accuracy": report["accuracy"],
         "macro_f1": report["macro avg"]["f1-score"],
         "weighted_f1": report["weighted avg"]["f1-score"],
         "n": int(report["macro avg"]["support"]),
+        "scores": classification_scores(*zip(*predictions)) if predictions else None,
     }
 
 

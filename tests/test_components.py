@@ -76,6 +76,7 @@ def test_trained_model_contains_the_student_and_scores_above_chance(trained, toy
     assert any(name.endswith("student/model.safetensors") for name in names)
     scores = rasa_runner.test_nlu(model, toy_nlu["train"], project / "results", cwd=project)
     assert scores["accuracy"] > 0.6  # 4 intents: chance is 0.25
+    assert scores["scores"]["n"] == scores["n"] and abs(scores["scores"]["accuracy"] - scores["accuracy"]) < 1e-9
 
 
 def test_model_parses_without_the_student_folder(trained, toy_nlu):

@@ -120,6 +120,15 @@ def test_missing_transfer_and_bad_options(toy_world, tmp_path):
         run_distil({**toy_world, "transfer": tmp_path}, tmp_path / "out")
     with pytest.raises(UserError, match="--hard-weight"):
         run_distil(toy_world, tmp_path / "out", "--hard-weight", "1.5")
+    with pytest.raises(UserError, match="--transfer-limit must be positive"):
+        run_distil(toy_world, tmp_path / "out", "--transfer-limit", "0")
+
+
+def test_transfer_limit_keeps_the_originals_first(toy_world, tmp_path):
+    manifest = run_distil(toy_world, tmp_path / "student", *TINY_BILSTM, "--epochs", "1", "--transfer-limit", "200")
+    recipe = manifest["recipe"]
+    assert recipe["transfer_limit"] == 200 and recipe["transfer_sentences"] == 200
+    assert recipe["transfer_sources"] == {"original": 160, "rules": 40}
 
 
 def test_cli_help_and_one_line_errors(toy_world, tmp_path):

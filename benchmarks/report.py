@@ -1,0 +1,233 @@
+"""benchmarks/RESULTS.md and plots from the JSON files that `benchmarks/run.py` wrote.
+
+    .venv/bin/python benchmarks/report.py
+
+One table per task and budget (teacher, BiLSTM, small-BERT, Rasa's DIET pipeline, the student
+inside Rasa, and the reference work's numbers), a summary table, the targets, and two PNG
+plots: headline score vs latency (log scale) per task, and the students' dev score per epoch.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET_ORDER = ("full", "quick", "smoke")
+TASK_ORDER = ("sara", "sst2", "cola", "trec", "trec50", "mtod-es", "mtod-th")
+LABELS = {"teacher": "teacher (MiniLM-L6, PyTorch)", "bilstm": "BiLSTM student (ONNX)",
+          "bert": "small-BERT student (ONNX)", "diet": "Rasa default pipeline (DIET)",
+          "student_in_rasa": "Rasa + StudentIntentClassifier"}
+SHORT = {"teacher": "teacher", "bilstm": "BiLSTM", "bert": "small-BERT", "diet": "DIET",
+         "student_in_rasa": "student in Rasa"}
+METRIC_NAMES = {"accuracy": "accuracy", "micro_f1": "micro-F1", "mcc": "MCC"}
+
+
+def load_results(folder: Path) -> List[Tuple[str, str, Dict]]:
+    """(task, budget, result) for every run.py result, tasks in the reference order."""
+    runs = []
+    for path in sorted(folder.glob("*.json")):
+        entries = json.loads(path.read_text())
+        for budget, result in entries.items():
+            if isinstance(result, dict) and result.get("benchmark") == "rasa-kd benchmarks/run.py":
+                runs.append((result["task"], budget, result))
+
+    def order(run):
+        task, budget, _ = run
+        return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task,
+                BUDGET_ORDER.index(budget) if budget in BUDGET_ORDER else len(BUDGET_ORDER))
+
+    return sorted(runs, key=order)
+
+
+def headline(result: Dict, system: Dict) -> float:
+    return system["scores"][result["headline"]["split"]][result["headline"]["metric"]]
+
+
+def best_student(result: Dict) -> str:
+    return max(("bilstm", "bert"), key=lambda kind: headline(result, result["systems"][kind]))
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def minutes(seconds) -> str:
+    return "" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def params(system: Dict) -> str:
+    p = system.get("parameters")
+    return f"{p['total'] / 1e6:.2f}M ({p['embedding'] / 1e6:.2f}M)" if p else ""
+
+
+def task_table(result: Dict) -> List[str]:
+    split, metric = result["headline"]["split"], result["headline"]["metric"]
+    reports = list(next(iter(result["systems"].values()))["scores"])
+    others = [r for r in reports if r != split]
+    teacher = headline(result, result["systems"]["teacher"])
+    name = METRIC_NAMES.get(metric, metric)
+    head = [f"{name} {split}", *(f"{name} {r}" for r in others), "× teacher", "parameters (embedding)", "size MB",
+            "ms/example, batch 1", "sentences/s, batch 64", "training"]
+    lines = ["| system | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for key, system in result["systems"].items():
+        score = headline(result, system)
+        cells = [fmt(score), *(fmt(system["scores"][r][metric]) for r in others), fmt(score / teacher if teacher else None),
+                 params(system), fmt(system["size_bytes"] / 1e6, 1), fmt(system["latency_ms_batch1"], 2),
+                 f"{system['sentences_per_second']:,.0f}" if system.get("sentences_per_second") else "",
+                 minutes(system.get("train_seconds"))]
+        lines.append(f"| {LABELS.get(key, key)} | " + " | ".join(cells) + " |")
+    reference = result.get("reference", {})
+    for who, score in reference.get("scores", {}).items():
+        latency = reference.get("latency_ms", {}).get({"best student": "bilstm"}.get(who, who), "")
+        cells = [fmt(score), *([""] * len(others)), fmt(score / reference["scores"]["teacher"]), "", "",
+                 str(latency), "", ""]
+        lines.append(f"| reference: Sučík 2020 {who} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def describe(result: Dict) -> List[str]:
+    budget, data, machine = result["recipe"]["budget"], result["data"], result["machine"]
+    used = data.get("used", {})
+    counts = ", ".join(f"{split} {c['rows']:,} rows / {c['unique']:,} unique" for split, c in data.items()
+                       if split != "used")
+    return [
+        f"Budget `{result['budget']}`: training examples {used.get('train', '?'):,} "
+        f"(cap {budget['train_cap'] or 'none'}), selection set {used.get('select', '?'):,} "
+        f"({result['recipe']['select']}); teacher {budget['teacher_epochs']:g} epochs; rules transfer set "
+        f"{budget['transfer_size'] or 'default (50× train, ≤ 100k)'}; students {budget['student_epochs']:g} epochs; "
+        f"DIET {budget['diet_epochs']} epochs. BiLSTM: `{' '.join(result['recipe']['bilstm'])}`.",
+        f"Data ({'rows read / unique after Rasa dedupe'}): {counts}." if counts else "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, GPU: {machine['gpu'] or 'none'}; "
+        f"run {result['created']}, {minutes(result['run_seconds'])} (last invocation), seed {result['seed']}. "
+        f"Rasa systems: latency is in-process `Agent.parse_message` (whole pipeline), scores from `rasa test nlu`.",
+    ]
+
+
+def targets(result: Dict) -> List[str]:
+    return [f"- {t['name']}: {t['value']} — **{'met' if t['met'] else 'NOT met'}**" for t in result["targets"]]
+
+
+def summary(runs) -> List[str]:
+    lines = ["| task | budget | metric (set) | teacher | best student | × teacher | DIET | student in Rasa | "
+             "parse ms student / DIET | targets met |", "|---" * 10 + "|"]
+    for task, budget, result in runs:
+        s = result["systems"]
+        best = best_student(result)
+        teacher, student = headline(result, s["teacher"]), headline(result, s[best])
+        met = sum(t["met"] for t in result["targets"])
+        lines.append(
+            f"| {task} | {budget} | {METRIC_NAMES.get(result['headline']['metric'])} ({result['headline']['split']}) | "
+            f"{fmt(teacher)} | {fmt(student)} ({SHORT[best]}) | {fmt(student / teacher if teacher else None)} | "
+            f"{fmt(headline(result, s['diet']))} | {fmt(headline(result, s['student_in_rasa']))} | "
+            f"{fmt(s['student_in_rasa']['latency_ms_batch1'], 2)} / {fmt(s['diet']['latency_ms_batch1'], 2)} | "
+            f"{met}/{len(result['targets'])} |")
+    return lines
+
+
+def markdown(runs, plots: Path, out: Path) -> str:
+    lines = ["# Benchmark results", "",
+             "Generated by `benchmarks/report.py` from `benchmarks/results/<task>.json`, all written by "
+             "`benchmarks/run.py` on this project's machine. Scores are on the reported sets only; model selection "
+             "used each task's dev split (Sara, MTOD) or 10 % of train (SST-2, CoLA, TREC, whose dev/test sets are "
+             "reported). `quick` budgets cap the training set and shrink transfer sets and epochs (see each table).",
+             "", "## Summary", "", *summary(runs), ""]
+    rel = Path(os.path.relpath(plots, out.parent))
+    lines += [f"![score vs latency]({rel / 'accuracy_vs_latency.png'})", "",
+              f"![student dev score per epoch]({rel / 'student_dev_curves.png'})", ""]
+    for task, budget, result in runs:
+        lines += [f"## {task} ({budget})", "", *[line for line in describe(result) if line], "",
+                  *task_table(result), "", "Targets:", "", *targets(result), ""]
+    return "\n".join(lines)
+
+
+def preferred(runs):
+    """One run per task: the largest budget."""
+    chosen = {}
+    for task, budget, result in runs:
+        chosen.setdefault(task, (budget, result))
+    return chosen
+
+
+def plot_latency(runs, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = preferred(runs)
+    columns = min(3, len(chosen))
+    rows = math.ceil(len(chosen) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    for ax, (task, (budget, result)) in zip(axes.flat, chosen.items()):
+        for key, system in result["systems"].items():
+            x, y = system["latency_ms_batch1"], headline(result, system)
+            ax.scatter(x, y, s=40)
+            ax.annotate(SHORT.get(key, key), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("ms / example, batch 1 (log)")
+        ax.set_ylabel(METRIC_NAMES.get(result["headline"]["metric"]) + f" ({result['headline']['split']})")
+        ax.set_title(f"{task} ({budget})")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(chosen):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_dev_curves(runs, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = preferred(runs)
+    columns = min(3, len(chosen))
+    rows = math.ceil(len(chosen) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.5 * rows), squeeze=False)
+    for ax, (task, (budget, result)) in zip(axes.flat, chosen.items()):
+        metric = result["headline"]["metric"]
+        for kind in ("bilstm", "bert"):
+            history = result["systems"][kind].get("dev_history") or []
+            points = [(h["epoch"], h[metric]) for h in history if metric in h]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=SHORT[kind])
+        ax.axhline(headline(result, result["systems"]["teacher"]), color="grey", linestyle="--",
+                   label=f"teacher ({result['headline']['split']})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{METRIC_NAMES.get(metric)} on selection set")
+        ax.set_title(f"{task} ({budget})")
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+    for ax in list(axes.flat)[len(chosen):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results", help="run.py results folder")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md", help="markdown file")
+    parser.add_argument("--plots", type=Path, default=ROOT / "benchmarks" / "plots", help="folder for the PNG plots")
+    args = parser.parse_args(argv)
+    runs = load_results(args.results)
+    if not runs:
+        print(f"error: no benchmarks/run.py results in {args.results}", file=sys.stderr)
+        return 2
+    args.plots.mkdir(parents=True, exist_ok=True)
+    plot_latency(runs, args.plots / "accuracy_vs_latency.png")
+    plot_dev_curves(runs, args.plots / "student_dev_curves.png")
+    args.out.write_text(markdown(runs, args.plots.resolve(), args.out.resolve()) + "\n")
+    print(f"{args.out}: {len(runs)} runs; plots in {args.plots}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

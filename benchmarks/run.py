@@ -1,0 +1,420 @@
+"""One benchmark task, raw data -> the reference table: teacher, BiLSTM and small-BERT students,
+Rasa's default DIET pipeline and the student inside Rasa, on the same converted data.
+
+    .venv/bin/python benchmarks/run.py --task sara --budget quick
+
+Stages (each skipped when its recorded arguments and inputs are unchanged, so a re-run of a
+finished task costs seconds and an interrupted one resumes):
+  convert     ../shared/data/<source> -> WORK/converted (rasa-kd convert)
+  prepare     WORK/<budget>/data: train.yml (capped for quick budgets) and select.yml, the
+              model-selection set (the task's own dev split, or 10 % of train when dev is
+              a reported set); reported sets are never used for training or selection
+  teacher     rasa-kd teacher on train.yml, best epoch on select.yml
+  augment     rasa-kd augment --method rules (select and reported sets excluded)
+  label       rasa-kd label
+  distil-*    rasa-kd distil: bilstm, bert; export-* rasa-kd export --onnx
+  evaluate-*  rasa-kd evaluate of teacher and students (ONNX) on every reported set
+  rasa-*      `rasa train nlu` / `rasa test nlu` / in-process parse latency of Rasa's
+              default pipeline (rasa init: CountVectors word + char, DIET) and of the
+              student pipeline (WhitespaceTokenizer + StudentIntentClassifier)
+
+Writes benchmarks/results/<task>.json (one entry per budget: metrics, sizes, latencies,
+training times, versions, seed, the exact recipe, targets). `benchmarks/report.py`
+turns the results into benchmarks/RESULTS.md and plots.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+for _key, _value in {"RASA_TELEMETRY_ENABLED": "false", "USE_TF": "0", "TRANSFORMERS_NO_TF": "1",
+                     "TF_CPP_MIN_LOG_LEVEL": "3"}.items():
+    os.environ.setdefault(_key, _value)
+
+
+@dataclass(frozen=True)
+class Task:
+    dataset: str  # `rasa-kd convert` dataset name
+    source: str  # folder under ../shared/data
+    reports: Tuple[str, ...]  # converted splits that are scored; the first is the headline
+    metric: str  # headline metric: accuracy, micro_f1 or mcc
+    select: Optional[str] = None  # converted split for model selection; None: 10 % of train
+    options: Dict = field(default_factory=dict)  # convert options
+    english: bool = True  # GloVe word vectors apply
+    target: Tuple[str, float] = ("ratio", 0.99)  # best student vs teacher on the headline metric
+    reference: Dict = field(default_factory=dict)  # Sučík 2020 (BERT-large teacher), headline metric
+
+
+TASKS = {
+    "sara": Task("sara", "sara", ("test",), "micro_f1", select="dev", target=("ratio", 1.00),
+                 reference={"teacher": 0.883, "best student": 0.864}),
+    "sst2": Task("sst2", "sst2", ("dev", "test"), "accuracy",
+                 reference={"teacher": 0.915, "bilstm": 0.912, "bert": 0.893}),
+    "cola": Task("cola", "cola", ("dev", "dev_in_domain", "dev_out_of_domain"), "mcc", target=("ratio", 0.80),
+                 reference={"teacher": 0.599, "bilstm": 0.442, "bert": 0.450}),
+    "trec": Task("trec", "trec", ("test",), "accuracy", options={"labels": "coarse"}),
+    "trec50": Task("trec", "trec", ("test",), "accuracy", options={"labels": "fine"}),
+    "mtod-es": Task("mtod", "mtod", ("test",), "accuracy", select="dev", options={"lang": "es"}, english=False),
+    "mtod-th": Task("mtod", "mtod", ("test",), "accuracy", select="dev", options={"lang": "th"}, english=False),
+}
+# Sučík 2020 latencies (ms/example, CPU): LSTM ~0.7-1, BERT_S ~11, BERT-large teacher ~750.
+REFERENCE_LATENCY_MS = {"bilstm": "0.7-1", "bert": "11", "teacher": "750 (BERT-large)"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    train_cap: Optional[int]  # training examples kept (stratified), None: all
+    teacher_epochs: float
+    transfer_size: Optional[int]  # None: rasa-kd augment's default (50 x train, at most 100k)
+    student_epochs: float
+    diet_epochs: int
+    latency_examples: int = 200
+    bilstm: Tuple[str, ...] = ()  # extra `rasa-kd distil` options
+    bert: Tuple[str, ...] = ()
+    teacher: Tuple[str, ...] = ()
+
+
+BUDGETS = {
+    "quick": Budget(train_cap=4000, teacher_epochs=3, transfer_size=20000, student_epochs=4, diet_epochs=100),
+    "full": Budget(train_cap=None, teacher_epochs=6, transfer_size=None, student_epochs=10, diet_epochs=100),
+    # Tiny models and one epoch, for the test suite (`make test`): exercises every stage in minutes.
+    "smoke": Budget(train_cap=None, teacher_epochs=1, transfer_size=200, student_epochs=1, diet_epochs=1,
+                    latency_examples=10, bilstm=("--hidden-size", "16", "--fc-size", "16"),
+                    bert=("--hidden-size", "16", "--heads", "2", "--layers", "1", "--intermediate", "32"),
+                    teacher=("--batch-size", "8")),
+}
+STUDENTS = ("bilstm", "bert")
+SYSTEMS = ("teacher", "bilstm", "bert", "diet", "student_in_rasa")
+
+
+def bilstm_options(task: Task, vectors: Optional[str]) -> List[str]:
+    """The best BiLSTM from the students benchmark: GloVe words for English, else the teacher's wordpieces."""
+    if task.english and vectors != "none":
+        return ["--vocab", "words", "--vectors", vectors or "glove50", "--embedding-mode", "multichannel"]
+    return ["--vocab", "wordpieces", "--embedding-mode", "multichannel"]
+
+
+# ---------------------------------------------------------------- data
+
+
+def prepare_data(converted: Path, out: Path, task: Task, budget: Budget, seed: int) -> None:
+    """train.yml (capped) and select.yml from the converted folder, written all-or-nothing."""
+    from rasa_kd.nlu_io import read_examples, write_examples
+    from rasa_kd.outputs import atomic_output_dir
+    from rasa_kd.split import stratified_split
+
+    train = read_examples(converted / "train.yml")
+    if task.select:
+        select = read_examples(converted / f"{task.select}.yml")
+    else:
+        train, select = stratified_split(train, 0.1, seed)
+    if budget.train_cap and len(train) > budget.train_cap:
+        train, _ = stratified_split(train, 1 - budget.train_cap / len(train), seed + 1)
+    with atomic_output_dir(out, force=True) as folder:
+        write_examples(folder / "train.yml", train)
+        write_examples(folder / "select.yml", select)
+        (folder / "counts.json").write_text(json.dumps({"train": len(train), "select": len(select)}) + "\n")
+
+
+def data_counts(converted: Path, data: Path) -> Dict:
+    """Rows read and unique examples (after Rasa's dedupe) per converted split, and what was used."""
+    conversion = converted / "conversion.json"
+    splits = json.loads(conversion.read_text())["splits"] if conversion.exists() else []
+    counts = {s["file"][:-4]: {"rows": s["rows_read"], "unique": s["unique_after_rasa"], "intents": s["intents"]}
+              for s in splits}
+    counts["used"] = json.loads((data / "counts.json").read_text())
+    return counts
+
+
+# ---------------------------------------------------------------- the run
+
+
+class Run:
+    def __init__(self, args):
+        from rasa_kd.pipeline import Stages
+
+        self.args, self.task, self.budget = args, args.task_spec, BUDGETS[args.budget]
+        self.root = args.work / args.task
+        self.converted = args.data or self.root / "converted"
+        self.work = self.root / args.budget
+        self.data = self.work / "data"
+        self.stages = Stages(self.work)
+        self.reports = {name: self.converted / f"{name}.yml" for name in self.task.reports}
+        self.headline = self.task.reports[0]
+
+    def stage(self, name, argv, inputs, output, **kwargs) -> None:
+        self.stages.run(name, [str(a) for a in argv], inputs, output, **kwargs)
+
+    # ---- rasa-kd stages
+
+    def convert(self) -> None:
+        if self.args.data:
+            return
+        from rasa_kd.convert import convert
+
+        source = self.args.source or SHARED / self.task.source
+        self.stage("convert", ["convert", self.task.dataset, source, json.dumps(self.task.options)], [source],
+                   self.converted, action=lambda: convert(self.task.dataset, source, self.converted, force=True,
+                                                          **self.task.options))
+
+    def prepare(self) -> None:
+        self.stage("prepare", ["prepare", json.dumps(asdict(self.budget)), self.args.seed],
+                   [self.converted], self.data,
+                   action=lambda: prepare_data(self.converted, self.data, self.task, self.budget, self.args.seed))
+
+    def teacher(self) -> Path:
+        out = self.work / "teacher"
+        self.stage("teacher", ["teacher", "--train", self.data / "train.yml", "--dev", self.data / "select.yml",
+                               "--model", self.args.teacher_model, "--epochs", self.budget.teacher_epochs,
+                               "--seed", self.args.seed, "--out", out, *self.budget.teacher], [self.data], out)
+        return out
+
+    def transfer(self, teacher: Path) -> Path:
+        transfer, labelled = self.work / "transfer", self.work / "transfer-labelled"
+        excludes = [a for path in [self.data / "select.yml", *self.reports.values()] for a in ("--exclude", path)]
+        size = ["--size", self.budget.transfer_size] if self.budget.transfer_size is not None else []
+        if self.args.vectors not in (None, "none"):
+            size += ["--vectors", self.args.vectors]
+        self.stage("augment", ["augment", "--method", "rules", "--train", self.data / "train.yml", *excludes,
+                               "--out", transfer, "--seed", self.args.seed, *size], [self.data], transfer)
+        self.stage("label", ["label", "--teacher", teacher, "--transfer", transfer, "--out", labelled],
+                   [transfer, teacher], labelled)
+        return labelled
+
+    def student(self, kind: str, labelled: Path) -> Path:
+        out = self.work / f"student-{kind}"
+        options = (bilstm_options(self.task, self.args.vectors) + list(self.budget.bilstm) if kind == "bilstm"
+                   else list(self.budget.bert))
+        self.stage(f"distil-{kind}", ["distil", "--transfer", labelled, "--student", kind,
+                                      "--dev", self.data / "select.yml", "--epochs", self.budget.student_epochs,
+                                      "--seed", self.args.seed, "--out", out, *options], [labelled, self.data], out)
+        self.stage(f"export-{kind}", ["export", "--model", out, "--onnx"], [out / "model.safetensors"],
+                   out / "model.onnx", replaces_output=False)
+        return out
+
+    def evaluate(self, name: str, model: Path, onnx: bool) -> Dict:
+        """Scores on every reported set; speed on the headline set."""
+        results = {}
+        for report, path in self.reports.items():
+            out = self.work / "metrics" / f"{name}-{report}.json"
+            speed = [] if report == self.headline else ["--no-speed"]
+            self.stage(f"evaluate-{name}-{report}",
+                       ["evaluate", "--model", model, "--data", path, "--out", out,
+                        "--latency-examples", self.budget.latency_examples, *(["--onnx"] if onnx else []), *speed],
+                       [model, path], out, replaces_output=False)
+            results[report] = json.loads(out.read_text())
+        return results
+
+    # ---- Rasa stages
+
+    def rasa_system(self, name: str, config_text: str, inputs: List[Path]) -> Dict:
+        """rasa train nlu, rasa test nlu on each reported set, in-process parse latency."""
+        from rasa_kd import rasa_runner
+        from rasa_kd.nlu_io import read_examples
+
+        folder = self.work / "rasa"
+        folder.mkdir(parents=True, exist_ok=True)
+        config = folder / f"{name}-config.yml"
+        if not config.exists() or config.read_text() != config_text:
+            config.write_text(config_text)
+        model = folder / f"{name}.tar.gz"
+        self.stage(f"rasa-train-{name}", ["rasa", "train", "nlu", "--config", config, "--nlu", self.data / "train.yml"],
+                   [config, self.data / "train.yml", *inputs], model,
+                   action=lambda: rasa_runner.train_nlu(config, self.data / "train.yml", folder, name))
+        result = {"model": str(model), "size_bytes": model.stat().st_size,
+                  "train_seconds": self.stages.seconds(f"rasa-train-{name}"), "scores": {}, "rasa_report": {}}
+        for report, path in self.reports.items():
+            out = folder / f"{name}-test-{report}.json"
+            self.stage(f"rasa-test-{name}-{report}", ["rasa", "test", "nlu", "--model", model, "--nlu", path],
+                       [model, path], out, action=lambda: out.write_text(json.dumps(
+                           rasa_runner.test_nlu(model, path, folder / f"{name}-test-{report}"), indent=1)))
+            tested = json.loads(out.read_text())
+            result["scores"][report] = tested.pop("scores")
+            result["rasa_report"][report] = tested
+        latency = folder / f"{name}-latency.json"
+        texts = [e.text for e in read_examples(self.reports[self.headline])][: max(self.budget.latency_examples, 1)]
+        self.stage(f"rasa-latency-{name}", ["parse_latency", model, len(texts)], [model], latency,
+                   action=lambda: latency.write_text(json.dumps(rasa_runner.parse_latency(model, texts))))
+        result["parse_latency"] = json.loads(latency.read_text())
+        result["latency_ms_batch1"] = result["parse_latency"]["median_ms"]
+        return result
+
+    # ---- everything
+
+    def run(self) -> Dict:
+        from rasa_kd import rasa_runner
+
+        started = time.time()
+        self.convert()
+        self.prepare()
+        teacher = self.teacher()
+        labelled = self.transfer(teacher)
+        students = {kind: self.student(kind, labelled) for kind in STUDENTS}
+        systems = {"teacher": self.model_system("teacher", teacher, onnx=False)}
+        for kind, path in students.items():
+            systems[kind] = self.model_system(kind, path, onnx=True)
+        systems["diet"] = self.rasa_system("diet", diet_config(self.budget.diet_epochs), [])
+        systems["student_in_rasa"] = self.rasa_system(
+            "student", rasa_runner.student_config(students["bilstm"].resolve()), [students["bilstm"]])
+        systems["student_in_rasa"]["student"] = "bilstm"
+        return self.result(systems, time.time() - started)
+
+    def model_system(self, name: str, model: Path, onnx: bool) -> Dict:
+        metrics = self.evaluate(name, model, onnx)
+        head = metrics[self.headline]
+        system = {"model": str(model), "runtime": "onnxruntime" if onnx else "pytorch",
+                  "scores": {report: m["scores"] for report, m in metrics.items()},
+                  "parameters": head["parameters"], "size_bytes": head["size_bytes"],
+                  "latency_ms_batch1": head["latency_ms_batch1"], "sentences_per_second": head["sentences_per_second"],
+                  "train_seconds": self.stages.seconds(name if name == "teacher" else f"distil-{name}")}
+        manifest = model / ("student.json" if name != "teacher" else "settings.json")
+        if name != "teacher" and manifest.exists():
+            recipe = json.loads(manifest.read_text())["recipe"]
+            system.update(dev_history=recipe.get("dev_history", []), best_epoch=recipe.get("best_epoch"),
+                          recipe=recipe)
+        return system
+
+    def result(self, systems: Dict, seconds: float) -> Dict:
+        return {
+            "benchmark": "rasa-kd benchmarks/run.py",
+            "task": self.args.task, "budget": self.args.budget, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "seed": self.args.seed, "machine": machine(), "versions": versions(),
+            "recipe": {"budget": asdict(self.budget), "teacher_model": self.args.teacher_model,
+                       "augment": "rules", "bilstm": bilstm_options(self.task, self.args.vectors),
+                       "student_in_rasa": "bilstm (ONNX)", "diet_config": diet_config(self.budget.diet_epochs),
+                       "select": self.task.select or "10 % of train (stratified)"},
+            "data": data_counts(self.converted, self.data),
+            "headline": {"split": self.headline, "metric": self.task.metric},
+            "reference": {"scores": self.task.reference, "latency_ms": REFERENCE_LATENCY_MS,
+                          "source": "Sučík 2020, BERT-large teacher"},
+            "systems": systems,
+            "targets": targets(self.task, systems, self.headline),
+            "stage_seconds": {name: self.stages.seconds(name) for name in sorted(self.stages.timings)},
+            "run_seconds": round(seconds, 1),
+        }
+
+
+def diet_config(epochs: int) -> str:
+    from rasa_kd import rasa_runner
+
+    return rasa_runner.DIET_CONFIG.replace("epochs: 100", f"epochs: {epochs}")
+
+
+def headline_score(system: Dict, split: str, metric: str) -> float:
+    return system["scores"][split][metric]
+
+
+def targets(task: Task, systems: Dict, split: str) -> List[Dict]:
+    metric = task.metric
+    teacher = headline_score(systems["teacher"], split, metric)
+    best = max(STUDENTS, key=lambda kind: headline_score(systems[kind], split, metric))
+    student = headline_score(systems[best], split, metric)
+    ratio = student / teacher if teacher else float("nan")
+    rows = [{"name": f"best student ({best}) / teacher {metric} >= {task.target[1]:.2f}",
+             "value": round(ratio, 4), "met": bool(ratio >= task.target[1])}]
+    if task.dataset == "sara":
+        diet = headline_score(systems["diet"], split, metric)
+        rows.append({"name": f"best student ({best}) >= DIET + 0.05 {metric}", "value": round(student - diet, 4),
+                     "met": bool(student >= diet + 0.05)})
+    latency = systems["student_in_rasa"]["latency_ms_batch1"] / systems["diet"]["latency_ms_batch1"]
+    rows.append({"name": "student-in-Rasa parse latency / DIET pipeline's <= 0.5", "value": round(latency, 4),
+                 "met": bool(latency <= 0.5)})
+    return rows
+
+
+def machine() -> Dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "gpu": gpu, "platform": platform.platform()}
+
+
+def versions() -> Dict:
+    from importlib.metadata import version
+
+    packages = ("rasa", "torch", "transformers", "datasets", "onnxruntime", "tensorflow", "scikit-learn")
+    return {"python": platform.python_version(), **{name: version(name) for name in packages}}
+
+
+def write_result(results_dir: Path, result: Dict) -> Path:
+    """benchmarks/results/<task>.json holds one entry per budget; replace this budget's atomically."""
+    path = results_dir / f"{result['task']}.json"
+    entries = json.loads(path.read_text()) if path.exists() else {}
+    entries[result["budget"]] = result
+    results_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
+    partial.replace(path)
+    return path
+
+
+def print_summary(result: Dict) -> None:
+    split, metric = result["headline"]["split"], result["headline"]["metric"]
+    print(f"\n{result['task']} ({result['budget']}): {metric} on {split}")
+    print(f"| system | {metric} | ms/example | size MB |\n|---|---|---|---|")
+    for name, system in result["systems"].items():
+        print(f"| {name} | {headline_score(system, split, metric):.4f} | {system['latency_ms_batch1']:.2f} | "
+              f"{system['size_bytes'] / 1e6:.1f} |")
+    for target in result["targets"]:
+        print(f"- {target['name']}: {target['value']} — {'met' if target['met'] else 'NOT met'}")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", required=True, choices=[*TASKS, "custom"],
+                        help="benchmark task; custom: --data DIR with train.yml, dev.yml (selection) and test.yml")
+    parser.add_argument("--budget", choices=list(BUDGETS), default="quick",
+                        help="quick (<= 30 min a task here: capped training set, smaller transfer set, fewer "
+                             "epochs), full (the real recipe; hours for SST-2/CoLA) or smoke (tiny, for tests)")
+    parser.add_argument("--source", type=Path, help="raw dataset folder (default ../shared/data/<task's source>)")
+    parser.add_argument("--data", type=Path, help="custom task: folder with train.yml, dev.yml, test.yml")
+    parser.add_argument("--teacher-model", default="minilm", help="teacher backbone (default minilm)")
+    parser.add_argument("--vectors", help="word vectors for the English BiLSTM (default glove50; none: wordpieces)")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work",
+                        help="work folder (default benchmarks/work; re-running resumes there)")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
+                        help="results folder (default benchmarks/results)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed for every stage (42)")
+    args = parser.parse_args(argv)
+    if args.task == "custom":
+        if not args.data:
+            parser.error("--task custom needs --data DIR")
+        args.task_spec = Task("custom", "", ("test",), "accuracy", select="dev", english=args.vectors not in (None, "none"))
+    else:
+        args.task_spec = TASKS[args.task]
+    return args
+
+
+def main(argv=None) -> int:
+    from rasa_kd.errors import UserError
+
+    args = parse_args(argv)
+    try:
+        result = Run(args).run()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    path = write_result(args.results, result)
+    print_summary(result)
+    print(f"\nresults: {path} ({result['run_seconds']:.0f} s this run)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""`benchmarks/run.py` and `benchmarks/report.py` end to end on a toy task with tiny models,
+so that the benchmark code cannot rot (the real runs take minutes to hours)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, toy_nlu, tiny_bert_dir, toy_vectors):
+    work = tmp_path_factory.mktemp("bench")
+    argv = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--task", "custom", "--data", str(toy_nlu["train"].parent),
+            "--budget", "smoke", "--teacher-model", str(tiny_bert_dir), "--vectors", str(toy_vectors),
+            "--work", str(work / "work"), "--results", str(work / "results")]
+    first = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    return work, json.loads((work / "results" / "custom.json").read_text())["smoke"], again.stdout
+
+
+def test_run_scores_every_system_on_the_same_test_set(smoke_run):
+    _, result, _ = smoke_run
+    systems = result["systems"]
+    assert set(systems) == {"teacher", "bilstm", "bert", "diet", "student_in_rasa"}
+    for name, system in systems.items():
+        scores = system["scores"]["test"]
+        assert 0 <= scores["accuracy"] <= 1 and -1 <= scores["mcc"] <= 1, name
+        assert system["latency_ms_batch1"] > 0 and system["size_bytes"] > 0, name
+    n = {name: system["scores"]["test"]["n"] for name, system in systems.items()}
+    assert len(set(n.values())) == 1, n  # Rasa's test set and ours are the same 32 examples
+    assert systems["bilstm"]["runtime"] == "onnxruntime" and systems["bilstm"]["dev_history"]
+    assert systems["student_in_rasa"]["rasa_report"]["test"]["n"] == n["teacher"]
+    assert result["data"]["used"]["train"] == 96 and result["recipe"]["bilstm"][:2] == ["--vocab", "words"]
+    assert {t["name"].split(" ")[0] for t in result["targets"]} >= {"best", "student-in-Rasa"}
+    assert result["versions"]["rasa"].startswith("3.6") and result["machine"]["cores"] >= 1
+
+
+def test_rerun_skips_every_stage(smoke_run):
+    _, _, rerun_output = smoke_run
+    ran = [line for line in rerun_output.splitlines() if line.startswith("== ") and "skipped" not in line]
+    assert ran == [], ran
+
+
+def test_report_writes_tables_and_plots(smoke_run, tmp_path):
+    work, _, _ = smoke_run
+    out = tmp_path / "RESULTS.md"
+    status = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--results", str(work / "results"),
+                             "--out", str(out), "--plots", str(tmp_path / "plots")], capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr[-3000:]
+    text = out.read_text()
+    assert "## custom" in text and "| teacher |" in text and "DIET" in text
+    for png in ("accuracy_vs_latency.png", "student_dev_curves.png"):
+        assert (tmp_path / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_task_is_one_line(tmp_path):
+    status = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--task", "imdb"],
+                            capture_output=True, text=True)
+    assert status.returncode == 2 and "invalid choice" in status.stderr and "Traceback" not in status.stderr
