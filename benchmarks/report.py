@@ -99,7 +99,8 @@ def describe(result: Dict) -> List[str]:
         f"Budget `{result['budget']}`: training examples {used.get('train', '?'):,} "
         f"(cap {budget['train_cap'] or 'none'}), selection set {used.get('select', '?'):,} "
         f"({result['recipe']['select']}); teacher {budget['teacher_epochs']:g} epochs; rules transfer set "
-        f"{budget['transfer_size'] or 'default (50× train, ≤ 100k)'}; students {budget['student_epochs']:g} epochs; "
+        f"{budget['transfer_size'] or 'default (50× train, ≤ 100k)'}; BiLSTM {budget['bilstm_epochs']:g} epochs, small BERT {budget['bert_epochs']:g} epochs "
+        f"{' '.join(budget['bert'])}; "
         f"DIET {budget['diet_epochs']} epochs. BiLSTM: `{' '.join(result['recipe']['bilstm'])}`.",
         f"Data ({'rows read / unique after Rasa dedupe'}): {counts}." if counts else "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, GPU: {machine['gpu'] or 'none'}; "

@@ -74,7 +74,8 @@ class Budget:
     train_cap: Optional[int]  # training examples kept (stratified), None: all
     teacher_epochs: float
     transfer_size: Optional[int]  # None: rasa-kd augment's default (50 x train, at most 100k)
-    student_epochs: float
+    bilstm_epochs: float
+    bert_epochs: float
     diet_epochs: int
     latency_examples: int = 200
     bilstm: Tuple[str, ...] = ()  # extra `rasa-kd distil` options
@@ -83,11 +84,14 @@ class Budget:
 
 
 BUDGETS = {
-    "quick": Budget(train_cap=4000, teacher_epochs=3, transfer_size=20000, student_epochs=4, diet_epochs=100),
-    "full": Budget(train_cap=None, teacher_epochs=6, transfer_size=None, student_epochs=10, diet_epochs=100),
+    "quick": Budget(train_cap=4000, teacher_epochs=3, transfer_size=10000, bilstm_epochs=5, bert_epochs=3,
+                    diet_epochs=100),
+    # The recipe tuned on Sara dev by benchmarks/distil.py (benchmarks/results/distil_sara.md).
+    "full": Budget(train_cap=None, teacher_epochs=6, transfer_size=None, bilstm_epochs=6, bert_epochs=6,
+                   diet_epochs=100, bert=("--transfer-limit", "20000")),
     # Tiny models and one epoch, for the test suite (`make test`): exercises every stage in minutes.
-    "smoke": Budget(train_cap=None, teacher_epochs=1, transfer_size=200, student_epochs=1, diet_epochs=1,
-                    latency_examples=10, bilstm=("--hidden-size", "16", "--fc-size", "16"),
+    "smoke": Budget(train_cap=None, teacher_epochs=1, transfer_size=200, bilstm_epochs=1, bert_epochs=1,
+                    diet_epochs=1, latency_examples=10, bilstm=("--hidden-size", "16", "--fc-size", "16"),
                     bert=("--hidden-size", "16", "--heads", "2", "--layers", "1", "--intermediate", "32"),
                     teacher=("--batch-size", "8")),
 }
@@ -194,7 +198,7 @@ class Run:
         options = (bilstm_options(self.task, self.args.vectors) + list(self.budget.bilstm) if kind == "bilstm"
                    else list(self.budget.bert))
         self.stage(f"distil-{kind}", ["distil", "--transfer", labelled, "--student", kind,
-                                      "--dev", self.data / "select.yml", "--epochs", self.budget.student_epochs,
+                                      "--dev", self.data / "select.yml", "--epochs", getattr(self.budget, f"{kind}_epochs"),
                                       "--seed", self.args.seed, "--out", out, *options], [labelled, self.data], out)
         self.stage(f"export-{kind}", ["export", "--model", out, "--onnx"], [out / "model.safetensors"],
                    out / "model.onnx", replaces_output=False)

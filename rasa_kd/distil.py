@@ -41,7 +41,8 @@ LEARNING_RATES = {"bilstm": 5e-3, "bert": 3e-4}
 RECIPE_KEYS = ("student", "vocab", "vectors", "vectors_limit", "vocab_size", "min_count", "embedding_mode",
                "hidden_size", "fc_size", "pooling", "dropout", "layers", "heads", "intermediate", "projection",
                "init_from_teacher", "max_length", "loss", "temperature", "hard_weight", "epochs", "batch_size",
-               "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "best_metric", "seed", "transfer_limit")
+               "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "best_metric", "seed", "transfer_limit",
+               "hidden_weight")
 
 
 def add_arguments(parser) -> None:
@@ -84,6 +85,9 @@ def add_arguments(parser) -> None:
     train.add_argument("--temperature", type=float, default=1.0, help="ce: softmax temperature T; the loss is scaled by T² (default 1)")
     train.add_argument("--hard-weight", type=float, default=0.0,
                        help="weight α of cross-entropy on gold intents of original sentences: (1-α)·soft + α·hard (default 0)")
+    train.add_argument("--hidden-weight", type=float, default=0.0,
+                       help="bert: weight β of an MSE between the student's last hidden states (through a learned "
+                            "projection) and the teacher's last layer; runs the teacher on every batch (default 0)")
     train.add_argument("--epochs", type=float, default=10, help="epochs over the transfer set (default 10)")
     train.add_argument("--transfer-limit", type=int,
                        help="train on the first N transfer sentences only: the originals, then augmented ones in "
@@ -110,6 +114,8 @@ def parse(argv: List[str]) -> argparse.Namespace:
 def check_arguments(args) -> None:
     if not 0 <= args.hard_weight <= 1:
         raise UserError(f"--hard-weight must be between 0 and 1, got {args.hard_weight}")
+    if args.hidden_weight < 0 or (args.hidden_weight and args.student != "bert"):
+        raise UserError(f"--hidden-weight must be at least 0 and needs --student bert, got {args.hidden_weight}")
     if args.temperature <= 0:
         raise UserError(f"--temperature must be positive, got {args.temperature}")
     for name in ("epochs", "batch_size", "max_length", "vocab_size", "transfer_limit"):
@@ -197,7 +203,7 @@ def score(model, tokenizer, examples, labels) -> Dict[str, float]:
     return classification_scores([e.intent for e in examples], student.predict_labels([e.text for e in examples]))
 
 
-def train(args, transfer, tokenizer, model, dev, work: Path, callbacks=()):
+def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callbacks=()):
     """Run the Trainer (resuming from the last checkpoint) and return it with the best model loaded."""
     from transformers import EarlyStoppingCallback
 
@@ -205,11 +211,14 @@ def train(args, transfer, tokenizer, model, dev, work: Path, callbacks=()):
 
     train_set = data.training_dataset(transfer, tokenizer)
     callbacks = list(callbacks) + ([EarlyStoppingCallback(args.patience)] if args.patience else [])
+    if args.hidden_weight:
+        model = training.hidden_state_wrapper(model, teacher.model)
     trainer = training.make_trainer_class()(
         model=model, args=training.training_arguments(args, work / "checkpoints"),
         train_dataset=train_set, eval_dataset=data.examples_dataset(dev, tokenizer, transfer.labels),
         data_collator=data.Collator(tokenizer.pad_id), compute_metrics=training.metrics_function(transfer.labels),
         callbacks=callbacks, loss=args.loss, temperature=args.temperature, hard_weight=args.hard_weight,
+        hidden_weight=args.hidden_weight,
     )
     resume = training.last_checkpoint(work / "checkpoints")
     if resume:
@@ -255,8 +264,8 @@ def distil(args, callbacks=()) -> Dict:
     tokenizer, model, hf_tokenizer = initial_student(args, transfer, teacher, work)
     print(f"{args.student} student: {package.count_parameters(model)['total']:,} parameters, "
           f"{len(transfer.dataset):,} transfer sentences, {len(transfer.labels)} labels", flush=True)
-    trainer = train(args, transfer, tokenizer, model, dev, work, callbacks)
-    model = trainer.model
+    trainer = train(args, transfer, tokenizer, model, dev, work, teacher, callbacks)
+    model = getattr(trainer.model, "student", trainer.model)
     metrics = {"dev": score(model, tokenizer, dev, transfer.labels)}
     if test:
         metrics["test"] = score(model, tokenizer, test, transfer.labels)

@@ -43,6 +43,19 @@ def test_small_bert_beats_chance(toy_world, tmp_path):
     assert manifest["metrics"]["test"]["accuracy"] >= 0.6
 
 
+def test_small_bert_with_hidden_state_loss_saves_the_student_only(toy_world, tmp_path):
+    from rasa_kd.students import load
+
+    manifest = run_distil(toy_world, tmp_path / "student", *TINY_BERT, "--epochs", "8", "--learning-rate", "3e-3",
+                          "--hidden-weight", "0.2")
+    # the toy teacher's hidden states are random (its logits come from keyword rules), so β stays small
+    assert manifest["recipe"]["hidden_weight"] == 0.2 and manifest["metrics"]["test"]["accuracy"] >= 0.5  # chance 0.25
+    student = load(tmp_path / "student")  # no teacher, no projection in the package
+    assert student.predict(["hello there"]).shape == (1, len(LABELS))
+    with pytest.raises(UserError, match="--hidden-weight"):
+        run_distil(toy_world, tmp_path / "bilstm", *TINY_BILSTM, "--hidden-weight", "1.0")
+
+
 def test_small_bert_init_from_teacher_and_pca(toy_world, tmp_path):
     from rasa_kd.students import load
 

@@ -251,6 +251,44 @@ def test_each_loss_decreases_on_toy_transfer_set(kind, hard_weight):
     assert losses[-1] - floor < 0.5 * (losses[0] - floor)
 
 
+def test_hidden_state_loss_ignores_padding_and_decreases():
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from rasa_kd.students.losses import hidden_state_loss
+    from rasa_kd.students.small_bert import SmallBertStudent
+    from rasa_kd.students.training import hidden_state_wrapper
+
+    tokens = torch.randn(2, 3, 4)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    changed_padding = tokens.clone()
+    changed_padding[0, 2] += 5.0
+    assert hidden_state_loss(tokens, changed_padding, mask).item() == 0.0
+    assert hidden_state_loss(tokens, tokens + 1.0, mask).item() == pytest.approx(1.0)
+
+    torch.manual_seed(0)
+    teacher = BertModel(BertConfig(vocab_size=30, hidden_size=12, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=16, max_position_embeddings=16))
+    student = SmallBertStudent({"vocab_size": 30, "teacher_embedding_dim": 12, "hidden_size": 8,
+                                "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
+                                "max_position_embeddings": 16, "dropout": 0.0, "projection": "linear",
+                                "n_labels": 3})
+    wrapper = hidden_state_wrapper(student, teacher).train()
+    ids, mask = torch.randint(1, 30, (6, 5)), torch.ones(6, 5, dtype=torch.long)
+    trainable = [p for p in wrapper.parameters() if p.requires_grad]
+    assert all(not p.requires_grad for p in teacher.parameters()) and trainable
+    optimizer = torch.optim.Adam(trainable, lr=0.01)
+    losses = []
+    for _ in range(40):
+        loss = wrapper(ids, mask)[3]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert wrapper.eval()(ids, mask)[3] is None  # no teacher pass outside training
+
+
 def test_soft_cross_entropy_scaled_by_t_squared():
     import torch
 

@@ -5,6 +5,9 @@
   multiplied by T² so gradients keep their scale across temperatures.
 * hard weight α: `(1 - α) * soft + α * CE(student, gold)`, the gold part averaged
   over the rows that have a gold label (id >= 0: the original sentences).
+* hidden states (small BERT, `--hidden-weight β`): `+ β * MSE(W·student_tokens,
+  teacher_tokens)` over real (unpadded) tokens, W a learned projection to the
+  teacher's width (Jiao et al. 2020); the teacher runs on each batch.
 """
 import torch
 import torch.nn.functional as F
@@ -36,3 +39,11 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, gold: torch.
     if hard_weight > 0:
         loss = (1 - hard_weight) * loss + hard_weight * hard_loss(student, gold)
     return loss
+
+
+def hidden_state_loss(student_tokens: torch.Tensor, teacher_tokens: torch.Tensor,
+                      attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per hidden unit over the unpadded positions of the batch."""
+    mask = attention_mask.unsqueeze(-1).to(student_tokens.dtype)
+    squared = ((student_tokens - teacher_tokens) ** 2) * mask
+    return squared.sum() / (mask.sum() * student_tokens.shape[-1]).clamp(min=1.0)

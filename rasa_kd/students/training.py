@@ -11,6 +11,37 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 
+def hidden_state_wrapper(student, teacher_model):
+    """The student plus a frozen teacher and a learned projection, for the hidden-state loss.
+
+    forward returns the student's outputs plus the hidden-state MSE (in training mode;
+    None in eval mode, where the teacher is not run). `.student` is the model to save."""
+    import torch
+    from torch import nn
+
+    from rasa_kd.students.losses import hidden_state_loss
+
+    class HiddenStateDistillation(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.student = student
+            self.teacher = teacher_model.eval()
+            for parameter in self.teacher.parameters():
+                parameter.requires_grad_(False)
+            self.projection = nn.Linear(student.student_config["hidden_size"], teacher_model.config.hidden_size)
+
+        def forward(self, input_ids, attention_mask):
+            outputs = self.student(input_ids, attention_mask)
+            if not self.training:
+                return (*outputs, None)
+            self.teacher.eval()
+            with torch.no_grad():
+                target = self.teacher(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return (*outputs, hidden_state_loss(self.projection(outputs[2]), target, attention_mask))
+
+    return HiddenStateDistillation()
+
+
 def make_trainer_class():
     import torch.nn.functional as F
     from transformers import Trainer
@@ -20,18 +51,23 @@ def make_trainer_class():
     class DistillationTrainer(Trainer):
         """Trainer whose loss is the distillation loss of `rasa_kd.students.losses`."""
 
-        def __init__(self, *args, loss: str = "mse", temperature: float = 1.0, hard_weight: float = 0.0, **kwargs):
+        def __init__(self, *args, loss: str = "mse", temperature: float = 1.0, hard_weight: float = 0.0,
+                     hidden_weight: float = 0.0, **kwargs):
             super().__init__(*args, **kwargs)
             self.loss_kind, self.temperature, self.hard_weight = loss, temperature, hard_weight
+            self.hidden_weight = hidden_weight
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            logits = model(inputs["input_ids"], inputs["attention_mask"])[0]
+            outputs = model(inputs["input_ids"], inputs["attention_mask"])
+            logits = outputs[0]
             teacher = inputs.get("teacher_logits")
             if teacher is None:
                 loss = F.cross_entropy(logits, inputs["gold"])
             else:
                 loss = distillation_loss(logits, teacher, inputs["gold"], self.loss_kind,
                                          self.temperature, self.hard_weight)
+                if self.hidden_weight and len(outputs) > 3 and outputs[3] is not None:
+                    loss = loss + self.hidden_weight * outputs[3]
             return (loss, {"logits": logits}) if return_outputs else loss
 
     return DistillationTrainer
