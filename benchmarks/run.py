@@ -100,9 +100,10 @@ SYSTEMS = ("teacher", "bilstm", "bert", "diet", "student_in_rasa")
 
 
 def bilstm_options(task: Task, vectors: Optional[str]) -> List[str]:
-    """The best BiLSTM from the students benchmark: GloVe words for English, else the teacher's wordpieces."""
-    if task.english and vectors != "none":
-        return ["--vocab", "words", "--vectors", vectors or "glove50", "--embedding-mode", "multichannel"]
+    """The best BiLSTM of the students benchmark (benchmarks/results/distil_sara.md): multichannel on the
+    teacher's wordpieces. `--vectors FILE|glove50` picks the word-vector BiLSTM instead (English tasks)."""
+    if task.english and vectors not in (None, "none"):
+        return ["--vocab", "words", "--vectors", vectors, "--embedding-mode", "multichannel"]
     return ["--vocab", "wordpieces", "--embedding-mode", "multichannel"]
 
 
@@ -389,7 +390,8 @@ def parse_args(argv=None):
     parser.add_argument("--source", type=Path, help="raw dataset folder (default ../shared/data/<task's source>)")
     parser.add_argument("--data", type=Path, help="custom task: folder with train.yml, dev.yml, test.yml")
     parser.add_argument("--teacher-model", default="minilm", help="teacher backbone (default minilm)")
-    parser.add_argument("--vectors", help="word vectors for the English BiLSTM (default glove50; none: wordpieces)")
+    parser.add_argument("--vectors", help="English tasks: a BiLSTM on word vectors (glove50 or a word2vec/GloVe "
+                                          "text file) instead of the teacher's wordpieces (the default)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work",
                         help="work folder (default benchmarks/work; re-running resumes there)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
@@ -399,7 +401,7 @@ def parse_args(argv=None):
     if args.task == "custom":
         if not args.data:
             parser.error("--task custom needs --data DIR")
-        args.task_spec = Task("custom", "", ("test",), "accuracy", select="dev", english=args.vectors not in (None, "none"))
+        args.task_spec = Task("custom", "", ("test",), "accuracy", select="dev")
     else:
         args.task_spec = TASKS[args.task]
     return args
