@@ -42,9 +42,13 @@ VARIANTS = {
     "bilstm-wordpieces-20k-e6": [*WORDPIECES, "--embedding-mode", "multichannel", "--transfer-limit", "20000",
                                  "--epochs", "6"],
     "bilstm-glove-100k-e6": [*WORDS, "--embedding-mode", "multichannel", "--epochs", "6"],
+    "bilstm-wordpieces-h150-20k-e6": [*WORDPIECES, "--embedding-mode", "multichannel", "--hidden-size", "150",
+                                      "--transfer-limit", "20000", "--epochs", "6"],
     # the teacher's width (MiniLM: 384, 12 heads) so that 3 of its 6 layers can initialise the student
     "bert-teacher-l3-20k-e3": ["--student", "bert", "--hidden-size", "384", "--heads", "12", "--intermediate", "1536",
                                "--layers", "3", "--init-from-teacher", "--transfer-limit", "20000", "--epochs", "3"],
+    "bert-teacher-l2-20k-e3": ["--student", "bert", "--hidden-size", "384", "--heads", "12", "--intermediate", "1536",
+                               "--layers", "2", "--init-from-teacher", "--transfer-limit", "20000", "--epochs", "3"],
 }
 
 def rasa_kd(*argv) -> None:

@@ -99,8 +99,8 @@ def describe(result: Dict) -> List[str]:
         f"Budget `{result['budget']}`: training examples {used.get('train', '?'):,} "
         f"(cap {budget['train_cap'] or 'none'}), selection set {used.get('select', '?'):,} "
         f"({result['recipe']['select']}); teacher {budget['teacher_epochs']:g} epochs; rules transfer set "
-        f"{budget['transfer_size'] or 'default (50× train, ≤ 100k)'}; BiLSTM {budget['bilstm_epochs']:g} epochs, small BERT {budget['bert_epochs']:g} epochs "
-        f"{' '.join(budget['bert'])}; "
+        f"{budget['transfer_size'] or 'default (50× train, ≤ 100k)'}; BiLSTM {budget['bilstm_epochs']:g} epochs, "
+        f"small BERT {budget['bert_epochs']:g} epochs{' `' + ' '.join(budget['bert']) + '`' if budget['bert'] else ''}; "
         f"DIET {budget['diet_epochs']} epochs. BiLSTM: `{' '.join(result['recipe']['bilstm'])}`.",
         f"Data ({'rows read / unique after Rasa dedupe'}): {counts}." if counts else "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, GPU: {machine['gpu'] or 'none'}; "
@@ -154,7 +154,8 @@ def preferred(runs):
     return chosen
 
 
-def plot_latency(runs, path: Path) -> None:
+def plot_per_task(runs, path: Path, height: float, draw) -> None:
+    """One subplot per task (its largest budget); `draw(ax, task, budget, result)` fills each."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,17 +164,10 @@ def plot_latency(runs, path: Path) -> None:
     chosen = preferred(runs)
     columns = min(3, len(chosen))
     rows = math.ceil(len(chosen) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, height * rows), squeeze=False)
     for ax, (task, (budget, result)) in zip(axes.flat, chosen.items()):
-        for key, system in result["systems"].items():
-            x, y = system["latency_ms_batch1"], headline(result, system)
-            ax.scatter(x, y, s=40)
-            ax.annotate(SHORT.get(key, key), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel("ms / example, batch 1 (log)")
-        ax.set_ylabel(METRIC_NAMES.get(result["headline"]["metric"]) + f" ({result['headline']['split']})")
+        draw(ax, task, budget, result)
         ax.set_title(f"{task} ({budget})")
-        ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[len(chosen):]:
         ax.axis("off")
     fig.tight_layout()
@@ -181,35 +175,32 @@ def plot_latency(runs, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_dev_curves(runs, path: Path) -> None:
-    import matplotlib
+def draw_latency(ax, task: str, budget: str, result: Dict) -> None:
+    """Headline score vs ms/example (log scale), each system a labelled point."""
+    for key, system in result["systems"].items():
+        x, y = system["latency_ms_batch1"], headline(result, system)
+        ax.scatter(x, y, s=40)
+        ax.annotate(SHORT.get(key, key), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms / example, batch 1 (log)")
+    ax.set_ylabel(METRIC_NAMES.get(result["headline"]["metric"]) + f" ({result['headline']['split']})")
+    ax.grid(True, which="both", alpha=0.3)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    chosen = preferred(runs)
-    columns = min(3, len(chosen))
-    rows = math.ceil(len(chosen) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.5 * rows), squeeze=False)
-    for ax, (task, (budget, result)) in zip(axes.flat, chosen.items()):
-        metric = result["headline"]["metric"]
-        for kind in ("bilstm", "bert"):
-            history = result["systems"][kind].get("dev_history") or []
-            points = [(h["epoch"], h[metric]) for h in history if metric in h]
-            if points:
-                ax.plot(*zip(*points), marker="o", label=SHORT[kind])
-        ax.axhline(headline(result, result["systems"]["teacher"]), color="grey", linestyle="--",
-                   label=f"teacher ({result['headline']['split']})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{METRIC_NAMES.get(metric)} on selection set")
-        ax.set_title(f"{task} ({budget})")
-        ax.legend(fontsize=8)
-        ax.grid(True, alpha=0.3)
-    for ax in list(axes.flat)[len(chosen):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def draw_dev_curves(ax, task: str, budget: str, result: Dict) -> None:
+    """The students' selection-set score after each epoch, with the teacher's headline score."""
+    metric = result["headline"]["metric"]
+    for kind in ("bilstm", "bert"):
+        history = result["systems"][kind].get("dev_history") or []
+        points = [(h["epoch"], h[metric]) for h in history if metric in h]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=SHORT[kind])
+    ax.axhline(headline(result, result["systems"]["teacher"]), color="grey", linestyle="--",
+               label=f"teacher ({result['headline']['split']})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{METRIC_NAMES.get(metric)} on selection set")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
 
 
 def main(argv=None) -> int:
@@ -223,8 +214,8 @@ def main(argv=None) -> int:
         print(f"error: no benchmarks/run.py results in {args.results}", file=sys.stderr)
         return 2
     args.plots.mkdir(parents=True, exist_ok=True)
-    plot_latency(runs, args.plots / "accuracy_vs_latency.png")
-    plot_dev_curves(runs, args.plots / "student_dev_curves.png")
+    plot_per_task(runs, args.plots / "accuracy_vs_latency.png", 4.0, draw_latency)
+    plot_per_task(runs, args.plots / "student_dev_curves.png", 3.5, draw_dev_curves)
     args.out.write_text(markdown(runs, args.plots.resolve(), args.out.resolve()) + "\n")
     print(f"{args.out}: {len(runs)} runs; plots in {args.plots}")
     return 0
