@@ -23,6 +23,16 @@ LABELS = {"teacher": "teacher (MiniLM-L6, PyTorch)", "bilstm": "BiLSTM student (
 SHORT = {"teacher": "teacher", "bilstm": "BiLSTM", "bert": "small-BERT", "diet": "DIET",
          "student_in_rasa": "student in Rasa"}
 METRIC_NAMES = {"accuracy": "accuracy", "micro_f1": "micro-F1", "mcc": "MCC"}
+# What a reader must know to read a task's numbers (not derivable from the JSON).
+NOTES = {
+    "mtod-th": "The offline teacher, all-MiniLM-L6-v2, is English-only: its uncased WordPiece vocabulary maps Thai "
+               "script almost entirely to [UNK], so the teacher (and every student, which copies it) stays near the "
+               "majority class while DIET's character n-grams read Thai well. The student/teacher ratio target is "
+               "met but meaningless here; this task needs a multilingual teacher (`--teacher-model` with a hub id "
+               "such as a multilingual MiniLM), which cannot be downloaded on this machine.",
+    "mtod-es": "Spanish with an English-only teacher (all-MiniLM-L6-v2): shared Latin-script wordpieces carry most "
+               "of the signal.",
+}
 
 
 def load_results(folder: Path) -> List[Tuple[str, str, Dict]]:
@@ -141,7 +151,8 @@ def markdown(runs, plots: Path, out: Path) -> str:
     lines += [f"![score vs latency]({rel / 'accuracy_vs_latency.png'})", "",
               f"![student dev score per epoch]({rel / 'student_dev_curves.png'})", ""]
     for task, budget, result in runs:
-        lines += [f"## {task} ({budget})", "", *[line for line in describe(result) if line], "",
+        note = [f"**Note.** {NOTES[task]}", ""] if task in NOTES else []
+        lines += [f"## {task} ({budget})", "", *note, *[line for line in describe(result) if line], "",
                   *task_table(result), "", "Targets:", "", *targets(result), ""]
     return "\n".join(lines)
 
