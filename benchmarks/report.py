@@ -30,6 +30,8 @@ NOTES = {
                "majority class while DIET's character n-grams read Thai well. The student/teacher ratio target is "
                "met but meaningless here; this task needs a multilingual teacher (`--teacher-model` with a hub id "
                "such as a multilingual MiniLM), which cannot be downloaded on this machine.",
+    "cola": "At the quick budget (600 training examples) the teacher itself is near chance (MCC ~0.05), so the "
+            "student/teacher ratio says nothing; CoLA needs the full training set (a GPU run, or hours here).",
     "mtod-es": "Spanish with an English-only teacher (all-MiniLM-L6-v2): shared Latin-script wordpieces carry most "
                "of the signal.",
 }
