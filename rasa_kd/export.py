@@ -4,6 +4,9 @@
             input_ids and attention_mask int64 [batch, length]; outputs logits
             [batch, labels], sentence [batch, d], tokens [batch, length, d]) and
             checks its outputs against PyTorch on sample sentences (max abs diff).
+            BERT students are then passed through onnxruntime's transformer optimizer
+            (attention, bias-GELU and skip-LayerNorm fusion: same outputs, about
+            10-20 % faster at batch 1 on CPU); --no-fuse keeps the plain graph.
 --quantize  also writes STUDENT/model.int8.onnx (onnxruntime dynamic int8
             quantization of the weights); with --data, the accuracy of PyTorch and
             int8 on that NLU file and the change are reported.
@@ -35,6 +38,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--onnx", action="store_true", help="write model.onnx and check it against PyTorch")
     parser.add_argument("--quantize", action="store_true", help="also write model.int8.onnx (dynamic int8); implies --onnx")
     parser.add_argument("--data", type=Path, help="NLU file: check on its sentences and report the int8 accuracy change")
+    parser.add_argument("--no-fuse", dest="fuse", action="store_false",
+                        help="BERT students: keep the plain ONNX graph (default: fuse attention/GELU/LayerNorm)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="largest allowed |ONNX - PyTorch| logit difference for model.onnx (default 1e-3)")
@@ -68,7 +73,29 @@ def export_onnx(student, target: Path, opset: int = 17) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def fuse_transformer(student, onnx_file: Path) -> Dict[str, int]:
+    """Rewrite a BERT student's graph in place with onnxruntime's fused contrib ops
+    (Attention, BiasGelu, SkipLayerNormalization); returns the fused-op counts."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    config = student.manifest["config"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+        # opt_level 0: graph fusion only, no hardware-specific rewrites, so the file stays portable
+        fused = optimize_model(str(onnx_file), model_type="bert", num_heads=config["num_attention_heads"],
+                               hidden_size=config["hidden_size"], opt_level=0)
+    tmp = atomic_file(onnx_file)
+    try:
+        fused.save_model_to_file(str(tmp))
+        os.replace(tmp, onnx_file)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {op: count for op, count in fused.get_fused_operator_statistics().items() if count}
+
+
 def quantize(source: Path, target: Path) -> None:
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = atomic_file(target)
@@ -76,7 +103,9 @@ def quantize(source: Path, target: Path) -> None:
     level = root.level
     root.setLevel(logging.ERROR)  # onnxruntime logs a generic "consider pre-processing" warning
     try:
-        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
+        # shape inference cannot type the outputs of fused contrib ops (Attention); they are float
+        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
         os.replace(tmp, target)
     finally:
         root.setLevel(level)
@@ -104,7 +133,7 @@ def accuracy(student, examples) -> float:
 
 
 def export(model: Path, onnx: bool = True, quantized: bool = False, data: Optional[Path] = None,
-           opset: int = 17, tolerance: float = 1e-3) -> Dict:
+           opset: int = 17, tolerance: float = 1e-3, fuse: bool = True) -> Dict:
     """Export and check; returns the summary also written to export.json."""
     from rasa_kd.nlu_io import read_examples
     from rasa_kd.students import load, package
@@ -117,6 +146,11 @@ def export(model: Path, onnx: bool = True, quantized: bool = False, data: Option
     summary = {"opset": opset, "check_sentences": len(texts)}
     onnx_file = model / package.ONNX
     export_onnx(reference, onnx_file, opset)
+    if fuse and reference.architecture == "bert":
+        try:
+            summary["fused_ops"] = fuse_transformer(reference, onnx_file)
+        except Exception as error:  # the optimizer's pattern matching is best effort: keep the plain graph
+            print(f"{onnx_file}: fusion skipped, plain graph kept ({str(error).splitlines()[0][:100]})")
     exported = load(model, onnx=True)
     summary["onnx"] = {"file": package.ONNX, "bytes": onnx_file.stat().st_size,
                        "max_abs_diff": max_differences(reference, exported, texts)}
@@ -153,5 +187,5 @@ def quantize_and_check(model: Path, reference, texts, examples) -> Dict:
 
 def run(args) -> int:
     export(args.model, onnx=args.onnx or args.quantize, quantized=args.quantize, data=args.data,
-           opset=args.opset, tolerance=args.tolerance)
+           opset=args.opset, tolerance=args.tolerance, fuse=args.fuse)
     return 0

@@ -50,6 +50,10 @@ def test_export_summary_and_int8(exported):
 
     summary = json.loads((exported / "export.json").read_text())
     assert summary["onnx"]["max_abs_diff"]["logits"] < 1e-3
+    if load(exported).architecture == "bert":  # both layers' attention fused into onnxruntime's contrib op
+        assert summary["fused_ops"]["Attention"] == 2 and summary["fused_ops"]["SkipLayerNormalization"] == 4
+    else:
+        assert "fused_ops" not in summary
     assert {"accuracy_pytorch", "accuracy_int8", "accuracy_change"} <= set(summary["int8"])
     int8 = load(exported, quantized=True)
     assert int8.backend.name == "onnx" and int8.backend.model_file.name == "model.int8.onnx"
