@@ -40,6 +40,8 @@ for _key, _value in {"RASA_TELEMETRY_ENABLED": "false", "USE_TF": "0", "TRANSFOR
                      "TF_CPP_MIN_LOG_LEVEL": "3"}.items():
     os.environ.setdefault(_key, _value)
 
+from rasa_kd.pipeline import Stages, input_fingerprint  # noqa: E402  (light: no torch, no Rasa)
+
 
 @dataclass(frozen=True)
 class Task:
@@ -147,8 +149,6 @@ def data_counts(converted: Path, data: Path) -> Dict:
 
 class Run:
     def __init__(self, args):
-        from rasa_kd.pipeline import Stages
-
         self.args, self.task, self.budget = args, args.task_spec, BUDGETS[args.budget]
         self.root = args.work / args.task
         self.converted = args.data or self.root / "converted"
@@ -167,8 +167,6 @@ class Run:
         if self.args.data:
             return
         from rasa_kd.convert import convert
-
-        from rasa_kd.pipeline import Stages
 
         source = self.args.source or SHARED / self.task.source
         # recorded at the task level: every budget shares the converted folder and must not rewrite it
@@ -254,26 +252,23 @@ class Run:
         return result
 
     def rasa_model(self, name: str, config_text: str, inputs: List[Path]) -> Tuple[Path, Optional[float]]:
-        """`rasa train nlu`, cached by content: the model depends only on the config, train.yml and
-        `inputs`, so budgets with the same training data (Sara quick and full) share one model."""
+        """`rasa train nlu`, in a folder named by content: the model depends only on the config,
+        train.yml and `inputs`, so budgets with the same training data (Sara quick and full) share it."""
         from rasa_kd import rasa_runner
-        from rasa_kd.pipeline import input_fingerprint
-
         train = self.data / "train.yml"
         digest = hashlib.sha1(json.dumps([config_text, input_fingerprint(inputs)]).encode() + train.read_bytes())
         folder = self.root / "rasa-models" / f"{name}-{digest.hexdigest()[:12]}"
-        model, record = folder / f"{name}.tar.gz", folder / "train.json"
-        if model.exists() and record.exists():
-            print(f"== rasa-train-{name}: up to date, skipped ({model})", flush=True)
-        else:
-            print(f"== rasa-train-{name}: rasa train nlu --nlu {train} --out {folder}", flush=True)
+        model, config = folder / f"{name}.tar.gz", folder / "config.yml"
+
+        def train_model() -> None:
             folder.mkdir(parents=True, exist_ok=True)
-            config = folder / "config.yml"
             config.write_text(config_text)
-            started = time.time()
             rasa_runner.train_nlu(config, train, folder, name)
-            record.write_text(json.dumps({"seconds": round(time.time() - started, 1), "train": str(train)}) + "\n")
-        return model, json.loads(record.read_text())["seconds"]
+
+        stages = Stages(folder)
+        stages.run(f"rasa-train-{name}", ["rasa", "train", "nlu", "--config", config.name, "--nlu", "train.yml"],
+                   [], model, action=train_model)
+        return model, stages.seconds(f"rasa-train-{name}")
 
     # ---- everything
 
@@ -311,6 +306,12 @@ class Run:
         return system
 
     def result(self, systems: Dict, seconds: float) -> Dict:
+        stage_seconds = {name: self.stages.seconds(name) for name in self.stages.timings}
+        # Rasa models are recorded in their content-named folders, outside this budget's stages
+        stage_seconds.update({"rasa-train-diet": systems["diet"]["train_seconds"],
+                              "rasa-train-student": systems["student_in_rasa"]["train_seconds"]})
+        if not self.args.data:
+            stage_seconds["convert"] = Stages(self.root).seconds("convert")
         return {
             "benchmark": "rasa-kd benchmarks/run.py",
             "task": self.args.task, "budget": self.args.budget, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -325,7 +326,8 @@ class Run:
                           "source": "Sučík 2020, BERT-large teacher"},
             "systems": systems,
             "targets": targets(self.task, systems, self.headline),
-            "stage_seconds": {name: self.stages.seconds(name) for name in sorted(self.stages.timings)},
+            "stage_seconds": dict(sorted(stage_seconds.items())),
+            "stages_total_seconds": round(sum(s or 0 for s in stage_seconds.values()), 1),
             "run_seconds": round(seconds, 1),
         }
 

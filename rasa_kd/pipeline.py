@@ -44,9 +44,9 @@ class Stages:
         self.timings: Dict[str, float] = {}
 
     def run(self, name: str, argv: List[str], inputs: Sequence[Path], output: Path,
-            replaces_output: bool = True, action: Optional[Callable[[], None]] = None) -> bool:
+            replaces_output: bool = True, action: Optional[Callable[[], None]] = None) -> None:
         """Run `rasa-kd ARGV` (or `action()`, with `argv` as its recorded description) unless
-        it is up to date; returns whether it ran."""
+        it is up to date."""
         from rasa_kd import cli
 
         record = {"argv": argv, "inputs": input_fingerprint(inputs)}
@@ -54,7 +54,7 @@ class Stages:
         if output.exists() and record_file.exists() and self._same_run(json.loads(record_file.read_text()), record):
             print(f"== {name}: up to date, skipped ({output})", flush=True)
             self.timings[name] = 0.0
-            return False
+            return
         started = time.time()
         if action is None:
             print(f"== {name}: rasa-kd {' '.join(argv)}", flush=True)
@@ -71,7 +71,6 @@ class Stages:
         record["seconds"] = round(self.timings[name], 1)
         record_file.write_text(json.dumps(record, indent=1))
         print(f"== {name}: {self.timings[name]:.1f} s", flush=True)
-        return True
 
     @staticmethod
     def _same_run(saved: Dict, record: Dict) -> bool:
