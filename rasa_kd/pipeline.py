@@ -10,11 +10,12 @@ Stages (each is the rasa-kd command of the same name, run in-process):
   evaluate  OUT/metrics-teacher.json, OUT/metrics-student.json on the test split
 
 A stage is skipped when its output exists and `OUT/.stages/<stage>.json` records the
-same arguments and the same input files (size and modification time): an interrupted
+same arguments and the same input files (size and content hash): an interrupted
 run resumes at the first stage that did not finish, and a changed input or option
 re-runs that stage and everything after it. At the end it prints the config.yml
 snippet that uses the student.
 """
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -25,13 +26,22 @@ from rasa_kd.errors import UserError
 HELP = "run split -> teacher -> augment -> label -> distil -> export -> evaluate on a Rasa NLU file, resumably"
 
 
+def file_digest(file: Path) -> str:
+    digest = hashlib.sha1()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def input_fingerprint(paths: Sequence[Path]) -> List[List]:
+    """[path, size, SHA-1] per input file: by content, not modification time, because data
+    folders that are copied or re-mounted get new times and must not invalidate every stage."""
     rows = []
     for path in paths:
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for file in files:
-            stat = file.stat()
-            rows.append([str(file), stat.st_size, int(stat.st_mtime)])
+            rows.append([str(file), file.stat().st_size, file_digest(file)])
     return rows
 
 
