@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -45,11 +46,18 @@ def add_arguments(parser) -> None:
                         help="largest allowed |ONNX - PyTorch| logit difference for model.onnx (default 1e-3)")
 
 
+@contextmanager
 def atomic_file(target: Path):
-    """A temporary path next to `target`; the caller renames it when complete."""
+    """Yields a temporary path next to `target`, renamed to `target` when the block completes
+    and removed when it fails, so `target` is never half-written."""
     handle, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=".onnx", dir=target.parent)
     os.close(handle)
-    return Path(name)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def export_onnx(student, target: Path, opset: int = 17) -> None:
@@ -61,16 +69,11 @@ def export_onnx(student, target: Path, opset: int = 17) -> None:
     inputs = (torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"]))
     dynamic = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
                "logits": {0: "batch"}, "sentence": {0: "batch"}, "tokens": {0: "batch", 1: "length"}}
-    tmp = atomic_file(target)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
-            torch.onnx.export(model, inputs, str(tmp), input_names=["input_ids", "attention_mask"],
-                              output_names=OUTPUT_NAMES, dynamic_axes=dynamic, opset_version=opset,
-                              do_constant_folding=True, dynamo=False)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(target) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
+        torch.onnx.export(model, inputs, str(tmp), input_names=["input_ids", "attention_mask"],
+                          output_names=OUTPUT_NAMES, dynamic_axes=dynamic, opset_version=opset,
+                          do_constant_folding=True, dynamo=False)
 
 
 def fuse_transformer(student, onnx_file: Path) -> Dict[str, int]:
@@ -85,12 +88,8 @@ def fuse_transformer(student, onnx_file: Path) -> Dict[str, int]:
         # opt_level 0: graph fusion only, no hardware-specific rewrites, so the file stays portable
         fused = optimize_model(str(onnx_file), model_type="bert", num_heads=config["num_attention_heads"],
                                hidden_size=config["hidden_size"], opt_level=0)
-    tmp = atomic_file(onnx_file)
-    try:
+    with atomic_file(onnx_file) as tmp:
         fused.save_model_to_file(str(tmp))
-        os.replace(tmp, onnx_file)
-    finally:
-        tmp.unlink(missing_ok=True)
     return {op: count for op, count in fused.get_fused_operator_statistics().items() if count}
 
 
@@ -98,18 +97,16 @@ def quantize(source: Path, target: Path) -> None:
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    tmp = atomic_file(target)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # onnxruntime logs a generic "consider pre-processing" warning
     try:
-        # shape inference cannot type the outputs of fused contrib ops (Attention); they are float
-        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
-        os.replace(tmp, target)
+        with atomic_file(target) as tmp:
+            # shape inference cannot type the outputs of fused contrib ops (Attention); they are float
+            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": TensorProto.FLOAT})
     finally:
         root.setLevel(level)
-        tmp.unlink(missing_ok=True)
 
 
 def max_differences(reference, other, texts: List[str]) -> Dict[str, float]:
