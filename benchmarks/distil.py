@@ -30,27 +30,30 @@ from typing import Dict
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DIET_ACCURACY = 0.803
-WORDS = ["--student", "bilstm", "--vocab", "words", "--vectors", "glove50"]
-WORDPIECES = ["--student", "bilstm", "--vocab", "wordpieces"]
+# These recipes predate the presets (rasa_kd/presets.py): whole vocabularies at the pretrained width,
+# 300-unit BiLSTMs, every epoch run. LEGACY restores those defaults so that the results reproduce.
+LEGACY = ["--no-prune-vocab", "--embedding-dim", "0", "--patience", "0", "--hidden-size", "300"]
+WORDS = [*LEGACY, "--student", "bilstm", "--vocab", "words", "--vectors", "glove50"]
+WORDPIECES = [*LEGACY, "--student", "bilstm", "--vocab", "wordpieces"]
 # Recipes tried on dev (name -> `rasa-kd distil` options); the best BiLSTM and the best BERT by dev
 # accuracy are evaluated in full. Transfer-set size is a lever through --transfer-limit (the
 # originals, then rule sentences in the order they were made).
 VARIANTS = {
     "bilstm-glove-20k-e10": [*WORDS, "--embedding-mode", "multichannel", "--transfer-limit", "20000", "--epochs", "10"],
     "bilstm-glove-100k-e3": [*WORDS, "--embedding-mode", "multichannel", "--epochs", "3"],
-    "bert-20k-e6": ["--student", "bert", "--transfer-limit", "20000", "--epochs", "6"],
+    "bert-20k-e6": [*LEGACY, "--hidden-size", "204", "--student", "bert", "--transfer-limit", "20000", "--epochs", "6"],
     "bilstm-wordpieces-20k-e6": [*WORDPIECES, "--embedding-mode", "multichannel", "--transfer-limit", "20000",
                                  "--epochs", "6"],
     "bilstm-glove-100k-e6": [*WORDS, "--embedding-mode", "multichannel", "--epochs", "6"],
     "bilstm-wordpieces-h150-20k-e6": [*WORDPIECES, "--embedding-mode", "multichannel", "--hidden-size", "150",
                                       "--transfer-limit", "20000", "--epochs", "6"],
     # the teacher's width (MiniLM: 384, 12 heads) so that 3 of its 6 layers can initialise the student
-    "bert-teacher-l3-20k-e3": ["--student", "bert", "--hidden-size", "384", "--heads", "12", "--intermediate", "1536",
+    "bert-teacher-l3-20k-e3": [*LEGACY, "--student", "bert", "--hidden-size", "384", "--heads", "12", "--intermediate", "1536",
                                "--layers", "3", "--init-from-teacher", "--transfer-limit", "20000", "--epochs", "3"],
-    "bert-teacher-l2-20k-e3": ["--student", "bert", "--hidden-size", "384", "--heads", "12", "--intermediate", "1536",
+    "bert-teacher-l2-20k-e3": [*LEGACY, "--student", "bert", "--hidden-size", "384", "--heads", "12", "--intermediate", "1536",
                                "--layers", "2", "--init-from-teacher", "--transfer-limit", "20000", "--epochs", "3"],
     # 2 layers are fast enough for 10x; more epochs and the hidden-state loss to win back accuracy
-    "bert-teacher-l2-20k-e6-hw1": ["--student", "bert", "--hidden-size", "384", "--heads", "12", "--intermediate",
+    "bert-teacher-l2-20k-e6-hw1": [*LEGACY, "--student", "bert", "--hidden-size", "384", "--heads", "12", "--intermediate",
                                    "1536", "--layers", "2", "--init-from-teacher", "--hidden-weight", "1",
                                    "--transfer-limit", "20000", "--epochs", "6"],
 }

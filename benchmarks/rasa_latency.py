@@ -4,7 +4,9 @@ Both are trained on the same data (the demo assistant's training split, made by
 `rasa-kd pipeline`; run `make demo` first or this script runs the pipeline), then
 timed in the same run: in-process `Agent.parse_message` (median and p95 over the
 test messages, one at a time, after warm-up) and POST /model/parse against
-`rasa run --enable-api` on localhost. Target: student pipeline <= 0.5x DIET's latency.
+`rasa run --enable-api` on localhost, with the server's resident memory (process and
+children) after the HTTP run. Targets: student pipeline <= 0.5x DIET's latency, and
+no more resident memory than DIET's.
 
 Writes benchmarks/results/rasa_latency.json and prints a markdown table.
 """
@@ -23,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 def ensure_build(build: Path) -> None:
     if not (build / "student" / "student.json").exists():
         subprocess.run([str(Path(sys.executable).parent / "rasa-kd"), "pipeline", "--nlu", "data/nlu.yml",
-                        "--out", str(build), "--size", "6000"], check=True, cwd=ROOT)
+                        "--out", str(build)], check=True, cwd=ROOT)
 
 
 def main() -> int:
@@ -49,25 +51,28 @@ def main() -> int:
         in_process = rasa_runner.parse_latency(model, texts)
         with rasa_runner.RasaServer(model, models / f"{name}-server.log") as server:
             http = rasa_runner.http_latency(server, texts)
+            rss_mb = server.rss_mb()
         results[name] = {"config": str(config), "model_mb": rasa_runner.size_mb(model),
-                         "in_process": in_process, "http": http}
+                         "in_process": in_process, "http": http, "rasa_run_rss_mb": rss_mb}
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
         "messages": len(texts),
         "pipelines": results,
         "ratio_in_process": results["student"]["in_process"]["median_ms"] / results["diet"]["in_process"]["median_ms"],
         "ratio_http": results["student"]["http"]["median_ms"] / results["diet"]["http"]["median_ms"],
+        "ratio_rss": results["student"]["rasa_run_rss_mb"] / results["diet"]["rasa_run_rss_mb"],
         "target_ratio": 0.5,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print("| pipeline | in-process median ms | p95 ms | HTTP median ms | p95 ms | model MB |")
-    print("|---|---|---|---|---|---|")
+    print("| pipeline | in-process median ms | p95 ms | HTTP median ms | p95 ms | model MB | rasa run RSS MB |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['in_process']['median_ms']:.2f} | {r['in_process']['p95_ms']:.2f} | "
-              f"{r['http']['median_ms']:.2f} | {r['http']['p95_ms']:.2f} | {r['model_mb']:.1f} |")
+              f"{r['http']['median_ms']:.2f} | {r['http']['p95_ms']:.2f} | {r['model_mb']:.1f} | "
+              f"{r['rasa_run_rss_mb']:.0f} |")
     print(f"\nstudent / DIET: in-process {report['ratio_in_process']:.2f}x, HTTP {report['ratio_http']:.2f}x "
-          f"(target <= 0.5x); written to {args.out}")
+          f"(target <= 0.5x); rasa run memory {report['ratio_rss']:.2f}x; written to {args.out}")
     return 0
 
 

@@ -81,9 +81,9 @@ class Budget:
     bert_epochs: float
     diet_epochs: int
     latency_examples: int = 200
-    bilstm: Tuple[str, ...] = ()  # extra `rasa-kd distil` options
-    bert: Tuple[str, ...] = ()
-    teacher: Tuple[str, ...] = ()
+    bilstm: Dict = field(default_factory=dict)  # DistilOptions values over the default preset's
+    bert: Dict = field(default_factory=dict)  # DistilOptions values for the small BERT
+    teacher: Dict = field(default_factory=dict)  # TeacherOptions values
 
 
 BUDGETS = {
@@ -92,24 +92,24 @@ BUDGETS = {
     # The recipes tuned on Sara dev by benchmarks/distil.py (benchmarks/results/distil_sara.md): 20k rule
     # sentences; BiLSTM 6 epochs; BERT at the teacher's width, 3 of its layers, 3 epochs.
     "full": Budget(train_cap=None, teacher_epochs=6, transfer_size=20000, bilstm_epochs=6, bert_epochs=3,
-                   diet_epochs=100, bert=("--hidden-size", "384", "--heads", "12", "--intermediate", "1536",
-                                          "--layers", "3", "--init-from-teacher")),
+                   diet_epochs=100, bert={"hidden_size": 384, "heads": 12, "intermediate": 1536, "layers": 3,
+                                          "init_from_teacher": True}),
     # Tiny models and one epoch, for the test suite (`make test`): exercises every stage in minutes.
     "smoke": Budget(train_cap=None, teacher_epochs=1, transfer_size=200, bilstm_epochs=1, bert_epochs=1,
-                    diet_epochs=1, latency_examples=10, bilstm=("--hidden-size", "16", "--fc-size", "16"),
-                    bert=("--hidden-size", "16", "--heads", "2", "--layers", "1", "--intermediate", "32"),
-                    teacher=("--batch-size", "8")),
+                    diet_epochs=1, latency_examples=10, bilstm={"hidden_size": 16, "fc_size": 16},
+                    bert={"hidden_size": 16, "heads": 2, "layers": 1, "intermediate": 32},
+                    teacher={"batch_size": 8}),
 }
 STUDENTS = ("bilstm", "bert")
 SYSTEMS = ("teacher", "bilstm", "bert", "diet", "student_in_rasa")
 
 
-def bilstm_options(task: Task, vectors: Optional[str]) -> List[str]:
-    """The best BiLSTM of the students benchmark (benchmarks/results/distil_sara.md): multichannel on the
-    teacher's wordpieces. `--vectors FILE|glove50` picks the word-vector BiLSTM instead (English tasks)."""
+def bilstm_options(task: Task, vectors: Optional[str]) -> Dict:
+    """The default preset's BiLSTM (pruned wordpieces, rasa_kd.presets); `--vectors FILE|glove50` picks
+    the word-vector BiLSTM instead (English tasks)."""
     if task.english and vectors not in (None, "none"):
-        return ["--vocab", "words", "--vectors", vectors, "--embedding-mode", "multichannel"]
-    return ["--vocab", "wordpieces", "--embedding-mode", "multichannel"]
+        return {"vocab": "words", "vectors": vectors}
+    return {}
 
 
 # ---------------------------------------------------------------- data
@@ -158,9 +158,6 @@ class Run:
         self.reports = {name: self.converted / f"{name}.yml" for name in self.task.reports}
         self.headline = self.task.reports[0]
 
-    def stage(self, name, argv, inputs, output, **kwargs) -> None:
-        self.stages.run(name, [str(a) for a in argv], inputs, output, **kwargs)
-
     # ---- rasa-kd stages
 
     def convert(self) -> None:
@@ -170,56 +167,69 @@ class Run:
 
         source = self.args.source or SHARED / self.task.source
         # recorded at the task level: every budget shares the converted folder and must not rewrite it
-        Stages(self.root).run("convert", ["convert", self.task.dataset, str(source), json.dumps(self.task.options)],
+        Stages(self.root).run("convert", {"dataset": self.task.dataset, "source": str(source), **self.task.options},
                               [source], self.converted,
-                              action=lambda: convert(self.task.dataset, source, self.converted, force=True,
-                                                     **self.task.options))
+                              lambda: convert(self.task.dataset, source, self.converted, force=True,
+                                              **self.task.options))
 
     def prepare(self) -> None:
-        self.stage("prepare", ["prepare", json.dumps(asdict(self.budget)), self.args.seed],
-                   [self.converted], self.data,
-                   action=lambda: prepare_data(self.converted, self.data, self.task, self.budget, self.args.seed))
+        self.stages.run("prepare", {"budget": asdict(self.budget), "seed": self.args.seed},
+                        [self.converted], self.data,
+                        lambda: prepare_data(self.converted, self.data, self.task, self.budget, self.args.seed))
 
     def teacher(self) -> Path:
+        from rasa_kd import teacher
+
         out = self.work / "teacher"
-        self.stage("teacher", ["teacher", "--train", self.data / "train.yml", "--dev", self.data / "select.yml",
-                               "--model", self.args.teacher_model, "--epochs", self.budget.teacher_epochs,
-                               "--seed", self.args.seed, "--out", out, *self.budget.teacher], [self.data], out)
+        options = teacher.TeacherOptions(train=self.data / "train.yml", dev=self.data / "select.yml",
+                                         model=self.args.teacher_model, epochs=self.budget.teacher_epochs,
+                                         seed=self.args.seed, out=out, **self.budget.teacher)
+        self.stages.run_options("teacher", options, [self.data], out, teacher.train_from_options)
         return out
 
     def transfer(self, teacher: Path) -> Path:
+        from rasa_kd import augment, label
+
         transfer, labelled = self.work / "transfer", self.work / "transfer-labelled"
-        excludes = [a for path in [self.data / "select.yml", *self.reports.values()] for a in ("--exclude", path)]
-        size = ["--size", self.budget.transfer_size] if self.budget.transfer_size is not None else []
-        if self.args.vectors not in (None, "none"):
-            size += ["--vectors", self.args.vectors]
-        self.stage("augment", ["augment", "--method", "rules", "--train", self.data / "train.yml", *excludes,
-                               "--out", transfer, "--seed", self.args.seed, *size], [self.data], transfer)
-        self.stage("label", ["label", "--teacher", teacher, "--transfer", transfer, "--out", labelled],
-                   [transfer, teacher], labelled)
+        vectors = {"vectors": self.args.vectors} if self.args.vectors not in (None, "none") else {}
+        options = augment.AugmentOptions(method="rules", train=self.data / "train.yml", out=transfer,
+                                         exclude=[self.data / "select.yml", *self.reports.values()],
+                                         seed=self.args.seed, size=self.budget.transfer_size, **vectors)
+        self.stages.run_options("augment", options, [self.data], transfer, augment.augment)
+        self.stages.run_options("label", label.LabelOptions(teacher=[teacher], transfer=transfer, out=labelled),
+                                [transfer, teacher], labelled, label.label)
         return labelled
 
     def student(self, kind: str, labelled: Path) -> Path:
+        from rasa_kd import export
+        from rasa_kd.pipeline import distil_into
+        from rasa_kd.presets import distil_options
+
         out = self.work / f"student-{kind}"
-        options = (bilstm_options(self.task, self.args.vectors) + list(self.budget.bilstm) if kind == "bilstm"
-                   else list(self.budget.bert))
-        self.stage(f"distil-{kind}", ["distil", "--transfer", labelled, "--student", kind,
-                                      "--dev", self.data / "select.yml", "--epochs", getattr(self.budget, f"{kind}_epochs"),
-                                      "--seed", self.args.seed, "--out", out, *options], [labelled, self.data], out)
-        self.stage(f"export-{kind}", ["export", "--model", out, "--onnx"], [out / "model.safetensors"],
-                   out / "model.onnx", replaces_output=False)
+        values = ({**bilstm_options(self.task, self.args.vectors), **self.budget.bilstm} if kind == "bilstm"
+                  else {"student": "bert", **self.budget.bert})
+        options = distil_options(transfer=labelled, dev=self.data / "select.yml", out=out, seed=self.args.seed,
+                                 epochs=getattr(self.budget, f"{kind}_epochs"), **values)
+        self.stages.run_options(f"distil-{kind}", options, [labelled, self.data], out,
+                                lambda o: distil_into(o, self.work))
+        self.stages.run_options(f"export-{kind}", export.ExportOptions(model=out, quantize=True,
+                                                                       data=self.data / "select.yml"),
+                                [out / "model.safetensors"], out / "model.int8.onnx", export.export_from_options)
         return out
 
-    def evaluate(self, name: str, model: Path, onnx: bool) -> Dict:
-        """Scores on every reported set; speed on the headline set."""
+    def evaluate(self, name: str, model: Path) -> Dict:
+        """Scores of the deployed runtime on every reported set; speed on the headline set."""
+        from rasa_kd import evaluate
+
         results = {}
         for report, path in self.reports.items():
             out = self.work / "metrics" / f"{name}-{report}.json"
-            speed = [] if report == self.headline else ["--no-speed"]
-            self.stage(f"evaluate-{name}-{report}",
-                       ["evaluate", "--model", model, "--data", path, "--out", out,
-                        "--latency-examples", self.budget.latency_examples, *(["--onnx"] if onnx else []), *speed],
-                       [model, path], out, replaces_output=False)
+            speed = report == self.headline
+            description = {"model": str(model), "data": str(path), "runtime": "auto", "speed": speed,
+                           "latency_examples": self.budget.latency_examples}
+            self.stages.run(f"evaluate-{name}-{report}", description, [model, path], out,
+                            lambda p=path, o=out, s=speed: evaluate.evaluate(
+                                model, p, o, latency_examples=self.budget.latency_examples, speed=s, memory=s))
             results[report] = json.loads(out.read_text())
         return results
 
@@ -237,16 +247,16 @@ class Run:
                   "scores": {}, "rasa_report": {}}
         for report, path in self.reports.items():
             out = folder / f"{name}-test-{report}.json"
-            self.stage(f"rasa-test-{name}-{report}", ["rasa", "test", "nlu", "--model", model, "--nlu", path],
-                       [model, path], out, action=lambda: out.write_text(json.dumps(
-                           rasa_runner.test_nlu(model, path, folder / f"{name}-test-{report}"), indent=1)))
+            self.stages.run(f"rasa-test-{name}-{report}", {"rasa": "test nlu", "model": str(model), "nlu": str(path)},
+                            [model, path], out, lambda o=out, p=path, r=report: o.write_text(json.dumps(
+                                rasa_runner.test_nlu(model, p, folder / f"{name}-test-{r}"), indent=1)))
             tested = json.loads(out.read_text())
             result["scores"][report] = tested.pop("scores")
             result["rasa_report"][report] = tested
         latency = folder / f"{name}-latency.json"
         texts = [e.text for e in read_examples(self.reports[self.headline])][: max(self.budget.latency_examples, 1)]
-        self.stage(f"rasa-latency-{name}", ["parse_latency", model, len(texts)], [model], latency,
-                   action=lambda: latency.write_text(json.dumps(rasa_runner.parse_latency(model, texts))))
+        self.stages.run(f"rasa-latency-{name}", {"parse_latency": str(model), "messages": len(texts)}, [model],
+                        latency, lambda: latency.write_text(json.dumps(rasa_runner.parse_latency(model, texts))))
         result["parse_latency"] = json.loads(latency.read_text())
         result["latency_ms_batch1"] = result["parse_latency"]["median_ms"]
         return result
@@ -266,8 +276,8 @@ class Run:
             rasa_runner.train_nlu(config, train, folder, name)
 
         stages = Stages(folder)
-        stages.run(f"rasa-train-{name}", ["rasa", "train", "nlu", "--config", config.name, "--nlu", "train.yml"],
-                   [], model, action=train_model)
+        stages.run(f"rasa-train-{name}", {"rasa": "train nlu", "config": config.name, "nlu": "train.yml"},
+                   [], model, train_model)
         return model, stages.seconds(f"rasa-train-{name}")
 
     # ---- everything
@@ -281,19 +291,19 @@ class Run:
         teacher = self.teacher()
         labelled = self.transfer(teacher)
         students = {kind: self.student(kind, labelled) for kind in STUDENTS}
-        systems = {"teacher": self.model_system("teacher", teacher, onnx=False)}
+        systems = {"teacher": self.model_system("teacher", teacher)}
         for kind, path in students.items():
-            systems[kind] = self.model_system(kind, path, onnx=True)
+            systems[kind] = self.model_system(kind, path)
         systems["diet"] = self.rasa_system("diet", diet_config(self.budget.diet_epochs), [])
         systems["student_in_rasa"] = self.rasa_system(
             "student", rasa_runner.student_config(students["bilstm"].resolve()), [students["bilstm"]])
         systems["student_in_rasa"]["student"] = "bilstm"
         return self.result(systems, time.time() - started)
 
-    def model_system(self, name: str, model: Path, onnx: bool) -> Dict:
-        metrics = self.evaluate(name, model, onnx)
+    def model_system(self, name: str, model: Path) -> Dict:
+        metrics = self.evaluate(name, model)
         head = metrics[self.headline]
-        system = {"model": str(model), "runtime": "onnxruntime" if onnx else "pytorch",
+        system = {"model": str(model), "runtime": head["kind"],
                   "scores": {report: m["scores"] for report, m in metrics.items()},
                   "parameters": head["parameters"], "size_bytes": head["size_bytes"],
                   "latency_ms_batch1": head["latency_ms_batch1"], "sentences_per_second": head["sentences_per_second"],
@@ -318,7 +328,7 @@ class Run:
             "seed": self.args.seed, "machine": machine(), "versions": versions(),
             "recipe": {"budget": asdict(self.budget), "teacher_model": self.args.teacher_model,
                        "augment": "rules", "bilstm": bilstm_options(self.task, self.args.vectors),
-                       "student_in_rasa": "bilstm (ONNX)", "diet_config": diet_config(self.budget.diet_epochs),
+                       "student_in_rasa": "bilstm (deployed runtime)", "diet_config": diet_config(self.budget.diet_epochs),
                        "select": self.task.select or "10 % of train (stratified)"},
             "data": data_counts(self.converted, self.data),
             "headline": {"split": self.headline, "metric": self.task.metric},

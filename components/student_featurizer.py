@@ -11,9 +11,15 @@ pipeline:
   - name: WhitespaceTokenizer
   - name: rasa_kd.components.StudentFeaturizer
     student: build/student
+    runtime: auto          # auto | int8 | onnx | pytorch, as for StudentIntentClassifier
   - name: DIETClassifier
     epochs: 100
 ```
+
+`runtime: auto` (default) runs what `rasa-kd export` recorded in student.json, else
+model.onnx when exported, else PyTorch; only that runtime's files are stored in the
+trained model. Deprecated: `onnx: true`, which means `runtime: onnx` when `runtime`
+is `auto`.
 """
 from typing import Any, Dict, List, Optional, Text, Type
 
@@ -57,7 +63,7 @@ class StudentFeaturizer(DenseFeaturizer, GraphComponent):
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {**DenseFeaturizer.get_default_config(), "student": None, "onnx": False}
+        return {**DenseFeaturizer.get_default_config(), **student_storage.DEFAULT_CONFIG}
 
     @classmethod
     def validate_config(cls, config: Dict[Text, Any]) -> None:
@@ -82,14 +88,13 @@ class StudentFeaturizer(DenseFeaturizer, GraphComponent):
     @classmethod
     def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
              execution_context: ExecutionContext, **kwargs: Any) -> "StudentFeaturizer":
-        student = student_storage.load_stored_student(model_storage, resource, config["onnx"], NAME)
+        student = student_storage.load_stored_student(model_storage, resource, NAME)
         return cls(config, model_storage, resource, execution_context, student)
 
     def train(self, training_data: TrainingData) -> Resource:
-        """Store the package in the model, so the trained model is self-contained."""
-        path = student_storage.configured_package(self._config, NAME)
-        self.student = student_storage.load_student(path, self._config["onnx"], NAME)
-        student_storage.store_package(path, self._model_storage, self._resource)
+        """Store the student's runtime files in the model, so the trained model is self-contained."""
+        self.student = student_storage.load_configured_student(self._config, NAME)
+        student_storage.store_student(self.student, self._model_storage, self._resource)
         return self._resource
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:

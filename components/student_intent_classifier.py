@@ -6,8 +6,14 @@ pipeline:
   - name: rasa_kd.components.StudentIntentClassifier
     student: build/student     # a package from `rasa-kd distil` / `rasa-kd pipeline`
     ranking_length: 10         # intents in `intent_ranking` (0 = all)
-    onnx: false                # run the package's model.onnx with onnxruntime
+    runtime: auto              # auto | int8 | onnx | pytorch
 ```
+
+`runtime`: `auto` (default) runs what `rasa-kd export` recorded in student.json
+(int8 when it held accuracy), else model.onnx when exported, else PyTorch; `int8`
+runs model.int8.onnx, `onnx` model.onnx, `pytorch` model.safetensors. Only that
+runtime's files are stored in the trained model. Deprecated: `onnx: true`, which
+means `runtime: onnx` when `runtime` is `auto`.
 """
 from typing import Any, Dict, List, Optional, Text
 
@@ -32,7 +38,7 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {"student": None, "ranking_length": 10, "onnx": False}
+        return {**student_storage.DEFAULT_CONFIG, "ranking_length": 10}
 
     @classmethod
     def fingerprint_addon(cls, config: Dict[str, Any]) -> Optional[str]:
@@ -51,11 +57,10 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
         return cls(config, model_storage, resource)
 
     def train(self, training_data: TrainingData) -> Resource:
-        """Check that the student knows exactly the data's intents, then store the package."""
-        path = student_storage.configured_package(self.component_config, NAME)
-        student = student_storage.load_student(path, self.component_config["onnx"], NAME)
+        """Check that the student knows exactly the data's intents, then store its runtime's files."""
+        student = student_storage.load_configured_student(self.component_config, NAME)
         self._check_intents(student.labels, training_data.intents)
-        student_storage.store_package(path, self._model_storage, self._resource)
+        student_storage.store_student(student, self._model_storage, self._resource)
         self.student = student
         return self._resource
 
@@ -77,7 +82,7 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
     @classmethod
     def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
              execution_context: ExecutionContext, **kwargs: Any) -> "StudentIntentClassifier":
-        student = student_storage.load_stored_student(model_storage, resource, config["onnx"], NAME)
+        student = student_storage.load_stored_student(model_storage, resource, NAME)
         return cls(config, model_storage, resource, student)
 
     def process(self, messages: List[Message]) -> List[Message]:

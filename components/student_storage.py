@@ -1,8 +1,13 @@
 """How the Rasa components find, fingerprint, store and load a rasa-kd student package.
 
-The package named by `student:` is copied into Rasa's model storage at training time,
-so a trained model (`models/*.tar.gz`) is self-contained; its content hash is part of
-the component's fingerprint, so Rasa's cache retrains when the package changes.
+The component's `runtime` (`auto`, `int8`, `onnx` or `pytorch`; see
+`rasa_kd.students.package.resolve_runtime`) is resolved on the package named by
+`student:` at training time, and only the files that runtime reads (student.json,
+its one weights file, the tokenizer files) are copied into Rasa's model storage: a
+trained model (`models/*.tar.gz`) is self-contained and carries exactly one runtime
+format. Those files' content and the resolved runtime are the component's
+fingerprint, so Rasa's cache retrains when either changes. The deprecated
+`onnx: true` means `runtime: onnx` when `runtime` is left at `auto`.
 """
 import hashlib
 import shutil
@@ -13,8 +18,12 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.exceptions import InvalidConfigException
 
+from rasa_kd.errors import UserError
+from rasa_kd.students import package
+
 PACKAGE_FOLDER = "student"
-MANIFEST = "student.json"
+MANIFEST = package.MANIFEST
+DEFAULT_CONFIG = {"student": None, "runtime": "auto", "onnx": False}
 
 
 def configured_package(config: Dict[str, Any], component: str) -> Path:
@@ -34,40 +43,72 @@ def configured_package(config: Dict[str, Any], component: str) -> Path:
     return path
 
 
-def package_files(path: Path):
-    return sorted(p for p in path.rglob("*") if p.is_file())
+def configured_runtime(config: Dict[str, Any]) -> str:
+    """`runtime`, where the deprecated `onnx: true` still means `onnx` when runtime is `auto`."""
+    runtime = config.get("runtime") or "auto"
+    return "onnx" if runtime == "auto" and config.get("onnx") else runtime
+
+
+def deployed_runtime(path: Path, config: Dict[str, Any], component: str) -> str:
+    """The runtime the config resolves to on the package at `path`, whose weights file must exist."""
+    try:
+        runtime = package.resolve_runtime(path, package.read_manifest(path), configured_runtime(config))
+    except UserError as error:
+        raise InvalidConfigException(f"{component}: {error}") from error
+    weights = path / package.RUNTIME_FILES[runtime]
+    if not weights.is_file():
+        fix = ("use the complete package folder that `rasa-kd distil` wrote" if runtime == "pytorch"
+               else f"run `rasa-kd export --model {path} --quantize`")
+        raise InvalidConfigException(f"{component}: runtime {runtime} needs {weights}, which does not exist; {fix}")
+    return runtime
 
 
 def package_fingerprint(config: Dict[str, Any]) -> str:
-    """A hash of every file in the configured package (or of its absence)."""
+    """A hash of the resolved runtime and the files it reads (or of the package's absence)."""
     path = Path(str(config.get("student") or "")).expanduser()
-    digest = hashlib.sha256(str(config.get("onnx", False)).encode())
     if not path.is_dir():
         return f"missing:{path}"
-    for file in package_files(path):
-        digest.update(str(file.relative_to(path)).encode())
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+    try:
+        manifest = package.read_manifest(path)
+        runtime = package.resolve_runtime(path, manifest, configured_runtime(config))
+    except UserError as error:  # training stops on it with one line; nothing to cache
+        return f"invalid:{error}"
+    digest = hashlib.sha256(runtime.encode())
+    for name in package.runtime_files(manifest, runtime):
+        digest.update(name.encode())
+        if (path / name).is_file():
+            with open(path / name, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
     return digest.hexdigest()
 
 
-def store_package(path: Path, model_storage: ModelStorage, resource: Resource) -> None:
-    with model_storage.write_to(resource) as folder:
-        shutil.copytree(path, Path(folder) / PACKAGE_FOLDER, dirs_exist_ok=True)
-
-
-def load_student(folder: Path, onnx: bool, component: str):
+def load_student(folder: Path, runtime: str, component: str):
     """Load a package with rasa_kd.students; a bad package stops Rasa with one line."""
-    from rasa_kd.errors import UserError
     from rasa_kd.students import load
 
     try:
-        return load(folder, onnx=onnx)
+        return load(folder, runtime=runtime)
     except UserError as error:
         raise InvalidConfigException(f"{component}: {error}") from error
 
 
-def load_stored_student(model_storage: ModelStorage, resource: Resource, onnx: bool, component: str):
+def load_configured_student(config: Dict[str, Any], component: str):
+    """The package named in `config`, loaded with the runtime the config resolves to."""
+    path = configured_package(config, component)
+    return load_student(path, deployed_runtime(path, config, component), component)
+
+
+def store_student(student, model_storage: ModelStorage, resource: Resource) -> None:
+    """Copy into the model only the files of the loaded student's runtime."""
+    with model_storage.write_to(resource) as folder:
+        target = Path(folder) / PACKAGE_FOLDER
+        for name in package.runtime_files(student.manifest, student.runtime):
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(student.path / name, target / name)
+
+
+def load_stored_student(model_storage: ModelStorage, resource: Resource, component: str):
+    """The student stored by `store_student`: `auto` finds its one weights file."""
     with model_storage.read_from(resource) as folder:
-        return load_student(Path(folder) / PACKAGE_FOLDER, onnx, component)
+        return load_student(Path(folder) / PACKAGE_FOLDER, "auto", component)

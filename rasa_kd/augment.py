@@ -27,31 +27,38 @@ import random
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from rasa_kd.errors import UserError
+from rasa_kd.lm_augment import LmParams
+from rasa_kd.options import add_options, from_namespace, option
 
 HELP = "augment training sentences (rules: mask / nearest-word / n-gram) into an Arrow transfer set"
 
 MASK = "[MASK]"
-SIZE_FACTOR = 50
-MAX_SIZE = 100_000
 # A token's word core: leading and trailing punctuation stay in place when the core is replaced.
 TOKEN_PARTS = re.compile(r"^(\W*)(.*?)(\W*)$", re.S)
 CANDIDATE_WORD = re.compile(r"^[a-z][a-z'-]*$")
 
 
+RULES = "rules method (Tang et al. 2019)"
+
+
 @dataclass
 class RuleParams:
-    p_mask: float = 0.1
-    p_pos: float = 0.1
-    p_ng: float = 0.25
-    max_ngram: int = 5
-    neighbours: int = 10
-    vectors: str = "glove50"
-    vocab_limit: int = 50_000
+    """The rules method's settings (recorded in transfer.json as its params)."""
+
+    p_mask: float = option(0.1, "per-word [MASK] probability", group=RULES)
+    p_pos: float = option(0.1, "per-word nearest-neighbour replacement probability", group=RULES)
+    p_ng: float = option(0.25, "per-sentence n-gram probability", group=RULES)
+    max_ngram: int = option(5, "largest n of the n-gram", group=RULES)
+    neighbours: int = option(10, "a replacement is drawn from this many nearest words", group=RULES)
+    vectors: str = option("glove50", "word vectors: glove50 (offline GloVe 6B 50-d) or a word2vec/GloVe text file",
+                          group=RULES)
+    vocab_limit: int = option(50_000, "replacement candidates: the N most frequent words of the vectors",
+                              group=RULES)
 
 
 # ---------------------------------------------------------------- nearest neighbours
@@ -177,8 +184,7 @@ def rules_method(originals: Sequence, size: int, accept: Callable[[str], bool], 
 
 
 def rule_params(args) -> RuleParams:
-    params = RuleParams(p_mask=args.p_mask, p_pos=args.p_pos, p_ng=args.p_ng, max_ngram=args.max_ngram,
-                        neighbours=args.neighbours, vectors=args.vectors, vocab_limit=args.vocab_limit)
+    params = RuleParams(**{f.name: getattr(args, f.name) for f in fields(RuleParams)})
     for name in ("p_mask", "p_pos", "p_ng"):
         if not 0 <= getattr(params, name) <= 1:
             raise UserError(f"--{name.replace('_', '-')} must be between 0 and 1")
@@ -205,6 +211,34 @@ METHODS: Dict[str, Callable] = {"rules": rules_method, "lm": lm_method}
 # ---------------------------------------------------------------- the command
 
 
+# The rule and lm settings are inherited so that their fields are flat: every field is
+# a flag of `rasa-kd augment` and an attribute the methods read (args.p_mask, args.lm).
+@dataclass
+class AugmentOptions(LmParams, RuleParams):
+    """`rasa-kd augment`'s options; see the module docstring."""
+
+    train: Path = option(help="Rasa NLU YAML training file")
+    out: Path = option(help="output transfer-set folder")
+    method: str = option("rules", f"augmentation method(s), comma-separated: {', '.join(METHODS)}")
+    exclude: Optional[List[Path]] = option(
+        None, "Rasa NLU YAML file whose sentences must not be made (dev, test); repeatable",
+        action="append", metavar="FILE")
+    size: Optional[int] = option(None, "new sentences to make (default: --size-factor x the training sentences, "
+                                       "at least --min-size, at most --max-size)")
+    size_factor: float = option(50, "the default size per training sentence")
+    min_size: int = option(0, "floor of the default size")
+    max_size: int = option(100_000, "cap of the default size")
+    seed: int = option(42, "random seed")
+    force: bool = option(False, "replace an output folder that has content")
+    quiet: bool = option(False, "no progress bar")
+
+
+def default_size(n_train: int, options) -> int:
+    """New sentences to make when --size is not given: size_factor x n_train, at least
+    min_size, at most max_size (the cap wins)."""
+    return min(max(int(options.size_factor * n_train), options.min_size), options.max_size)
+
+
 def parse_methods(spec: str) -> List[str]:
     names = [m.strip() for m in spec.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHODS]
@@ -218,7 +252,7 @@ def split_size(size: int, parts: int) -> List[int]:
     return [size // parts + (1 if i < size % parts else 0) for i in range(parts)]
 
 
-def augment(args) -> Dict:
+def augment(args: AugmentOptions) -> Dict:
     """Build the transfer set in args.out; returns transfer.json's content."""
     from tqdm import tqdm
 
@@ -229,7 +263,7 @@ def augment(args) -> Dict:
     methods = parse_methods(args.method)
     originals = read_examples(args.train)
     excluded = [e.text for path in args.exclude or [] for e in read_examples(path, require_intents=False)]
-    size = args.size if args.size is not None else min(SIZE_FACTOR * len(originals), args.max_size)
+    size = args.size if args.size is not None else default_size(len(originals), args)
     if size < 0:
         raise UserError(f"--size must be at least 0, got {size}")
     check_output_dir(Path(args.out), args.force)
@@ -279,37 +313,9 @@ def augment(args) -> Dict:
 
 def add_arguments(parser) -> None:
     parser.description = __doc__
-    d = RuleParams()
-    parser.add_argument("--train", required=True, type=Path, help="Rasa NLU YAML training file")
-    parser.add_argument("--out", required=True, type=Path, help="output transfer-set folder")
-    parser.add_argument("--method", default="rules",
-                        help=f"augmentation method(s), comma-separated: {', '.join(METHODS)} (default rules)")
-    parser.add_argument("--exclude", action="append", type=Path, metavar="FILE",
-                        help="Rasa NLU YAML file whose sentences must not be made (dev, test); repeatable")
-    parser.add_argument("--size", type=int,
-                        help=f"new sentences to make (default {SIZE_FACTOR} x the training sentences, "
-                             f"at most --max-size)")
-    parser.add_argument("--max-size", type=int, default=MAX_SIZE, help=f"cap of the default size ({MAX_SIZE})")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (42)")
-    rules = parser.add_argument_group("rules method (Tang et al. 2019)")
-    rules.add_argument("--p-mask", type=float, default=d.p_mask, help=f"per-word [MASK] probability ({d.p_mask})")
-    rules.add_argument("--p-pos", type=float, default=d.p_pos,
-                       help=f"per-word nearest-neighbour replacement probability ({d.p_pos})")
-    rules.add_argument("--p-ng", type=float, default=d.p_ng, help=f"per-sentence n-gram probability ({d.p_ng})")
-    rules.add_argument("--max-ngram", type=int, default=d.max_ngram, help=f"largest n of the n-gram ({d.max_ngram})")
-    rules.add_argument("--vectors", default=d.vectors,
-                       help=f"word vectors: glove50 (default, offline GloVe 6B 50-d) or a word2vec/GloVe text file")
-    rules.add_argument("--vocab-limit", type=int, default=d.vocab_limit,
-                       help=f"replacement candidates: the N most frequent words of the vectors ({d.vocab_limit})")
-    rules.add_argument("--neighbours", type=int, default=d.neighbours,
-                       help=f"a replacement is drawn from this many nearest words ({d.neighbours})")
-    from rasa_kd.lm_augment import add_lm_arguments
-
-    add_lm_arguments(parser)
-    parser.add_argument("--force", action="store_true", help="replace an output folder that has content")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_options(parser, AugmentOptions)
 
 
 def run(args) -> int:
-    augment(args)
+    augment(from_namespace(AugmentOptions, args))
     return 0

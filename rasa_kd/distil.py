@@ -25,90 +25,128 @@ and vocab.txt (words) or the teacher's tokenizer files (wordpieces); see
 `rasa_kd.students.package` for the format.
 """
 import argparse
+import dataclasses
 import json
 import shutil
 import time
 import warnings
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from rasa_kd.errors import UserError
+from rasa_kd.options import UNSET, add_options, as_record, check_required, from_namespace, option
+from rasa_kd.presets import PRESET_NAMES
 
 HELP = "train a student (BiLSTM or small BERT) on a labelled transfer set; writes a student package"
 # bilstm: 1e-3 underfits in the few hundred steps of a small transfer set (demo test 0.763 vs 0.797 at 5e-3;
 # Sara with gold logits 0.543 vs 0.768).
 LEARNING_RATES = {"bilstm": 5e-3, "bert": 3e-4}
-RECIPE_KEYS = ("student", "vocab", "vectors", "vectors_limit", "vocab_size", "min_count", "embedding_mode",
-               "hidden_size", "fc_size", "pooling", "dropout", "layers", "heads", "intermediate", "projection",
-               "init_from_teacher", "max_length", "loss", "temperature", "hard_weight", "epochs", "batch_size",
-               "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "best_metric", "seed", "transfer_limit",
-               "hidden_weight")
+HIDDEN_SIZES = {"bilstm": 150, "bert": 204}
+FILE_FIELDS = ("transfer", "dev", "test", "out", "work", "teacher", "force", "fresh")
+RESULT_KEYS = ("transfer", "transfer_sentences", "transfer_sources", "dev", "test", "best_epoch", "dev_history",
+               "training_seconds")
+FILES, STUDENT, TRAINING = "files", "student", "training"
+
+
+@dataclass
+class DistilOptions:
+    """Everything `rasa-kd distil` needs. The field defaults are the `balanced` preset
+    (see `rasa_kd.presets`); the recipe recorded in student.json is these fields."""
+
+    transfer: Path = option(help="labelled transfer set (Arrow folder from `rasa-kd label`)", group=FILES)
+    dev: Path = option(help="dev NLU YAML, scored every epoch to pick the best one", group=FILES)
+    out: Path = option(help="student package folder to write (must be new or empty)", group=FILES)
+    test: Optional[Path] = option(None, "optional test NLU YAML, scored once at the end (into student.json)",
+                                  group=FILES)
+    work: Optional[Path] = option(None, "work folder for checkpoints (default OUT.work; kept for resuming)",
+                                  group=FILES)
+    teacher: Optional[Path] = option(None, "teacher folder (default: the first teacher in the transfer set's "
+                                           "label.json)", group=FILES)
+    force: bool = option(False, "replace an output folder that has content", group=FILES)
+    fresh: bool = option(False, "delete the work folder's checkpoints and start over", group=FILES)
+    preset: str = option("balanced", "named recipe whose values the other options below start from: "
+                                     "fast, balanced or accurate (see README, Presets)", group=STUDENT,
+                         choices=PRESET_NAMES)
+    student: str = option("bilstm", "architecture", group=STUDENT, choices=("bilstm", "bert"))
+    vocab: str = option("wordpieces", "bilstm vocabulary: the teacher's wordpieces (any language the teacher "
+                                      "knows) or words with pretrained vectors", group=STUDENT,
+                        choices=("wordpieces", "words"))
+    prune_vocab: bool = option(True, "keep every wordpiece/word of the teacher's vocabulary, not only those seen "
+                                     "in the transfer set (default: pruned)", group=STUDENT,
+                               flags=("--no-prune-vocab",), action="store_false")
+    prune_min_count: int = option(1, "pruning keeps a wordpiece or word seen at least this often in the "
+                                     "transfer set", group=STUDENT)
+    prune_keep_characters: bool = option(True, "pruning drops one-character wordpieces not seen in the transfer "
+                                               "set too, so unseen words become [UNK] rather than being spelt "
+                                               "letter by letter (default: kept)", group=STUDENT,
+                                         flags=("--prune-characters",), action="store_false")
+    embedding_dim: Optional[int] = option(128, "embedding width: the pretrained table projected on its top D "
+                                               "principal components (0: the pretrained width)", group=STUDENT)
+    vectors: str = option("glove50", "words: glove50 or a word2vec/GloVe text file", group=STUDENT)
+    vectors_limit: Optional[int] = option(None, "words: read only the first N vectors of the file (default all)",
+                                          group=STUDENT)
+    vocab_size: int = option(50_000, "words: largest vocabulary; unpruned, transfer-set words first, then the most "
+                                     "frequent pretrained words", group=STUDENT)
+    min_count: int = option(2, "words: a transfer-set word without a pretrained vector joins the vocabulary from "
+                               "this count", group=STUDENT)
+    embedding_mode: str = option("multichannel", "bilstm embeddings: frozen, trained, or both concatenated",
+                                 group=STUDENT, choices=("static", "non-static", "multichannel"))
+    hidden_size: Optional[int] = option(None, "bilstm units per direction; bert hidden size (when not given: "
+                                             "150 bilstm, 204 bert)", group=STUDENT)
+    fc_size: int = option(400, "bilstm fully-connected layer", group=STUDENT)
+    pooling: str = option("max", "bilstm pooling over positions", group=STUDENT, choices=("max", "last"))
+    dropout: float = option(0.1, "dropout", group=STUDENT)
+    layers: int = option(5, "bert layers", group=STUDENT)
+    heads: int = option(3, "bert attention heads", group=STUDENT)
+    intermediate: int = option(750, "bert feed-forward size", group=STUDENT)
+    projection: str = option("linear", "bert: teacher embeddings -> student width by a learned linear layer "
+                                       "(PCA-initialised) or PCA", group=STUDENT, choices=("linear", "pca"))
+    init_from_teacher: bool = option(False, "bert: copy the teacher's embeddings and evenly spaced layers "
+                                            "(widths must match the teacher's)", group=STUDENT)
+    max_length: int = option(64, "tokens per sentence, longer ones are cut", group=STUDENT)
+    loss: str = option("mse", "mse on logits or soft cross-entropy", group=TRAINING, choices=("mse", "ce"))
+    temperature: float = option(1.0, "ce: softmax temperature T; the loss is scaled by T²", group=TRAINING)
+    hard_weight: float = option(0.0, "weight α of cross-entropy on gold intents of original sentences: "
+                                     "(1-α)·soft + α·hard", group=TRAINING)
+    hidden_weight: float = option(0.0, "bert: weight β of an MSE between the student's last hidden states "
+                                       "(through a learned projection) and the teacher's last layer; runs the "
+                                       "teacher on every batch", group=TRAINING)
+    epochs: float = option(8, "most epochs over the transfer set", group=TRAINING)
+    patience: int = option(2, "stop after N epochs without dev improvement (0: never)", group=TRAINING)
+    transfer_limit: Optional[int] = option(None, "train on the first N transfer sentences only: the originals, "
+                                                 "then augmented ones in the order they were made (default: all)",
+                                           group=TRAINING)
+    batch_size: int = option(64, "training batch size", group=TRAINING)
+    eval_batch_size: int = option(256, "dev batch size", group=TRAINING)
+    learning_rate: Optional[float] = option(None, "AdamW learning rate (when not given: 5e-3 bilstm, 3e-4 bert)",
+                                            group=TRAINING)
+    weight_decay: float = option(0.0, "AdamW weight decay", group=TRAINING)
+    warmup_ratio: float = option(0.0, "share of steps for linear warm-up", group=TRAINING)
+    lr_scheduler: str = option("linear", "transformers scheduler name", group=TRAINING)
+    best_metric: str = option("accuracy", "dev metric that picks the best epoch", group=TRAINING,
+                              choices=("accuracy", "micro_f1", "macro_f1", "mcc"))
+    seed: int = option(42, "random seed", group=TRAINING)
 
 
 def add_arguments(parser) -> None:
     parser.description = __doc__
-    io = parser.add_argument_group("files")
-    io.add_argument("--transfer", required=True, type=Path, help="labelled transfer set (Arrow folder from `rasa-kd label`)")
-    io.add_argument("--dev", required=True, type=Path, help="dev NLU YAML, scored every epoch to pick the best one")
-    io.add_argument("--test", type=Path, help="optional test NLU YAML, scored once at the end (into student.json)")
-    io.add_argument("--out", required=True, type=Path, help="student package folder to write (must be new or empty)")
-    io.add_argument("--work", type=Path, help="work folder for checkpoints (default OUT.work; kept for resuming)")
-    io.add_argument("--teacher", type=Path, help="teacher folder (default: the first teacher in the transfer set's label.json)")
-    io.add_argument("--force", action="store_true", help="replace an output folder that has content")
-    io.add_argument("--fresh", action="store_true", help="delete the work folder's checkpoints and start over")
-    arch = parser.add_argument_group("student")
-    arch.add_argument("--student", choices=("bilstm", "bert"), default="bilstm", help="architecture (default bilstm)")
-    arch.add_argument("--vocab", choices=("wordpieces", "words"), default="wordpieces",
-                      help="bilstm vocabulary: the teacher's wordpieces or words with pretrained vectors (default wordpieces)")
-    arch.add_argument("--vectors", default="glove50", help="words: glove50 (default) or a word2vec/GloVe text file")
-    arch.add_argument("--vectors-limit", type=int, help="words: read only the first N vectors of the file (default all)")
-    arch.add_argument("--vocab-size", type=int, default=50_000,
-                      help="words: vocabulary size; transfer-set words first, then the most frequent pretrained words (default 50000)")
-    arch.add_argument("--min-count", type=int, default=2,
-                      help="words: a transfer-set word without a pretrained vector joins the vocabulary from this count (default 2)")
-    arch.add_argument("--embedding-mode", choices=("static", "non-static", "multichannel"), default="multichannel",
-                      help="bilstm embeddings: frozen, trained, or both concatenated (default multichannel)")
-    arch.add_argument("--hidden-size", type=int, help="bilstm units per direction (default 300); bert hidden size (default 204)")
-    arch.add_argument("--fc-size", type=int, default=400, help="bilstm fully-connected layer (default 400)")
-    arch.add_argument("--pooling", choices=("max", "last"), default="max", help="bilstm pooling over positions (default max)")
-    arch.add_argument("--dropout", type=float, default=0.1, help="dropout (default 0.1)")
-    arch.add_argument("--layers", type=int, default=5, help="bert layers (default 5)")
-    arch.add_argument("--heads", type=int, default=3, help="bert attention heads (default 3)")
-    arch.add_argument("--intermediate", type=int, default=750, help="bert feed-forward size (default 750)")
-    arch.add_argument("--projection", choices=("linear", "pca"), default="linear",
-                      help="bert: teacher embeddings -> student width by a learned linear layer (PCA-initialised) or PCA (default linear)")
-    arch.add_argument("--init-from-teacher", action="store_true",
-                      help="bert: copy the teacher's embeddings and evenly spaced layers (widths must match the teacher's)")
-    arch.add_argument("--max-length", type=int, default=64, help="tokens per sentence, longer ones are cut (default 64)")
-    train = parser.add_argument_group("training")
-    train.add_argument("--loss", choices=("mse", "ce"), default="mse", help="mse on logits (default) or soft cross-entropy")
-    train.add_argument("--temperature", type=float, default=1.0, help="ce: softmax temperature T; the loss is scaled by T² (default 1)")
-    train.add_argument("--hard-weight", type=float, default=0.0,
-                       help="weight α of cross-entropy on gold intents of original sentences: (1-α)·soft + α·hard (default 0)")
-    train.add_argument("--hidden-weight", type=float, default=0.0,
-                       help="bert: weight β of an MSE between the student's last hidden states (through a learned "
-                            "projection) and the teacher's last layer; runs the teacher on every batch (default 0)")
-    train.add_argument("--epochs", type=float, default=10, help="epochs over the transfer set (default 10)")
-    train.add_argument("--transfer-limit", type=int,
-                       help="train on the first N transfer sentences only: the originals, then augmented ones in "
-                            "the order they were made (default: all)")
-    train.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
-    train.add_argument("--eval-batch-size", type=int, default=256, help="dev batch size (default 256)")
-    train.add_argument("--learning-rate", type=float, help="AdamW learning rate (default 5e-3 bilstm, 3e-4 bert)")
-    train.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
-    train.add_argument("--warmup-ratio", type=float, default=0.0, help="share of steps for linear warm-up (default 0)")
-    train.add_argument("--lr-scheduler", default="linear", help="transformers scheduler name (default linear)")
-    train.add_argument("--best-metric", choices=("accuracy", "micro_f1", "macro_f1", "mcc"), default="accuracy",
-                       help="dev metric that picks the best epoch (default accuracy)")
-    train.add_argument("--patience", type=int, default=0, help="stop after N epochs without dev improvement (default 0: never)")
-    train.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    add_options(parser, DistilOptions, track_given=True)
 
 
-def parse(argv: List[str]) -> argparse.Namespace:
-    """Arguments of `rasa-kd distil` from a list of strings (for scripts and tests)."""
+def options_from(namespace) -> DistilOptions:
+    """The preset the namespace names (default balanced), overridden by the flags given."""
+    from rasa_kd.presets import distil_options
+
+    preset = namespace.preset if namespace.preset is not UNSET else DistilOptions.preset
+    return from_namespace(DistilOptions, namespace, base=distil_options(preset))
+
+
+def parse(argv: List) -> DistilOptions:
+    """`DistilOptions` from a list of command-line strings (for scripts and tests)."""
     parser = argparse.ArgumentParser(prog="rasa-kd distil")
     add_arguments(parser)
-    return parser.parse_args([str(a) for a in argv])
+    return options_from(parser.parse_args([str(a) for a in argv]))
 
 
 def check_arguments(args) -> None:
@@ -118,15 +156,21 @@ def check_arguments(args) -> None:
         raise UserError(f"--hidden-weight must be at least 0 and needs --student bert, got {args.hidden_weight}")
     if args.temperature <= 0:
         raise UserError(f"--temperature must be positive, got {args.temperature}")
-    for name in ("epochs", "batch_size", "max_length", "vocab_size", "transfer_limit"):
+    for name in ("epochs", "batch_size", "max_length", "vocab_size", "transfer_limit", "prune_min_count"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
-    if args.learning_rate is None:
-        args.learning_rate = LEARNING_RATES[args.student]
+    if args.embedding_dim is not None and args.embedding_dim < 0:
+        raise UserError(f"--embedding-dim must be at least 0, got {args.embedding_dim}")
+
+
+def resolved(options: DistilOptions) -> DistilOptions:
+    """The options with the architecture-dependent defaults filled in."""
+    return dataclasses.replace(options, learning_rate=options.learning_rate or LEARNING_RATES[options.student],
+                               hidden_size=options.hidden_size or HIDDEN_SIZES[options.student])
 
 
 def recipe_of(args) -> Dict:
-    recipe = {key: getattr(args, key) for key in RECIPE_KEYS}
+    recipe = {key: value for key, value in as_record(args).items() if key not in FILE_FIELDS}
     recipe["vectors"] = recipe["vectors"] if args.student == "bilstm" and args.vocab == "words" else None
     return recipe
 
@@ -165,7 +209,7 @@ def initial_student(args, transfer, teacher, work: Path):
     if args.student == "bilstm":
         tokenizer, model, hf_tokenizer = build.build_bilstm(args, len(transfer.labels), teacher, transfer)
     else:
-        tokenizer, model, hf_tokenizer = build.build_small_bert(args, len(transfer.labels), teacher)
+        tokenizer, model, hf_tokenizer = build.build_small_bert(args, len(transfer.labels), teacher, transfer)
     tmp = work / "init.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     package.save_package(tmp, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer)
@@ -212,7 +256,7 @@ def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callb
     train_set = data.training_dataset(transfer, tokenizer)
     callbacks = list(callbacks) + ([EarlyStoppingCallback(args.patience)] if args.patience else [])
     if args.hidden_weight:
-        model = training.hidden_state_wrapper(model, teacher.model)
+        model = training.hidden_state_wrapper(model, teacher.model, getattr(tokenizer, "teacher_ids", None))
     trainer = training.make_trainer_class()(
         model=model, args=training.training_arguments(args, work / "checkpoints"),
         train_dataset=train_set, eval_dataset=data.examples_dataset(dev, tokenizer, transfer.labels),
@@ -244,12 +288,14 @@ def dev_history(trainer) -> List[Dict[str, float]]:
             for entry in trainer.state.log_history if "eval_loss" in entry]
 
 
-def distil(args, callbacks=()) -> Dict:
+def distil(args: DistilOptions, callbacks=()) -> Dict:
     """The whole stage; returns the written student.json. `callbacks`: extra TrainerCallbacks."""
     from rasa_kd.outputs import atomic_output_dir, check_output_dir
     from rasa_kd.students import build, data, package
 
+    check_required(args)
     check_arguments(args)
+    args = resolved(args)
     check_output_dir(args.out, args.force)
     transfer = data.open_transfer(args.transfer)
     if args.transfer_limit and args.transfer_limit < len(transfer.dataset):
@@ -288,5 +334,5 @@ def print_summary(out: Path, metrics: Dict) -> None:
 
 
 def run(args) -> int:
-    distil(args)
+    distil(options_from(args))
     return 0

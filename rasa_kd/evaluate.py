@@ -1,43 +1,77 @@
 """`rasa-kd evaluate`: quality, size and speed of a model on a Rasa NLU file.
 
-Models: a student package (PyTorch; --onnx for model.onnx, --int8 for
-model.int8.onnx, or give the .onnx file itself as --model) or a teacher folder (a
-Hugging Face sequence-classification model with labels.json).
+Models: a student package, run with --runtime: `auto` (the default: what is
+deployed, i.e. the runtime `rasa-kd export` recorded in student.json when its file
+exists, else model.onnx when exported, else PyTorch), `int8` (model.int8.onnx),
+`onnx` (model.onnx) or `pytorch` (model.safetensors); --onnx and --int8 are aliases
+of --runtime onnx / int8, and a student's .onnx file given as --model runs that
+file. Or a teacher folder (a Hugging Face sequence-classification model with
+labels.json), run with PyTorch.
 
 Reported: accuracy, micro-F1, macro-F1 and MCC; parameters (embeddings vs the
-rest); size on disk of the files the model needs; latency in ms per example at
-batch 1 (median over at least --latency-examples single-sentence calls after a
-warm-up, tokenisation included) and sentences per second at batch 64.
+rest); size on disk of the files the model needs (size_bytes) and by part
+(size_parts_bytes: embedding tables, the other weights, tokenizer files, manifest
+and config files; embeddings are the tensors the model class counts as embedding
+parameters in a safetensors file, the tables read by embedding lookups (Gather,
+int8 ones with their scale and zero point) in an ONNX file, and a teacher's
+word/position/token-type tables); resident memory (memory_mb: RSS of a fresh
+Python process once the model is loaded and has predicted one sentence, and the
+increase over the runtime's imported libraries; --no-memory skips it); latency in
+ms per example at batch 1 (median over at least --latency-examples
+single-sentence calls after a warm-up, tokenisation included) and sentences per
+second at batch 64.
 
 Output: a table on stdout and a JSON file (--out; default
 MODEL/metrics-<data file stem>.json, with -onnx or -int8 added for ONNX runs).
 """
 import json
+import os
 import statistics
+import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from rasa_kd.errors import UserError
 
-HELP = "score a student package, ONNX student or teacher folder on an NLU file: quality, size, speed"
+HELP = "score a student package, ONNX student or teacher folder on an NLU file: quality, size, memory, speed"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+TEACHER_MANIFEST_FILES = ("config.json", "labels.json", "rasa_kd_teacher.json")
+KINDS = {"pytorch": "student-pytorch", "onnx": "student-onnx", "int8": "student-onnx-int8"}
+# what a student's runtime imports to run it: the memory probe imports these before its baseline
+STUDENT_MODULES = {"bilstm": ("torch", "rasa_kd.students.bilstm"),
+                   "bert": ("torch", "rasa_kd.students.small_bert", "transformers.models.bert.modeling_bert"),
+                   "onnx": ("onnxruntime",)}
+MB = 1e6
+# ONNX lookup op -> its embedding-table inputs; names onnxruntime's int8 quantization gives a table's parts
+EMBEDDING_LOOKUPS = {"Gather": slice(0, 1), "EmbedLayerNormalization": slice(2, 5),
+                     "QEmbedLayerNormalization": slice(2, 5)}
+QUANTIZED, QUANTIZATION_PARAMETERS = "_quantized", ("_scale", "_zero_point")
 
 
 def add_arguments(parser) -> None:
+    from rasa_kd.students.package import RUNTIMES
+
     parser.description = __doc__
     parser.add_argument("--model", required=True, type=Path,
                         help="student package, a student's model.onnx / model.int8.onnx, or a teacher folder")
     parser.add_argument("--data", required=True, type=Path, help="Rasa NLU YAML with gold intents (e.g. test.yml)")
     parser.add_argument("--out", type=Path, help="metrics JSON (default MODEL/metrics-<data stem>.json)")
-    parser.add_argument("--onnx", action="store_true", help="student: run model.onnx with onnxruntime")
-    parser.add_argument("--int8", action="store_true", help="student: run model.int8.onnx with onnxruntime")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                        help="student: auto (what the package deploys, default), int8, onnx or pytorch")
+    parser.add_argument("--onnx", dest="runtime", action="store_const", const="onnx",
+                        help="student: run model.onnx (same as --runtime onnx)")
+    parser.add_argument("--int8", dest="runtime", action="store_const", const="int8",
+                        help="student: run model.int8.onnx (same as --runtime int8)")
     parser.add_argument("--latency-examples", type=int, default=200,
                         help="single-sentence calls timed for the median latency (default 200)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size for throughput (default 64)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: the library's default)")
     parser.add_argument("--no-speed", action="store_true", help="skip the latency and throughput measurements")
+    parser.add_argument("--no-memory", action="store_true", help="skip the resident-memory measurement")
     parser.add_argument("--allow-unknown-labels", action="store_true",
                         help="score data whose intents the model does not know (they count as errors)")
 
@@ -45,11 +79,37 @@ def add_arguments(parser) -> None:
 # ------------------------------------------------------------------ models
 
 
-class TeacherModel:
+class ModelFiles:
+    """The files a model needs, grouped into weights, tokenizer and manifest, with sizes by part."""
+
+    def weight_files(self) -> List[Path]:
+        raise NotImplementedError
+
+    def tokenizer_files(self) -> List[Path]:
+        raise NotImplementedError
+
+    def manifest_files(self) -> List[Path]:
+        raise NotImplementedError
+
+    def is_embedding(self, tensor_name: str) -> bool:
+        raise NotImplementedError
+
+    def files(self) -> List[Path]:
+        return self.weight_files() + self.tokenizer_files() + self.manifest_files()
+
+    def size_parts(self) -> Dict[str, int]:
+        weights = self.weight_files()
+        embeddings = sum(embedding_bytes(path, self.is_embedding) for path in weights)
+        return {"embeddings": embeddings, "other": total_bytes(weights) - embeddings,
+                "tokenizer": total_bytes(self.tokenizer_files()), "manifest": total_bytes(self.manifest_files())}
+
+
+class TeacherModel(ModelFiles):
     """A teacher folder behind the students' `labels` / `predict_labels` interface, loaded
     with `rasa_kd.teacher.load_teacher` (the teacher's own pooling and max length)."""
 
     kind = "teacher"
+    runtime = "pytorch"
 
     def __init__(self, path: Path, threads: int = 0):
         import torch
@@ -61,6 +121,8 @@ class TeacherModel:
         self.path, self.torch = path, torch
         self.model, self.tokenizer, self.labels = load_teacher(path)
         self.max_length = int(read_settings(path)["max_length"])
+        model_type = self.model.config.model_type.replace("-", "_")
+        self.libraries = ("torch", "rasa_kd.teacher", f"transformers.models.{model_type}.modeling_{model_type}")
 
     def predict_labels(self, texts: Sequence[str]) -> List[str]:
         from rasa_kd.teacher import predict_logits
@@ -74,58 +136,182 @@ class TeacherModel:
         total = sum(p.numel() for p in self.model.parameters())
         return {"embedding": embedding, "other": total - embedding, "total": total}
 
-    def files(self) -> List[Path]:
-        weights = [p for p in self.path.iterdir() if p.suffix in (".safetensors", ".bin")]
-        names = TOKENIZER_FILES + ("config.json", "labels.json", "rasa_kd_teacher.json")
-        return weights + [self.path / n for n in names if (self.path / n).is_file()]
+    def weight_files(self) -> List[Path]:
+        return sorted(p for p in self.path.iterdir() if p.suffix in (".safetensors", ".bin"))
+
+    def tokenizer_files(self) -> List[Path]:
+        return existing(self.path, TOKENIZER_FILES)
+
+    def manifest_files(self) -> List[Path]:
+        return existing(self.path, TEACHER_MANIFEST_FILES)
+
+    def is_embedding(self, tensor_name: str) -> bool:
+        """The embedding tables (word, position, token type), as `parameters` counts them."""
+        return tensor_name.endswith("_embeddings.weight")
 
 
-class StudentModel:
-    """A loaded student package with the files and parameter counts evaluate reports."""
+class StudentModel(ModelFiles):
+    """A student package loaded with one runtime, with the files and parameter counts evaluate reports."""
 
-    def __init__(self, path: Path, onnx_file: Optional[str], threads: int):
+    def __init__(self, path: Path, runtime: str, threads: int):
         from rasa_kd.students import load, package
 
-        if onnx_file and not (path / onnx_file).is_file():
-            raise UserError(f"{path / onnx_file}: not found (run `rasa-kd export --model {path} --onnx"
-                            f"{' --quantize' if onnx_file == package.ONNX_INT8 else ''}`)")
-        if threads and not onnx_file:
+        self.path, self.package = path, package
+        self.manifest = package.read_manifest(path)
+        self.runtime = package.resolve_runtime(path, self.manifest, runtime)
+        weights = path / package.RUNTIME_FILES[self.runtime]
+        if self.runtime != "pytorch" and not weights.is_file():  # load() would fall back to PyTorch
+            raise UserError(f"{weights}: not found (run `rasa-kd export --model {path} "
+                            f"{'--quantize' if self.runtime == 'int8' else '--onnx'}`)")
+        if threads and self.runtime == "pytorch":
             import torch
 
             torch.set_num_threads(threads)
-        self.student = load(path, onnx=bool(onnx_file), quantized=onnx_file == package.ONNX_INT8, threads=threads)
-        self.path, self.labels = path, self.student.labels
-        self.weights = onnx_file or package.WEIGHTS
-        self.kind = "student-" + ({None: "pytorch", package.ONNX: "onnx", package.ONNX_INT8: "onnx-int8"}[onnx_file])
+        self.student = load(path, runtime=self.runtime, threads=threads)
+        self.labels, self.kind = self.student.labels, KINDS[self.runtime]
+        code = STUDENT_MODULES[self.manifest["architecture"] if self.runtime == "pytorch" else "onnx"]
+        wordpieces = self.manifest["tokenizer"].get("kind") == "wordpieces"
+        self.libraries = code + ("rasa_kd.students.runtime",) + (("tokenizers",) if wordpieces else ())
 
     def predict_labels(self, texts: Sequence[str]) -> List[str]:
         return self.student.predict_labels(texts)
 
     def parameters(self) -> Dict[str, int]:
-        return dict(self.student.manifest.get("parameters", {}))
+        return dict(self.manifest.get("parameters", {}))
 
-    def files(self) -> List[Path]:
-        names = [self.weights, "student.json"] + list(self.student.manifest["tokenizer"].get("files", []))
-        return [self.path / n for n in dict.fromkeys(names) if (self.path / n).is_file()]
+    def weight_files(self) -> List[Path]:
+        return [self.path / self.package.RUNTIME_FILES[self.runtime]]
+
+    def tokenizer_files(self) -> List[Path]:
+        others = {self.package.MANIFEST, self.package.RUNTIME_FILES[self.runtime]}
+        names = [n for n in self.package.runtime_files(self.manifest, self.runtime) if n not in others]
+        return existing(self.path, names)
+
+    def manifest_files(self) -> List[Path]:
+        return [self.path / self.package.MANIFEST]
+
+    def is_embedding(self, tensor_name: str) -> bool:
+        return student_class(self.manifest["architecture"]).is_embedding_parameter(tensor_name)
 
 
-def open_model(path: Path, onnx: bool = False, int8: bool = False, threads: int = 0):
+def student_class(architecture: str):
+    from rasa_kd.students.bilstm import BiLSTMStudent
+    from rasa_kd.students.small_bert import SmallBertStudent
+
+    return {"bilstm": BiLSTMStudent, "bert": SmallBertStudent}[architecture]
+
+
+def onnx_file_runtime(path: Path) -> str:
+    """The runtime of a student's .onnx file given as --model."""
+    from rasa_kd.students import package
+
+    runtimes = {name: runtime for runtime, name in package.RUNTIME_FILES.items() if name.endswith(".onnx")}
+    if path.name not in runtimes:
+        raise UserError(f"{path}: not a student's ONNX file (expected {' or '.join(runtimes)})")
+    return runtimes[path.name]
+
+
+def open_model(path: Path, runtime: str = "auto", threads: int = 0):
     """A StudentModel or TeacherModel for `path` (see the module docstring)."""
     from rasa_kd.students import package
 
     path = Path(path)
     if path.is_file() and path.suffix == ".onnx":
-        return StudentModel(path.parent, path.name, threads)
+        return StudentModel(path.parent, onnx_file_runtime(path), threads)
     if (path / package.MANIFEST).is_file():
-        onnx_file = package.ONNX_INT8 if int8 else package.ONNX if onnx else None
-        return StudentModel(path, onnx_file, threads)
+        return StudentModel(path, runtime, threads)
     if (path / "config.json").is_file() and (path / "labels.json").is_file():
-        if onnx or int8:
-            raise UserError(f"{path}: --onnx/--int8 apply to student packages, not teacher folders")
+        if runtime not in ("auto", "pytorch"):
+            raise UserError(f"{path}: --runtime {runtime} (--onnx/--int8) applies to student packages, "
+                            f"not teacher folders")
         return TeacherModel(path, threads)
     if not path.exists():
         raise UserError(f"{path}: model not found")
     raise UserError(f"{path}: neither a student package (student.json) nor a teacher folder (config.json + labels.json)")
+
+
+# ------------------------------------------------------------------ size on disk
+
+
+def existing(folder: Path, names: Sequence[str]) -> List[Path]:
+    return [folder / name for name in dict.fromkeys(names) if (folder / name).is_file()]
+
+
+def total_bytes(paths: Sequence[Path]) -> int:
+    return sum(p.stat().st_size for p in paths)
+
+
+def embedding_bytes(weights: Path, is_embedding: Callable[[str], bool]) -> int:
+    """Bytes of the embedding tables in a weights file (a pickled .bin is not split: 0)."""
+    if weights.suffix == ".safetensors":
+        return sum(size for name, size in safetensors_tensor_bytes(weights).items() if is_embedding(name))
+    if weights.suffix == ".onnx":
+        return onnx_embedding_bytes(weights)
+    return 0
+
+
+def safetensors_tensor_bytes(path: Path) -> Dict[str, int]:
+    """Tensor name -> bytes, from the safetensors header (the weights are not read)."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    return {name: info["data_offsets"][1] - info["data_offsets"][0]
+            for name, info in header.items() if name != "__metadata__"}
+
+
+def onnx_embedding_bytes(path: Path) -> int:
+    """Bytes of the initializers that embedding lookups read: the data input of Gather
+    nodes, the word/position/segment tables of a fused (Q)EmbedLayerNormalization, and,
+    for an int8 table `X_quantized`, onnxruntime's `X_scale` and `X_zero_point`."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    sizes = {tensor.name: onnx_tensor_bytes(tensor) for tensor in graph.initializer}
+    tables = {name for node in graph.node if node.op_type in EMBEDDING_LOOKUPS
+              for name in node.input[EMBEDDING_LOOKUPS[node.op_type]] if name in sizes}
+    tables |= {table[:-len(QUANTIZED)] + suffix for table in tables if table.endswith(QUANTIZED)
+               for suffix in QUANTIZATION_PARAMETERS}
+    return sum(sizes.get(name, 0) for name in tables)
+
+
+def onnx_tensor_bytes(tensor) -> int:
+    from onnx import numpy_helper
+
+    return len(tensor.raw_data) if tensor.raw_data else numpy_helper.to_array(tensor).nbytes
+
+
+# ------------------------------------------------------------------ memory
+
+
+MEMORY_PROBE = """
+import importlib, json, sys
+import psutil
+path, runtime, threads, *libraries = sys.argv[1:]
+for name in libraries:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:  # a teacher type without its own transformers module
+        pass
+from rasa_kd.evaluate import MB, open_model
+process = psutil.Process()
+before = process.memory_info().rss
+model = open_model(path, runtime, int(threads))
+model.predict_labels(["hello there"])
+after = process.memory_info().rss
+print(json.dumps({"rss_loaded_mb": after / MB, "rss_model_mb": (after - before) / MB}))
+"""
+
+
+def resident_memory(model, threads: int) -> Dict[str, float]:
+    """RSS of a fresh Python process that imported the runtime's libraries, loaded `model`
+    and predicted one sentence, and the increase over the libraries alone (MB)."""
+    command = [sys.executable, "-c", MEMORY_PROBE, str(model.path), model.runtime, str(threads), *model.libraries]
+    env = dict(os.environ, USE_TF="0", TRANSFORMERS_NO_TF="1", TOKENIZERS_PARALLELISM="false")
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"{model.path}: measuring memory failed ({tail[:160]}); --no-memory skips it")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------ measurements
@@ -165,15 +351,16 @@ def default_out(model_path: Path, data: Path, kind: str) -> Path:
 
 def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: bool = False, int8: bool = False,
              latency_examples: int = 200, batch_size: int = 64, threads: int = 0, speed: bool = True,
-             allow_unknown_labels: bool = False) -> Dict:
-    """Score and time a model; writes and returns the metrics dict."""
+             allow_unknown_labels: bool = False, runtime: str = "auto", memory: bool = True) -> Dict:
+    """Score, size and time a model; writes and returns the metrics dict. `onnx` and
+    `int8` are the aliases of `runtime` "onnx" and "int8"."""
     from rasa_kd.metrics import classification_scores
     from rasa_kd.nlu_io import read_examples
 
     examples = read_examples(data)
     if not examples:
         raise UserError(f"{data}: no examples")
-    model = open_model(model_path, onnx, int8, threads)
+    model = open_model(model_path, "int8" if int8 else "onnx" if onnx else runtime, threads)
     unknown = sorted({e.intent for e in examples} - set(model.labels))
     if unknown and not allow_unknown_labels:
         raise UserError(f"{data}: intents the model does not know: {', '.join(unknown[:10])} "
@@ -183,8 +370,10 @@ def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: boo
     metrics = {"model": str(model_path), "kind": model.kind, "data": str(data),
                "scores": classification_scores([e.intent for e in examples], predicted),
                "parameters": model.parameters(),
-               "size_bytes": sum(p.stat().st_size for p in model.files()),
+               "size_bytes": total_bytes(model.files()), "size_parts_bytes": model.size_parts(),
                "files": sorted(p.name for p in model.files())}
+    if memory:
+        metrics["memory_mb"] = resident_memory(model, threads)
     if speed:
         import torch
 
@@ -207,7 +396,11 @@ def print_table(metrics: Dict, out: Path) -> None:
             ("macro-F1", f"{scores['macro_f1']:.4f}"), ("MCC", f"{scores['mcc']:.4f}"),
             ("parameters", f"{params.get('total', 0):,} ({params.get('embedding', 0):,} embedding, "
                            f"{params.get('other', 0):,} other)"),
-            ("size on disk", f"{metrics['size_bytes'] / 1e6:.2f} MB")]
+            ("size on disk", f"{metrics['size_bytes'] / MB:.2f} MB (" + ", ".join(
+                f"{part} {size / MB:.2f}" for part, size in metrics["size_parts_bytes"].items()) + ")")]
+    if "memory_mb" in metrics:
+        rows.append(("memory (RSS)", f"{metrics['memory_mb']['rss_loaded_mb']:.1f} MB loaded, "
+                                     f"{metrics['memory_mb']['rss_model_mb']:.1f} MB for the model"))
     if "latency_ms_batch1" in metrics:
         rows += [("latency, batch 1", f"{metrics['latency_ms_batch1']:.3f} ms/example (median of "
                                       f"{metrics['latency_examples']}, {metrics['threads']} threads)"),
@@ -220,6 +413,7 @@ def print_table(metrics: Dict, out: Path) -> None:
 def run(args) -> int:
     if args.latency_examples < 1 or args.batch_size < 1:
         raise UserError("--latency-examples and --batch-size must be positive")
-    evaluate(args.model, args.data, args.out, args.onnx, args.int8, args.latency_examples, args.batch_size,
-             args.threads, not args.no_speed, args.allow_unknown_labels)
+    evaluate(args.model, args.data, args.out, latency_examples=args.latency_examples, batch_size=args.batch_size,
+             threads=args.threads, speed=not args.no_speed, allow_unknown_labels=args.allow_unknown_labels,
+             runtime=args.runtime, memory=not args.no_memory)
     return 0

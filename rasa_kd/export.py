@@ -8,24 +8,33 @@
             (attention, bias-GELU and skip-LayerNorm fusion: same outputs, about
             10-20 % faster at batch 1 on CPU); --no-fuse keeps the plain graph.
 --quantize  also writes STUDENT/model.int8.onnx (onnxruntime dynamic int8
-            quantization of the weights); with --data, the accuracy of PyTorch and
-            int8 on that NLU file and the change are reported.
+            quantization of the weights, embedding tables included); with --data,
+            the accuracy of PyTorch and int8 on that NLU file and the change are
+            reported.
 
-Both files are written atomically (temporary file, then rename). A summary goes to
-STUDENT/export.json. Load them with `rasa_kd.students.load(path, onnx=True)` (or
-`quantized=True`), or `onnx: true` in the Rasa components.
+The deployed runtime: export records in student.json (`runtime`, `runtime_reason`)
+which file `rasa_kd.students.load(path, runtime="auto")`, `rasa-kd evaluate` and the
+Rasa components (`runtime: auto`) run: `int8` when --quantize and --data are given
+and int8 accuracy on --data (use the dev set) is at most --int8-max-drop below
+PyTorch's, else `onnx` (fp32; the log says why).
+
+Files are written atomically (temporary file, then rename). A summary goes to
+STUDENT/export.json.
 """
 import logging
 import os
 import tempfile
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from rasa_kd.errors import UserError
+from rasa_kd.options import add_options, from_namespace, option
+from rasa_kd.outputs import normal_permissions
 
 HELP = "export a student package to ONNX (model.onnx) and optionally int8 (model.int8.onnx)"
 OUTPUT_NAMES = ["logits", "sentence", "tokens"]
@@ -33,17 +42,24 @@ SAMPLE_TEXTS = ["hello there!", "I would like to book a table for two tomorrow a
                 "what is the weather like in Berlin?", "", "Ünïcödé wörds and numbers 12345"]
 
 
+@dataclass
+class ExportOptions:
+    model: Path = option(help="student package folder (from `rasa-kd distil`)")
+    onnx: bool = option(False, "write model.onnx and check it against PyTorch")
+    quantize: bool = option(False, "also write model.int8.onnx (dynamic int8); implies --onnx")
+    data: Optional[Path] = option(None, "NLU file (the dev set): check on its sentences, report the int8 accuracy "
+                                        "change and choose the deployed runtime by it")
+    fuse: bool = option(True, "BERT students: keep the plain ONNX graph (default: fuse attention/GELU/LayerNorm)",
+                        flags=("--no-fuse",), action="store_false")
+    opset: int = option(17, "ONNX opset")
+    tolerance: float = option(1e-3, "largest allowed |ONNX - PyTorch| logit difference for model.onnx")
+    int8_max_drop: float = option(0.005, "int8 becomes the deployed runtime when its accuracy on --data is at "
+                                         "most this far below PyTorch's")
+
+
 def add_arguments(parser) -> None:
     parser.description = __doc__
-    parser.add_argument("--model", required=True, type=Path, help="student package folder (from `rasa-kd distil`)")
-    parser.add_argument("--onnx", action="store_true", help="write model.onnx and check it against PyTorch")
-    parser.add_argument("--quantize", action="store_true", help="also write model.int8.onnx (dynamic int8); implies --onnx")
-    parser.add_argument("--data", type=Path, help="NLU file: check on its sentences and report the int8 accuracy change")
-    parser.add_argument("--no-fuse", dest="fuse", action="store_false",
-                        help="BERT students: keep the plain ONNX graph (default: fuse attention/GELU/LayerNorm)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--tolerance", type=float, default=1e-3,
-                        help="largest allowed |ONNX - PyTorch| logit difference for model.onnx (default 1e-3)")
+    add_options(parser, ExportOptions)
 
 
 @contextmanager
@@ -55,6 +71,7 @@ def atomic_file(target: Path):
     tmp = Path(name)
     try:
         yield tmp
+        normal_permissions(tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -130,7 +147,7 @@ def accuracy(student, examples) -> float:
 
 
 def export(model: Path, onnx: bool = True, quantized: bool = False, data: Optional[Path] = None,
-           opset: int = 17, tolerance: float = 1e-3, fuse: bool = True) -> Dict:
+           opset: int = 17, tolerance: float = 1e-3, fuse: bool = True, int8_max_drop: float = 0.005) -> Dict:
     """Export and check; returns the summary also written to export.json."""
     from rasa_kd.nlu_io import read_examples
     from rasa_kd.students import load, package
@@ -158,8 +175,23 @@ def export(model: Path, onnx: bool = True, quantized: bool = False, data: Option
         raise UserError(f"{onnx_file}: ONNX logits differ from PyTorch by {diff:.2e} (> --tolerance {tolerance})")
     if quantized:
         summary["int8"] = quantize_and_check(model, reference, texts, examples)
+    summary["runtime"], summary["runtime_reason"] = deployed_runtime(summary.get("int8"), int8_max_drop)
+    print(f"deployed runtime: {summary['runtime']} ({summary['runtime_reason']})")
     package.write_json(summary, model / "export.json")
+    package.update_manifest(model, runtime=summary["runtime"], runtime_reason=summary["runtime_reason"])
     return summary
+
+
+def deployed_runtime(int8: Optional[Dict], max_drop: float) -> Tuple[str, str]:
+    """("int8" or "onnx", why): int8 only when it was checked on data and kept accuracy."""
+    if int8 is None:
+        return "onnx", "no int8 model (export --quantize)"
+    if "accuracy_change" not in int8:
+        return "onnx", "int8 not checked on data (export --quantize --data DEV)"
+    change = int8["accuracy_change"]
+    if change < -max_drop:
+        return "onnx", f"int8 accuracy {change:+.4f} on {int8['data_examples']} examples, below -{max_drop:g}: fp32 kept"
+    return "int8", f"int8 accuracy {change:+.4f} on {int8['data_examples']} examples (limit -{max_drop:g})"
 
 
 def quantize_and_check(model: Path, reference, texts, examples) -> Dict:
@@ -182,7 +214,12 @@ def quantize_and_check(model: Path, reference, texts, examples) -> Dict:
     return report
 
 
+def export_from_options(options: ExportOptions) -> Dict:
+    return export(options.model, onnx=options.onnx or options.quantize, quantized=options.quantize,
+                  data=options.data, opset=options.opset, tolerance=options.tolerance, fuse=options.fuse,
+                  int8_max_drop=options.int8_max_drop)
+
+
 def run(args) -> int:
-    export(args.model, onnx=args.onnx or args.quantize, quantized=args.quantize, data=args.data,
-           opset=args.opset, tolerance=args.tolerance, fuse=args.fuse)
+    export_from_options(from_namespace(ExportOptions, args))
     return 0

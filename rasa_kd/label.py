@@ -23,15 +23,34 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from rasa_kd.errors import UserError
+from rasa_kd.options import add_options, from_namespace, option
 
 HELP = "add teacher logits (averaged over an ensemble) to a transfer set, resumably"
 
 # Test hook: exit abruptly (like a kill) after this many shards were written in this run.
 EXIT_AFTER_SHARDS_ENV = "RASA_KD_LABEL_EXIT_AFTER_SHARDS"
+
+
+@dataclass
+class LabelOptions:
+    """`rasa-kd label`'s options; see the module docstring."""
+
+    teacher: List[Path] = option(help="teacher folder from `rasa-kd teacher`; repeat for an ensemble "
+                                      "(logits averaged)", action="append")
+    transfer: Path = option(help="transfer-set folder from `rasa-kd augment`")
+    out: Path = option(help="output folder: the labelled transfer set")
+    batch_size: int = option(64, "sentences per batch")
+    shard_size: int = option(4096, "sentences per resumable shard, a multiple of --batch-size")
+    max_length: Optional[int] = option(None, "maximum tokens per sentence (default: each teacher's own, "
+                                             "from rasa_kd_teacher.json)")
+    threads: Optional[int] = option(None, "torch threads (default: all available cores)")
+    force: bool = option(False, "replace an output folder that has content")
+    quiet: bool = option(False, "no progress bar")
 
 
 class LoadedTeacher:
@@ -139,7 +158,8 @@ def with_logits(dataset, logits):
     return datasets.Dataset(datasets.table.InMemoryTable(table))
 
 
-def label(args) -> Dict:
+def label(args: LabelOptions) -> Dict:
+    """Write the labelled transfer set to args.out; returns label.json's content."""
     import torch
     from tqdm import tqdm
 
@@ -212,20 +232,9 @@ def gold_agreement(dataset, logits, labels: Sequence[str]):
 
 def add_arguments(parser) -> None:
     parser.description = __doc__
-    parser.add_argument("--teacher", required=True, action="append", type=Path,
-                        help="teacher folder from `rasa-kd teacher`; repeat for an ensemble (logits averaged)")
-    parser.add_argument("--transfer", required=True, type=Path, help="transfer-set folder from `rasa-kd augment`")
-    parser.add_argument("--out", required=True, type=Path, help="output folder: the labelled transfer set")
-    parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch (64)")
-    parser.add_argument("--shard-size", type=int, default=4096,
-                        help="sentences per resumable shard, a multiple of --batch-size (4096)")
-    parser.add_argument("--max-length", type=int,
-                        help="maximum tokens per sentence (default: each teacher's own, from rasa_kd_teacher.json)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: all available cores)")
-    parser.add_argument("--force", action="store_true", help="replace an output folder that has content")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_options(parser, LabelOptions)
 
 
 def run(args) -> int:
-    label(args)
+    label(from_namespace(LabelOptions, args))
     return 0

@@ -18,10 +18,12 @@ import os
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
+from rasa_kd.options import option
 
 PREFIX_SEPARATOR = " : "
 LM_FOLDER = "lm"
@@ -242,27 +244,32 @@ def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str]
 # ---------------------------------------------------------------- `rasa-kd augment --method lm`
 
 
-def add_lm_arguments(parser) -> None:
-    lm = parser.add_argument_group("lm method (Tang & Lin 2019): fine-tuned causal LM sampling")
-    lm.add_argument("--lm", default="gpt2", help="causal LM to fine-tune: a local folder or a hub id (default gpt2; "
-                                                 "offline machines need a local folder, see README)")
-    lm.add_argument("--lm-from", type=Path, help="an LM already fine-tuned by a previous run (OUT.lm-work/lm): "
-                                                 "skip fine-tuning, only sample")
-    lm.add_argument("--lm-work", type=Path, help="work folder: fine-tuned LM and sample shards, kept for "
-                                                 "resuming (default OUT.lm-work)")
-    lm.add_argument("--lm-dev", type=Path, help="NLU file whose sentences early-stop LM fine-tuning "
-                                                "(default: 10%% of the training sentences)")
-    lm.add_argument("--lm-epochs", type=int, default=10, help="maximum fine-tuning epochs (10)")
-    lm.add_argument("--lm-lr", type=float, default=5e-5, help="fine-tuning learning rate (5e-5)")
-    lm.add_argument("--lm-batch-size", type=int, default=16, help="fine-tuning batch size (16)")
-    lm.add_argument("--sample-batch-size", type=int, default=64, help="sentences per generate call (64)")
-    lm.add_argument("--top-k", type=int, default=0, help="top-k sampling (0 = off, the default)")
-    lm.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (0.95)")
-    lm.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
-    lm.add_argument("--conditional", action="store_true",
-                    help="fine-tune with the intent as a prefix ('<intent> : sentence') and sample per intent")
-    lm.add_argument("--balance", action="store_true",
-                    help="conditional: the same number of sentences for every intent (default: as in training)")
+LM = "lm method (Tang & Lin 2019): fine-tuned causal LM sampling"
+
+
+@dataclass
+class LmParams:
+    """The lm method's settings: the `lm` group of `rasa-kd augment`'s options."""
+
+    lm: str = option("gpt2", "causal LM to fine-tune: a local folder or a hub id (offline machines need a local "
+                             "folder, see README)", group=LM)
+    lm_from: Optional[Path] = option(None, "an LM already fine-tuned by a previous run (OUT.lm-work/lm): "
+                                           "skip fine-tuning, only sample", group=LM)
+    lm_work: Optional[Path] = option(None, "work folder: fine-tuned LM and sample shards, kept for resuming "
+                                           "(default OUT.lm-work)", group=LM)
+    lm_dev: Optional[Path] = option(None, "NLU file whose sentences early-stop LM fine-tuning "
+                                          "(default: 10%% of the training sentences)", group=LM)
+    lm_epochs: int = option(10, "maximum fine-tuning epochs", group=LM)
+    lm_lr: float = option(5e-5, "fine-tuning learning rate", group=LM)
+    lm_batch_size: int = option(16, "fine-tuning batch size", group=LM)
+    sample_batch_size: int = option(64, "sentences per generate call", group=LM)
+    top_k: int = option(0, "top-k sampling (0 = off, the default)", group=LM)
+    top_p: float = option(0.95, "nucleus sampling mass", group=LM)
+    temperature: float = option(1.0, "sampling temperature", group=LM)
+    conditional: bool = option(False, "fine-tune with the intent as a prefix ('<intent> : sentence') and sample "
+                                      "per intent", group=LM)
+    balance: bool = option(False, "conditional: the same number of sentences for every intent "
+                                  "(default: as in training)", group=LM)
 
 
 def prepare_lm(args, originals: Sequence, work: Path, seed: int) -> Tuple[Path, Dict]:

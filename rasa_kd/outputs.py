@@ -48,8 +48,23 @@ def atomic_output_dir(out, force: bool = False) -> Iterator[Path]:
     replace_dir(tmp, out)
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_permissions(path: Path) -> None:
+    """The mode a normally created file/folder would get under the umask: mkstemp/mkdtemp
+    make 0600/0700, which a server running as another user could not read."""
+    path = Path(path)
+    base = 0o777 if path.is_dir() else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
 def replace_dir(new: Path, out: Path) -> None:
     """Move `new` to `out`; an old `out` is set aside first and deleted last."""
+    normal_permissions(new)
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")

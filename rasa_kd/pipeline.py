@@ -1,27 +1,34 @@
 """`rasa-kd pipeline`: one command from a Rasa project's NLU data to a distilled student.
 
-Stages (each is the rasa-kd command of the same name, run in-process):
+Stages (each calls the stage function of the rasa-kd command of the same name with
+its options object, built here from --preset and the options below):
   split     OUT/data/{train,dev,test}.yml   held-out test (unless --test) and dev splits
   teacher   OUT/teacher/                    fine-tuned teacher(s)
-  augment   OUT/transfer/                   Arrow transfer set (rules and/or lm)
+  augment   OUT/transfer/                   Arrow transfer set (rules and/or lm), sized by the preset
   label     OUT/transfer-labelled/          + teacher logits
-  distil    OUT/student/                    the student package
-  export    OUT/student/model.onnx          the student as ONNX, checked against PyTorch
-  evaluate  OUT/metrics-teacher.json, OUT/metrics-student.json on the test split
+  distil    OUT/student/                    the student package (the preset's recipe, early-stopped on dev)
+  export    OUT/student/model*.onnx         ONNX fp32 + int8; int8 is deployed when it keeps dev accuracy
+  evaluate  OUT/metrics-teacher.json, OUT/metrics-student.json: the test split, scored with
+            the runtime that is deployed
 
 A stage is skipped when its output exists and `OUT/.stages/<stage>.json` records the
-same arguments and the same input files (size and content hash): an interrupted
+same options and the same input files (size and content hash): an interrupted
 run resumes at the first stage that did not finish, and a changed input or option
-re-runs that stage and everything after it. At the end it prints the config.yml
-snippet that uses the student.
+re-runs that stage and everything after it (--fresh re-runs everything). At the end
+it prints the config.yml snippet that uses the student.
 """
+import dataclasses
 import hashlib
 import json
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from rasa_kd.errors import UserError
+from rasa_kd.options import add_options, as_record, from_namespace, option
+from rasa_kd.presets import DEFAULT_PRESET, PRESET_NAMES, distil_options, get_preset
 
 HELP = "run split -> teacher -> augment -> label -> distil -> export -> evaluate on a Rasa NLU file, resumably"
 
@@ -46,41 +53,43 @@ def input_fingerprint(paths: Sequence[Path]) -> List[List]:
 
 
 class Stages:
-    """Runs rasa-kd commands, skipping those whose recorded arguments and inputs are unchanged."""
+    """Runs stage actions, skipping those whose recorded options and inputs are unchanged."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, fresh: bool = False):
         self.out = out
         self.record_dir = out / ".stages"
+        self.fresh = fresh
         self.timings: Dict[str, float] = {}
 
-    def run(self, name: str, argv: List[str], inputs: Sequence[Path], output: Path,
-            replaces_output: bool = True, action: Optional[Callable[[], None]] = None) -> None:
-        """Run `rasa-kd ARGV` (or `action()`, with `argv` as its recorded description) unless
-        it is up to date."""
-        from rasa_kd import cli
-
-        record = {"argv": argv, "inputs": input_fingerprint(inputs)}
+    def run(self, name: str, description: Dict, inputs: Sequence[Path], output: Path,
+            action: Callable[[], object]) -> None:
+        """Run `action()` unless `output` exists and the last run recorded the same
+        `description` (the stage's options) and the same input files."""
+        record = {"options": description, "inputs": input_fingerprint(inputs)}
         record_file = self.record_dir / f"{name}.json"
-        if output.exists() and record_file.exists() and self._same_run(json.loads(record_file.read_text()), record):
+        if (not self.fresh and output.exists() and record_file.exists()
+                and self._same_run(json.loads(record_file.read_text()), record)):
             print(f"== {name}: up to date, skipped ({output})", flush=True)
             self.timings[name] = 0.0
             return
         started = time.time()
-        if action is None:
-            print(f"== {name}: rasa-kd {' '.join(argv)}", flush=True)
-            force = ["--force"] if output.exists() and replaces_output else []
-            status = cli.run_command(argv + force)
-            if status != 0:
-                raise UserError(f"stage {name} failed (exit status {status}); fix the cause and re-run to resume")
-        else:
-            print(f"== {name}: {' '.join(argv)}", flush=True)
-            action()
+        print(f"== {name}: {summary_line(description)}", flush=True)
+        action()
         self.timings[name] = time.time() - started
         self.record_dir.mkdir(parents=True, exist_ok=True)
         record["inputs"] = input_fingerprint(inputs)
         record["seconds"] = round(self.timings[name], 1)
         record_file.write_text(json.dumps(record, indent=1))
         print(f"== {name}: {self.timings[name]:.1f} s", flush=True)
+
+    def run_options(self, name: str, options, inputs: Sequence[Path], output: Path,
+                    action: Callable[[object], object]) -> None:
+        """`run` for a stage options dataclass: recorded without its force/quiet/fresh
+        switches, and given force=True when it replaces an earlier output."""
+        description = {k: v for k, v in as_record(options).items() if k not in UNRECORDED}
+        if hasattr(options, "force"):
+            options = dataclasses.replace(options, force=True)
+        self.run(name, description, inputs, output, lambda: action(options))
 
     @staticmethod
     def _same_run(saved: Dict, record: Dict) -> bool:
@@ -92,56 +101,101 @@ class Stages:
         return json.loads(record_file.read_text()).get("seconds") if record_file.exists() else None
 
 
+UNRECORDED = ("force", "quiet", "fresh")
+
+
+def summary_line(description: Dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in description.items() if v not in (None, False, [], ""))[:300]
+
+
 def config_snippet(student: Path) -> str:
     return f"""pipeline:
   - name: WhitespaceTokenizer
   - name: rasa_kd.components.StudentIntentClassifier
     student: {student}
-    onnx: true
+    runtime: auto         # what `rasa-kd export` chose: int8 ONNX when it kept dev accuracy
   - name: FallbackClassifier
     threshold: 0.3"""
 
 
-def run_pipeline(args) -> Dict:
-    out: Path = args.out
-    data, teacher, transfer = out / "data", out / "teacher", out / "transfer"
+@dataclass
+class PipelineOptions:
+    nlu: Path = option(help="the assistant's Rasa NLU file or folder")
+    out: Path = option(help="build folder (re-running resumes in it)")
+    test: Optional[Path] = option(None, "held-out test file (default: a stratified split of --nlu)")
+    test_fraction: float = option(0.2, "test share when --test is not given")
+    dev_fraction: float = option(0.1, "dev share for early stopping, int8 check and recipe choice")
+    teacher: Optional[List[str]] = option(None, "teacher backbone: minilm (default), a local folder or a hub id; "
+                                                "repeat for an ensemble", action="append")
+    preset: str = option(DEFAULT_PRESET, "student recipe: fast, balanced or accurate (README, Presets)",
+                         choices=PRESET_NAMES)
+    student: Optional[str] = option(None, "student kind, overriding the preset's", choices=("bilstm", "bert"))
+    vocab: Optional[str] = option(None, "bilstm vocabulary, overriding the preset's (wordpieces)",
+                                  choices=("wordpieces", "words"))
+    epochs: Optional[float] = option(None, "most student epochs, overriding the preset's (it stops earlier when "
+                                           "dev stops improving)")
+    augment: str = option("rules", "augmentation method(s): rules, lm, rules,lm")
+    size: Optional[int] = option(None, "new transfer sentences (default: the preset's rule, 10x the training "
+                                       "sentences within 10k-40k for balanced)")
+    seed: int = option(42, "random seed for every stage")
+    fresh: bool = option(False, "re-run every stage, ignoring what earlier runs recorded")
+
+
+def student_options(options: PipelineOptions, labelled: Path, dev: Path, student: Path):
+    overrides = {key: getattr(options, key) for key in ("student", "vocab", "epochs")
+                 if getattr(options, key) is not None}
+    return distil_options(options.preset, transfer=labelled, dev=dev, out=student, seed=options.seed, **overrides)
+
+
+def distil_into(options, work_root: Path) -> None:
+    """Distil with a work folder named by the recipe: a changed option starts afresh in its
+    own folder, the same options resume; the work folder goes once the package is written."""
+    from rasa_kd import distil
+
+    digest = hashlib.sha1(json.dumps(as_record(options), sort_keys=True).encode()).hexdigest()[:12]
+    work = work_root / f".distil-{digest}"
+    distil.distil(dataclasses.replace(options, work=work))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def run_pipeline(options: PipelineOptions) -> Dict:
+    from rasa_kd import augment, distil, evaluate, export, label, split, teacher
+    from rasa_kd.nlu_io import read_examples
+
+    out: Path = options.out
+    data, teacher_dir, transfer = out / "data", out / "teacher", out / "transfer"
     labelled, student = out / "transfer-labelled", out / "student"
-    stages = Stages(out)
-    split_argv = ["split", "--nlu", str(args.nlu), "--out", str(data), "--seed", str(args.seed),
-                  "--dev-fraction", str(args.dev_fraction)]
-    split_argv += ["--test-fraction", "0" if args.test else str(args.test_fraction)]
-    stages.run("split", split_argv, [args.nlu], data)
-    test_file = args.test or data / "test.yml"
-    teachers = args.teacher or ["minilm"]
-    teacher_dirs = [teacher] if len(teachers) == 1 else [out / f"teacher-{i}" for i in range(len(teachers))]
-    for backbone, folder in zip(teachers, teacher_dirs):
-        stages.run(folder.name, ["teacher", "--train", str(data / "train.yml"), "--dev", str(data / "dev.yml"),
-                                 "--model", backbone, "--out", str(folder), "--seed", str(args.seed)],
-                   [data], folder)
-    augment_argv = ["augment", "--method", args.augment, "--train", str(data / "train.yml"),
-                    "--exclude", str(data / "dev.yml"), "--exclude", str(test_file),
-                    "--out", str(transfer), "--seed", str(args.seed)]
-    if args.size:
-        augment_argv += ["--size", str(args.size)]
-    stages.run("augment", augment_argv, [data], transfer)
-    teacher_args = [a for folder in teacher_dirs for a in ("--teacher", str(folder))]
-    stages.run("label", ["label", *teacher_args, "--transfer", str(transfer), "--out", str(labelled)],
-               [transfer, *teacher_dirs], labelled)
-    distil_argv = ["distil", "--transfer", str(labelled), "--student", args.student, "--dev", str(data / "dev.yml"),
-                   "--out", str(student), "--seed", str(args.seed), "--epochs", str(args.epochs)]
-    if args.student == "bilstm":
-        distil_argv += ["--vocab", args.vocab]
-    stages.run("distil", distil_argv, [labelled, data], student)
-    # ONNX is the fast path on CPU (BiLSTM ~0.7 ms/example vs ~3 ms in PyTorch); the
-    # components use it with `onnx: true`.
-    stages.run("export", ["export", "--model", str(student), "--onnx"], [student / "model.safetensors"],
-               student / "model.onnx", replaces_output=False)
+    preset = get_preset(options.preset)
+    stages = Stages(out, options.fresh)
+    split_options = split.SplitOptions(nlu=options.nlu, out=data, seed=options.seed, dev_fraction=options.dev_fraction,
+                                       test_fraction=0.0 if options.test else options.test_fraction)
+    stages.run_options("split", split_options, [options.nlu], data, split.split_from_options)
+    test_file = options.test or data / "test.yml"
+    train_file, dev_file = data / "train.yml", data / "dev.yml"
+    backbones = options.teacher or ["minilm"]
+    teacher_dirs = [teacher_dir] if len(backbones) == 1 else [out / f"teacher-{i}" for i in range(len(backbones))]
+    for backbone, folder in zip(backbones, teacher_dirs):
+        teacher_options = teacher.TeacherOptions(train=train_file, dev=dev_file, model=backbone, out=folder,
+                                                 seed=options.seed)
+        stages.run_options(folder.name, teacher_options, [data], folder, teacher.train_from_options)
+    size = options.size if options.size is not None else preset.transfer_size(len(read_examples(train_file)))
+    augment_options = augment.AugmentOptions(method=options.augment, train=train_file, out=transfer, size=size,
+                                             exclude=[dev_file, Path(test_file)], seed=options.seed)
+    stages.run_options("augment", augment_options, [data], transfer, augment.augment)
+    label_options = label.LabelOptions(teacher=teacher_dirs, transfer=transfer, out=labelled)
+    stages.run_options("label", label_options, [transfer, *teacher_dirs], labelled, label.label)
+    distil_opts = student_options(options, labelled, dev_file, student)
+    stages.run_options("distil", distil_opts, [labelled, data], student, lambda o: distil_into(o, out))
+    export_options = export.ExportOptions(model=student, quantize=True, data=dev_file,
+                                          int8_max_drop=preset.int8_max_drop)
+    stages.run_options("export", export_options, [student / "model.safetensors"], student / "model.int8.onnx",
+                       export.export_from_options)
     results = {}
     for name, model in (("teacher", teacher_dirs[0]), ("student", student)):
         metrics_file = out / f"metrics-{name}.json"
-        stages.run(f"evaluate-{name}", ["evaluate", "--model", str(model), "--data", str(test_file),
-                                        "--out", str(metrics_file)], [model, Path(test_file)], metrics_file,
-                   replaces_output=False)
+        description = {"model": str(model), "data": str(test_file), "runtime": "auto"}
+        stages.run(f"evaluate-{name}", description, [model, Path(test_file)], metrics_file,
+                   lambda m=model, f=metrics_file: evaluate.evaluate(m, Path(test_file), f))
         results[name] = json.loads(metrics_file.read_text())
     print("\nstage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.timings.items()))
     print(f"\nAdd the student to your config.yml:\n\n{config_snippet(student)}\n")
@@ -150,25 +204,12 @@ def run_pipeline(args) -> Dict:
 
 def add_arguments(parser) -> None:
     parser.description = __doc__
-    parser.add_argument("--nlu", required=True, type=Path, help="the assistant's Rasa NLU file or folder")
-    parser.add_argument("--out", required=True, type=Path, help="build folder (re-running resumes in it)")
-    parser.add_argument("--test", type=Path, help="held-out test file (default: a stratified split of --nlu)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="test share when --test is not given (0.2)")
-    parser.add_argument("--dev-fraction", type=float, default=0.1, help="dev share for early stopping (0.1)")
-    parser.add_argument("--teacher", action="append",
-                        help="teacher backbone: minilm (default), a local folder or a hub id; repeat for an ensemble")
-    parser.add_argument("--student", choices=("bilstm", "bert"), default="bilstm", help="student kind (bilstm)")
-    parser.add_argument("--vocab", choices=("words", "wordpieces"), default="words",
-                        help="bilstm vocabulary: words with GloVe vectors (default; fast, English) or the "
-                             "teacher's wordpieces (any language the teacher knows)")
-    parser.add_argument("--epochs", type=float, default=10, help="student training epochs (10)")
-    parser.add_argument("--augment", default="rules", help="augmentation method(s): rules (default), lm, rules,lm")
-    parser.add_argument("--size", type=int, help="transfer-set size (default: the augment command's default)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed for every stage (42)")
+    add_options(parser, PipelineOptions)
 
 
 def run(args) -> int:
-    if args.test and not Path(args.test).exists():
-        raise UserError(f"{args.test}: test file not found")
-    run_pipeline(args)
+    options = from_namespace(PipelineOptions, args)
+    if options.test and not Path(options.test).exists():
+        raise UserError(f"{options.test}: test file not found")
+    run_pipeline(options)
     return 0

@@ -190,6 +190,13 @@ class RasaServer:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
+    def rss_mb(self) -> float:
+        """Resident memory of the server process and its children, in MB."""
+        import psutil
+
+        process = psutil.Process(self.process.pid)
+        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 1e6
+
     def __exit__(self, *exc) -> None:
         self.process.terminate()
         try:

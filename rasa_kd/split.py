@@ -7,13 +7,27 @@ example. Splits are made on Rasa's deduplicated examples, so no sentence is in t
 """
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.nlu_io import Example, read_examples, write_examples
+from rasa_kd.options import add_options, from_namespace, option
 
 HELP = "hold out stratified test (and dev) splits of a Rasa NLU file"
+
+
+@dataclass
+class SplitOptions:
+    """`rasa-kd split`'s options; see the module docstring."""
+
+    nlu: Path = option(help="Rasa NLU file or folder")
+    out: Path = option(help="output folder (must be new or empty)")
+    test_fraction: float = option(0.2, "share held out as test.yml")
+    dev_fraction: float = option(0.0, "share held out as dev.yml (default 0: no dev file)")
+    seed: int = option(42, "random seed")
+    force: bool = option(False, "replace an output folder that has content")
 
 
 def stratified_split(examples: Sequence[Example], fraction: float, seed: int) -> Tuple[List[Example], List[Example]]:
@@ -54,17 +68,17 @@ def split_nlu(nlu: Path, out: Path, test_fraction: float, dev_fraction: float = 
     return counts
 
 
+def split_from_options(options: SplitOptions) -> Dict[str, int]:
+    """Write the splits to options.out; returns the examples per split."""
+    return split_nlu(options.nlu, options.out, options.test_fraction, options.dev_fraction, options.seed,
+                     options.force)
+
+
 def add_arguments(parser) -> None:
     parser.description = __doc__
-    parser.add_argument("--nlu", required=True, type=Path, help="Rasa NLU file or folder")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (must be new or empty)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="share held out as test.yml (default 0.2)")
-    parser.add_argument("--dev-fraction", type=float, default=0.0,
-                        help="share held out as dev.yml (default 0: no dev file)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument("--force", action="store_true", help="replace an output folder that has content")
+    add_options(parser, SplitOptions)
 
 
 def run(args) -> int:
-    split_nlu(args.nlu, args.out, args.test_fraction, args.dev_fraction, args.seed, args.force)
+    split_from_options(from_namespace(SplitOptions, args))
     return 0

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
+from rasa_kd.options import add_options, from_namespace, option
 from rasa_kd.split import stratified_split  # noqa: F401 - also part of this module's API
 
 HELP = "fine-tune a BERT-family teacher on Rasa NLU data; writes a HF model folder + labels.json"
@@ -42,21 +43,42 @@ METRICS_FILE = "metrics.json"
 POOLINGS = ("cls", "mean")
 
 
+FINE_TUNING = "fine-tuning"
+
+
 @dataclass
 class TeacherSettings:
     """Fine-tuning hyper-parameters; the defaults are the best recipe measured on Sara."""
 
-    epochs: float = 6
-    lr: float = 2e-4
-    batch_size: int = 32
-    max_length: int = 64
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    pooling: str = "mean"
-    label_smoothing: float = 0.0
-    patience: int = 3
-    dev_fraction: float = 0.1
+    epochs: float = option(6, "maximum epochs", group=FINE_TUNING)
+    lr: float = option(2e-4, "peak learning rate", group=FINE_TUNING)
+    batch_size: int = option(32, "training batch size", group=FINE_TUNING)
+    max_length: int = option(64, "maximum tokens per sentence, longer ones are truncated", group=FINE_TUNING)
+    warmup: float = option(0.1, "share of steps with linear learning-rate warm-up", group=FINE_TUNING)
+    weight_decay: float = option(0.01, "AdamW weight decay", group=FINE_TUNING)
+    seed: int = option(42, "random seed", group=FINE_TUNING)
+    pooling: str = option("mean", "sentence vector: cls (the model's [CLS] pooler) or mean of token states",
+                          choices=POOLINGS, group=FINE_TUNING)
+    label_smoothing: float = option(0.0, "label-smoothing factor of the cross-entropy",
+                                    group=FINE_TUNING)
+    patience: int = option(3, "stop after this many epochs without a better dev score", group=FINE_TUNING)
+    dev_fraction: float = option(0.1, "dev share split from --train when --dev is not given", group=FINE_TUNING)
+
+
+# The settings are inherited so that their fields are flat: each is a flag of
+# `rasa-kd teacher` under its old name (--lr, --batch-size) and a field a preset sets.
+@dataclass
+class TeacherOptions(TeacherSettings):
+    """`rasa-kd teacher`'s options: the files, and the fine-tuning settings."""
+
+    train: Path = option(help="Rasa NLU YAML training file")
+    dev: Optional[Path] = option(None, "Rasa NLU YAML dev file for early stopping (default: a stratified "
+                                       "--dev-fraction of --train, held out from training)")
+    model: str = option("minilm", "checkpoint: minilm (offline all-MiniLM-L6-v2), a local folder or a hub id")
+    out: Path = option(help="output teacher folder")
+    threads: Optional[int] = option(None, "torch threads (default: all available cores)")
+    force: bool = option(False, "replace an output folder that has content")
+    quiet: bool = option(False, "no progress bars")
 
 
 def available_cores() -> int:
@@ -400,47 +422,27 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
 # ---------------------------------------------------------------- CLI
 
 
+def settings_of(options: TeacherOptions) -> TeacherSettings:
+    """The fine-tuning settings alone (what metrics.json records)."""
+    return TeacherSettings(**{f.name: getattr(options, f.name) for f in fields(TeacherSettings)})
+
+
+def train_from_options(options: TeacherOptions) -> Dict:
+    """Train the teacher into options.out and print a summary; returns metrics.json's content."""
+    metrics = train_teacher(options.train, options.dev, options.model, options.out, settings_of(options),
+                            force=options.force, progress=not options.quiet, threads=options.threads)
+    dev = metrics["dev"]
+    print(f"teacher -> {options.out}: dev accuracy {dev['accuracy']:.4f}, micro-F1 {dev['micro_f1']:.4f} "
+          f"(best epoch {metrics['best_epoch']:g}), {metrics['train_seconds']:.0f} s training, "
+          f"{metrics['dev_sentences_per_s']:.0f} sentences/s on dev")
+    return metrics
+
+
 def add_arguments(parser) -> None:
     parser.description = __doc__
-    d = TeacherSettings()
-    parser.add_argument("--train", required=True, type=Path, help="Rasa NLU YAML training file")
-    parser.add_argument("--dev", type=Path,
-                        help="Rasa NLU YAML dev file for early stopping (default: a stratified "
-                             "--dev-fraction of --train, held out from training)")
-    parser.add_argument("--model", default="minilm",
-                        help="checkpoint: minilm (default, offline all-MiniLM-L6-v2), a local folder or a hub id")
-    parser.add_argument("--out", required=True, type=Path, help="output teacher folder")
-    parser.add_argument("--epochs", type=float, default=d.epochs, help=f"maximum epochs ({d.epochs:g})")
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate ({d.lr:g})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"training batch size ({d.batch_size})")
-    parser.add_argument("--max-length", type=int, default=d.max_length,
-                        help=f"maximum tokens per sentence, longer ones are truncated ({d.max_length})")
-    parser.add_argument("--warmup", type=float, default=d.warmup,
-                        help=f"share of steps with linear learning-rate warm-up ({d.warmup:g})")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"AdamW weight decay ({d.weight_decay:g})")
-    parser.add_argument("--pooling", choices=POOLINGS, default=d.pooling,
-                        help=f"sentence vector: cls (the model's [CLS] pooler) or mean of token states ({d.pooling})")
-    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
-                        help=f"label-smoothing factor of the cross-entropy ({d.label_smoothing:g})")
-    parser.add_argument("--patience", type=int, default=d.patience,
-                        help=f"stop after this many epochs without a better dev score ({d.patience})")
-    parser.add_argument("--dev-fraction", type=float, default=d.dev_fraction,
-                        help=f"dev share split from --train when --dev is not given ({d.dev_fraction:g})")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
-    parser.add_argument("--threads", type=int, help="torch threads (default: all available cores)")
-    parser.add_argument("--force", action="store_true", help="replace an output folder that has content")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def settings_from_args(args) -> TeacherSettings:
-    return TeacherSettings(**{f.name: getattr(args, f.name) for f in fields(TeacherSettings)})
+    add_options(parser, TeacherOptions)
 
 
 def run(args) -> int:
-    metrics = train_teacher(args.train, args.dev, args.model, args.out, settings_from_args(args),
-                            force=args.force, progress=not args.quiet, threads=args.threads)
-    dev = metrics["dev"]
-    print(f"teacher -> {args.out}: dev accuracy {dev['accuracy']:.4f}, micro-F1 {dev['micro_f1']:.4f} "
-          f"(best epoch {metrics['best_epoch']:g}), {metrics['train_seconds']:.0f} s training, "
-          f"{metrics['dev_sentences_per_s']:.0f} sentences/s on dev")
+    train_from_options(from_namespace(TeacherOptions, args))
     return 0

@@ -5,11 +5,12 @@ Fixture names other test files may rely on (keep them stable):
   tiny_bert_dir          saved tiny BertModel + BertTokenizerFast (vocab covers the toy words)
   toy_nlu                {"train": Path, "dev": Path, "test": Path} Rasa NLU YAML, 4 intents
   toy_vectors            a tiny word-vector text file covering the toy words
-  tiny_teacher_dir       a teacher folder made by `rasa-kd teacher` on toy_nlu
-  toy_transfer           an unlabelled transfer set made by `rasa-kd augment --method rules`
-  toy_transfer_labelled  toy_transfer labelled by tiny_teacher_dir with `rasa-kd label`
+  tiny_teacher_dir       a teacher folder made by the teacher stage on toy_nlu
+  toy_transfer           an unlabelled transfer set made by the augment stage (rules method)
+  toy_transfer_labelled  toy_transfer labelled by tiny_teacher_dir with the label stage
 """
 import argparse
+import dataclasses
 import importlib
 import os
 import random
@@ -106,25 +107,53 @@ def write_toy_vectors(path: Path, dim: int = 8, seed: int = 0) -> Path:
     return path
 
 
+def stage_parser(module_name: str) -> argparse.ArgumentParser:
+    """The argument parser of one rasa-kd stage module, as the CLI builds it."""
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"rasa-kd {module_name.rsplit('.', 1)[-1]}")
+    module.add_arguments(parser)
+    return parser
+
+
 def run_stage(module_name: str, argv: List[str]) -> int:
     """Run one rasa-kd stage module as the CLI would (UserError -> exit status 2)."""
     from rasa_kd.errors import UserError
 
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"rasa-kd {module_name.rsplit('.', 1)[-1]}")
-    module.add_arguments(parser)
-    args = parser.parse_args(argv)
+    args = stage_parser(module_name).parse_args(argv)
     try:
-        return module.run(args) or 0
+        return importlib.import_module(module_name).run(args) or 0
     except UserError:
         return 2
 
 
-TINY_TEACHER_ARGS = ["--epochs", "8", "--lr", "3e-3", "--batch-size", "16", "--warmup", "0.0",
-                     "--max-length", "32", "--seed", "1", "--threads", "1"]
+def argv_of(options) -> List[str]:
+    """The command line that parses to `options`: a flag for each field that differs from its default."""
+    argv: List[str] = []
+    for field in dataclasses.fields(options):
+        value = getattr(options, field.name)
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        if value == default:
+            continue
+        flag = f"--{field.name.replace('_', '-')}"
+        if value is True:
+            argv.append(flag)
+        else:
+            argv += [a for v in (value if isinstance(value, list) else [value]) for a in (flag, str(v))]
+    return argv
 
 
-LABEL_ARGS = ["--batch-size", "16", "--threads", "1", "--quiet"]
+TINY_TEACHER_SETTINGS = dict(epochs=8, lr=3e-3, batch_size=16, warmup=0.0, max_length=32, seed=1, threads=1)
+
+LABEL_SETTINGS = dict(batch_size=16, threads=1, quiet=True)
+
+
+def toy_augment_options(toy_nlu, toy_vectors, out: Path, **changes):
+    """The rules augmentation of toy_transfer (seed 3, 400 sentences, dev and test excluded)."""
+    from rasa_kd.augment import AugmentOptions
+
+    options = AugmentOptions(method="rules", train=toy_nlu["train"], exclude=[toy_nlu["dev"], toy_nlu["test"]],
+                             vectors=str(toy_vectors), size=400, seed=3, out=out, quiet=True)
+    return dataclasses.replace(options, **changes)
 
 
 @pytest.fixture(scope="session")
@@ -144,31 +173,29 @@ def toy_vectors(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory, tiny_bert_dir, toy_nlu) -> Path:
+    from rasa_kd.teacher import TeacherOptions, train_from_options
+
     out = tmp_path_factory.mktemp("tiny_teacher") / "teacher"
-    status = run_stage("rasa_kd.teacher", ["--train", str(toy_nlu["train"]), "--dev", str(toy_nlu["dev"]),
-                                           "--model", str(tiny_bert_dir), "--out", str(out),
-                                           *TINY_TEACHER_ARGS])
-    assert status == 0
+    train_from_options(TeacherOptions(train=toy_nlu["train"], dev=toy_nlu["dev"], model=str(tiny_bert_dir),
+                                      out=out, **TINY_TEACHER_SETTINGS))
     return out
 
 
 @pytest.fixture(scope="session")
 def toy_transfer(tmp_path_factory, toy_nlu, toy_vectors) -> Path:
+    from rasa_kd.augment import augment
+
     out = tmp_path_factory.mktemp("toy_transfer") / "transfer"
-    status = run_stage("rasa_kd.augment", ["--method", "rules", "--train", str(toy_nlu["train"]),
-                                           "--exclude", str(toy_nlu["dev"]), "--exclude", str(toy_nlu["test"]),
-                                           "--vectors", str(toy_vectors), "--size", "400", "--seed", "3",
-                                           "--out", str(out), "--quiet"])
-    assert status == 0
+    augment(toy_augment_options(toy_nlu, toy_vectors, out))
     return out
 
 
 @pytest.fixture(scope="session")
 def toy_transfer_labelled(tmp_path_factory, toy_transfer, tiny_teacher_dir) -> Path:
+    from rasa_kd.label import LabelOptions, label
+
     out = tmp_path_factory.mktemp("toy_labelled") / "labelled"
-    status = run_stage("rasa_kd.label", ["--teacher", str(tiny_teacher_dir), "--transfer", str(toy_transfer),
-                                         "--out", str(out), *LABEL_ARGS])
-    assert status == 0
+    label(LabelOptions(teacher=[tiny_teacher_dir], transfer=toy_transfer, out=out, **LABEL_SETTINGS))
     return out
 
 

@@ -1,19 +1,16 @@
 """`rasa-kd augment --method rules` and the transfer-set format."""
 import json
 import random
+from pathlib import Path
 
 import datasets
 import pytest
 
-from conftest import TOY_FILLER, TOY_INTENTS, run_cli, run_stage
+from conftest import TOY_FILLER, TOY_INTENTS, argv_of, run_cli, stage_parser, toy_augment_options
 from rasa_kd import augment, transfer
+from rasa_kd.augment import AugmentOptions
 from rasa_kd.nlu_io import read_examples, write_examples
-
-
-def augment_args(toy_nlu, toy_vectors, out, seed=3, size=400):
-    return ["--method", "rules", "--train", str(toy_nlu["train"]), "--exclude", str(toy_nlu["dev"]),
-            "--exclude", str(toy_nlu["test"]), "--vectors", str(toy_vectors), "--size", str(size),
-            "--seed", str(seed), "--out", str(out), "--quiet"]
+from rasa_kd.options import from_namespace
 
 
 def test_transfer_set_format_and_only_new_unique_sentences(toy_transfer, toy_nlu):
@@ -38,8 +35,8 @@ def test_transfer_set_format_and_only_new_unique_sentences(toy_transfer, toy_nlu
 
 
 def test_same_seed_same_set_other_seed_other_set(toy_transfer, toy_nlu, toy_vectors, tmp_path):
-    assert run_stage("rasa_kd.augment", augment_args(toy_nlu, toy_vectors, tmp_path / "again")) == 0
-    assert run_stage("rasa_kd.augment", augment_args(toy_nlu, toy_vectors, tmp_path / "other", seed=4)) == 0
+    augment.augment(toy_augment_options(toy_nlu, toy_vectors, tmp_path / "again"))
+    augment.augment(toy_augment_options(toy_nlu, toy_vectors, tmp_path / "other", seed=4))
     first = datasets.load_from_disk(str(toy_transfer))
     again = datasets.load_from_disk(str(tmp_path / "again"))
     other = datasets.load_from_disk(str(tmp_path / "other"))
@@ -109,19 +106,36 @@ def test_nearest_neighbours_come_from_the_same_cluster(toy_vectors):
 ])
 def test_bad_input_is_one_line_exit_2_and_no_output(case, fragment, toy_nlu, toy_vectors, tmp_path, capsys):
     out = tmp_path / "transfer_out"
-    argv = ["augment", *augment_args(toy_nlu, toy_vectors, out)]
+    options = toy_augment_options(toy_nlu, toy_vectors, out)
     if case == "empty_train":
-        empty = tmp_path / "empty.yml"
-        write_examples(empty, [])
-        argv[argv.index("--train") + 1] = str(empty)
+        options.train = tmp_path / "empty.yml"
+        write_examples(options.train, [])
     elif case == "out_exists":
         out.mkdir()
         (out / "keep.txt").write_text("mine")
     else:
-        argv[argv.index("--method") + 1] = "rules,telepathy"
-    status, err = run_cli(argv, capsys)
+        options.method = "rules,telepathy"
+    status, err = run_cli(["augment", *argv_of(options)], capsys)
     assert status == 2 and len(err) == 1 and fragment in err[0], err
     if case == "out_exists":
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
     else:
         assert not out.exists()
+
+
+def test_option_defaults_are_the_command_line_defaults():
+    parsed = from_namespace(AugmentOptions, stage_parser("rasa_kd.augment").parse_args(["--train", "t.yml",
+                                                                                       "--out", "o"]))
+    assert parsed == AugmentOptions(train=Path("t.yml"), out=Path("o"))
+    assert augment.rule_params(parsed) == augment.RuleParams()
+
+
+@pytest.mark.parametrize("n_train, changes, expected", [
+    (40, {}, 2000),
+    (3000, {}, 100_000),
+    (40, {"size_factor": 2, "min_size": 500}, 500),
+    (40, {"size_factor": 2.5, "min_size": 50}, 100),
+    (40, {"size_factor": 1, "min_size": 500, "max_size": 300}, 300),
+])
+def test_default_size_is_the_factor_clamped_to_min_and_max(n_train, changes, expected):
+    assert augment.default_size(n_train, AugmentOptions(**changes)) == expected

@@ -1,5 +1,6 @@
 """The Rasa components with a tiny student made here: `rasa train nlu`, `rasa test nlu`,
-`rasa run --enable-api`, Rasa's cache, DIET on StudentFeaturizer, and the error paths."""
+`rasa run --enable-api`, Rasa's cache, the runtime stored in the model, DIET on
+StudentFeaturizer, and the error paths."""
 import json
 import shutil
 import tarfile
@@ -20,6 +21,7 @@ pipeline:
   - name: rasa_kd.components.StudentIntentClassifier
     student: {student}
     ranking_length: 3
+    runtime: {runtime}
   - name: FallbackClassifier
     threshold: 0.1
 policies: []
@@ -57,38 +59,107 @@ def students(tmp_path_factory, toy_transfer_labelled, toy_nlu):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, students, toy_nlu):
-    """A Rasa model trained with config.yml pointing at a copy of the student, then deleted."""
-    project = tmp_path_factory.mktemp("project")
-    shutil.copytree(students[0], project / "student")
+def exported_student(tmp_path_factory, students):
+    """students[0] with model.onnx and model.int8.onnx, whose student.json deploys int8."""
+    from rasa_kd import export
+    from rasa_kd.students import package
+
+    path = shutil.copytree(students[0], tmp_path_factory.mktemp("exported") / "student")
+    export.export(path, onnx=True, quantized=True)
+    package.update_manifest(path, runtime="int8")
+    return path
+
+
+def train_in_project(project: Path, student: Path, runtime: str, toy_nlu) -> Path:
+    """`rasa train nlu` with config.yml pointing at a copy of `student`, which is then deleted."""
+    shutil.copytree(student, project / "student")
     config = project / "config.yml"
-    config.write_text(CLASSIFIER_CONFIG.format(student="student"))
+    config.write_text(CLASSIFIER_CONFIG.format(student="student", runtime=runtime))
     model = rasa_runner.train_nlu(config, toy_nlu["train"], project / "models", "student", cwd=project)
     shutil.rmtree(project / "student")
-    return project, model
+    return model
 
 
-def test_trained_model_contains_the_student_and_scores_above_chance(trained, toy_nlu):
-    project, model = trained
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, exported_student, toy_nlu):
+    """A Rasa model trained with `runtime: auto` on the exported student (int8), then deleted."""
+    project = tmp_path_factory.mktemp("project")
+    return project, train_in_project(project, exported_student, "auto", toy_nlu)
+
+
+def stored_files(model: Path) -> set:
+    """The names of the student files inside a trained Rasa model."""
     with tarfile.open(model) as archive:
-        names = archive.getnames()
-    assert any(name.endswith("student/student.json") for name in names)
-    assert any(name.endswith("student/model.safetensors") for name in names)
+        return {Path(name).name for name in archive.getnames() if Path(name).parent.name == "student"}
+
+
+def expected_files(student: Path, runtime: str) -> set:
+    from rasa_kd.students import package
+
+    return set(package.runtime_files(package.read_manifest(student), runtime))
+
+
+def student_ranking(parsed) -> list:
+    """The student's intent_ranking, without the nlu_fallback FallbackClassifier adds to ambiguous messages."""
+    return [item for item in parsed["intent_ranking"] if item["name"] != "nlu_fallback"]
+
+
+def top_confidences(model: Path, texts) -> list:
+    return [student_ranking(parsed)[0]["confidence"] for parsed in rasa_runner.parse_messages(model, texts)]
+
+
+def test_trained_model_contains_the_student_and_scores_above_chance(trained, exported_student, toy_nlu):
+    project, model = trained
+    assert stored_files(model) == expected_files(exported_student, "int8")  # no model.onnx, no safetensors
+    assert "model.int8.onnx" in stored_files(model) and "tokenizer.json" in stored_files(model)
     scores = rasa_runner.test_nlu(model, toy_nlu["train"], project / "results", cwd=project)
     assert scores["accuracy"] > 0.6  # 4 intents: chance is 0.25
     assert scores["scores"]["n"] == scores["n"] and abs(scores["scores"]["accuracy"] - scores["accuracy"]) < 1e-9
 
 
-def test_model_parses_without_the_student_folder(trained, toy_nlu):
+def test_model_parses_without_the_student_folder(trained, exported_student):
+    from rasa_kd.students import load
+
     project, model = trained
     assert not (project / "student").exists()
     texts = ["hello there friend", "", "   ", "x" * 10_000, "สวัสดีครับ", "🙂 pizza?"]
-    for parsed in rasa_runner.parse_messages(model, texts):
-        ranking = parsed["intent_ranking"]
+    parsed_messages = rasa_runner.parse_messages(model, texts)
+    for parsed in parsed_messages:
+        ranking = student_ranking(parsed)
         confidences = [item["confidence"] for item in ranking]
         assert parsed["intent"]["name"]
         assert len(ranking) == 3 and confidences == sorted(confidences, reverse=True)
         assert all(isinstance(c, float) for c in confidences)
+    int8 = load(exported_student, runtime="int8")  # one text at a time: int8 activation scales depend on the batch
+    expected = [int8.predict([text])[0].max() for text in texts]
+    assert np.allclose([student_ranking(parsed)[0]["confidence"] for parsed in parsed_messages], expected, atol=1e-5)
+
+
+def test_runtime_pytorch_stores_only_the_safetensors(tmp_path, exported_student, toy_nlu):
+    from rasa_kd.students import load
+
+    model = train_in_project(tmp_path, exported_student, "pytorch", toy_nlu)
+    assert stored_files(model) == expected_files(exported_student, "pytorch")
+    assert "model.safetensors" in stored_files(model) and not {"model.onnx", "model.int8.onnx"} & stored_files(model)
+    texts = [e.text for e in read_examples(toy_nlu["test"])][:5]
+    expected = load(exported_student, runtime="pytorch").predict(texts).max(axis=1)
+    assert np.allclose(top_confidences(model, texts), expected, atol=1e-5)
+
+
+def test_fingerprint_follows_the_runtime_and_its_files(tmp_path, exported_student):
+    from rasa_kd.components.student_storage import package_fingerprint
+
+    package = shutil.copytree(exported_student, tmp_path / "student")
+
+    def fingerprint(**config) -> str:
+        return package_fingerprint({"student": str(package), **config})
+
+    auto, pytorch, legacy_onnx = fingerprint(runtime="auto"), fingerprint(runtime="pytorch"), fingerprint(onnx=True)
+    assert len({auto, pytorch, legacy_onnx}) == 3 and legacy_onnx == fingerprint(runtime="onnx")
+    (package / "model.onnx").write_bytes(b"changed")  # read by neither int8 nor PyTorch
+    (package / "metrics-test.json").write_text("{}")
+    assert (fingerprint(), fingerprint(runtime="pytorch")) == (auto, pytorch)
+    assert fingerprint(onnx=True) != legacy_onnx
 
 
 def test_rasa_run_http_model_parse(trained, tmp_path):
@@ -105,22 +176,21 @@ def test_changing_the_student_retrains_the_component(tmp_path, students, toy_nlu
 
     shutil.copytree(students[0], tmp_path / "student")
     config = tmp_path / "config.yml"
-    config.write_text(CLASSIFIER_CONFIG.format(student="student"))
+    config.write_text(CLASSIFIER_CONFIG.format(student="student", runtime="auto"))
     texts = [e.text for e in read_examples(toy_nlu["test"])][:5]
     first = rasa_runner.train_nlu(config, toy_nlu["train"], tmp_path / "models", "first", cwd=tmp_path)
     shutil.rmtree(tmp_path / "student")
     shutil.copytree(students[1], tmp_path / "student")
     second = rasa_runner.train_nlu(config, toy_nlu["train"], tmp_path / "models", "second", cwd=tmp_path)
     expected = [load(students[1]).predict([text])[0].max() for text in texts]
-    got = [p["intent"]["confidence"] for p in rasa_runner.parse_messages(second, texts)]
-    before = [p["intent"]["confidence"] for p in rasa_runner.parse_messages(first, texts)]
+    got, before = top_confidences(second, texts), top_confidences(first, texts)
     assert np.allclose(got, expected, atol=1e-5)
     assert not np.allclose(before, got, atol=1e-5)
 
 
-def failing_train(tmp_path, student: str, nlu: Path) -> str:
+def failing_train(tmp_path, student: str, nlu: Path, runtime: str = "auto") -> str:
     config = tmp_path / "config.yml"
-    config.write_text(CLASSIFIER_CONFIG.format(student=student))
+    config.write_text(CLASSIFIER_CONFIG.format(student=student, runtime=runtime))
     with pytest.raises(UserError):
         rasa_runner.train_nlu(config, nlu, tmp_path / "models", "bad", cwd=tmp_path)
     return (tmp_path / "models" / "bad-train.log").read_text()
@@ -144,6 +214,13 @@ def test_missing_or_corrupt_student_stops_rasa_with_one_line(tmp_path, students,
     log = failing_train(tmp_path, str(student), toy_nlu["train"])
     assert "InvalidConfigException: StudentIntentClassifier:" in log and "Traceback" not in log
     assert ("not a rasa-kd student package" if case == "missing" else "corrupt") in log
+
+
+def test_missing_runtime_file_stops_rasa_with_one_line(tmp_path, students, toy_nlu):
+    log = failing_train(tmp_path, str(students[0]), toy_nlu["train"], runtime="int8")  # never exported
+    (line,) = [line for line in log.splitlines() if "InvalidConfigException" in line]
+    assert f"StudentIntentClassifier: runtime int8 needs {students[0] / 'model.int8.onnx'}" in line
+    assert f"run `rasa-kd export --model {students[0]} --quantize`" in line and "Traceback" not in log
 
 
 ENTITY_EXAMPLES = [
@@ -170,22 +247,40 @@ def test_featurizer_with_diet_extracts_an_entity(tmp_path, students):
     assert [(e["entity"], e["value"]) for e in parsed["entities"]] == [("topping", "cheese")]
 
 
-def test_sequence_features_have_one_row_per_rasa_token(tmp_path, students):
+def trained_featurizer(storage: Path, student: Path):
+    """(StudentFeaturizer trained on an empty data set with `student`, its config, storage, resource, context)."""
     from rasa.engine.graph import ExecutionContext
     from rasa.engine.storage.local_model_storage import LocalModelStorage
     from rasa.engine.storage.resource import Resource
-    from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
-    from rasa.shared.nlu.constants import TEXT
-    from rasa.shared.nlu.training_data.message import Message
     from rasa.shared.nlu.training_data.training_data import TrainingData
 
     from rasa_kd.components import StudentFeaturizer
 
-    context = ExecutionContext(graph_schema=None, node_name="featurizer")
-    (tmp_path / "storage").mkdir()
-    featurizer = StudentFeaturizer.create({**StudentFeaturizer.get_default_config(), "student": str(students[0])},
-                                          LocalModelStorage(tmp_path / "storage"), Resource("featurizer"), context)
+    storage.mkdir()
+    config = {**StudentFeaturizer.get_default_config(), "student": str(student)}
+    arguments = (config, LocalModelStorage(storage), Resource("featurizer"),
+                 ExecutionContext(graph_schema=None, node_name="featurizer"))
+    featurizer = StudentFeaturizer.create(*arguments)
     featurizer.train(TrainingData())
+    return featurizer, arguments
+
+
+def test_featurizer_stores_and_loads_one_runtime(tmp_path, exported_student):
+    from rasa_kd.components import StudentFeaturizer
+
+    featurizer, arguments = trained_featurizer(tmp_path / "storage", exported_student)
+    stored = {p.name for p in (tmp_path / "storage").rglob("*") if p.is_file()}
+    assert featurizer.student.runtime == "int8" and stored == expected_files(exported_student, "int8")
+    loaded = StudentFeaturizer.load(*arguments).student
+    assert loaded.runtime == "int8" and np.allclose(loaded.encode(["hi"]), featurizer.student.encode(["hi"]))
+
+
+def test_sequence_features_have_one_row_per_rasa_token(tmp_path, students):
+    from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+    from rasa.shared.nlu.constants import TEXT
+    from rasa.shared.nlu.training_data.message import Message
+
+    featurizer, _ = trained_featurizer(tmp_path / "storage", students[0])
     tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
     texts = ["pizzas!!! for me, please?", "hello 🙂 friend", "unknownwordings delivery...", "a"]
     messages = [Message(data={TEXT: text}) for text in texts]

@@ -26,7 +26,8 @@ def run_distil(world, out, *extra, callbacks=()):
 
 
 def test_wordpiece_multichannel_bilstm_beats_chance(toy_world, tmp_path):
-    manifest = run_distil(toy_world, tmp_path / "student", *TINY_BILSTM, "--epochs", "8", "--learning-rate", "3e-3")
+    manifest = run_distil(toy_world, tmp_path / "student", *TINY_BILSTM, "--epochs", "8", "--learning-rate", "1e-2",
+                          "--patience", "0")
     assert manifest["tokenizer"]["kind"] == "wordpieces" and manifest["config"]["mode"] == "multichannel"
     assert manifest["metrics"]["test"]["accuracy"] >= 0.8  # chance: 0.25
     assert (tmp_path / "student" / "tokenizer.json").is_file()
@@ -47,7 +48,7 @@ def test_small_bert_with_hidden_state_loss_saves_the_student_only(toy_world, tmp
     from rasa_kd.students import load
 
     manifest = run_distil(toy_world, tmp_path / "student", *TINY_BERT, "--epochs", "8", "--learning-rate", "3e-3",
-                          "--hidden-weight", "0.2")
+                          "--hidden-weight", "0.2", "--patience", "0")
     # the toy teacher's hidden states are random (its logits come from keyword rules), so β stays small
     assert manifest["recipe"]["hidden_weight"] == 0.2 and manifest["metrics"]["test"]["accuracy"] >= 0.5  # chance 0.25
     student = load(tmp_path / "student")  # no teacher, no projection in the package

@@ -1,13 +1,19 @@
 """`rasa-kd export` (ONNX, int8) and `rasa-kd evaluate` on students and a teacher folder."""
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from rasa_kd.errors import UserError
+from conftest import stage_parser
 from test_students import LABELS, toy_examples, toy_world, write_nlu  # noqa: F401 (fixture)
 
 TEXTS = ["hello there", "goodbye my dear friend, see you later today!", "rain?", "", "book me a table now please"]
+# int8 vs fp32 ONNX on the toy test sentences: measured max |probability difference| 0.0014 (BiLSTM
+# wordpieces), 0.024 (BiLSTM words), 0.048 (small BERT), same argmax on all; the limits leave a 2x margin
+INT8_MAX_PROBABILITY_DIFF = 0.1
+INT8_MIN_ARGMAX_AGREEMENT = 0.95
 
 
 def distilled(world, out, *extra):
@@ -18,12 +24,13 @@ def distilled(world, out, *extra):
     return out
 
 
-@pytest.fixture(scope="module", params=["bilstm", "bert"])
+@pytest.fixture(scope="module", params=["bilstm", "bilstm-words", "bert"])
 def exported(request, tmp_path_factory, toy_world):
-    """A wordpiece BiLSTM or small-BERT package with model.onnx and model.int8.onnx."""
+    """A BiLSTM (wordpieces or GloVe-style words) or small-BERT package with model.onnx and model.int8.onnx."""
     from rasa_kd import export
 
-    sizes = {"bilstm": ["--hidden-size", "16", "--fc-size", "16", "--pooling", "last"],
+    bilstm = ["--hidden-size", "16", "--fc-size", "16", "--pooling", "last"]
+    sizes = {"bilstm": bilstm, "bilstm-words": ["--vocab", "words", "--vectors", toy_world["vectors"], *bilstm],
              "bert": ["--student", "bert", "--hidden-size", "16", "--heads", "2", "--layers", "2",
                       "--intermediate", "32"]}[request.param]
     package = distilled(toy_world, tmp_path_factory.mktemp(request.param) / "student", "--epochs", "4",
@@ -60,13 +67,23 @@ def test_export_summary_and_int8(exported):
     assert np.allclose(int8.predict(TEXTS).sum(axis=1), 1, atol=1e-5)
 
 
-def test_wordpiece_offsets_are_character_spans(exported):
+def test_int8_is_close_to_fp32_onnx(exported, toy_world):
+    from rasa_kd.nlu_io import read_examples
     from rasa_kd.students import load
 
-    text = "Hello,  rains today!"
+    texts = [e.text for e in read_examples(toy_world["test"])] + TEXTS
+    fp32, int8 = load(exported, runtime="onnx").predict(texts), load(exported, runtime="int8").predict(texts)
+    assert np.abs(fp32 - int8).max() < INT8_MAX_PROBABILITY_DIFF
+    assert np.mean(fp32.argmax(axis=1) == int8.argmax(axis=1)) >= INT8_MIN_ARGMAX_AGREEMENT
+
+
+def test_offsets_are_character_spans(exported):
+    from rasa_kd.students import load
+
+    text = "Hello,  rain today!"
     vectors, offsets = load(exported).encode_tokens(text)
-    assert [text[s:e] for s, e in offsets] == ["Hello", ",", "rain", "s", "today", "!"]  # no [CLS]/[SEP]
-    assert vectors.shape[0] == 6
+    assert [text[s:e] for s, e in offsets] == ["Hello", ",", "rain", "today", "!"]  # no [CLS]/[SEP]
+    assert vectors.shape[0] == 5
 
 
 def test_onnx_without_export_falls_back_to_torch(toy_world, tmp_path):
@@ -78,21 +95,66 @@ def test_onnx_without_export_falls_back_to_torch(toy_world, tmp_path):
     assert student.backend.name == "torch"
 
 
-@pytest.mark.parametrize("variant", ["pytorch", "onnx", "int8-file"])
+KINDS = {"pytorch": "student-pytorch", "onnx": "student-onnx", "int8": "student-onnx-int8"}
+WEIGHTS = {"pytorch": "model.safetensors", "onnx": "model.onnx", "int8": "model.int8.onnx"}
+
+
+@pytest.mark.parametrize("variant", ["auto", "pytorch", "onnx-alias", "int8-file"])
 def test_evaluate_student(exported, toy_world, variant):
     from rasa_kd import evaluate
+    from rasa_kd.students import package
 
+    runtime = {"auto": package.resolve_runtime(exported, package.read_manifest(exported)), "pytorch": "pytorch",
+               "onnx-alias": "onnx", "int8-file": "int8"}[variant]
     path = exported / "model.int8.onnx" if variant == "int8-file" else exported
-    metrics = evaluate.evaluate(path, toy_world["test"], onnx=variant == "onnx", latency_examples=200)
-    suffix = {"pytorch": "", "onnx": "-onnx", "int8-file": "-int8"}[variant]
+    metrics = evaluate.evaluate(path, toy_world["test"], onnx=variant == "onnx-alias", latency_examples=200,
+                                runtime="pytorch" if variant == "pytorch" else "auto", memory=False)
+    suffix = {"pytorch": "", "onnx": "-onnx", "int8": "-int8"}[runtime]
     written = json.loads((exported / f"metrics-test{suffix}.json").read_text())
     assert written["scores"] == metrics["scores"] and metrics["scores"]["n"] == 32
-    assert metrics["kind"] == {"pytorch": "student-pytorch", "onnx": "student-onnx", "int8-file": "student-onnx-int8"}[variant]
+    assert metrics["kind"] == KINDS[runtime]
     assert set(metrics["scores"]) >= {"accuracy", "micro_f1", "macro_f1", "mcc"}
     assert metrics["parameters"]["embedding"] > 0 and metrics["parameters"]["other"] > 0
     assert metrics["latency_ms_batch1"] > 0 and metrics["sentences_per_second"] > 0 and metrics["size_bytes"] > 0
-    weights = {"pytorch": "model.safetensors", "onnx": "model.onnx", "int8-file": "model.int8.onnx"}[variant]
-    assert weights in metrics["files"] and "tokenizer.json" in metrics["files"]
+    tokenizer = package.read_manifest(exported)["tokenizer"]["files"]
+    assert set(metrics["files"]) == {WEIGHTS[runtime], "student.json", *tokenizer}
+
+
+def test_evaluate_scores_onnx_as_pytorch(exported, toy_world, tmp_path):
+    from rasa_kd import evaluate
+
+    scores = {runtime: evaluate.evaluate(exported, toy_world["test"], out=tmp_path / f"{runtime}.json",
+                                         runtime=runtime, speed=False, memory=False)["scores"]
+              for runtime in ("pytorch", "onnx")}
+    assert scores["onnx"] == scores["pytorch"]
+
+
+@pytest.mark.parametrize("runtime", ["pytorch", "onnx", "int8"])
+def test_evaluate_size_parts_add_up(exported, toy_world, tmp_path, runtime):
+    from rasa_kd import evaluate
+
+    metrics = evaluate.evaluate(exported, toy_world["test"], out=tmp_path / "m.json", runtime=runtime,
+                                speed=False, memory=False)
+    parts = metrics["size_parts_bytes"]
+    assert set(parts) == {"embeddings", "other", "tokenizer", "manifest"} and min(parts.values()) > 0
+    assert parts["embeddings"] + parts["other"] == (exported / WEIGHTS[runtime]).stat().st_size
+    assert sum(parts.values()) == metrics["size_bytes"]
+
+
+def test_evaluate_measures_memory_in_a_fresh_process(exported, toy_world, tmp_path, capsys):
+    from rasa_kd import evaluate
+
+    metrics = evaluate.evaluate(exported, toy_world["test"], out=tmp_path / "m.json", speed=False)
+    memory = metrics["memory_mb"]
+    assert memory["rss_loaded_mb"] > memory["rss_model_mb"] > 0
+    assert "memory (RSS)" in capsys.readouterr().out
+
+
+def test_evaluate_runtime_flags():
+    parser = stage_parser("rasa_kd.evaluate")
+    runtimes = [parser.parse_args(["--model", "m", "--data", "d", *flags]).runtime
+                for flags in ([], ["--onnx"], ["--int8"], ["--runtime", "pytorch"])]
+    assert runtimes == ["auto", "onnx", "int8", "pytorch"]
 
 
 def test_evaluate_teacher_folder(toy_world, tmp_path):
@@ -102,6 +164,11 @@ def test_evaluate_teacher_folder(toy_world, tmp_path):
     metrics = evaluate.evaluate(toy_world["teacher"], toy_world["test"], out=out, latency_examples=20)
     assert metrics["kind"] == "teacher" and json.loads(out.read_text())["scores"]["n"] == 32
     assert metrics["parameters"]["total"] == metrics["parameters"]["embedding"] + metrics["parameters"]["other"]
+    parts = metrics["size_parts_bytes"]
+    # the embedding tables are float32: 4 bytes per embedding parameter
+    assert parts["embeddings"] == 4 * metrics["parameters"]["embedding"]
+    assert parts["embeddings"] + parts["other"] == (toy_world["teacher"] / "model.safetensors").stat().st_size
+    assert sum(parts.values()) == metrics["size_bytes"] and metrics["memory_mb"]["rss_model_mb"] > 0
 
 
 def test_evaluate_errors(toy_world, exported, tmp_path):
@@ -110,9 +177,18 @@ def test_evaluate_errors(toy_world, exported, tmp_path):
 
     unknown = write_nlu(tmp_path / "odd.yml", toy_examples(1, seed=1) + [Example("sing", "music")])
     with pytest.raises(UserError, match="intents the model does not know: music"):
-        evaluate.evaluate(exported, unknown, speed=False)
-    metrics = evaluate.evaluate(exported, unknown, out=tmp_path / "m.json", speed=False, allow_unknown_labels=True)
-    assert metrics["scores"]["n"] == 5 and "latency_ms_batch1" not in metrics
+        evaluate.evaluate(exported, unknown, speed=False, memory=False)
+    metrics = evaluate.evaluate(exported, unknown, out=tmp_path / "m.json", speed=False, memory=False,
+                                allow_unknown_labels=True)
+    assert metrics["scores"]["n"] == 5 and "latency_ms_batch1" not in metrics and "memory_mb" not in metrics
+    with pytest.raises(UserError, match="--runtime onnx .* applies to student packages"):
+        evaluate.evaluate(toy_world["teacher"], toy_world["test"], onnx=True)
+    without_int8 = shutil.copytree(exported, tmp_path / "package")
+    (without_int8 / "model.int8.onnx").unlink()
+    with pytest.raises(UserError, match=r"model.int8.onnx: not found \(run `rasa-kd export .* --quantize`\)"):
+        evaluate.evaluate(without_int8, toy_world["test"], runtime="int8")
+    with pytest.raises(UserError, match="not a student's ONNX file"):
+        evaluate.evaluate(shutil.copy(exported / "model.onnx", tmp_path / "package" / "other.onnx"), toy_world["test"])
     with pytest.raises(UserError, match="neither a student package"):
         evaluate.evaluate(tmp_path, toy_world["test"])
     with pytest.raises(UserError, match="model not found"):

@@ -10,8 +10,10 @@ import datasets
 import numpy as np
 import pytest
 
-from conftest import LABEL_ARGS, run_cli, run_stage
+from conftest import LABEL_SETTINGS, argv_of, run_cli, run_stage, stage_parser
 from rasa_kd import label, teacher, transfer
+from rasa_kd.label import LabelOptions
+from rasa_kd.options import from_namespace
 
 TESTS = Path(__file__).resolve().parent
 
@@ -20,9 +22,8 @@ def logits_of(folder) -> np.ndarray:
     return np.asarray(datasets.load_from_disk(str(folder))["logits"], dtype=np.float32)
 
 
-def label_argv(teachers, source, out, *extra):
-    return [*[a for t in teachers for a in ("--teacher", str(t))], "--transfer", str(source), "--out", str(out),
-            *LABEL_ARGS, *extra]
+def label_options(teachers, source, out, **changes) -> LabelOptions:
+    return LabelOptions(teacher=list(teachers), transfer=source, out=out, **{**LABEL_SETTINGS, **changes})
 
 
 def test_labelled_set_keeps_columns_and_matches_the_teacher(toy_transfer_labelled, toy_transfer, tiny_teacher_dir):
@@ -43,14 +44,14 @@ def test_labelled_set_keeps_columns_and_matches_the_teacher(toy_transfer_labelle
 
 
 def test_labelling_twice_gives_identical_logits(toy_transfer_labelled, toy_transfer, tiny_teacher_dir, tmp_path):
-    assert run_stage("rasa_kd.label", label_argv([tiny_teacher_dir], toy_transfer, tmp_path / "again")) == 0
+    label.label(label_options([tiny_teacher_dir], toy_transfer, tmp_path / "again"))
     np.testing.assert_array_equal(logits_of(tmp_path / "again"), logits_of(toy_transfer_labelled))
 
 
 def test_killed_run_resumes_without_losing_or_repeating_rows(toy_transfer_labelled, toy_transfer,
                                                            tiny_teacher_dir, tmp_path):
     out = tmp_path / "resumed"
-    argv = label_argv([tiny_teacher_dir], toy_transfer, out, "--shard-size", "64")
+    argv = argv_of(label_options([tiny_teacher_dir], toy_transfer, out, shard_size=64))
     code = f"import sys; sys.path.insert(0, {str(TESTS)!r}); import conftest; conftest.run_stage('rasa_kd.label', {argv!r})"
     env = dict(os.environ, **{label.EXIT_AFTER_SHARDS_ENV: "3"})
     killed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -83,7 +84,7 @@ def changed_teacher(tiny_teacher_dir, folder: Path, shift: float) -> Path:
 
 def test_ensemble_averages_logits(toy_transfer_labelled, toy_transfer, tiny_teacher_dir, tmp_path):
     other = changed_teacher(tiny_teacher_dir, tmp_path / "other", shift=1.0)
-    assert run_stage("rasa_kd.label", label_argv([tiny_teacher_dir, other], toy_transfer, tmp_path / "ens")) == 0
+    label.label(label_options([tiny_teacher_dir, other], toy_transfer, tmp_path / "ens"))
     expected = logits_of(toy_transfer_labelled) + 0.5 * np.arange(logits_of(toy_transfer_labelled).shape[1])
     np.testing.assert_allclose(logits_of(tmp_path / "ens"), expected, atol=1e-5)
     assert len(json.loads((tmp_path / "ens" / "label.json").read_text())["teachers"]) == 2
@@ -111,9 +112,15 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, fragment, toy_transfer
     else:
         out.mkdir()
         (out / "keep.txt").write_text("mine")
-    status, err = run_cli(["label", *label_argv(teachers, source, out)], capsys)
+    status, err = run_cli(["label", *argv_of(label_options(teachers, source, out))], capsys)
     assert status == 2 and len(err) == 1 and fragment in err[0], err
     if case == "out_exists":
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
     else:
         assert not out.exists() and not label.shards_dir(out).exists()
+
+
+def test_option_defaults_are_the_command_line_defaults():
+    argv = ["--teacher", "t", "--transfer", "s", "--out", "o"]
+    parsed = from_namespace(LabelOptions, stage_parser("rasa_kd.label").parse_args(argv))
+    assert parsed == LabelOptions(teacher=[Path("t")], transfer=Path("s"), out=Path("o"))

@@ -104,16 +104,13 @@ def test_missing_model_gives_clear_error(tmp_path, monkeypatch):
 def test_augment_command_lm_and_mixed_methods(tmp_path, finetuned, toy_nlu, toy_vectors):
     import datasets
 
-    from conftest import run_stage
+    from rasa_kd.augment import AugmentOptions, augment
     from rasa_kd.nlu_io import read_examples
 
     lm_dir, _ = finetuned
     out = tmp_path / "transfer"
-    status = run_stage("rasa_kd.augment", [
-        "--method", "rules,lm", "--train", str(toy_nlu["train"]), "--exclude", str(toy_nlu["dev"]),
-        "--size", "40", "--seed", "5", "--out", str(out), "--vectors", str(toy_vectors),
-        "--lm-from", str(lm_dir), "--sample-batch-size", "16", "--quiet"])
-    assert status == 0
+    augment(AugmentOptions(method="rules,lm", train=toy_nlu["train"], exclude=[toy_nlu["dev"]], size=40, seed=5,
+                           out=out, vectors=str(toy_vectors), lm_from=lm_dir, sample_batch_size=16, quiet=True))
     data = datasets.load_from_disk(str(out))
     sources = data["source"]
     assert sources.count("lm") == 20 and sources.count("rules") == 20

@@ -1,7 +1,11 @@
 """`rasa-kd split`: stratified, disjoint held-out splits that keep entities."""
+from pathlib import Path
+
+from conftest import stage_parser
 from rasa_kd import cli
 from rasa_kd.nlu_io import Example, read_examples, write_examples
-from rasa_kd.split import stratified_split
+from rasa_kd.options import from_namespace
+from rasa_kd.split import SplitOptions, split_from_options, stratified_split
 
 
 def test_split_is_stratified_disjoint_and_keeps_entities(tmp_path):
@@ -26,3 +30,14 @@ def test_zero_fraction_holds_nothing_out():
     examples = [Example(f"t{n}", "a") for n in range(5)]
     kept, held_out = stratified_split(examples, 0, seed=1)
     assert held_out == [] and sorted(e.text for e in kept) == [e.text for e in examples]
+
+
+def test_option_defaults_are_the_command_line_defaults():
+    parsed = from_namespace(SplitOptions, stage_parser("rasa_kd.split").parse_args(["--nlu", "n.yml", "--out", "o"]))
+    assert parsed == SplitOptions(nlu=Path("n.yml"), out=Path("o"))
+
+
+def test_split_from_options_holds_out_dev_and_test(tmp_path):
+    write_examples(tmp_path / "nlu.yml", [Example(f"hello number {n}", "greet") for n in range(10)])
+    counts = split_from_options(SplitOptions(nlu=tmp_path / "nlu.yml", out=tmp_path / "out", dev_fraction=0.2))
+    assert counts == {"test": 2, "dev": 2, "train": 6}

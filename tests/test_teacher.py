@@ -1,13 +1,16 @@
 """`rasa-kd teacher`: fine-tuning, the teacher folder, pooling, bad input."""
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, stage_parser
 from rasa_kd import teacher
 from rasa_kd.nlu_io import Example, read_examples, write_examples
+from rasa_kd.options import from_namespace
+from rasa_kd.teacher import TeacherOptions, TeacherSettings
 
 
 def test_teacher_learns_the_toy_task(tiny_teacher_dir, toy_nlu):
@@ -113,3 +116,10 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, fragment, bad_inputs, 
     else:
         assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".teacher_out")]
+
+
+def test_option_defaults_are_the_command_line_defaults():
+    parsed = from_namespace(TeacherOptions, stage_parser("rasa_kd.teacher").parse_args(["--train", "t.yml",
+                                                                                       "--out", "o"]))
+    assert parsed == TeacherOptions(train=Path("t.yml"), out=Path("o"))
+    assert teacher.settings_of(parsed) == TeacherSettings()

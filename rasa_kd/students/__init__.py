@@ -1,7 +1,7 @@
 """rasa-kd students: BiLSTM and small-BERT, the package format, and `load`.
 
     from rasa_kd.students import load
-    student = load("build/student")            # or load(path, onnx=True)
+    student = load("build/student")            # PyTorch; load(path, runtime="auto") runs the deployed ONNX
     student.labels                             # label names, output order
     student.predict(["hi there"])              # probabilities [n, n_labels]
     student.encode(["hi there"])               # sentence vectors [n, d]
@@ -11,11 +11,12 @@ The package format is documented in `rasa_kd.students.package`.
 """
 
 
-def load(path, onnx: bool = False, quantized: bool = False, threads: int = 0):
-    """Load a student package; see `rasa_kd.students.runtime.load`."""
+def load(path, onnx: bool = False, quantized: bool = False, threads: int = 0, runtime: str = None):
+    """Load a student package; see `rasa_kd.students.runtime.load` (runtime="auto" runs
+    what the package recommends: int8 ONNX after `rasa-kd export` when it held accuracy)."""
     from rasa_kd.students.runtime import load as load_student
 
-    return load_student(path, onnx=onnx, quantized=quantized, threads=threads)
+    return load_student(path, onnx=onnx, quantized=quantized, threads=threads, runtime=runtime)
 
 
 __all__ = ["load"]

@@ -5,6 +5,12 @@
   most frequent remaining pretrained words up to `vocab_size`.
 * BiLSTM, `wordpieces`: the teacher's tokenizer and input embedding matrix.
 * small BERT: the teacher's tokenizer; embeddings projected from the teacher's.
+
+With `prune_vocab`, wordpiece students keep only the pieces that occur in the
+transfer set (`prune_min_count` times), and word students only the transfer set's
+words (no filling up from the pretrained vectors). With `embedding_dim` D smaller
+than the pretrained width, the (kept) embedding rows are projected on their top D
+principal components (Sučík 2020), so the student stores V x D tables.
 """
 import hashlib
 from pathlib import Path
@@ -108,10 +114,41 @@ def word_vocabulary(counts, vectors: Tuple[List[str], np.ndarray], vocab_size: i
     return words, np.stack(rows).astype(np.float32)
 
 
+def reduce_dimension(vectors: np.ndarray, dim: Optional[int]) -> np.ndarray:
+    """`vectors` projected on their top `dim` principal components (unchanged when dim is
+    None or not smaller than their width)."""
+    if not dim or dim >= vectors.shape[1]:
+        return vectors
+    from rasa_kd.students.small_bert import pca_projection
+
+    mean, components = pca_projection(vectors, dim)
+    return ((vectors - mean) @ components).astype(np.float32)
+
+
+def wordpiece_vocabulary(args, teacher: Teacher, transfer, special_tokens: bool) -> Tuple:
+    """(tokenizer, the teacher's embedding rows of its pieces, hf_tokenizer or None): the
+    teacher's tokenizer, pruned to the transfer set's pieces with `prune_vocab` (a pruned
+    package carries only its own tokenizer.json, so no HF tokenizer files)."""
+    from tqdm.auto import tqdm
+
+    from rasa_kd.students.tokenizers import WordpieceTokenizer, piece_counts, prune_wordpieces
+
+    tokenizer = WordpieceTokenizer.from_pretrained(teacher.tokenizer, args.max_length, special_tokens=special_tokens)
+    table = teacher.word_embeddings()
+    if not args.prune_vocab:
+        return tokenizer, table, teacher.tokenizer
+    texts = tqdm(transfer.texts(), total=len(transfer.dataset), desc="counting wordpieces", unit=" sentences")
+    pruned, kept = prune_wordpieces(tokenizer, piece_counts(tokenizer.backend, texts, special_tokens),
+                                    args.prune_min_count, args.prune_keep_characters)
+    pruned.teacher_ids = kept
+    print(f"vocabulary pruned to the transfer set: {len(kept):,} of {len(tokenizer):,} wordpieces", flush=True)
+    return pruned, table[kept], None
+
+
 def build_bilstm(args, n_labels: int, teacher: Optional[Teacher], transfer) -> Tuple:
     """(tokenizer, model, hf_tokenizer or None) for a BiLSTM student."""
     from rasa_kd.students.bilstm import BiLSTMStudent
-    from rasa_kd.students.tokenizers import WordpieceTokenizer, WordTokenizer
+    from rasa_kd.students.tokenizers import WordTokenizer
 
     if args.vocab == "words":
         from rasa_kd.resources import load_word_vectors
@@ -120,34 +157,34 @@ def build_bilstm(args, n_labels: int, teacher: Optional[Teacher], transfer) -> T
         from tqdm.auto import tqdm
 
         counts = word_counts(tqdm(transfer.texts(), total=len(transfer.dataset), desc="counting words", unit=" sentences"))
+        vocab_size = min(args.vocab_size, len(counts) + 2) if args.prune_vocab else args.vocab_size
         words, vectors = word_vocabulary(counts, load_word_vectors(args.vectors, limit=args.vectors_limit),
-                                         args.vocab_size, args.min_count, args.seed)
+                                         vocab_size, args.min_count, args.seed)
         tokenizer, hf_tokenizer, unk_id = WordTokenizer(words, args.max_length), None, 1
     else:
-        hf_tokenizer = teacher.tokenizer
-        tokenizer = WordpieceTokenizer.from_pretrained(hf_tokenizer, args.max_length, special_tokens=False)
-        vectors, unk_id = teacher.word_embeddings(), None
+        tokenizer, vectors, hf_tokenizer = wordpiece_vocabulary(args, teacher, transfer, special_tokens=False)
+        unk_id = None
+    vectors = reduce_dimension(vectors, args.embedding_dim)
     config = {"vocab_size": int(vectors.shape[0]), "embedding_dim": int(vectors.shape[1]), "mode": args.embedding_mode,
               "hidden_size": args.hidden_size or 300, "pooling": args.pooling, "fc_size": args.fc_size,
               "dropout": args.dropout, "n_labels": n_labels, "unk_id": unk_id}
     return tokenizer, BiLSTMStudent(config, vectors=vectors), hf_tokenizer
 
 
-def build_small_bert(args, n_labels: int, teacher: Teacher) -> Tuple:
-    """(tokenizer, model, hf_tokenizer) for a small-BERT student."""
+def build_small_bert(args, n_labels: int, teacher: Teacher, transfer) -> Tuple:
+    """(tokenizer, model, hf_tokenizer or None) for a small-BERT student."""
     from rasa_kd.students.small_bert import SmallBertStudent
-    from rasa_kd.students.tokenizers import WordpieceTokenizer
 
-    hf_tokenizer = teacher.tokenizer
     teacher_config = teacher.model.config
-    word = teacher.word_embeddings()
+    tokenizer, word, hf_tokenizer = wordpiece_vocabulary(args, teacher, transfer, special_tokens=True)
     max_positions = getattr(teacher_config, "max_position_embeddings", 512)
     if args.max_length > max_positions:
         raise UserError(f"--max-length {args.max_length} exceeds the teacher's {max_positions} positions")
     hidden = args.hidden_size or 204
     if hidden % args.heads:
         raise UserError(f"--hidden-size {hidden} is not a multiple of --heads {args.heads}")
-    config = {"vocab_size": int(word.shape[0]), "teacher_embedding_dim": int(word.shape[1]), "hidden_size": hidden,
+    reduced = reduce_dimension(word, args.embedding_dim)
+    config = {"vocab_size": int(word.shape[0]), "teacher_embedding_dim": int(reduced.shape[1]), "hidden_size": hidden,
               "num_hidden_layers": args.layers, "num_attention_heads": args.heads,
               "intermediate_size": args.intermediate, "max_position_embeddings": int(max_positions),
               "type_vocab_size": int(getattr(teacher_config, "type_vocab_size", 2) or 2),
@@ -158,8 +195,7 @@ def build_small_bert(args, n_labels: int, teacher: Teacher) -> Tuple:
             raise UserError("--init-from-teacher needs a BERT teacher with the student's hidden size, heads and "
                             f"intermediate size ({teacher_config.hidden_size}, {teacher_config.num_attention_heads}, "
                             f"{teacher_config.intermediate_size})")
-        model.init_from_teacher(teacher.model)
+        model.init_from_teacher(teacher.model, word, reduced)
     else:
-        model.init_embeddings(word, teacher.position_embeddings())
-    tokenizer = WordpieceTokenizer.from_pretrained(hf_tokenizer, args.max_length, special_tokens=True)
+        model.init_embeddings(reduced, teacher.position_embeddings())
     return tokenizer, model, hf_tokenizer

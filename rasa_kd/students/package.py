@@ -12,6 +12,7 @@ A student package is a folder:
     model.onnx          optional, from `rasa-kd export --onnx` (inputs input_ids and
                         attention_mask, int64 [batch, length]; outputs logits,
                         sentence, tokens); model.int8.onnx from `--quantize`
+    export.json         optional, what `rasa-kd export` wrote and checked
     metrics-*.json      optional, from `rasa-kd evaluate`
 
 student.json (JSON object, UTF-8):
@@ -31,6 +32,10 @@ student.json (JSON object, UTF-8):
     metrics         {"dev": {...}, "test": {...}}: accuracy, micro_f1, macro_f1, mcc, n
     parameters      {"embedding": int, "other": int, "total": int}
     outputs         {"sentence_dim": int, "token_dim": int}
+    runtime         optional, set by `rasa-kd export`: the runtime to deploy, "int8"
+                    (model.int8.onnx), "onnx" (model.onnx) or "pytorch"
+                    (model.safetensors), with `runtime_reason`; `load(path)` and the
+                    Rasa components use it (runtime "auto")
     created         creation time, ISO 8601 UTC
     rasa_kd_version the rasa-kd version that wrote it
 
@@ -54,6 +59,9 @@ WEIGHTS = "model.safetensors"
 ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 ARCHITECTURES = ("bilstm", "bert")
+# runtime name -> the one weights file it loads
+RUNTIME_FILES = {"int8": ONNX_INT8, "onnx": ONNX, "pytorch": WEIGHTS}
+RUNTIMES = ("auto", *RUNTIME_FILES)
 REQUIRED_KEYS = ("architecture", "config", "labels", "tokenizer")
 
 
@@ -90,6 +98,27 @@ def read_manifest(path) -> Dict:
         outputs = config.get("n_labels") if isinstance(config, dict) else None
         raise UserError(f"{manifest_path}: names {len(labels)} labels but the model has {outputs} outputs")
     return manifest
+
+
+def resolve_runtime(path, manifest: Dict, runtime: str = "auto") -> str:
+    """The runtime `runtime` means for this package: `auto` is the one student.json
+    recommends (set by `rasa-kd export`) when its file exists, else ONNX when
+    model.onnx exists, else PyTorch."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    if runtime != "auto":
+        return runtime
+    path = Path(path)
+    recommended = manifest.get("runtime")
+    if recommended in RUNTIME_FILES and (path / RUNTIME_FILES[recommended]).is_file():
+        return recommended
+    return "onnx" if (path / ONNX).is_file() else "pytorch"
+
+
+def runtime_files(manifest: Dict, runtime: str) -> List[str]:
+    """The files a reader of `runtime` needs (never another runtime's weights)."""
+    names = [MANIFEST, RUNTIME_FILES[runtime], *manifest["tokenizer"].get("files", [])]
+    return list(dict.fromkeys(names))
 
 
 def build_model(manifest: Dict, **init):
@@ -135,6 +164,26 @@ def count_parameters(model) -> Dict[str, int]:
 
 def write_json(obj, path: Path) -> None:
     Path(path).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def update_manifest(path, **entries) -> Dict:
+    """Set top-level entries of a package's student.json, replacing the file atomically."""
+    import os
+    import tempfile
+
+    manifest = read_manifest(path)
+    manifest.update(entries)
+    handle, name = tempfile.mkstemp(prefix=f".{MANIFEST}.tmp-", dir=str(path))
+    os.close(handle)
+    try:
+        from rasa_kd.outputs import normal_permissions
+
+        write_json(manifest, Path(name))
+        normal_permissions(Path(name))
+        os.replace(name, Path(path) / MANIFEST)
+    finally:
+        Path(name).unlink(missing_ok=True)
+    return manifest
 
 
 def save_package(folder, model, tokenizer, labels: List[str], *, teacher: Optional[Dict] = None,

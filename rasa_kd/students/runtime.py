@@ -45,6 +45,9 @@ class OnnxBackend:
     def __init__(self, model_file: Path, threads: int = 0):
         import onnxruntime as ort
 
+        if not Path(model_file).is_file():
+            raise UserError(f"{model_file}: ONNX model not found (run `rasa-kd export`)")
+
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -68,6 +71,7 @@ class Student:
         self.labels: List[str] = list(manifest["labels"])
         self.tokenizer = tokenizer
         self.backend = backend
+        self.runtime = "pytorch" if backend.name == "torch" else "onnx"
 
     @property
     def architecture(self) -> str:
@@ -115,22 +119,30 @@ class Student:
         return tokens[keep], [tuple(batch["offsets"][0][i]) for i in keep]
 
 
-def load(path, onnx: bool = False, quantized: bool = False, threads: int = 0) -> Student:
+def load(path, onnx: bool = False, quantized: bool = False, threads: int = 0, runtime: str = None) -> Student:
     """Load a student package (see `rasa_kd.students.package`); no teacher is needed.
 
-    onnx: run `model.onnx` with onnxruntime (`model.int8.onnx` with `quantized`); a
-    package without that file falls back to PyTorch with a warning.
+    runtime: `auto` (the runtime student.json recommends, see
+    `package.resolve_runtime`), `int8` (model.int8.onnx), `onnx` (model.onnx) or
+    `pytorch` (model.safetensors). Without it, `quantized`/`onnx` pick int8/onnx and
+    the default is PyTorch. An ONNX runtime whose file is missing falls back to
+    PyTorch with a warning (when model.safetensors is there).
     """
     path = Path(path)
     manifest = package.read_manifest(path)
+    if runtime is None:
+        runtime = "int8" if quantized else "onnx" if onnx else "pytorch"
+    runtime = package.resolve_runtime(path, manifest, runtime)
     tokenizer = load_tokenizer(path, manifest["tokenizer"])
     backend = None
-    if onnx or quantized:
-        model_file = path / (package.ONNX_INT8 if quantized else package.ONNX)
-        if model_file.is_file():
+    if runtime != "pytorch":
+        model_file = path / package.RUNTIME_FILES[runtime]
+        if model_file.is_file() or not (path / package.WEIGHTS).is_file():
             backend = OnnxBackend(model_file, threads)
         else:
             warnings.warn(f"{model_file} not found (run `rasa-kd export --model {path} --onnx`); using PyTorch")
     if backend is None:
-        backend = TorchBackend.from_package(path, manifest)
-    return Student(path, manifest, tokenizer, backend)
+        backend, runtime = TorchBackend.from_package(path, manifest), "pytorch"
+    student = Student(path, manifest, tokenizer, backend)
+    student.runtime = runtime
+    return student

@@ -108,8 +108,14 @@ class SmallBertStudent(nn.Module):
             self.bert.embeddings.position_embeddings.weight[:rows].copy_(torch.as_tensor(projected))
 
     @torch.no_grad()
-    def init_from_teacher(self, teacher_bert) -> None:
-        """Copy embeddings, evenly spaced layers and the pooler of a same-width teacher BertModel."""
+    def init_from_teacher(self, teacher_bert, word: Optional[np.ndarray] = None,
+                          reduced: Optional[np.ndarray] = None) -> None:
+        """Copy embeddings, evenly spaced layers and the pooler of a same-width teacher BertModel;
+        `word`: the teacher's rows of the student's vocabulary (default: the whole table),
+        `reduced`: their PCA (default: `word` itself)."""
+        if word is None:
+            word = teacher_bert.embeddings.word_embeddings.weight.detach().numpy()
+        reduced = word if reduced is None else reduced
         student, n_teacher = self.bert, len(teacher_bert.encoder.layer)
         n_student = len(student.encoder.layer)
         picks = np.linspace(0, n_teacher - 1, n_student).round().astype(int) if n_student > 1 else [n_teacher - 1]
@@ -124,10 +130,20 @@ class SmallBertStudent(nn.Module):
                 target.weight[:rows].copy_(source.weight[:rows])
         if teacher_bert.pooler is not None:
             student.pooler.load_state_dict(teacher_bert.pooler.state_dict())
-        word = teacher_bert.embeddings.word_embeddings.weight
-        if self.student_config["projection"] == "linear":
+        self._copy_word_embeddings(torch.as_tensor(word), reduced)
+
+    def _copy_word_embeddings(self, word: torch.Tensor, reduced: np.ndarray) -> None:
+        """The teacher's (kept) word rows; with a narrower table (`reduced`, its PCA), the
+        projection starts as the inverse PCA, so the student still starts at the teacher."""
+        if self.student_config["projection"] != "linear":
+            self.bert.embeddings.word_embeddings.weight.copy_(word)
+            return
+        if reduced.shape[1] == word.shape[1]:
             self.word_embeddings.weight.copy_(word)
             self.projection.weight.copy_(torch.eye(word.shape[1]))
             self.projection.bias.zero_()
-        else:
-            student.embeddings.word_embeddings.weight.copy_(word)
+            return
+        mean, components = pca_projection(word.numpy(), reduced.shape[1])
+        self.word_embeddings.weight.copy_(torch.as_tensor(reduced))
+        self.projection.weight.copy_(torch.as_tensor(components))
+        self.projection.bias.copy_(torch.as_tensor(mean))

@@ -6,13 +6,23 @@
 * `WordpieceTokenizer` ("wordpieces"): the teacher's fast tokenizer, saved as the
   Hugging Face tokenizer files (`tokenizer.json` ...) and read back with the
   `tokenizers` library alone (no transformers or torch at inference time).
+  `prune_wordpieces` keeps only the pieces seen in the transfer set: the pruned
+  tokenizer is the same WordPiece tokenizer over the kept pieces (ids renumbered in
+  the teacher's order), so a word spelt with kept pieces is split as before, one that
+  needs a dropped piece is re-split with kept ones, and one that cannot be written
+  with them becomes `[UNK]` (the one-character pieces are kept by default, so that
+  happens only to characters the teacher does not know). Training and inference both use the pruned
+  `tokenizer.json`, so they see identical ids; the kept pieces' teacher ids are
+  recorded in student.json (`tokenizer.teacher_ids`) for losses that run the teacher.
 
 Both produce `input_ids` and `attention_mask` (int64 numpy arrays, padded to the
 longest text in the batch, truncated to `max_length`) and, per text, the
 `(start, end)` character span of every position (`(0, 0)` for special tokens and
 padding). Every text gets at least one position, so empty texts work.
 """
+import copy
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
@@ -105,6 +115,7 @@ class WordpieceTokenizer:
         self.backend.no_padding()
         self.backend.enable_truncation(max_length)
         self.pad_id = self._pad_id()
+        self.teacher_ids = None  # pruned: the teacher's id of each of this vocabulary's pieces
 
     def _pad_id(self) -> int:
         for token in ("[PAD]", "<pad>", "<PAD>"):
@@ -132,8 +143,6 @@ class WordpieceTokenizer:
         """From a transformers fast tokenizer (e.g. the teacher's AutoTokenizer)."""
         if not getattr(hf_tokenizer, "is_fast", False):
             raise UserError("the teacher's tokenizer has no fast (Rust) version; wordpiece students need one")
-        import copy
-
         return cls(copy.deepcopy(hf_tokenizer.backend_tokenizer), max_length, special_tokens)
 
     def save(self, folder: Path) -> List[str]:
@@ -152,6 +161,70 @@ class WordpieceTokenizer:
         return cls(backend, max_length, special_tokens)
 
 
+def piece_counts(backend, texts: Iterable[str], special_tokens: bool, batch_size: int = 4096) -> Counter:
+    """How often each token id of `backend` occurs in `texts` (untruncated)."""
+    backend = copy.deepcopy(backend)
+    backend.no_padding()
+    backend.no_truncation()
+    counts: Counter = Counter()
+    batch: List[str] = []
+    for text in list(texts) + [None]:
+        if text is not None:
+            batch.append(text)
+        if batch and (text is None or len(batch) == batch_size):
+            for encoding in backend.encode_batch(batch, add_special_tokens=special_tokens):
+                counts.update(encoding.ids)
+            batch = []
+    return counts
+
+
+def _remap_special_ids(node, new_id: Dict[int, int]):
+    """Post-processor JSON with every special-token id renumbered (Template or Bert processing)."""
+    if isinstance(node, dict):
+        return {key: (_remap_special_ids(value, new_id) if key not in ("ids", "cls", "sep") else
+                      [new_id.get(v, v) if isinstance(v, int) else v for v in value])
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [_remap_special_ids(item, new_id) for item in node]
+    return node
+
+
+def is_character_piece(token: str) -> bool:
+    """A one-character piece (`a`, `##a`): with all of them kept, every word the teacher could
+    spell can still be spelt, letter by letter, instead of becoming [UNK]."""
+    return len(token) == 1 or (token.startswith("##") and len(token) == 3)
+
+
+def prune_wordpieces(tokenizer: "WordpieceTokenizer", counts: Counter, min_count: int = 1,
+                     keep_characters: bool = True) -> Tuple["WordpieceTokenizer", List[int]]:
+    """(the pruned tokenizer, the kept pieces' ids in the original vocabulary, in new-id order).
+
+    Kept: special/added tokens, every piece with `counts[id] >= min_count` and, with
+    `keep_characters`, every one-character piece."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    data = json.loads(tokenizer.backend.to_str())
+    if data.get("model", {}).get("type") != "WordPiece":
+        raise UserError(f"vocabulary pruning needs a WordPiece tokenizer, the teacher's is "
+                        f"{data.get('model', {}).get('type')!r}; use --no-prune-vocab")
+    vocab: Dict[str, int] = data["model"]["vocab"]
+    special = {entry["id"] for entry in data.get("added_tokens", [])}
+    special.add(vocab[data["model"]["unk_token"]])
+    if keep_characters:
+        special |= {i for token, i in vocab.items() if is_character_piece(token)}
+    kept = sorted(i for i in vocab.values() if i in special or counts.get(i, 0) >= min_count)
+    new_id = {old: new for new, old in enumerate(kept)}
+    data["model"]["vocab"] = {token: new_id[i] for token, i in vocab.items() if i in new_id}
+    for entry in data.get("added_tokens", []):
+        entry["id"] = new_id[entry["id"]]
+    data["post_processor"] = _remap_special_ids(data.get("post_processor"), new_id)
+    data["padding"] = data["truncation"] = None
+    backend = Tokenizer.from_str(json.dumps(data))
+    return WordpieceTokenizer(backend, tokenizer.max_length, tokenizer.special_tokens), kept
+
+
 def save_hf_tokenizer_files(hf_tokenizer, folder: Path) -> List[str]:
     """The teacher tokenizer's HF files (loadable with AutoTokenizer too); returns their names."""
     hf_tokenizer.save_pretrained(str(folder))
@@ -163,7 +236,9 @@ def load_tokenizer(folder: Path, spec: Dict) -> "WordTokenizer | WordpieceTokeni
     if spec.get("kind") == "words":
         return WordTokenizer.load(folder, spec["max_length"])
     if spec.get("kind") == "wordpieces":
-        return WordpieceTokenizer.load(folder, spec["max_length"], spec.get("special_tokens", True))
+        tokenizer = WordpieceTokenizer.load(folder, spec["max_length"], spec.get("special_tokens", True))
+        tokenizer.teacher_ids = spec.get("teacher_ids")
+        return tokenizer
     raise UserError(f"{folder}: unknown tokenizer kind {spec.get('kind')!r} in student.json")
 
 
@@ -174,4 +249,6 @@ def describe(tokenizer) -> Dict:
         spec.update(lowercase=True, pattern=WORD_PATTERN.pattern, pad=PAD, unk=UNK, file=VOCAB_FILE)
     else:
         spec.update(special_tokens=tokenizer.special_tokens, file="tokenizer.json")
+        if getattr(tokenizer, "teacher_ids", None) is not None:
+            spec.update(pruned=True, teacher_ids=list(map(int, tokenizer.teacher_ids)))
     return spec

@@ -11,11 +11,12 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 
-def hidden_state_wrapper(student, teacher_model):
+def hidden_state_wrapper(student, teacher_model, teacher_ids=None):
     """The student plus a frozen teacher and a learned projection, for the hidden-state loss.
 
     forward returns the student's outputs plus the hidden-state MSE (in training mode;
-    None in eval mode, where the teacher is not run). `.student` is the model to save."""
+    None in eval mode, where the teacher is not run). `.student` is the model to save.
+    teacher_ids: for a pruned vocabulary, the teacher's id of each student id."""
     import torch
     from torch import nn
 
@@ -29,14 +30,17 @@ def hidden_state_wrapper(student, teacher_model):
             for parameter in self.teacher.parameters():
                 parameter.requires_grad_(False)
             self.projection = nn.Linear(student.student_config["hidden_size"], teacher_model.config.hidden_size)
+            ids = torch.as_tensor(teacher_ids if teacher_ids is not None else [], dtype=torch.long)
+            self.register_buffer("teacher_ids", ids, persistent=False)
 
         def forward(self, input_ids, attention_mask):
             outputs = self.student(input_ids, attention_mask)
             if not self.training:
                 return (*outputs, None)
             self.teacher.eval()
+            teacher_input = self.teacher_ids[input_ids] if len(self.teacher_ids) else input_ids
             with torch.no_grad():
-                target = self.teacher(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                target = self.teacher(input_ids=teacher_input, attention_mask=attention_mask).last_hidden_state
             return (*outputs, hidden_state_loss(self.projection(outputs[2]), target, attention_mask))
 
     return HiddenStateDistillation()

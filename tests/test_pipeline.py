@@ -1,0 +1,54 @@
+"""`rasa-kd pipeline`: stage order, the preset's recipe, skipping unchanged stages, re-running
+a stage and everything after it when an option changes, and the config snippet."""
+import json
+import re
+
+import pytest
+
+from rasa_kd.pipeline import PipelineOptions, run_pipeline
+
+STAGES = ["split", "teacher", "augment", "label", "distil", "export", "evaluate-teacher", "evaluate-student"]
+
+
+def stage_lines(output: str):
+    return re.findall(r"^== ([\w-]+): (up to date|\d+\.\d s)", output, flags=re.M)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, toy_nlu, tiny_bert_dir):
+    out = tmp_path_factory.mktemp("pipeline") / "build"
+    options = PipelineOptions(nlu=toy_nlu["train"], test=toy_nlu["test"], out=out, teacher=[str(tiny_bert_dir)],
+                              preset="fast", size=200, epochs=2)
+    return options, run_pipeline(options)
+
+
+def test_stages_run_in_order_and_deploy_the_exported_runtime(first_run, capsys):
+    options, result = first_run
+    assert list(result["timings"]) == STAGES
+    student = options.out / "student"
+    manifest = json.loads((student / "student.json").read_text())
+    assert manifest["recipe"]["preset"] == "fast" and manifest["recipe"]["epochs"] == 2
+    assert manifest["recipe"]["embedding_mode"] == "non-static" and manifest["tokenizer"]["pruned"]
+    assert manifest["runtime"] in ("int8", "onnx")
+    scored = result["metrics"]["student"]
+    assert scored["kind"] == {"int8": "student-onnx-int8", "onnx": "student-onnx"}[manifest["runtime"]]
+    assert not list(options.out.glob(".distil-*"))  # the work folder goes once the package is written
+
+
+def test_rerun_skips_every_stage(first_run, capsys):
+    options, _ = first_run
+    run_pipeline(options)
+    output = capsys.readouterr().out
+    assert [name for name, state in stage_lines(output) if state == "up to date"] == STAGES
+    assert f"student: {options.out / 'student'}" in output and "runtime: auto" in output
+
+
+def test_changed_student_option_reruns_distil_and_after(first_run, capsys):
+    import dataclasses
+
+    options, _ = first_run
+    run_pipeline(dataclasses.replace(options, epochs=1))
+    ran = [name for name, state in stage_lines(capsys.readouterr().out) if state != "up to date"]
+    assert ran == ["distil", "export", "evaluate-student"]
+    recipe = json.loads((options.out / "student" / "student.json").read_text())["recipe"]
+    assert recipe["epochs"] == 1

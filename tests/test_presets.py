@@ -1,0 +1,135 @@
+"""Small students: vocabulary pruning, narrower embeddings, presets and the options objects."""
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+
+from rasa_kd.errors import UserError
+from test_students import LABELS, toy_examples, toy_world  # noqa: F401 (fixture)
+
+TINY = ["--hidden-size", "16", "--fc-size", "16", "--batch-size", "16", "--epochs", "4", "--patience", "0"]
+UNSEEN = ["zzqx blorf glarb", "สวัสดีครับ", "hello 🙂🙂", "", "!!!"]
+
+
+def distil(world, out, *extra):
+    from rasa_kd import distil as stage
+
+    options = stage.parse(["--transfer", world["transfer"], "--dev", world["dev"], "--test", world["test"],
+                           "--out", out, *extra])
+    return stage.distil(options)
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory, toy_world):
+    """A pruned wordpiece BiLSTM with 8-d embeddings, exported to ONNX (fp32 + int8)."""
+    from rasa_kd import export
+
+    out = tmp_path_factory.mktemp("pruned") / "student"
+    distil(toy_world, out, *TINY, "--embedding-dim", "8", "--learning-rate", "0.01", "--epochs", "8")
+    export.export(out, onnx=True, quantized=True, data=toy_world["dev"])
+    return out
+
+
+def test_pruned_vocabulary_keeps_only_transfer_set_pieces(pruned, toy_world):
+    import json
+
+    from transformers import AutoTokenizer
+
+    manifest = json.loads((pruned / "student.json").read_text())
+    teacher_vocab = len(AutoTokenizer.from_pretrained(str(toy_world["teacher"])))
+    spec = manifest["tokenizer"]
+    assert spec["pruned"] and spec["vocab_size"] < teacher_vocab and len(spec["teacher_ids"]) == spec["vocab_size"]
+    assert not (pruned / "vocab.txt").exists() and spec["files"] == ["tokenizer.json"]
+    config = manifest["config"]
+    assert config["embedding_dim"] == 8 and config["vocab_size"] == spec["vocab_size"]
+    assert manifest["parameters"]["embedding"] == 2 * spec["vocab_size"] * 8  # multichannel: two V x 8 tables
+    assert manifest["metrics"]["test"]["accuracy"] >= 0.6  # chance 0.25
+
+
+def test_pruned_student_same_predictions_in_pytorch_and_onnx(pruned):
+    from rasa_kd.students import load
+
+    texts = [e.text for e in toy_examples(5, seed=21)] + UNSEEN
+    torch_student, onnx_student = load(pruned, runtime="pytorch"), load(pruned, runtime="onnx")
+    assert np.allclose(torch_student.predict(texts), onnx_student.predict(texts), atol=1e-5)
+    assert torch_student.predict_labels(texts) == onnx_student.predict_labels(texts)
+
+
+def test_unseen_words_map_to_unk(pruned):
+    from rasa_kd.students import load
+
+    student = load(pruned)
+    unk = student.tokenizer.backend.token_to_id("[UNK]")
+    batch = student.tokenizer(["zzqx blorf"])
+    assert set(batch["input_ids"][0].tolist()) == {unk}
+    probabilities = student.predict(UNSEEN)
+    assert probabilities.shape == (len(UNSEEN), len(LABELS)) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+def test_pruned_package_round_trips(pruned, tmp_path):
+    from rasa_kd.students import load
+
+    copy = tmp_path / "copy"
+    shutil.copytree(pruned, copy)
+    texts = [e.text for e in toy_examples(3, seed=5)] + UNSEEN
+    assert np.allclose(load(pruned).predict(texts), load(copy).predict(texts))
+    assert load(copy, runtime="auto").runtime in ("int8", "onnx")
+
+
+def test_int8_is_deployed_only_when_it_keeps_dev_accuracy(pruned):
+    import json
+
+    summary = json.loads((pruned / "export.json").read_text())
+    manifest = json.loads((pruned / "student.json").read_text())
+    assert manifest["runtime"] == summary["runtime"]
+    expected = "int8" if summary["int8"]["accuracy_change"] >= -0.005 else "onnx"
+    assert summary["runtime"] == expected and summary["runtime_reason"]
+
+
+def test_words_vocabulary_pruned_to_the_transfer_set(toy_world, tmp_path):
+    manifest = distil(toy_world, tmp_path / "words", *TINY, "--vocab", "words", "--vectors", toy_world["vectors"],
+                      "--epochs", "1")
+    assert manifest["tokenizer"]["vocab_size"] <= 2 + 40  # [PAD], [UNK] and the toy task's words only
+
+
+def test_small_bert_pruned_narrow_embeddings_from_teacher(toy_world, tmp_path):
+    from rasa_kd.students import load
+
+    manifest = distil(toy_world, tmp_path / "bert", "--student", "bert", "--hidden-size", "32", "--heads", "2",
+                      "--layers", "1", "--intermediate", "64", "--init-from-teacher", "--embedding-dim", "8",
+                      "--hidden-weight", "0.1", "--epochs", "1", "--batch-size", "16")
+    assert manifest["config"]["teacher_embedding_dim"] == 8 and manifest["tokenizer"]["pruned"]
+    assert load(tmp_path / "bert").predict(UNSEEN).shape == (len(UNSEEN), len(LABELS))
+
+
+def test_presets_and_explicit_flags(toy_world, tmp_path):
+    from rasa_kd import distil as stage
+    from rasa_kd.presets import PRESETS, distil_options
+
+    required = ["--transfer", "t", "--dev", "d", "--out", "o"]
+    assert dataclasses.replace(stage.parse(required), transfer=None, dev=None, out=None) == stage.DistilOptions()
+    fast = stage.parse([*required, "--preset", "fast"])
+    assert all(getattr(fast, key) == value for key, value in PRESETS["fast"].distil.items())
+    for argv in (["--hidden-size", "50", "--preset", "fast"], ["--preset", "fast", "--hidden-size", "50"]):
+        options = stage.parse([*required, *argv])
+        assert options.hidden_size == 50 and options.embedding_dim == PRESETS["fast"].distil["embedding_dim"]
+    assert distil_options("accurate").embedding_dim == 0 and distil_options().preset == "balanced"
+    with pytest.raises(UserError, match="unknown preset"):
+        distil_options("tiny")
+
+
+def test_transfer_size_scales_with_the_data():
+    from rasa_kd.presets import PRESETS
+
+    balanced = PRESETS["balanced"]
+    sizes = [balanced.transfer_size(n) for n in (100, 2_000, 10_000)]
+    assert sizes == [balanced.min_size, 10 * 2_000, balanced.max_size]
+
+
+def test_options_record_in_the_package(pruned):
+    import json
+
+    recipe = json.loads((pruned / "student.json").read_text())["recipe"]
+    assert recipe["preset"] == "balanced" and recipe["embedding_dim"] == 8 and recipe["prune_vocab"] is True
+    assert "out" not in recipe and "force" not in recipe
