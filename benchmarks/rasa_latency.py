@@ -41,9 +41,10 @@ def main() -> int:
     ensure_build(args.build)
     train, test = args.build / "data" / "train.yml", args.build / "data" / "test.yml"
     models = args.build / "latency-models"
-    diet_config = args.build / "diet-config.yml"
+    diet_config, student_config = args.build / "diet-config.yml", args.build / "student-config.yml"
     diet_config.write_text(rasa_runner.DIET_CONFIG)
-    pipelines = {"student": Path("config.yml"), "diet": diet_config}
+    student_config.write_text(rasa_runner.student_config((args.build / "student").resolve()))
+    pipelines = {"student": student_config, "diet": diet_config}
     texts = [e.text for e in read_examples(test)]
     results = {}
     for name, config in pipelines.items():

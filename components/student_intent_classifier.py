@@ -4,7 +4,15 @@
 pipeline:
   - name: WhitespaceTokenizer
   - name: rasa_kd.components.StudentIntentClassifier
-    student: build/student     # a package from `rasa-kd distil` / `rasa-kd pipeline`
+    # no `student:`: `rasa train` distils a student from the NLU data (teacher, augment,
+    # label, distil, export; see components/student_training.py) with these keys:
+    teacher: minilm            # minilm, a local teacher/checkpoint folder or a hub id; a list: an ensemble
+    preset: balanced           # fast | balanced | accurate (rasa_kd/presets.py)
+    transfer_size: null        # new transfer sentences (default: the preset's rule)
+    epochs: null               # most distillation epochs (default: the preset's)
+    seed: 42
+    # or a package made by `rasa-kd distil` / `rasa-kd pipeline`:
+    # student: build/student
     ranking_length: 10         # intents in `intent_ranking` (0 = all)
     runtime: auto              # auto | int8 | onnx | pytorch
 ```
@@ -15,6 +23,7 @@ runs model.int8.onnx, `onnx` model.onnx, `pytorch` model.safetensors. Only that
 runtime's files are stored in the trained model. Deprecated: `onnx: true`, which
 means `runtime: onnx` when `runtime` is `auto`.
 """
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Text
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
@@ -27,7 +36,7 @@ from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KE
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from rasa_kd.components import student_storage
+from rasa_kd.components import student_storage, student_training
 
 NAME = "StudentIntentClassifier"
 
@@ -38,11 +47,15 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {**student_storage.DEFAULT_CONFIG, "ranking_length": 10}
+        return {**student_storage.DEFAULT_CONFIG, **student_training.TRAINING_CONFIG, "ranking_length": 10}
 
     @classmethod
     def fingerprint_addon(cls, config: Dict[str, Any]) -> Optional[str]:
-        return student_storage.package_fingerprint(config)
+        """The package's runtime files, or (distilling in `rasa train`) the teacher; Rasa adds
+        the config and the training data itself."""
+        if config.get("student"):
+            return student_storage.package_fingerprint(config)
+        return student_training.teacher_fingerprint(config)
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                  student: Any = None) -> None:
@@ -57,12 +70,23 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
         return cls(config, model_storage, resource)
 
     def train(self, training_data: TrainingData) -> Resource:
-        """Check that the student knows exactly the data's intents, then store its runtime's files."""
-        student = student_storage.load_configured_student(self.component_config, NAME)
-        self._check_intents(student.labels, training_data.intents)
-        student_storage.store_student(student, self._model_storage, self._resource)
-        self.student = student
+        """Distil a student from the training data (no `student:`), or check that the configured
+        package knows exactly the data's intents; then store its runtime's files in the model."""
+        if not self.component_config.get("student"):
+            self.student = student_training.distil_training_data(training_data, self.component_config, NAME,
+                                                                 self._store)
+            return self._resource
+        self.student = self._store(student_storage.configured_package(self.component_config, NAME),
+                                   training_data)
         return self._resource
+
+    def _store(self, package: Path, training_data: Optional[TrainingData] = None) -> Any:
+        student = student_storage.load_configured_student({**self.component_config, "student": str(package)}, NAME)
+        if training_data is not None:
+            self._check_intents(student.labels, training_data.intents)
+            student_training.warn_if_leaky(package, training_data, NAME)
+        student_storage.store_student(student, self._model_storage, self._resource)
+        return student
 
     @staticmethod
     def _check_intents(student_labels: List[str], data_intents) -> None:

@@ -322,6 +322,7 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     with atomic_output_dir(args.out, args.force) as folder:
         manifest = package.save_package(folder, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer,
                                         teacher=build.teacher_identity(teacher_path), recipe=recipe, metrics=metrics)
+        package.write_training_hashes(folder, transfer.original_texts())
     print_summary(args.out, metrics)
     return manifest
 

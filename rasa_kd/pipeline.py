@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.options import add_options, as_record, from_namespace, option
@@ -139,6 +139,7 @@ class PipelineOptions:
                                        "sentences within 10k-40k for balanced)")
     seed: int = option(42, "random seed for every stage")
     fresh: bool = option(False, "re-run every stage, ignoring what earlier runs recorded")
+    quiet: bool = option(False, "no progress bars")
 
 
 def student_options(options: PipelineOptions, labelled: Path, dev: Path, student: Path):
@@ -158,44 +159,56 @@ def distil_into(options, work_root: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def run_pipeline(options: PipelineOptions) -> Dict:
-    from rasa_kd import augment, distil, evaluate, export, label, split, teacher
+def build_student(stages: Stages, options: PipelineOptions, train_file: Path, dev_file: Path,
+                  exclude: Sequence[Path] = ()) -> Tuple[List[Path], Path]:
+    """teacher -> augment -> label -> distil -> export into `options.out`, on train/dev NLU
+    files; `exclude`: further files whose sentences the transfer set must not contain.
+    Returns (the teacher folders, the student package). `rasa-kd pipeline` and the Rasa
+    component that distils inside `rasa train` both build their student here."""
+    from rasa_kd import augment, export, label, teacher
     from rasa_kd.nlu_io import read_examples
 
-    out: Path = options.out
-    data, teacher_dir, transfer = out / "data", out / "teacher", out / "transfer"
-    labelled, student = out / "transfer-labelled", out / "student"
-    preset = get_preset(options.preset)
-    stages = Stages(out, options.fresh)
-    split_options = split.SplitOptions(nlu=options.nlu, out=data, seed=options.seed, dev_fraction=options.dev_fraction,
-                                       test_fraction=0.0 if options.test else options.test_fraction)
-    stages.run_options("split", split_options, [options.nlu], data, split.split_from_options)
-    test_file = options.test or data / "test.yml"
-    train_file, dev_file = data / "train.yml", data / "dev.yml"
+    out, preset = options.out, get_preset(options.preset)
+    transfer, labelled, student = out / "transfer", out / "transfer-labelled", out / "student"
+    inputs = [train_file, dev_file, *exclude]
     backbones = options.teacher or ["minilm"]
-    teacher_dirs = [teacher_dir] if len(backbones) == 1 else [out / f"teacher-{i}" for i in range(len(backbones))]
+    teacher_dirs = [out / "teacher"] if len(backbones) == 1 else [out / f"teacher-{i}" for i in range(len(backbones))]
     for backbone, folder in zip(backbones, teacher_dirs):
         teacher_options = teacher.TeacherOptions(train=train_file, dev=dev_file, model=backbone, out=folder,
-                                                 seed=options.seed)
-        stages.run_options(folder.name, teacher_options, [data], folder, teacher.train_from_options)
+                                                 seed=options.seed, quiet=options.quiet)
+        stages.run_options(folder.name, teacher_options, inputs, folder, teacher.train_from_options)
     size = options.size if options.size is not None else preset.transfer_size(len(read_examples(train_file)))
     augment_options = augment.AugmentOptions(method=options.augment, train=train_file, out=transfer, size=size,
-                                             exclude=[dev_file, Path(test_file)], seed=options.seed)
-    stages.run_options("augment", augment_options, [data], transfer, augment.augment)
-    label_options = label.LabelOptions(teacher=teacher_dirs, transfer=transfer, out=labelled)
+                                             exclude=[dev_file, *exclude], seed=options.seed, quiet=options.quiet)
+    stages.run_options("augment", augment_options, inputs, transfer, augment.augment)
+    label_options = label.LabelOptions(teacher=teacher_dirs, transfer=transfer, out=labelled, quiet=options.quiet)
     stages.run_options("label", label_options, [transfer, *teacher_dirs], labelled, label.label)
     distil_opts = student_options(options, labelled, dev_file, student)
-    stages.run_options("distil", distil_opts, [labelled, data], student, lambda o: distil_into(o, out))
+    stages.run_options("distil", distil_opts, [labelled, dev_file], student, lambda o: distil_into(o, out))
     export_options = export.ExportOptions(model=student, quantize=True, data=dev_file,
                                           int8_max_drop=preset.int8_max_drop)
     stages.run_options("export", export_options, [student / "model.safetensors"], student / "model.int8.onnx",
                        export.export_from_options)
+    return teacher_dirs, student
+
+
+def run_pipeline(options: PipelineOptions) -> Dict:
+    from rasa_kd import evaluate, split
+
+    out: Path = options.out
+    data = out / "data"
+    stages = Stages(out, options.fresh)
+    split_options = split.SplitOptions(nlu=options.nlu, out=data, seed=options.seed, dev_fraction=options.dev_fraction,
+                                       test_fraction=0.0 if options.test else options.test_fraction)
+    stages.run_options("split", split_options, [options.nlu], data, split.split_from_options)
+    test_file = Path(options.test or data / "test.yml")
+    teacher_dirs, student = build_student(stages, options, data / "train.yml", data / "dev.yml", [test_file])
     results = {}
     for name, model in (("teacher", teacher_dirs[0]), ("student", student)):
         metrics_file = out / f"metrics-{name}.json"
         description = {"model": str(model), "data": str(test_file), "runtime": "auto"}
-        stages.run(f"evaluate-{name}", description, [model, Path(test_file)], metrics_file,
-                   lambda m=model, f=metrics_file: evaluate.evaluate(m, Path(test_file), f))
+        stages.run(f"evaluate-{name}", description, [model, test_file], metrics_file,
+                   lambda m=model, f=metrics_file: evaluate.evaluate(m, test_file, f))
         results[name] = json.loads(metrics_file.read_text())
     print("\nstage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.timings.items()))
     print(f"\nAdd the student to your config.yml:\n\n{config_snippet(student)}\n")

@@ -73,6 +73,14 @@ def train_nlu(config: Path, nlu: Path, out_dir: Path, name: str, cwd: Path = Pat
     return out_dir / f"{name}.tar.gz"
 
 
+def train_assistant(config: Path, domain: Path, data: Path, out_dir: Path, name: str, cwd: Path = Path(".")) -> Path:
+    """`rasa train` of a whole assistant (NLU and dialogue); returns the model tarball."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_rasa(["train", "--config", str(config), "--domain", str(domain), "--data", str(data), "--out", str(out_dir),
+              "--fixed-model-name", name], cwd, out_dir / f"{name}-train.log")
+    return out_dir / f"{name}.tar.gz"
+
+
 def test_nlu(model: Path, test_file: Path, out_dir: Path, cwd: Path = Path(".")) -> Dict:
     """`rasa test nlu`; returns Rasa's intent accuracy, macro- and weighted-F1 and example count,
     plus `scores` (rasa_kd.metrics, incl. MCC) over the predictions Rasa wrote."""
@@ -155,8 +163,9 @@ def free_port() -> int:
 class RasaServer:
     """`rasa run --enable-api` on a free localhost port, as a context manager."""
 
-    def __init__(self, model: Path, log: Path, timeout: float = 180):
+    def __init__(self, model: Path, log: Path, timeout: float = 180, credentials: Path = None):
         self.model, self.log, self.timeout = Path(model), Path(log), timeout
+        self.credentials = credentials
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -166,7 +175,8 @@ class RasaServer:
         self._log_file = open(self.log, "w")
         self.process = subprocess.Popen(
             [*rasa_command(), "run", "--enable-api", "--model", str(self.model), "--port", str(self.port),
-             "--interface", "127.0.0.1"], stdout=self._log_file, stderr=subprocess.STDOUT, env=quiet_env())
+             "--interface", "127.0.0.1", *(["--credentials", str(self.credentials)] if self.credentials else [])],
+            stdout=self._log_file, stderr=subprocess.STDOUT, env=quiet_env())
         deadline = time.time() + self.timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -189,6 +199,16 @@ class RasaServer:
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
+
+    def say(self, sender: str, text: str) -> List[str]:
+        """The bot's text replies to `text` over the REST channel (needs `credentials` with `rest:`)."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.url}/webhooks/rest/webhook",
+                                         data=json.dumps({"sender": sender, "message": text}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return [reply.get("text", "") for reply in json.loads(response.read())]
 
     def rss_mb(self) -> float:
         """Resident memory of the server process and its children, in MB."""

@@ -1,9 +1,12 @@
-"""`make demo`: the whole rasa-kd path on the embedded demo assistant (data/nlu.yml).
+"""`make demo`: the whole rasa-kd path on the demo assistant "Bean Counter" (config.yml, domain.yml, data/).
 
-1. `rasa-kd pipeline --nlu data/nlu.yml --out build/`  (split, teacher, augment, label, distil, evaluate)
-2. `rasa train nlu` with config.yml (our StudentIntentClassifier) and with Rasa's default DIET pipeline
-3. `rasa test nlu` of both on the held-out split, in-process parse latency of both
-4. a result table, and three example messages parsed by the student pipeline
+1. `rasa-kd pipeline --nlu data/nlu.yml --out build/`: a held-out split, teacher, student (defaults:
+   preset balanced, int8), both scored on the held-out test split
+2. `rasa train nlu` on the training split: the student pipeline and Rasa's default DIET pipeline;
+   `rasa test nlu` of both on the held-out split, in-process parse latency of both
+3. the assistant itself: plain `rasa train` with config.yml (the student is distilled inside Rasa's
+   training), `rasa run` on localhost, a short conversation over the REST channel, server stopped
+4. a result table, the conversation and the stage timings
 """
 import json
 import os
@@ -14,7 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
-EXAMPLES = ["can I get a large oat latte please", "what time do you close on sunday", "is this a real person?"]
+CONVERSATION = ["hi there", "can I get a large oat latte please", "what time do you close on sunday",
+                "where is your shop in Lisbon?", "is this a real person?", "thanks, bye"]
 
 
 def timed(timings, name, function, *args, **kwargs):
@@ -44,49 +48,69 @@ def main() -> int:
     timings = {}
     timed(timings, "rasa-kd pipeline", run_pipeline)
     train, test = BUILD / "data" / "train.yml", BUILD / "data" / "test.yml"
-    diet_config = BUILD / "diet-config.yml"
-    diet_config.write_text(rasa_runner.DIET_CONFIG)
     models = BUILD / "models"
-    student_model = timed(timings, "rasa train nlu (student pipeline)", rasa_runner.train_nlu,
-                          Path("config.yml"), train, models, "student-pipeline")
-    diet_model = timed(timings, "rasa train nlu (DIET pipeline)", rasa_runner.train_nlu,
-                       diet_config, train, models, "diet-pipeline")
+    configs = {"student": BUILD / "student-config.yml", "diet": BUILD / "diet-config.yml"}
+    configs["student"].write_text(rasa_runner.student_config((BUILD / "student").resolve()))
+    configs["diet"].write_text(rasa_runner.DIET_CONFIG)
     from rasa_kd.nlu_io import read_examples
 
     texts = [example.text for example in read_examples(test)]
     results = {}
-    for name, model in (("student", student_model), ("diet", diet_model)):
-        scores = timed(timings, f"rasa test nlu ({name} pipeline)", rasa_runner.test_nlu, model, test,
+    for name, label in (("student", "student pipeline"), ("diet", "DIET pipeline")):
+        model = timed(timings, f"rasa train nlu ({label})", rasa_runner.train_nlu, configs[name], train, models,
+                      f"{name}-pipeline")
+        scores = timed(timings, f"rasa test nlu ({label})", rasa_runner.test_nlu, model, test,
                        BUILD / "results" / name)
-        latency = timed(timings, f"parse latency ({name} pipeline)", rasa_runner.parse_latency, model, texts)
+        latency = timed(timings, f"parse latency ({label})", rasa_runner.parse_latency, model, texts)
         results[name] = (scores, latency, rasa_runner.size_mb(model))
+    assistant = timed(timings, "rasa train (the assistant, student distilled inside)", rasa_runner.train_assistant,
+                      Path("config.yml"), Path("domain.yml"), Path("data"), models, "assistant")
+    conversation = timed(timings, "rasa run + REST conversation", talk, assistant)
+    print_table(results, len(texts))
+    print("\nconversation with the assistant (rasa run, POST /webhooks/rest/webhook):")
+    for text, replies in conversation:
+        print(f"  you: {text}")
+        for reply in replies or ["(no reply)"]:
+            print(f"  bot: {reply}")
+    print(f"\nthe assistant's model: {assistant} ({rasa_runner.size_mb(assistant):.1f} MB; all `rasa run` needs)")
+    print("\nstage timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    print(f"total: {sum(timings.values()) / 60:.1f} min")
+    return 0
+
+
+def talk(model: Path):
+    from rasa_kd import rasa_runner
+
+    with rasa_runner.RasaServer(model, BUILD / "models" / "assistant-server.log",
+                                credentials=ROOT / "credentials.yml") as server:
+        return [(text, server.say("demo-user", text)) for text in CONVERSATION]
+
+
+def print_table(results, n_test: int) -> None:
     teacher = json.loads((BUILD / "metrics-teacher.json").read_text())
     student = json.loads((BUILD / "metrics-student.json").read_text())
-
     print("\n| system | accuracy | macro-F1 | latency ms/example | size MB |")
     print("|---|---|---|---|---|")
-    for name, metrics in (("teacher", teacher), ("student", student)):
+    for name, metrics in (("teacher", teacher), (f"student, {student['kind']}", student)):
         print(row(f"{name} (rasa-kd evaluate)", metrics["scores"], metrics["latency_ms_batch1"],
                   metrics["size_bytes"] / 1e6))
     for name, label in (("student", "Rasa + StudentIntentClassifier"), ("diet", "Rasa default DIET pipeline")):
         scores, latency, size = results[name]
         print(row(f"{label} (rasa test nlu, parse)", scores, latency["median_ms"], size))
     ratio = results["student"][1]["median_ms"] / results["diet"][1]["median_ms"]
-    print(f"\nstudent pipeline parse latency = {ratio:.2f} x DIET pipeline's (test set: {len(texts)} messages)")
-
-    from rasa_kd.rasa_runner import parse_messages
-
-    print("\nexample messages (student pipeline):")
-    for text, parsed in zip(EXAMPLES, parse_messages(student_model, EXAMPLES)):
-        print(f"  {text!r:45} -> {parsed['intent']['name']} ({parsed['intent']['confidence']:.2f})")
-    print("\nstage timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-    print(f"total: {sum(timings.values()) / 60:.1f} min")
-    return 0
+    gap = teacher["scores"]["accuracy"] - student["scores"]["accuracy"]
+    print(f"\nstudent: {gap * 100:+.1f} points below the teacher; student pipeline parse latency = {ratio:.2f} x "
+          f"DIET pipeline's (held-out test split: {n_test} messages)")
 
 
 if __name__ == "__main__":
+    from rasa_kd.errors import UserError
+
     try:
         sys.exit(main())
+    except UserError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        sys.exit(1)
     except subprocess.CalledProcessError as error:
         print(f"demo: {' '.join(map(str, error.cmd[:3]))} failed with exit status {error.returncode} "
               f"(its message is above); fix it and re-run `make demo` to resume", file=sys.stderr)

@@ -52,3 +52,45 @@ def test_changed_student_option_reruns_distil_and_after(first_run, capsys):
     assert ran == ["distil", "export", "evaluate-student"]
     recipe = json.loads((options.out / "student" / "student.json").read_text())["recipe"]
     assert recipe["epochs"] == 1
+
+
+def test_killed_run_resumes_at_the_first_unfinished_stage(toy_nlu, tiny_bert_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "build"
+    argv = [sys.executable, "-m", "rasa_kd.cli", "pipeline", "--nlu", str(toy_nlu["train"]), "--test",
+            str(toy_nlu["test"]), "--out", str(out), "--teacher", str(tiny_bert_dir), "--preset", "fast",
+            "--size", "200", "--epochs", "1", "--quiet"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    for line in process.stdout:
+        if line.startswith("== label:") and "skipped" not in line:
+            process.send_signal(signal.SIGKILL)  # in the middle of labelling
+            break
+    process.wait()
+    assert not (out / "transfer-labelled").exists() and not (out / "student").exists()
+    resumed = subprocess.run(argv, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    states = dict(stage_lines(resumed.stdout))
+    assert [name for name in ("split", "teacher", "augment") if states[name] == "up to date"] == [
+        "split", "teacher", "augment"]
+    assert all(states[name] != "up to date" for name in ("label", "distil", "export"))
+    assert (out / "student" / "student.json").is_file()
+
+
+def test_bad_input_is_one_line(toy_nlu, tmp_path):
+    import subprocess
+    import sys
+
+    empty = tmp_path / "empty.yml"
+    empty.write_text('version: "3.1"\nnlu: []\n')
+    for nlu, teacher, message in ((empty, "minilm", "no"), (toy_nlu["train"], "no-such-teacher-xyz", "no-such")):
+        status = subprocess.run([sys.executable, "-m", "rasa_kd.cli", "pipeline", "--nlu", str(nlu), "--out",
+                                 str(tmp_path / "out"), "--teacher", teacher], capture_output=True, text=True,
+                                env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+        assert status.returncode == 2 and "Traceback" not in status.stderr, status.stderr[-1500:]
+        last = status.stderr.strip().splitlines()[-1]
+        assert last.startswith("rasa-kd pipeline: error:") and message in last

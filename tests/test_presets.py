@@ -114,7 +114,7 @@ def test_presets_and_explicit_flags(toy_world, tmp_path):
     for argv in (["--hidden-size", "50", "--preset", "fast"], ["--preset", "fast", "--hidden-size", "50"]):
         options = stage.parse([*required, *argv])
         assert options.hidden_size == 50 and options.embedding_dim == PRESETS["fast"].distil["embedding_dim"]
-    assert distil_options("accurate").embedding_dim == 0 and distil_options().preset == "balanced"
+    assert distil_options("accurate").embedding_dim == 256 and distil_options().preset == "balanced"
     with pytest.raises(UserError, match="unknown preset"):
         distil_options("tiny")
 

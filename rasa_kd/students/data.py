@@ -27,6 +27,13 @@ class Transfer:
         for batch in self.dataset.select_columns(["text"]).iter(batch_size=batch_size):
             yield from batch["text"]
 
+    def original_texts(self) -> List[str]:
+        """The training sentences among the rows (source `original`)."""
+        if "source" not in self.dataset.column_names:
+            return []
+        columns = self.dataset.select_columns(["text", "source"]).to_dict()
+        return [text for text, source in zip(columns["text"], columns["source"]) if source == "original"]
+
     def source_counts(self) -> Dict[str, int]:
         if "source" not in self.dataset.column_names:
             return {}

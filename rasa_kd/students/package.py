@@ -13,6 +13,12 @@ A student package is a folder:
                         attention_mask, int64 [batch, length]; outputs logits,
                         sentence, tokens); model.int8.onnx from `--quantize`
     export.json         optional, what `rasa-kd export` wrote and checked
+    training_sentences.sha1
+                        SHA-1 prefixes of the training sentences the student was
+                        distilled from (normalised as the transfer set compares
+                        sentences), one per line: lets the Rasa components warn when
+                        a package has seen sentences outside the data it is tested
+                        with (cross-validation); not copied into Rasa models
     metrics-*.json      optional, from `rasa-kd evaluate`
 
 student.json (JSON object, UTF-8):
@@ -62,6 +68,7 @@ ARCHITECTURES = ("bilstm", "bert")
 # runtime name -> the one weights file it loads
 RUNTIME_FILES = {"int8": ONNX_INT8, "onnx": ONNX, "pytorch": WEIGHTS}
 RUNTIMES = ("auto", *RUNTIME_FILES)
+TRAINING_HASHES = "training_sentences.sha1"
 REQUIRED_KEYS = ("architecture", "config", "labels", "tokenizer")
 
 
@@ -119,6 +126,24 @@ def runtime_files(manifest: Dict, runtime: str) -> List[str]:
     """The files a reader of `runtime` needs (never another runtime's weights)."""
     names = [MANIFEST, RUNTIME_FILES[runtime], *manifest["tokenizer"].get("files", [])]
     return list(dict.fromkeys(names))
+
+
+def sentence_hash(text: str) -> str:
+    import hashlib
+
+    from rasa_kd.transfer import normalised_key
+
+    return hashlib.sha1(normalised_key(text).encode("utf-8")).hexdigest()[:16]
+
+
+def write_training_hashes(folder, texts) -> None:
+    hashes = sorted({sentence_hash(text) for text in texts})
+    (Path(folder) / TRAINING_HASHES).write_text("".join(f"{h}\n" for h in hashes), encoding="utf-8")
+
+
+def read_training_hashes(path) -> set:
+    file = Path(path) / TRAINING_HASHES
+    return set(file.read_text(encoding="utf-8").split()) if file.is_file() else set()
 
 
 def build_model(manifest: Dict, **init):

@@ -1,0 +1,119 @@
+"""Distillation inside `rasa train`: the student made from the training data Rasa hands a component.
+
+When a component's config names no `student:` package, `train()` calls
+`distil_training_data`: the intent examples of Rasa's `TrainingData` (deduplicated,
+retrieval intents under their base intent, as Rasa's classifiers predict them) are
+split into train and a stratified dev share, and `rasa_kd.pipeline.build_student`
+runs teacher -> augment -> label -> distil -> export on them with the configured
+preset: the same stage functions and options objects as `rasa-kd pipeline`. All of
+it happens in a temporary folder that is removed afterwards; only the student's
+runtime files go into the model (the teacher is never shipped).
+
+It also checks a pre-made `student:` package against the training data: a package
+distilled from sentences that are not in this training data (the other folds of
+`rasa test nlu --cross-validation`, or a held-out test set) scores optimistically.
+"""
+import hashlib
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+from rasa.shared.exceptions import InvalidConfigException
+from rasa.shared.nlu.constants import INTENT, TEXT
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from rasa_kd.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+TRAINING_CONFIG = {"teacher": "minilm", "preset": "balanced", "transfer_size": None, "epochs": None, "seed": 42,
+                   "dev_fraction": 0.1}
+
+
+def training_examples(training_data: TrainingData) -> List:
+    from rasa_kd.nlu_io import Example
+
+    return [Example(message.get(TEXT), message.get(INTENT)) for message in training_data.intent_examples
+            if message.get(TEXT) and message.get(INTENT)]
+
+
+def check_examples(examples: Sequence, component: str) -> None:
+    intents = {example.intent for example in examples}
+    if not examples:
+        raise InvalidConfigException(f"{component}: the NLU data has no intent examples to distil a student from")
+    if len(intents) < 2:
+        raise InvalidConfigException(f"{component}: the NLU data has one intent ({', '.join(intents)}); a classifier "
+                                     f"needs at least two")
+
+
+def teachers_of(config: Dict[str, Any]) -> List[str]:
+    teacher = config.get("teacher") or "minilm"
+    return [str(t) for t in teacher] if isinstance(teacher, (list, tuple)) else [str(teacher)]
+
+
+def teacher_fingerprint(config: Dict[str, Any]) -> str:
+    """The teachers' names, and the content of those that are local folders."""
+    from rasa_kd.pipeline import input_fingerprint
+
+    folders = [Path(t).expanduser() for t in teachers_of(config) if Path(t).expanduser().is_dir()]
+    record = [teachers_of(config), input_fingerprint(folders)]
+    return hashlib.sha256(repr(record).encode()).hexdigest()
+
+
+def pipeline_options(config: Dict[str, Any], work: Path):
+    from rasa_kd.pipeline import PipelineOptions
+
+    return PipelineOptions(nlu=work / "data", out=work, teacher=teachers_of(config), preset=config["preset"],
+                           size=config.get("transfer_size"), epochs=config.get("epochs"), seed=int(config["seed"]),
+                           dev_fraction=float(config["dev_fraction"]), quiet=False)
+
+
+def write_splits(examples: Sequence, folder: Path, dev_fraction: float, seed: int) -> None:
+    from rasa_kd.nlu_io import write_examples
+    from rasa_kd.split import stratified_split
+
+    train, dev = stratified_split(list(examples), dev_fraction, seed)
+    if not dev:  # a handful of examples: score dev on the training sentences rather than on nothing
+        dev = list(train)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_examples(folder / "train.yml", train)
+    write_examples(folder / "dev.yml", dev)
+
+
+def distil_training_data(training_data: TrainingData, config: Dict[str, Any], component: str, keep):
+    """Distil a student from `training_data` and return `keep(package_path)` (called while the
+    temporary work folder still exists, e.g. to load and store the student)."""
+    from rasa_kd.pipeline import Stages, build_student
+
+    examples = training_examples(training_data)
+    check_examples(examples, component)
+    started = time.time()
+    logger.info(f"{component}: distilling a student from {len(examples)} examples "
+                f"({len({e.intent for e in examples})} intents), preset {config['preset']}")
+    with tempfile.TemporaryDirectory(prefix="rasa-kd-train-") as work_dir:
+        work = Path(work_dir)
+        options = pipeline_options(config, work)
+        write_splits(examples, work / "data", options.dev_fraction, options.seed)
+        try:
+            _, student = build_student(Stages(work), options, work / "data" / "train.yml", work / "data" / "dev.yml")
+        except UserError as error:
+            raise InvalidConfigException(f"{component}: {error}") from error
+        logger.info(f"{component}: student distilled in {time.time() - started:.0f} s")
+        return keep(student)
+
+
+def warn_if_leaky(package: Path, training_data: TrainingData, component: str) -> None:
+    """Warn when a pre-made package was distilled from sentences outside this training data."""
+    from rasa_kd.students import package as student_package
+
+    recorded = student_package.read_training_hashes(package)
+    if not recorded:
+        return
+    current = {student_package.sentence_hash(e.text) for e in training_examples(training_data)}
+    unseen = recorded - current
+    if unseen:
+        logger.warning(f"{component}: the student package {package} was distilled from {len(unseen)} sentences that "
+                       f"are not in this training data (cross-validation folds or a held-out test set?): test "
+                       f"scores on them are optimistic. Leave out `student:` to distil inside `rasa train`.")

@@ -1,0 +1,154 @@
+"""Distillation inside `rasa train nlu`: no `student:` in config.yml; the teacher backbone is the tiny
+teacher folder made in conftest (fine-tuned again on the data Rasa hands the component).
+
+The student is distilled from exactly the training data Rasa hands the component, the
+model carries the student and no teacher, Rasa's cache skips the work when nothing
+changed, a new intent is learnt after a retrain, cross-validation distils per fold, and
+a pre-made package that saw other sentences is flagged."""
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from rasa_kd import rasa_runner
+from rasa_kd.nlu_io import Example, read_examples, write_examples
+
+CONFIG = """recipe: default.v1
+language: en
+assistant_id: test
+pipeline:
+  - name: WhitespaceTokenizer
+  - name: rasa_kd.components.StudentIntentClassifier
+    teacher: {teacher}
+    preset: fast
+    transfer_size: 1000
+    epochs: 10
+    seed: 1
+policies: []
+"""
+STAGE_LINE = "== distil: transfer="  # the line a distil stage starts with
+
+
+def train(project: Path, nlu: Path, name: str) -> Path:
+    return rasa_runner.train_nlu(project / "config.yml", nlu, project / "models", name, cwd=project)
+
+
+def log_of(project: Path, name: str) -> str:
+    return (project / "models" / f"{name}-train.log").read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_teacher_dir, toy_nlu):
+    folder = tmp_path_factory.mktemp("assistant")
+    (folder / "config.yml").write_text(CONFIG.format(teacher=tiny_teacher_dir))
+    model = train(folder, toy_nlu["train"], "first")
+    return folder, model
+
+
+def test_rasa_train_distils_a_student_and_ships_no_teacher(project, toy_nlu):
+    folder, model = project
+    assert STAGE_LINE in log_of(folder, "first")
+    with tarfile.open(model) as archive:
+        names = archive.getnames()
+    student = {Path(n).name for n in names if Path(n).parent.name == "student"}
+    assert "student.json" in student and student & {"model.int8.onnx", "model.onnx"}
+    assert not any(Path(n).name in ("config.json", "pytorch_model.bin", "model.safetensors") for n in names)
+    assert not list(folder.glob("rasa-kd-*")) and not (folder / "build").exists()  # nothing left in the project
+    scores = rasa_runner.test_nlu(model, toy_nlu["test"], folder / "results", cwd=folder)
+    assert scores["accuracy"] > 0.5  # held-out toy test, 4 intents: chance is 0.25
+
+
+def test_unchanged_data_is_served_from_rasa_cache(project, toy_nlu):
+    folder, _ = project
+    train(folder, toy_nlu["train"], "second")
+    assert STAGE_LINE not in log_of(folder, "second")
+
+
+def test_a_new_intent_is_learnt_after_retraining(project, toy_nlu, tmp_path):
+    folder, _ = project
+    examples = read_examples(toy_nlu["train"]) + [
+        Example(text, "ask_time") for text in ("what time is it", "tell me the time", "time please", "the time now",
+                                                "what is the time today", "clock time", "current time please",
+                                                "can you tell me the time")]
+    nlu = write_nlu(tmp_path / "nlu.yml", examples)
+    model = train(folder, nlu, "third")
+    assert STAGE_LINE in log_of(folder, "third")
+    parsed = rasa_runner.parse_messages(model, ["what time is it now"])[0]
+    assert "ask_time" in [item["name"] for item in parsed["intent_ranking"]]
+
+
+def write_nlu(path: Path, examples) -> Path:
+    write_examples(path, examples)
+    return path
+
+
+def test_bad_nlu_data_is_one_line(project, tmp_path):
+    folder, _ = project
+    nlu = write_nlu(tmp_path / "one.yml", [Example("hello", "greet"), Example("hi there", "greet")])
+    with pytest.raises(Exception, match="needs at least two"):
+        train(folder, nlu, "bad")
+    assert "Traceback" not in log_of(folder, "bad").split("InvalidConfigException")[-1]
+
+
+def test_cross_validation_distils_a_student_per_fold(project, toy_nlu):
+    folder, _ = project
+    out = folder / "cv"
+    rasa_runner.run_rasa(["test", "nlu", "--cross-validation", "--folds", "2", "--config", "config.yml",
+                          "--nlu", str(toy_nlu["train"]), "--out", str(out)], folder, folder / "cv.log")
+    log = (folder / "cv.log").read_text(errors="replace")
+    assert log.count(STAGE_LINE) == 2 and "Intent evaluation results" in log
+
+
+def premade_config(student: Path) -> str:
+    return CONFIG.format(teacher="minilm").replace("    teacher:", f"    student: {student}\n    teacher:")
+
+
+def test_premade_package_that_saw_other_sentences_is_flagged(toy_transfer_labelled, toy_nlu, tmp_path):
+    from rasa_kd import distil
+
+    student = tmp_path / "student"  # distilled from every toy training sentence
+    distil.distil(distil.parse(["--transfer", toy_transfer_labelled, "--dev", toy_nlu["dev"], "--out", student,
+                                "--preset", "fast", "--epochs", "1"]))
+    config = tmp_path / "config.yml"
+    config.write_text(premade_config(student))
+    rasa_runner.train_nlu(config, toy_nlu["train"], tmp_path / "models", "same", cwd=tmp_path)
+    assert "optimistic" not in (tmp_path / "models" / "same-train.log").read_text()
+    fewer = write_nlu(tmp_path / "fewer.yml", [e for i, e in enumerate(read_examples(toy_nlu["train"])) if i % 2])
+    rasa_runner.train_nlu(config, fewer, tmp_path / "models", "fewer", cwd=tmp_path)
+    assert "scores on them are optimistic" in (tmp_path / "models" / "fewer-train.log").read_text()
+
+
+DOMAIN = """version: "3.1"
+intents: [greet, goodbye, weather, order_pizza]
+responses:
+  utter_greet: [{text: "hello from the tiny bot"}]
+  utter_goodbye: [{text: "bye from the tiny bot"}]
+  utter_weather: [{text: "sunny, says the tiny bot"}]
+  utter_order_pizza: [{text: "pizza is on its way"}]
+"""
+
+
+def rules_yaml() -> str:
+    rules = [f"- rule: {intent}\n  steps:\n  - intent: {intent}\n  - action: utter_{intent}"
+             for intent in ("greet", "goodbye", "weather", "order_pizza")]
+    return 'version: "3.1"\nrules:\n' + "\n".join(rules) + "\n"
+
+
+def test_whole_assistant_answers_over_the_rest_channel(project, toy_nlu):
+    import shutil
+
+    folder, _ = project
+    data = folder / "data"
+    data.mkdir()
+    shutil.copy(toy_nlu["train"], data / "nlu.yml")
+    (data / "rules.yml").write_text(rules_yaml())
+    (folder / "domain.yml").write_text(DOMAIN)
+    (folder / "credentials.yml").write_text("rest:\n")
+    config = folder / "assistant-config.yml"
+    config.write_text((folder / "config.yml").read_text().replace("policies: []", "policies:\n  - name: RulePolicy"))
+    model = rasa_runner.train_assistant(config, folder / "domain.yml", data, folder / "models", "assistant",
+                                        cwd=folder)
+    with rasa_runner.RasaServer(model, folder / "server.log", credentials=folder / "credentials.yml") as server:
+        replies = [server.say("tester", text) for text in ("hello there", "pizza with cheese please", "bye now")]
+    assert all(len(reply) == 1 for reply in replies)
+    assert replies[0] == ["hello from the tiny bot"] and replies[2] == ["bye from the tiny bot"]
