@@ -72,6 +72,7 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
     def train(self, training_data: TrainingData) -> Resource:
         """Distil a student from the training data (no `student:`), or check that the configured
         package knows exactly the data's intents; then store its runtime's files in the model."""
+        student_training.check_config(self.component_config, NAME)
         if not self.component_config.get("student"):
             self.student = student_training.distil_training_data(training_data, self.component_config, NAME,
                                                                  self._store)

@@ -106,6 +106,8 @@ def store_student(student, model_storage: ModelStorage, resource: Resource) -> N
         for name in package.runtime_files(student.manifest, student.runtime):
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(student.path / name, target / name)
+        # `auto` must find the one runtime stored, whatever the package recommended
+        package.update_manifest(target, runtime=student.runtime)
 
 
 def load_stored_student(model_storage: ModelStorage, resource: Resource, component: str):

@@ -48,6 +48,19 @@ def check_examples(examples: Sequence, component: str) -> None:
                                      f"needs at least two")
 
 
+def check_config(config: Dict[str, Any], component: str) -> None:
+    """Config mistakes stop `rasa train` with one line before any training starts."""
+    from rasa_kd.presets import PRESET_NAMES
+    from rasa_kd.students.package import RUNTIMES
+
+    if (config.get("runtime") or "auto") not in RUNTIMES:
+        raise InvalidConfigException(f"{component}: runtime {config.get('runtime')!r} is not one of "
+                                     f"{', '.join(RUNTIMES)}")
+    if not config.get("student") and config.get("preset") not in PRESET_NAMES:
+        raise InvalidConfigException(f"{component}: preset {config.get('preset')!r} is not one of "
+                                     f"{', '.join(PRESET_NAMES)}")
+
+
 def teachers_of(config: Dict[str, Any]) -> List[str]:
     teacher = config.get("teacher") or "minilm"
     return [str(t) for t in teacher] if isinstance(teacher, (list, tuple)) else [str(teacher)]

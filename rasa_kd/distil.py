@@ -139,7 +139,8 @@ def options_from(namespace) -> DistilOptions:
     from rasa_kd.presets import distil_options
 
     preset = namespace.preset if namespace.preset is not UNSET else DistilOptions.preset
-    return from_namespace(DistilOptions, namespace, base=distil_options(preset))
+    student = namespace.student if namespace.student is not UNSET else DistilOptions.student
+    return from_namespace(DistilOptions, namespace, base=distil_options(preset, student=student))
 
 
 def parse(argv: List) -> DistilOptions:
@@ -201,7 +202,8 @@ def initial_student(args, transfer, teacher, work: Path):
         manifest = package.read_manifest(init)
         model = package.build_model(manifest)
         package.load_weights(model, init)
-        hf_tokenizer = teacher.tokenizer if manifest["tokenizer"]["kind"] == "wordpieces" else None
+        unpruned_wordpieces = manifest["tokenizer"]["kind"] == "wordpieces" and not manifest["tokenizer"].get("pruned")
+        hf_tokenizer = teacher.tokenizer if unpruned_wordpieces else None
         return load_tokenizer(init, manifest["tokenizer"]), model, hf_tokenizer
     from transformers import set_seed
 

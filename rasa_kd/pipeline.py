@@ -148,14 +148,18 @@ def student_options(options: PipelineOptions, labelled: Path, dev: Path, student
     return distil_options(options.preset, transfer=labelled, dev=dev, out=student, seed=options.seed, **overrides)
 
 
-def distil_into(options, work_root: Path) -> None:
-    """Distil with a work folder named by the recipe: a changed option starts afresh in its
-    own folder, the same options resume; the work folder goes once the package is written."""
+def distil_into(options, work_root: Path, fresh: bool = False) -> None:
+    """Distil with a work folder named by the recipe and the transfer set's content: the same
+    options on the same data resume, anything else starts afresh in its own folder; the
+    work folders go once the package is written."""
     from rasa_kd import distil
 
-    digest = hashlib.sha1(json.dumps(as_record(options), sort_keys=True).encode()).hexdigest()[:12]
-    work = work_root / f".distil-{digest}"
-    distil.distil(dataclasses.replace(options, work=work))
+    record = [as_record(options), input_fingerprint([Path(options.transfer)])]
+    work = work_root / f".distil-{hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]}"
+    for stale in work_root.glob(".distil-*"):
+        if stale != work:
+            shutil.rmtree(stale, ignore_errors=True)
+    distil.distil(dataclasses.replace(options, work=work, fresh=fresh))
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -184,7 +188,8 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     label_options = label.LabelOptions(teacher=teacher_dirs, transfer=transfer, out=labelled, quiet=options.quiet)
     stages.run_options("label", label_options, [transfer, *teacher_dirs], labelled, label.label)
     distil_opts = student_options(options, labelled, dev_file, student)
-    stages.run_options("distil", distil_opts, [labelled, dev_file], student, lambda o: distil_into(o, out))
+    stages.run_options("distil", distil_opts, [labelled, dev_file], student,
+                       lambda o: distil_into(o, out, fresh=stages.fresh))
     export_options = export.ExportOptions(model=student, quantize=True, data=dev_file,
                                           int8_max_drop=preset.int8_max_drop)
     stages.run_options("export", export_options, [student / "model.safetensors"], student / "model.int8.onnx",

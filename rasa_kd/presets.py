@@ -57,8 +57,11 @@ def get_preset(name: str) -> Preset:
 
 
 def distil_options(name: str = DEFAULT_PRESET, **values):
-    """`DistilOptions` of the preset, with `values` (e.g. transfer=, dev=, out=) laid over it."""
+    """`DistilOptions` of the preset, with `values` (e.g. transfer=, dev=, out=) laid over it.
+    The presets' student values are BiLSTM recipes: with student="bert" only the options'
+    own (small-BERT) defaults apply."""
     from rasa_kd.distil import DistilOptions
 
     preset = get_preset(name)
-    return dataclasses.replace(DistilOptions(), preset=name, **{**preset.distil, **values})
+    recipe = preset.distil if values.get("student", DistilOptions.student) == "bilstm" else {}
+    return dataclasses.replace(DistilOptions(), preset=name, **{**recipe, **values})

@@ -291,3 +291,13 @@ def test_sequence_features_have_one_row_per_rasa_token(tmp_path, students):
         n_tokens = len(message.get("text_tokens"))
         assert sequence.features.shape[0] == n_tokens and sentence.features.shape[0] == 1
         assert np.abs(sequence.features).sum(axis=1).min() > 0  # every token got a student vector
+
+
+def test_explicit_runtime_overrides_the_package_recommendation(exported_student, toy_nlu, tmp_path):
+    from rasa_kd.students import package
+
+    recommends_onnx = shutil.copytree(exported_student, tmp_path / "onnx-recommended")
+    package.update_manifest(recommends_onnx, runtime="onnx")
+    model = train_in_project(tmp_path, recommends_onnx, "int8", toy_nlu)
+    assert "model.int8.onnx" in stored_files(model) and "model.onnx" not in stored_files(model)
+    assert rasa_runner.parse_messages(model, ["hello there"])[0]["intent"]["name"]  # loads the int8 it carries

@@ -133,3 +133,19 @@ def test_options_record_in_the_package(pruned):
     recipe = json.loads((pruned / "student.json").read_text())["recipe"]
     assert recipe["preset"] == "balanced" and recipe["embedding_dim"] == 8 and recipe["prune_vocab"] is True
     assert "out" not in recipe and "force" not in recipe
+
+
+def test_small_bert_narrow_embeddings_without_teacher_layers(toy_world, tmp_path):
+    from rasa_kd.students import load
+
+    manifest = distil(toy_world, tmp_path / "bert", "--student", "bert", "--hidden-size", "16", "--heads", "2",
+                      "--layers", "1", "--intermediate", "32", "--embedding-dim", "8", "--epochs", "1")
+    assert manifest["config"]["teacher_embedding_dim"] == 8 and manifest["config"]["hidden_size"] == 16
+    assert load(tmp_path / "bert").predict(UNSEEN).shape == (len(UNSEEN), len(LABELS))
+
+
+def test_presets_apply_their_bilstm_recipe_to_bilstms_only():
+    from rasa_kd import distil as stage
+
+    bert = stage.parse(["--transfer", "t", "--dev", "d", "--out", "o", "--preset", "accurate", "--student", "bert"])
+    assert bert.hidden_size is None and bert.preset == "accurate"  # the small-BERT default (204), not 256

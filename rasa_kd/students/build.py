@@ -86,7 +86,7 @@ def teacher_identity(path: Optional[str]) -> Dict:
 
 
 def word_vocabulary(counts, vectors: Tuple[List[str], np.ndarray], vocab_size: int, min_count: int,
-                    seed: int = 0) -> Tuple[List[str], np.ndarray]:
+                    seed: int = 0, fill: bool = True) -> Tuple[List[str], np.ndarray]:
     """(words starting with [PAD], [UNK]; their initial vectors) as described in the module docstring."""
     from rasa_kd.students.tokenizers import PAD, UNK
 
@@ -104,7 +104,7 @@ def word_vocabulary(counts, vectors: Tuple[List[str], np.ndarray], vocab_size: i
         chosen.add(word)
         words.append(word)
         rows.append(matrix[index[word]] if word in index else rng.normal(0, scale, matrix.shape[1]))
-    for word in names:
+    for word in names if fill else ():
         if len(words) >= vocab_size:
             break
         if word not in chosen:
@@ -114,15 +114,18 @@ def word_vocabulary(counts, vectors: Tuple[List[str], np.ndarray], vocab_size: i
     return words, np.stack(rows).astype(np.float32)
 
 
-def reduce_dimension(vectors: np.ndarray, dim: Optional[int]) -> np.ndarray:
+def reduce_dimension(vectors: np.ndarray, dim: Optional[int], also: Optional[np.ndarray] = None):
     """`vectors` projected on their top `dim` principal components (unchanged when dim is
-    None or not smaller than their width)."""
+    None or not smaller than their width); with `also`, (that, `also` projected the same way)."""
     if not dim or dim >= vectors.shape[1]:
-        return vectors
+        return vectors if also is None else (vectors, also)
     from rasa_kd.students.small_bert import pca_projection
 
     mean, components = pca_projection(vectors, dim)
-    return ((vectors - mean) @ components).astype(np.float32)
+    reduced = ((vectors - mean) @ components).astype(np.float32)
+    if also is None:
+        return reduced
+    return reduced, ((also - also.mean(axis=0)) @ components).astype(np.float32)
 
 
 def wordpiece_vocabulary(args, teacher: Teacher, transfer, special_tokens: bool) -> Tuple:
@@ -131,11 +134,14 @@ def wordpiece_vocabulary(args, teacher: Teacher, transfer, special_tokens: bool)
     package carries only its own tokenizer.json, so no HF tokenizer files)."""
     from tqdm.auto import tqdm
 
-    from rasa_kd.students.tokenizers import WordpieceTokenizer, piece_counts, prune_wordpieces
+    from rasa_kd.students.tokenizers import WordpieceTokenizer, is_wordpiece, piece_counts, prune_wordpieces
 
     tokenizer = WordpieceTokenizer.from_pretrained(teacher.tokenizer, args.max_length, special_tokens=special_tokens)
     table = teacher.word_embeddings()
     if not args.prune_vocab:
+        return tokenizer, table, teacher.tokenizer
+    if not is_wordpiece(tokenizer):
+        print(f"vocabulary not pruned: the teacher's tokenizer is not WordPiece ({teacher.path})", flush=True)
         return tokenizer, table, teacher.tokenizer
     texts = tqdm(transfer.texts(), total=len(transfer.dataset), desc="counting wordpieces", unit=" sentences")
     pruned, kept = prune_wordpieces(tokenizer, piece_counts(tokenizer.backend, texts, special_tokens),
@@ -157,9 +163,8 @@ def build_bilstm(args, n_labels: int, teacher: Optional[Teacher], transfer) -> T
         from tqdm.auto import tqdm
 
         counts = word_counts(tqdm(transfer.texts(), total=len(transfer.dataset), desc="counting words", unit=" sentences"))
-        vocab_size = min(args.vocab_size, len(counts) + 2) if args.prune_vocab else args.vocab_size
         words, vectors = word_vocabulary(counts, load_word_vectors(args.vectors, limit=args.vectors_limit),
-                                         vocab_size, args.min_count, args.seed)
+                                         args.vocab_size, args.min_count, args.seed, fill=not args.prune_vocab)
         tokenizer, hf_tokenizer, unk_id = WordTokenizer(words, args.max_length), None, 1
     else:
         tokenizer, vectors, hf_tokenizer = wordpiece_vocabulary(args, teacher, transfer, special_tokens=False)
@@ -183,7 +188,9 @@ def build_small_bert(args, n_labels: int, teacher: Teacher, transfer) -> Tuple:
     hidden = args.hidden_size or 204
     if hidden % args.heads:
         raise UserError(f"--hidden-size {hidden} is not a multiple of --heads {args.heads}")
-    reduced = reduce_dimension(word, args.embedding_dim)
+    positions = teacher.position_embeddings()
+    reduced, positions = reduce_dimension(word, args.embedding_dim, positions) if positions is not None else (
+        reduce_dimension(word, args.embedding_dim), None)
     config = {"vocab_size": int(word.shape[0]), "teacher_embedding_dim": int(reduced.shape[1]), "hidden_size": hidden,
               "num_hidden_layers": args.layers, "num_attention_heads": args.heads,
               "intermediate_size": args.intermediate, "max_position_embeddings": int(max_positions),
@@ -197,5 +204,5 @@ def build_small_bert(args, n_labels: int, teacher: Teacher, transfer) -> Tuple:
                             f"{teacher_config.intermediate_size})")
         model.init_from_teacher(teacher.model, word, reduced)
     else:
-        model.init_embeddings(reduced, teacher.position_embeddings())
+        model.init_embeddings(reduced, positions)
     return tokenizer, model, hf_tokenizer

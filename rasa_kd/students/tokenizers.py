@@ -195,6 +195,12 @@ def is_character_piece(token: str) -> bool:
     return len(token) == 1 or (token.startswith("##") and len(token) == 3)
 
 
+def is_wordpiece(tokenizer: "WordpieceTokenizer") -> bool:
+    import json
+
+    return json.loads(tokenizer.backend.to_str()).get("model", {}).get("type") == "WordPiece"
+
+
 def prune_wordpieces(tokenizer: "WordpieceTokenizer", counts: Counter, min_count: int = 1,
                      keep_characters: bool = True) -> Tuple["WordpieceTokenizer", List[int]]:
     """(the pruned tokenizer, the kept pieces' ids in the original vocabulary, in new-id order).
