@@ -1,0 +1,99 @@
+"""`rasa train nlu` with the student distilled inside it, against Rasa's default DIET pipeline.
+
+    .venv/bin/python benchmarks/rasa_train.py --task demo          # data/nlu.yml, 20 % held out
+    .venv/bin/python benchmarks/rasa_train.py --task sara          # Sara's train/test split (~30 min)
+
+In one run, on the same training data: `rasa train nlu` with config.yml's in-graph
+student (no `student:`), the same command again with nothing changed (Rasa's cache),
+`rasa test nlu` on the held-out test file, and Rasa's default DIET pipeline trained
+and tested the same way; with --cross-validation K also `rasa test nlu
+--cross-validation --folds K` with the in-graph student. Writes
+benchmarks/results/rasa_train.json (one entry per task).
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+
+IN_GRAPH_CONFIG = """recipe: default.v1
+language: en
+assistant_id: rasa-train-benchmark
+pipeline:
+  - name: WhitespaceTokenizer
+  - name: rasa_kd.components.StudentIntentClassifier
+  - name: FallbackClassifier
+    threshold: 0.3
+    ambiguity_threshold: 0.1
+policies: []
+"""
+
+
+def task_files(task: str, work: Path):
+    """(train file, test file) for the task."""
+    from rasa_kd.convert import convert
+    from rasa_kd.split import split_nlu
+
+    if task == "sara":
+        converted = work / "converted"
+        if not (converted / "test.yml").exists():
+            convert("sara", SHARED / "sara", converted, force=True)
+        return converted / "train.yml", converted / "test.yml"
+    data = work / "data"
+    if not (data / "test.yml").exists():
+        split_nlu(ROOT / "data" / "nlu.yml", data, test_fraction=0.2, seed=42)
+    return data / "train.yml", data / "test.yml"
+
+
+def timed(function, *args, **kwargs):
+    started = time.time()
+    result = function(*args, **kwargs)
+    return result, round(time.time() - started, 1)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=("demo", "sara"), default="demo")
+    parser.add_argument("--cross-validation", type=int, default=3, help="folds (0: skip)")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "rasa-train")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "rasa_train.json")
+    args = parser.parse_args(argv)
+    from rasa_kd import rasa_runner
+    from rasa_kd.cli import quiet_environment
+
+    quiet_environment()
+    work = args.work / args.task
+    work.mkdir(parents=True, exist_ok=True)
+    train, test = task_files(args.task, work)
+    configs = {"student": work / "student-config.yml", "diet": work / "diet-config.yml"}
+    configs["student"].write_text(IN_GRAPH_CONFIG)
+    configs["diet"].write_text(rasa_runner.DIET_CONFIG)
+    result = {"task": args.task, "train": str(train), "test": str(test)}
+    for name, config in configs.items():
+        model, seconds = timed(rasa_runner.train_nlu, config, train, work / "models", name, cwd=work)
+        scores = rasa_runner.test_nlu(model, test, work / "results" / name, cwd=work)
+        result[name] = {"train_seconds": seconds, "test": scores, "model_bytes": model.stat().st_size}
+    _, result["student"]["retrain_unchanged_seconds"] = timed(
+        rasa_runner.train_nlu, configs["student"], train, work / "models", "student-again", cwd=work)
+    if args.cross_validation:
+        out = work / "cross-validation"
+        _, seconds = timed(rasa_runner.run_rasa, ["test", "nlu", "--cross-validation", "--folds",
+                                                  str(args.cross_validation), "--config", str(configs["student"]),
+                                                  "--nlu", str(train), "--out", str(out)], work, work / "cv.log")
+        result["cross_validation"] = {"folds": args.cross_validation, "seconds": seconds,
+                                      "log": str(work / "cv.log"), "report": str(out)}
+    result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    results[args.task] = result
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
