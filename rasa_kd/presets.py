@@ -4,7 +4,8 @@ A preset is a named set of stage options: values for `DistilOptions` (the studen
 the transfer-set size rule of `rasa-kd augment`, and the runtime `rasa-kd export`
 deploys. `balanced` is the default and equals the options' own defaults; the others
 list only what they change. Their trade-offs are measured in
-benchmarks/results/small_students.md (chosen by dev scores on several datasets).
+benchmarks/results/small_students.md on Sara, TREC, MTOD-es and rasa-demo (dev scores
+compared, test reported); `accurate` is not measured there yet.
 
   fast      ~0.6 MB int8: 64-d trained wordpiece embeddings, 96-unit BiLSTM
   balanced  ~2-3 MB int8: 128-d multichannel wordpiece embeddings, 150-unit BiLSTM
