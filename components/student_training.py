@@ -25,11 +25,14 @@ from rasa.shared.nlu.constants import INTENT, TEXT
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from rasa_kd.errors import UserError
+from rasa_kd.pipeline import PipelineOptions
 
 logger = logging.getLogger(__name__)
 
-TRAINING_CONFIG = {"teacher": "minilm", "preset": "balanced", "transfer_size": None, "epochs": None, "seed": 42,
-                   "dev_fraction": 0.1}
+# The component's keys take their defaults from `rasa-kd pipeline`'s options (one home per default).
+TRAINING_CONFIG = {"teacher": "minilm", "preset": PipelineOptions.preset, "transfer_size": PipelineOptions.size,
+                   "epochs": PipelineOptions.epochs, "seed": PipelineOptions.seed,
+                   "dev_fraction": PipelineOptions.dev_fraction}
 
 
 def training_examples(training_data: TrainingData) -> List:
@@ -75,9 +78,7 @@ def teacher_fingerprint(config: Dict[str, Any]) -> str:
     return hashlib.sha256(repr(record).encode()).hexdigest()
 
 
-def pipeline_options(config: Dict[str, Any], work: Path):
-    from rasa_kd.pipeline import PipelineOptions
-
+def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:
     return PipelineOptions(nlu=work / "data", out=work, teacher=teachers_of(config), preset=config["preset"],
                            size=config.get("transfer_size"), epochs=config.get("epochs"), seed=int(config["seed"]),
                            dev_fraction=float(config["dev_fraction"]), quiet=False)
