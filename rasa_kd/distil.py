@@ -77,6 +77,9 @@ class DistilOptions:
                                flags=("--no-prune-vocab",), action="store_false")
     prune_min_count: int = option(1, "pruning keeps a wordpiece or word seen at least this often in the "
                                      "transfer set", group=STUDENT)
+    prune_keep_common: int = option(10_000, "wordpiece pruning also keeps the teacher vocabulary's N most common "
+                                       "pieces, so frequent words missing from the transfer set keep their own "
+                                       "embedding", group=STUDENT)
     prune_keep_characters: bool = option(True, "pruning drops one-character wordpieces not seen in the transfer "
                                                "set too, so unseen words become [UNK] rather than being spelt "
                                                "letter by letter (default: kept)", group=STUDENT,
@@ -113,7 +116,7 @@ class DistilOptions:
                                        "(through a learned projection) and the teacher's last layer; runs the "
                                        "teacher on every batch", group=TRAINING)
     epochs: float = option(8, "most epochs over the transfer set", group=TRAINING)
-    patience: int = option(2, "stop after N epochs without dev improvement (0: never)", group=TRAINING)
+    patience: int = option(3, "stop after N epochs without dev improvement (0: never)", group=TRAINING)
     transfer_limit: Optional[int] = option(None, "train on the first N transfer sentences only: the originals, "
                                                  "then augmented ones in the order they were made (default: all)",
                                            group=TRAINING)
@@ -160,6 +163,8 @@ def check_arguments(args) -> None:
     for name in ("epochs", "batch_size", "max_length", "vocab_size", "transfer_limit", "prune_min_count"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
+    if args.prune_keep_common < 0:
+        raise UserError(f"--prune-keep-common must be at least 0, got {args.prune_keep_common}")
     if args.embedding_dim is not None and args.embedding_dim < 0:
         raise UserError(f"--embedding-dim must be at least 0, got {args.embedding_dim}")
 

@@ -26,7 +26,8 @@ def pruned(tmp_path_factory, toy_world):
     from rasa_kd import export
 
     out = tmp_path_factory.mktemp("pruned") / "student"
-    distil(toy_world, out, *TINY, "--embedding-dim", "8", "--learning-rate", "0.01", "--epochs", "8")
+    distil(toy_world, out, *TINY, "--embedding-dim", "8", "--learning-rate", "0.01", "--epochs", "8",
+           "--prune-keep-common", "0")
     export.export(out, onnx=True, quantized=True, data=toy_world["dev"])
     return out
 
@@ -149,3 +150,24 @@ def test_presets_apply_their_bilstm_recipe_to_bilstms_only():
 
     bert = stage.parse(["--transfer", "t", "--dev", "d", "--out", "o", "--preset", "accurate", "--student", "bert"])
     assert bert.hidden_size is None and bert.preset == "accurate"  # the small-BERT default (204), not 256
+
+
+def test_pruning_keeps_the_most_common_pieces(tmp_path):
+    from collections import Counter
+
+    from transformers import BertTokenizerFast
+
+    from rasa_kd.students.tokenizers import WordpieceTokenizer, prune_wordpieces
+
+    vocab = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "e", "l", "o", "r", "w",
+             "##a", "##e", "##l", "##o", "the", "hello", "world", "##s", "bear", "bell"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = WordpieceTokenizer.from_pretrained(BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")), 16,
+                                                   special_tokens=False)
+    seen = Counter(tokenizer(["bell"])["input_ids"][0].tolist())
+    pruned, kept = prune_wordpieces(tokenizer, seen, keep_characters=False, keep_common=2)
+    assert [vocab[i] for i in kept] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "hello", "bell"]
+    assert pruned.backend.encode("hello bell", add_special_tokens=False).tokens == ["hello", "bell"]
+    assert pruned.backend.encode("world", add_special_tokens=False).tokens == ["[UNK]"]
+    only_seen, _ = prune_wordpieces(tokenizer, seen, keep_characters=False, keep_common=0)
+    assert "hello" not in only_seen.backend.get_vocab() and "bell" in only_seen.backend.get_vocab()

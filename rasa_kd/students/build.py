@@ -7,7 +7,8 @@
 * small BERT: the teacher's tokenizer; embeddings projected from the teacher's.
 
 With `prune_vocab`, wordpiece students keep only the pieces that occur in the
-transfer set (`prune_min_count` times), and word students only the transfer set's
+transfer set (`prune_min_count` times) or are among the teacher vocabulary's
+`prune_keep_common` most common pieces, and word students only the transfer set's
 words (no filling up from the pretrained vectors). With `embedding_dim` D smaller
 than the pretrained width, the (kept) embedding rows are projected on their top D
 principal components (Sučík 2020), so the student stores V x D tables.
@@ -145,9 +146,10 @@ def wordpiece_vocabulary(args, teacher: Teacher, transfer, special_tokens: bool)
         return tokenizer, table, teacher.tokenizer
     texts = tqdm(transfer.texts(), total=len(transfer.dataset), desc="counting wordpieces", unit=" sentences")
     pruned, kept = prune_wordpieces(tokenizer, piece_counts(tokenizer.backend, texts, special_tokens),
-                                    args.prune_min_count, args.prune_keep_characters)
+                                    args.prune_min_count, args.prune_keep_characters, args.prune_keep_common)
     pruned.teacher_ids = kept
-    print(f"vocabulary pruned to the transfer set: {len(kept):,} of {len(tokenizer):,} wordpieces", flush=True)
+    print(f"vocabulary pruned to the transfer set and the {args.prune_keep_common:,} most common pieces: "
+          f"{len(kept):,} of {len(tokenizer):,} wordpieces", flush=True)
     return pruned, table[kept], None
 
 

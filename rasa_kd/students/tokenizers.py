@@ -6,7 +6,8 @@
 * `WordpieceTokenizer` ("wordpieces"): the teacher's fast tokenizer, saved as the
   Hugging Face tokenizer files (`tokenizer.json` ...) and read back with the
   `tokenizers` library alone (no transformers or torch at inference time).
-  `prune_wordpieces` keeps only the pieces seen in the transfer set: the pruned
+  `prune_wordpieces` keeps only the pieces seen in the transfer set (plus, by default,
+  the teacher vocabulary's most common pieces): the pruned
   tokenizer is the same WordPiece tokenizer over the kept pieces (ids renumbered in
   the teacher's order), so a word spelt with kept pieces is split as before, one that
   needs a dropped piece is re-split with kept ones, and one that cannot be written
@@ -201,12 +202,24 @@ def is_wordpiece(tokenizer: "WordpieceTokenizer") -> bool:
     return json.loads(tokenizer.backend.to_str()).get("model", {}).get("type") == "WordPiece"
 
 
+def common_pieces(vocab: Dict[str, int], special: set, n: int) -> set:
+    """The ids of the vocabulary's `n` most common pieces of two or more characters.
+    WordPiece vocabularies (BERT's, and those the `tokenizers` trainers write) list them
+    from the most frequent on, after the special, `[unusedN]` and one-character tokens, so
+    the lowest ids are the most common."""
+    ordinary = sorted(i for token, i in vocab.items() if i not in special and not is_character_piece(token)
+                      and not (token.startswith("[") and token.endswith("]")))
+    return set(ordinary[:n])
+
+
 def prune_wordpieces(tokenizer: "WordpieceTokenizer", counts: Counter, min_count: int = 1,
-                     keep_characters: bool = True) -> Tuple["WordpieceTokenizer", List[int]]:
+                     keep_characters: bool = True, keep_common: int = 0) -> Tuple["WordpieceTokenizer", List[int]]:
     """(the pruned tokenizer, the kept pieces' ids in the original vocabulary, in new-id order).
 
-    Kept: special/added tokens, every piece with `counts[id] >= min_count` and, with
-    `keep_characters`, every one-character piece."""
+    Kept: special/added tokens, every piece with `counts[id] >= min_count`, with
+    `keep_characters` every one-character piece, and the `keep_common` most common pieces
+    of the teacher's vocabulary (so frequent words the transfer set lacks keep their own
+    teacher embedding instead of being spelt in pieces)."""
     import json
 
     from tokenizers import Tokenizer
@@ -218,9 +231,10 @@ def prune_wordpieces(tokenizer: "WordpieceTokenizer", counts: Counter, min_count
     vocab: Dict[str, int] = data["model"]["vocab"]
     special = {entry["id"] for entry in data.get("added_tokens", [])}
     special.add(vocab[data["model"]["unk_token"]])
+    always = set(special) | common_pieces(vocab, special, keep_common)
     if keep_characters:
-        special |= {i for token, i in vocab.items() if is_character_piece(token)}
-    kept = sorted(i for i in vocab.values() if i in special or counts.get(i, 0) >= min_count)
+        always |= {i for token, i in vocab.items() if is_character_piece(token)}
+    kept = sorted(i for i in vocab.values() if i in always or counts.get(i, 0) >= min_count)
     new_id = {old: new for new, old in enumerate(kept)}
     data["model"]["vocab"] = {token: new_id[i] for token, i in vocab.items() if i in new_id}
     for entry in data.get("added_tokens", []):
