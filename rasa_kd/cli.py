@@ -19,6 +19,7 @@ COMMANDS = {
     "label": "rasa_kd.label",
     "distil": "rasa_kd.distil",
     "export": "rasa_kd.export",
+    "calibrate": "rasa_kd.calibration",
     "evaluate": "rasa_kd.evaluate",
     "pipeline": "rasa_kd.pipeline",
 }

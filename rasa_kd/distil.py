@@ -245,13 +245,26 @@ def find_teacher(args, transfer):
     return teacher, str(path)
 
 
+def in_memory_student(model, tokenizer, labels):
+    from rasa_kd.students.runtime import Student, TorchBackend
+
+    return Student(Path("."), {"labels": labels, "architecture": model.architecture}, tokenizer, TorchBackend(model))
+
+
 def score(model, tokenizer, examples, labels) -> Dict[str, float]:
     """Classification scores of an in-memory model on NLU examples."""
     from rasa_kd.metrics import classification_scores
-    from rasa_kd.students.runtime import Student, TorchBackend
 
-    student = Student(Path("."), {"labels": labels, "architecture": model.architecture}, tokenizer, TorchBackend(model))
-    return classification_scores([e.intent for e in examples], student.predict_labels([e.text for e in examples]))
+    predicted = in_memory_student(model, tokenizer, labels).predict_labels([e.text for e in examples])
+    return classification_scores([e.intent for e in examples], predicted)
+
+
+def calibration_on(model, tokenizer, examples, labels) -> Dict[str, float]:
+    """Temperature scaling fitted on `examples` (dev), with NLL and ECE before and after."""
+    from rasa_kd.calibration import calibrate
+
+    logits = in_memory_student(model, tokenizer, labels).logits([e.text for e in examples])
+    return {**calibrate(logits, [labels.index(e.intent) for e in examples]), "fitted_on": "dev"}
 
 
 def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callbacks=()):
@@ -318,8 +331,12 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     print(f"{args.student} student: {package.count_parameters(model)['total']:,} parameters, "
           f"{len(transfer.dataset):,} transfer sentences, {len(transfer.labels)} labels", flush=True)
     trainer = train(args, transfer, tokenizer, model, dev, work, teacher, callbacks)
-    model = getattr(trainer.model, "student", trainer.model)
+    # Trainer may have moved the model to a GPU; scoring, calibration and the package run on CPU
+    model = getattr(trainer.model, "student", trainer.model).cpu()
     metrics = {"dev": score(model, tokenizer, dev, transfer.labels)}
+    calibration = calibration_on(model, tokenizer, dev, transfer.labels)
+    print(f"calibration: temperature {calibration['temperature']:.3f} (dev ECE {calibration['ece_before']:.3f} -> "
+          f"{calibration['ece_after']:.3f})", flush=True)
     if test:
         metrics["test"] = score(model, tokenizer, test, transfer.labels)
     recipe.update(transfer=str(args.transfer), transfer_sentences=len(transfer.dataset),
@@ -329,6 +346,7 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     with atomic_output_dir(args.out, args.force) as folder:
         manifest = package.save_package(folder, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer,
                                         teacher=build.teacher_identity(teacher_path), recipe=recipe, metrics=metrics)
+        manifest = package.update_manifest(folder, calibration=calibration)
         package.write_training_hashes(folder, transfer.original_texts())
     print_summary(args.out, metrics)
     return manifest

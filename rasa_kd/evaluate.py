@@ -8,7 +8,13 @@ of --runtime onnx / int8, and a student's .onnx file given as --model runs that
 file. Or a teacher folder (a Hugging Face sequence-classification model with
 labels.json), run with PyTorch.
 
-Reported: accuracy, micro-F1, macro-F1 and MCC; parameters (embeddings vs the
+Reported: accuracy, micro-F1, macro-F1 and MCC; calibration (expected calibration
+error over 15 confidence bins, the student's temperature, and a reliability diagram
+PNG beside the metrics JSON); the `FallbackClassifier` threshold at which the messages
+kept reach --precision (0.95) on this data, with the share kept; with --unknown FILE
+(sentences of intents the model never saw), how well the top confidence separates
+them from --data's (AUROC, false-positive rate at 95 % true-positive rate, the share
+under the suggested threshold); parameters (embeddings vs the
 rest); size on disk of the files the model needs (size_bytes) and by part
 (size_parts_bytes: embedding tables, the other weights, tokenizer files, manifest
 and config files; embeddings are the tensors the model class counts as embedding
@@ -50,6 +56,7 @@ MB = 1e6
 EMBEDDING_LOOKUPS = {"Gather": slice(0, 1), "EmbedLayerNormalization": slice(2, 5),
                      "QEmbedLayerNormalization": slice(2, 5)}
 QUANTIZED, QUANTIZATION_PARAMETERS = "_quantized", ("_scale", "_zero_point")
+DEFAULT_PRECISION = 0.95
 
 
 def add_arguments(parser) -> None:
@@ -72,6 +79,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: the library's default)")
     parser.add_argument("--no-speed", action="store_true", help="skip the latency and throughput measurements")
     parser.add_argument("--no-memory", action="store_true", help="skip the resident-memory measurement")
+    parser.add_argument("--precision", type=float, default=DEFAULT_PRECISION,
+                        help="suggest the FallbackClassifier threshold at which the messages kept reach this "
+                             "precision on --data (run on dev to choose it; default 0.95)")
+    parser.add_argument("--unknown", type=Path,
+                        help="NLU YAML of sentences whose intents the model was never trained on: report how well "
+                             "the top confidence separates them from --data (AUROC, FPR at 95 %% TPR)")
     parser.add_argument("--allow-unknown-labels", action="store_true",
                         help="score data whose intents the model does not know (they count as errors)")
 
@@ -124,11 +137,15 @@ class TeacherModel(ModelFiles):
         model_type = self.model.config.model_type.replace("-", "_")
         self.libraries = ("torch", "rasa_kd.teacher", f"transformers.models.{model_type}.modeling_{model_type}")
 
-    def predict_labels(self, texts: Sequence[str]) -> List[str]:
+    def predict(self, texts: Sequence[str]):
+        """Probabilities (softmax of the logits; teachers are not temperature-scaled)."""
+        from rasa_kd.calibration import softmax
         from rasa_kd.teacher import predict_logits
 
-        logits = predict_logits(self.model, self.tokenizer, list(texts), self.max_length)
-        return [self.labels[i] for i in logits.argmax(axis=1)]
+        return softmax(predict_logits(self.model, self.tokenizer, list(texts), self.max_length))
+
+    def predict_labels(self, texts: Sequence[str]) -> List[str]:
+        return [self.labels[i] for i in self.predict(texts).argmax(axis=1)]
 
     def parameters(self) -> Dict[str, int]:
         embedding = sum(p.numel() for m in self.model.modules() if isinstance(m, self.torch.nn.Embedding)
@@ -172,6 +189,9 @@ class StudentModel(ModelFiles):
         code = STUDENT_MODULES[self.manifest["architecture"] if self.runtime == "pytorch" else "onnx"]
         wordpieces = self.manifest["tokenizer"].get("kind") == "wordpieces"
         self.libraries = code + ("rasa_kd.students.runtime",) + (("tokenizers",) if wordpieces else ())
+
+    def predict(self, texts: Sequence[str]):
+        return self.student.predict(texts)
 
     def predict_labels(self, texts: Sequence[str]) -> List[str]:
         return self.student.predict_labels(texts)
@@ -351,7 +371,8 @@ def default_out(model_path: Path, data: Path, kind: str) -> Path:
 
 def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: bool = False, int8: bool = False,
              latency_examples: int = 200, batch_size: int = 64, threads: int = 0, speed: bool = True,
-             allow_unknown_labels: bool = False, runtime: str = "auto", memory: bool = True) -> Dict:
+             allow_unknown_labels: bool = False, runtime: str = "auto", memory: bool = True,
+             precision: float = DEFAULT_PRECISION, unknown: Optional[Path] = None) -> Dict:
     """Score, size and time a model; writes and returns the metrics dict. `onnx` and
     `int8` are the aliases of `runtime` "onnx" and "int8"."""
     from rasa_kd.metrics import classification_scores
@@ -366,12 +387,18 @@ def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: boo
         raise UserError(f"{data}: intents the model does not know: {', '.join(unknown[:10])} "
                         f"(use --allow-unknown-labels to score them as errors)")
     texts = [e.text for e in examples]
-    predicted = model.predict_labels(texts)
+    probabilities = model.predict(texts)
+    predicted = [model.labels[i] for i in probabilities.argmax(axis=1)]
+    out = out or default_out(model_path, data, model.kind)
     metrics = {"model": str(model_path), "kind": model.kind, "data": str(data),
                "scores": classification_scores([e.intent for e in examples], predicted),
+               "calibration": confidence_report(model, examples, probabilities, out, precision),
                "parameters": model.parameters(),
                "size_bytes": total_bytes(model.files()), "size_parts_bytes": model.size_parts(),
                "files": sorted(p.name for p in model.files())}
+    if unknown:
+        metrics["unknown_intents"] = unknown_report(model, probabilities, unknown,
+                                                    metrics["calibration"]["fallback"]["threshold"])
     if memory:
         metrics["memory_mb"] = resident_memory(model, threads)
     if speed:
@@ -382,11 +409,50 @@ def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: boo
                        sentences_per_second=throughput(model, texts, batch_size),
                        threads=threads or torch.get_num_threads())
     metrics["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    out = out or default_out(model_path, data, model.kind)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     print_table(metrics, out)
     return metrics
+
+
+def confidence_report(model, examples, probabilities, out: Path, precision: float) -> Dict:
+    """ECE (15 bins), the reliability diagram (PNG beside the metrics JSON) and the
+    FallbackClassifier threshold that keeps `precision` on this data. Examples of
+    intents the model does not know count as wrong at any confidence."""
+    from rasa_kd import calibration
+
+    index = {label: i for i, label in enumerate(model.labels)}
+    gold = [index.get(e.intent, -1) for e in examples]
+    picture = out.with_suffix(".reliability.png")
+    calibration.reliability_diagram(probabilities, gold, picture, f"{Path(model.path).name} ({model.kind})")
+    return {"ece": round(calibration.expected_calibration_error(probabilities, gold), 4),
+            "bins": calibration.BINS, "mean_confidence": round(float(probabilities.max(axis=1).mean()), 4),
+            "temperature": getattr(getattr(model, "student", None), "temperature", None),
+            "fallback": calibration.fallback_threshold(probabilities, gold, precision),
+            "reliability_diagram": str(picture)}
+
+
+def unknown_report(model, known_probabilities, unknown: Path, threshold: Optional[float]) -> Dict:
+    """How well the top confidence tells `unknown`'s sentences (intents the model was never
+    trained on) from the known-intent data: AUROC (known = positive), the false-positive
+    rate at 95 % true-positive rate, and the share of unknown sentences under `threshold`."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from rasa_kd.nlu_io import read_examples
+
+    texts = [e.text for e in read_examples(unknown)]
+    if not texts:
+        raise UserError(f"{unknown}: no examples")
+    known = known_probabilities.max(axis=1)
+    unknown_confidence = model.predict(texts).max(axis=1)
+    cut = np.quantile(known, 0.05)  # 95 % of known sentences are at or above it
+    scores = np.concatenate([known, unknown_confidence])
+    truth = np.concatenate([np.ones(len(known)), np.zeros(len(unknown_confidence))])
+    return {"data": str(unknown), "n": len(texts), "auroc": round(float(roc_auc_score(truth, scores)), 4),
+            "fpr_at_95_tpr": round(float(np.mean(unknown_confidence >= cut)), 4),
+            "threshold": threshold,
+            "under_threshold": None if threshold is None else round(float(np.mean(unknown_confidence < threshold)), 4)}
 
 
 def print_table(metrics: Dict, out: Path) -> None:
@@ -394,10 +460,18 @@ def print_table(metrics: Dict, out: Path) -> None:
     rows = [("model", f"{metrics['model']} ({metrics['kind']})"), ("data", f"{metrics['data']} ({scores['n']} examples)"),
             ("accuracy", f"{scores['accuracy']:.4f}"), ("micro-F1", f"{scores['micro_f1']:.4f}"),
             ("macro-F1", f"{scores['macro_f1']:.4f}"), ("MCC", f"{scores['mcc']:.4f}"),
+            ("calibration", calibration_line(metrics["calibration"])),
+            ("fallback threshold", threshold_line(metrics["calibration"]["fallback"])),
             ("parameters", f"{params.get('total', 0):,} ({params.get('embedding', 0):,} embedding, "
                            f"{params.get('other', 0):,} other)"),
             ("size on disk", f"{metrics['size_bytes'] / MB:.2f} MB (" + ", ".join(
                 f"{part} {size / MB:.2f}" for part, size in metrics["size_parts_bytes"].items()) + ")")]
+    if "unknown_intents" in metrics:
+        report = metrics["unknown_intents"]
+        under = "" if report["under_threshold"] is None else \
+            f", {report['under_threshold']:.0%} under the threshold {report['threshold']:.2f}"
+        rows.append(("unknown intents", f"AUROC {report['auroc']:.4f}, FPR at 95 % TPR {report['fpr_at_95_tpr']:.4f} "
+                                        f"({report['n']} sentences{under})"))
     if "memory_mb" in metrics:
         rows.append(("memory (RSS)", f"{metrics['memory_mb']['rss_loaded_mb']:.1f} MB loaded, "
                                      f"{metrics['memory_mb']['rss_model_mb']:.1f} MB for the model"))
@@ -410,10 +484,25 @@ def print_table(metrics: Dict, out: Path) -> None:
     print(f"metrics: {out}")
 
 
+def calibration_line(report: Dict) -> str:
+    temperature = f", temperature {report['temperature']:.2f}" if report.get("temperature") else ""
+    return (f"ECE {report['ece']:.4f} ({report['bins']} bins{temperature}, mean confidence "
+            f"{report['mean_confidence']:.3f}); diagram {report['reliability_diagram']}")
+
+
+def threshold_line(fallback: Dict) -> str:
+    if fallback["threshold"] is None:
+        return f"no threshold reaches precision {fallback['target_precision']:.2f} on this data"
+    return (f"{fallback['threshold']:.2f} keeps {fallback['kept']:.0%} of messages at precision "
+            f"{fallback['precision']:.3f} (target {fallback['target_precision']:.2f}; choose it on dev)")
+
+
 def run(args) -> int:
     if args.latency_examples < 1 or args.batch_size < 1:
         raise UserError("--latency-examples and --batch-size must be positive")
+    if not 0 < args.precision <= 1:
+        raise UserError(f"--precision must be in (0, 1], got {args.precision}")
     evaluate(args.model, args.data, args.out, latency_examples=args.latency_examples, batch_size=args.batch_size,
              threads=args.threads, speed=not args.no_speed, allow_unknown_labels=args.allow_unknown_labels,
-             runtime=args.runtime, memory=not args.no_memory)
+             runtime=args.runtime, memory=not args.no_memory, precision=args.precision, unknown=args.unknown)
     return 0

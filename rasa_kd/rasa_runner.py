@@ -163,13 +163,27 @@ def free_port() -> int:
 class RasaServer:
     """`rasa run --enable-api` on a free localhost port, as a context manager."""
 
+    PORT_ATTEMPTS = 3
+
     def __init__(self, model: Path, log: Path, timeout: float = 180, credentials: Path = None):
         self.model, self.log, self.timeout = Path(model), Path(log), timeout
         self.credentials = credentials
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "RasaServer":
+        # The free port is released before Rasa binds it, so another process may take it
+        # first: Rasa then exits with "address already in use", and we try another port.
+        for _ in range(self.PORT_ATTEMPTS):
+            self.port = free_port()
+            if self._start():
+                return self
+        raise UserError(f"rasa run found no free port in {self.PORT_ATTEMPTS} attempts (log: {self.log})")
+
+    def _start(self) -> bool:
+        """True once this server answers with our model; False when its port was taken."""
         import urllib.request
 
         self._log_file = open(self.log, "w")
@@ -181,11 +195,13 @@ class RasaServer:
         while time.time() < deadline:
             if self.process.poll() is not None:
                 self.__exit__()
+                if "address already in use" in self.log.read_text(errors="replace").lower():
+                    return False
                 raise UserError(f"rasa run exited with status {self.process.returncode} (log: {self.log})")
             try:
                 with urllib.request.urlopen(f"{self.url}/status", timeout=2) as response:
                     if response.status == 200 and json.loads(response.read()).get("model_file"):
-                        return self
+                        return True
             except OSError:
                 pass
             time.sleep(0.5)

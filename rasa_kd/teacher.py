@@ -41,6 +41,7 @@ TEACHER_FILE = "rasa_kd_teacher.json"
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 POOLINGS = ("cls", "mean")
+UNKNOWN_WORDS_LIMIT = 0.20  # share of training words the teacher cannot write before it refuses
 
 
 FINE_TUNING = "fine-tuning"
@@ -79,6 +80,9 @@ class TeacherOptions(TeacherSettings):
     threads: Optional[int] = option(None, "torch threads (default: all available cores)")
     force: bool = option(False, "replace an output folder that has content")
     quiet: bool = option(False, "no progress bars")
+    allow_unknown_tokens: bool = option(False, "fine-tune even when the teacher's tokenizer maps more than 20 %% "
+                                               "of the training words to its unknown token (by default that stops: "
+                                               "the data's language is probably not the teacher's)")
 
 
 def available_cores() -> int:
@@ -366,9 +370,36 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def unknown_word_share(tokenizer, texts: Sequence[str], batch_size: int = 256) -> float:
+    """Share of the words (as the tokenizer pre-splits them) that hold its unknown token;
+    for a tokenizer without word ids (not a fast one), the share of unknown tokens."""
+    unk = tokenizer.unk_token_id
+    if unk is None or not texts:
+        return 0.0
+    words = unknown = 0
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[start:start + batch_size]), add_special_tokens=False, truncation=False)
+        for row, ids in enumerate(batch["input_ids"]):
+            word_ids = batch.word_ids(row) if tokenizer.is_fast else list(range(len(ids)))
+            words += len({w for w in word_ids if w is not None})
+            unknown += len({w for w, token in zip(word_ids, ids) if token == unk and w is not None})
+    return unknown / words if words else 0.0
+
+
+def check_language(tokenizer, examples, train_path: Path, model_name: Optional[str]) -> float:
+    """Stop when the teacher's tokenizer cannot write too many of the training words."""
+    share = unknown_word_share(tokenizer, [e.text for e in examples])
+    if share > UNKNOWN_WORDS_LIMIT:
+        raise UserError(f"{train_path}: the teacher's tokenizer ({model_name or 'minilm'}) maps {share:.0%} of the "
+                        f"training words to its unknown token (limit {UNKNOWN_WORDS_LIMIT:.0%}); the data's language "
+                        f"is probably not one it knows: use a multilingual teacher (--model, e.g. "
+                        f"bert-base-multilingual-cased) or --allow-unknown-tokens to train anyway")
+    return share
+
+
 def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Optional[str], out: Path,
                   settings: TeacherSettings, force: bool = False, progress: bool = True,
-                  threads: Optional[int] = None) -> Dict:
+                  threads: Optional[int] = None, allow_unknown_tokens: bool = False) -> Dict:
     """Fine-tune, evaluate on dev and write the teacher folder; returns metrics.json's content."""
     import torch
 
@@ -381,6 +412,8 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
     check_output_dir(Path(out), force)
     torch.set_num_threads(threads or available_cores())
     tokenizer, hf_model = load_pretrained(model_name, labels, settings.seed)
+    unknown_share = (unknown_word_share(tokenizer, [e.text for e in train]) if allow_unknown_tokens
+                     else check_language(tokenizer, train, train_path, model_name))
     model = with_pooling(hf_model, settings.pooling, str(model_name))
     train_set = tokenized_dataset(tokenizer, train, labels, settings.max_length)
     dev_set = tokenized_dataset(tokenizer, dev, labels, settings.max_length)
@@ -397,6 +430,7 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         "model": model_name or "minilm",
         "labels": len(labels),
         "train_examples": len(train),
+        "unknown_word_share": round(unknown_share, 4),
         "dev_examples": len(dev),
         "dev_source": dev_source,
         "dev": classification_scores([e.intent for e in dev], predicted),
@@ -430,7 +464,8 @@ def settings_of(options: TeacherOptions) -> TeacherSettings:
 def train_from_options(options: TeacherOptions) -> Dict:
     """Train the teacher into options.out and print a summary; returns metrics.json's content."""
     metrics = train_teacher(options.train, options.dev, options.model, options.out, settings_of(options),
-                            force=options.force, progress=not options.quiet, threads=options.threads)
+                            force=options.force, progress=not options.quiet, threads=options.threads,
+                            allow_unknown_tokens=options.allow_unknown_tokens)
     dev = metrics["dev"]
     print(f"teacher -> {options.out}: dev accuracy {dev['accuracy']:.4f}, micro-F1 {dev['micro_f1']:.4f} "
           f"(best epoch {metrics['best_epoch']:g}), {metrics['train_seconds']:.0f} s training, "

@@ -23,6 +23,8 @@ os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 os.environ.setdefault("USE_TF", "0")
 os.environ.setdefault("TRANSFORMERS_NO_TF", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# read by huggingface_hub when it is first imported: set here, before any test module imports it
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TOY_INTENTS = {
     "greet": ["hello", "hi", "hey", "morning", "greetings"],

@@ -1,12 +1,13 @@
 """`rasa-kd export` (ONNX, int8) and `rasa-kd evaluate` on students and a teacher folder."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rasa_kd.errors import UserError
-from conftest import stage_parser
+from conftest import run_cli, stage_parser
 from test_students import LABELS, toy_examples, toy_world, write_nlu  # noqa: F401 (fixture)
 
 TEXTS = ["hello there", "goodbye my dear friend, see you later today!", "rain?", "", "book me a table now please"]
@@ -118,6 +119,12 @@ def test_evaluate_student(exported, toy_world, variant):
     assert metrics["latency_ms_batch1"] > 0 and metrics["sentences_per_second"] > 0 and metrics["size_bytes"] > 0
     tokenizer = package.read_manifest(exported)["tokenizer"]["files"]
     assert set(metrics["files"]) == {WEIGHTS[runtime], "student.json", *tokenizer}
+    confidence = metrics["calibration"]
+    assert 0 <= confidence["ece"] <= 1 and confidence["bins"] == 15
+    assert confidence["temperature"] == package.read_manifest(exported)["calibration"]["temperature"] > 0
+    assert Path(confidence["reliability_diagram"]).read_bytes()[:4] == b"\x89PNG"
+    fallback = confidence["fallback"]
+    assert fallback["threshold"] is None or (fallback["precision"] >= 0.95 and 0 < fallback["kept"] <= 1)
 
 
 def test_evaluate_scores_onnx_as_pytorch(exported, toy_world, tmp_path):
@@ -169,6 +176,7 @@ def test_evaluate_teacher_folder(toy_world, tmp_path):
     assert parts["embeddings"] == 4 * metrics["parameters"]["embedding"]
     assert parts["embeddings"] + parts["other"] == (toy_world["teacher"] / "model.safetensors").stat().st_size
     assert sum(parts.values()) == metrics["size_bytes"] and metrics["memory_mb"]["rss_model_mb"] > 0
+    assert metrics["calibration"]["temperature"] is None and 0 <= metrics["calibration"]["ece"] <= 1
 
 
 def test_evaluate_errors(toy_world, exported, tmp_path):
@@ -200,3 +208,37 @@ def test_export_needs_a_package(tmp_path):
 
     with pytest.raises(UserError, match="student package not found"):
         export.export(tmp_path / "nothing")
+
+
+def test_calibrate_command_refits_the_temperature_in_place(exported, toy_world, tmp_path, capsys):
+    from rasa_kd.students import load, package
+
+    copy = tmp_path / "student"
+    shutil.copytree(exported, copy)
+    package.update_manifest(copy, calibration={"temperature": 1.0})
+    texts = [e.text for e in toy_examples(6, seed=31)]
+    before = load(copy).predict(texts)
+    status, err = run_cli(["calibrate", "--model", str(copy), "--data", str(toy_world["dev"])], capsys)
+    assert status == 0, err
+    record = package.read_manifest(copy)["calibration"]
+    assert record["fitted_on"] == str(toy_world["dev"]) and record["nll_after"] <= record["nll_before"]
+    after = load(copy).predict(texts)
+    assert np.array_equal(before.argmax(axis=1), after.argmax(axis=1))
+    assert record["temperature"] == 1.0 or not np.allclose(before, after)
+    status, err = run_cli(["calibrate", "--model", str(copy), "--data", str(tmp_path / "missing.yml")], capsys)
+    assert status == 2 and len(err) == 1
+
+
+def test_evaluate_reports_unknown_intents(exported, toy_world, tmp_path, capsys):
+    from rasa_kd import evaluate
+    from rasa_kd.nlu_io import Example
+
+    unknown = write_nlu(tmp_path / "unknown.yml", [Example(text, "never_seen") for text in
+                                                   ("zzqx blorf", "the quarterly tax form", "purple elephants dance",
+                                                    "!!!", "how tall is the eiffel tower")])
+    metrics = evaluate.evaluate(exported, toy_world["test"], tmp_path / "m.json", speed=False, memory=False,
+                                unknown=unknown)
+    report = metrics["unknown_intents"]
+    assert report["n"] == 5 and 0 <= report["auroc"] <= 1 and 0 <= report["fpr_at_95_tpr"] <= 1
+    assert report["threshold"] == metrics["calibration"]["fallback"]["threshold"]
+    assert "unknown intents" in capsys.readouterr().out

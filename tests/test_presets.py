@@ -46,6 +46,8 @@ def test_pruned_vocabulary_keeps_only_transfer_set_pieces(pruned, toy_world):
     assert config["embedding_dim"] == 8 and config["vocab_size"] == spec["vocab_size"]
     assert manifest["parameters"]["embedding"] == 2 * spec["vocab_size"] * 8  # multichannel: two V x 8 tables
     assert manifest["metrics"]["test"]["accuracy"] >= 0.6  # chance 0.25
+    fitted = manifest["calibration"]
+    assert fitted["fitted_on"] == "dev" and fitted["temperature"] > 0 and fitted["nll_after"] <= fitted["nll_before"]
 
 
 def test_pruned_student_same_predictions_in_pytorch_and_onnx(pruned):

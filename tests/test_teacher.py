@@ -83,7 +83,10 @@ def bad_inputs(tmp_path, toy_nlu, tiny_bert_dir):
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")
-    return {"not_a_model": not_a_model, "empty": empty, "dev_extra": dev_extra, "full": full}
+    foreign = tmp_path / "foreign.yml"  # Thai: the toy teacher's vocabulary has none of its letters
+    write_examples(foreign, [Example(text, e.intent) for text, e in
+                             zip(["ตั้งนาฬิกาปลุก", "พยากรณ์อากาศ", "เตือนฉัน"] * 20, read_examples(toy_nlu["train"]))])
+    return {"not_a_model": not_a_model, "empty": empty, "dev_extra": dev_extra, "full": full, "foreign": foreign}
 
 
 @pytest.mark.parametrize("case, fragment", [
@@ -92,6 +95,7 @@ def bad_inputs(tmp_path, toy_nlu, tiny_bert_dir):
     ("dev_label", "philosophy"),
     ("empty_train", "no intent examples"),
     ("out_exists", "--force"),
+    ("foreign_language", "--allow-unknown-tokens"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_output(case, fragment, bad_inputs, toy_nlu, tiny_bert_dir,
                                                     tmp_path, capsys):
@@ -107,6 +111,8 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, fragment, bad_inputs, 
         train = bad_inputs["empty"]
     elif case == "out_exists":
         out = bad_inputs["full"]
+    elif case == "foreign_language":
+        train = bad_inputs["foreign"]
     status, err = run_cli(["teacher", "--train", str(train), "--dev", str(dev), "--model", str(model),
                            "--out", str(out), "--epochs", "1", "--quiet"], capsys)
     assert status == 2
@@ -123,3 +129,14 @@ def test_option_defaults_are_the_command_line_defaults():
                                                                                        "--out", "o"]))
     assert parsed == TeacherOptions(train=Path("t.yml"), out=Path("o"))
     assert teacher.settings_of(parsed) == TeacherSettings()
+
+
+def test_unknown_word_share(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    from rasa_kd.teacher import unknown_word_share
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    assert unknown_word_share(tokenizer, ["ตั้งนาฬิกาปลุก"]) == 1.0
+    assert unknown_word_share(tokenizer, [" ".join(["ตั้ง", *["a"] * 9])]) == pytest.approx(0.1)
+    assert unknown_word_share(tokenizer, []) == 0.0

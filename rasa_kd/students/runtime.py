@@ -96,9 +96,15 @@ class Student:
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         return self._run(list(texts))[0]
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature distillation fitted on dev (1.0 for older packages)."""
+        return float(self.manifest.get("calibration", {}).get("temperature", 1.0))
+
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities [n, len(labels)], columns in `labels` order."""
-        return softmax(self.logits(texts).astype(np.float32))
+        """Calibrated probabilities [n, len(labels)] (softmax of logits / temperature),
+        columns in `labels` order."""
+        return softmax(self.logits(texts).astype(np.float32) / np.float32(self.temperature))
 
     def predict_labels(self, texts: Sequence[str]) -> List[str]:
         return [self.labels[i] for i in self.logits(texts).argmax(axis=1)]
