@@ -382,9 +382,9 @@ def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: boo
     if not examples:
         raise UserError(f"{data}: no examples")
     model = open_model(model_path, "int8" if int8 else "onnx" if onnx else runtime, threads)
-    unknown = sorted({e.intent for e in examples} - set(model.labels))
-    if unknown and not allow_unknown_labels:
-        raise UserError(f"{data}: intents the model does not know: {', '.join(unknown[:10])} "
+    unknown_labels = sorted({e.intent for e in examples} - set(model.labels))
+    if unknown_labels and not allow_unknown_labels:
+        raise UserError(f"{data}: intents the model does not know: {', '.join(unknown_labels[:10])} "
                         f"(use --allow-unknown-labels to score them as errors)")
     texts = [e.text for e in examples]
     probabilities = model.predict(texts)

@@ -84,8 +84,9 @@ def bad_inputs(tmp_path, toy_nlu, tiny_bert_dir):
     full.mkdir()
     (full / "keep.txt").write_text("mine")
     foreign = tmp_path / "foreign.yml"  # Thai: the toy teacher's vocabulary has none of its letters
-    write_examples(foreign, [Example(text, e.intent) for text, e in
-                             zip(["ตั้งนาฬิกาปลุก", "พยากรณ์อากาศ", "เตือนฉัน"] * 20, read_examples(toy_nlu["train"]))])
+    thai = ["ตั้งนาฬิกาปลุก", "พยากรณ์อากาศ", "เตือนฉัน"]
+    write_examples(foreign, [Example(f"{thai[i % 3]} {i}", e.intent)
+                             for i, e in enumerate(read_examples(toy_nlu["train"]))])
     return {"not_a_model": not_a_model, "empty": empty, "dev_extra": dev_extra, "full": full, "foreign": foreign}
 
 
