@@ -51,11 +51,11 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
 
     @classmethod
     def fingerprint_addon(cls, config: Dict[str, Any]) -> Optional[str]:
-        """The package's runtime files, or (distilling in `rasa train`) the teacher; Rasa adds
-        the config and the training data itself."""
+        """The package's runtime files, or (distilling in `rasa train`) the teacher and the
+        preset's recipe; Rasa adds the config and the training data itself."""
         if config.get("student"):
             return student_storage.package_fingerprint(config)
-        return student_training.teacher_fingerprint(config)
+        return student_training.training_fingerprint(config)
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                  student: Any = None) -> None:

@@ -69,13 +69,29 @@ def teachers_of(config: Dict[str, Any]) -> List[str]:
     return [str(t) for t in teacher] if isinstance(teacher, (list, tuple)) else [str(teacher)]
 
 
-def teacher_fingerprint(config: Dict[str, Any]) -> str:
-    """The teachers' names, and the content of those that are local folders."""
+def recipe_record(config: Dict[str, Any]) -> Dict[str, Any]:
+    """What the configured preset resolves to in this rasa-kd: its student options, size rule
+    and int8 check. When a release changes a preset's recipe, Rasa's cache must not hand back
+    the student of the old one."""
+    import dataclasses
+
+    from rasa_kd.options import as_record
+    from rasa_kd.presets import distil_options, get_preset
+
+    preset = get_preset(config["preset"])
+    return {"distil": as_record(distil_options(preset.name)), "preset": dataclasses.asdict(preset)}
+
+
+def training_fingerprint(config: Dict[str, Any]) -> str:
+    """The teachers' names, the content of those that are local folders, and the recipe
+    the preset stands for (Rasa adds the config and the training data itself)."""
+    import json
+
     from rasa_kd.pipeline import input_fingerprint
 
     folders = [Path(t).expanduser() for t in teachers_of(config) if Path(t).expanduser().is_dir()]
-    record = [teachers_of(config), input_fingerprint(folders)]
-    return hashlib.sha256(repr(record).encode()).hexdigest()
+    record = [teachers_of(config), input_fingerprint(folders), recipe_record(config)]
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:

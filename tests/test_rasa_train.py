@@ -152,3 +152,19 @@ def test_whole_assistant_answers_over_the_rest_channel(project, toy_nlu):
         replies = [server.say("tester", text) for text in ("hello there", "pizza with cheese please", "bye now")]
     assert all(len(reply) == 1 for reply in replies)
     assert replies[0] == ["hello from the tiny bot"] and replies[2] == ["bye from the tiny bot"]
+
+
+def test_fingerprint_follows_the_preset_recipe(monkeypatch):
+    """A release that changes what a preset means must not get the old student from Rasa's cache."""
+    import dataclasses
+
+    from rasa_kd import presets
+    from rasa_kd.components import student_training
+
+    config = {"teacher": "minilm", "preset": "fast"}
+    before = student_training.training_fingerprint(config)
+    assert before == student_training.training_fingerprint(dict(config))
+    assert before != student_training.training_fingerprint({**config, "preset": "balanced"})
+    changed = dataclasses.replace(presets.PRESETS["fast"], distil={**presets.PRESETS["fast"].distil, "hidden_size": 64})
+    monkeypatch.setitem(presets.PRESETS, "fast", changed)
+    assert student_training.training_fingerprint(config) != before
