@@ -78,7 +78,8 @@ def recipe_record(config: Dict[str, Any]) -> Dict[str, Any]:
     from rasa_kd.options import as_record
     from rasa_kd.presets import distil_options, get_preset
 
-    preset = get_preset(config["preset"])
+    # Rasa's fingerprint hook may hand over the config as written, without the defaults
+    preset = get_preset(config.get("preset") or TRAINING_CONFIG["preset"])
     return {"distil": as_record(distil_options(preset.name)), "preset": dataclasses.asdict(preset)}
 
 

@@ -165,6 +165,9 @@ def test_fingerprint_follows_the_preset_recipe(monkeypatch):
     before = student_training.training_fingerprint(config)
     assert before == student_training.training_fingerprint(dict(config))
     assert before != student_training.training_fingerprint({**config, "preset": "balanced"})
+    # the config as written in config.yml, without the component's defaults
+    assert student_training.training_fingerprint({}) == student_training.training_fingerprint(
+        {"teacher": "minilm", "preset": student_training.TRAINING_CONFIG["preset"]})
     changed = dataclasses.replace(presets.PRESETS["fast"], distil={**presets.PRESETS["fast"].distil, "hidden_size": 64})
     monkeypatch.setitem(presets.PRESETS, "fast", changed)
     assert student_training.training_fingerprint(config) != before
