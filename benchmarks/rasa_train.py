@@ -55,6 +55,16 @@ def timed(function, *args, **kwargs):
     return result, round(time.time() - started, 1)
 
 
+def cv_summary(report_dir: Path, log: Path) -> dict:
+    """The test folds' pooled scores (Rasa's intent_report.json over every fold's test part)
+    and, from the verbose log, Rasa's per-fold mean (std) lines."""
+    report = json.loads((report_dir / "intent_report.json").read_text())
+    fold_lines = [line.split("rasa.nlu.test")[-1].strip(" -") for line in log.read_text(errors="replace").splitlines()
+                  if "rasa.nlu.test" in line and "(" in line and ":" in line]
+    return {"pooled_test": {"accuracy": report["accuracy"], "macro_f1": report["macro avg"]["f1-score"],
+                            "n": int(report["macro avg"]["support"])}, "fold_summary": fold_lines}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("demo", "sara"), default="demo")
@@ -82,10 +92,10 @@ def main(argv=None) -> int:
     if args.cross_validation:
         out = work / "cross-validation"
         _, seconds = timed(rasa_runner.run_rasa, ["test", "nlu", "--cross-validation", "--folds",
-                                                  str(args.cross_validation), "--config", str(configs["student"]),
+                                                  str(args.cross_validation), "-v", "--config", str(configs["student"]),
                                                   "--nlu", str(train), "--out", str(out)], work, work / "cv.log")
         result["cross_validation"] = {"folds": args.cross_validation, "seconds": seconds,
-                                      "log": str(work / "cv.log"), "report": str(out)}
+                                      "log": str(work / "cv.log"), "report": str(out), **cv_summary(out, work / "cv.log")}
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
     results[args.task] = result
