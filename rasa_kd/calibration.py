@@ -25,9 +25,16 @@ TEMPERATURE_RANGE = (0.05, 20.0)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    shifted = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
+    """The students' softmax, in float64, of logits / temperature."""
+    from rasa_kd.students.runtime import softmax as runtime_softmax
+
+    return runtime_softmax(np.asarray(logits, dtype=np.float64) / temperature)
+
+
+def top_and_correct(probabilities: np.ndarray, gold: Sequence[int]):
+    """(top confidence, whether the top label is gold) per row."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    return probabilities.max(axis=1), probabilities.argmax(axis=1) == np.asarray(gold)
 
 
 def bin_table(confidences: np.ndarray, correct: np.ndarray, bins: int = BINS):
@@ -41,11 +48,9 @@ def bin_table(confidences: np.ndarray, correct: np.ndarray, bins: int = BINS):
 
 
 def expected_calibration_error(probabilities: np.ndarray, gold: Sequence[int], bins: int = BINS) -> float:
-    probabilities = np.asarray(probabilities, dtype=np.float64)
     if not len(probabilities):
         return 0.0
-    confidences = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == np.asarray(gold)
+    confidences, correct = top_and_correct(probabilities, gold)
     counts, mean_confidence, accuracy = bin_table(confidences, correct, bins)
     used = counts > 0
     return float(np.sum(counts[used] / len(confidences) * np.abs(accuracy[used] - mean_confidence[used])))
@@ -85,9 +90,7 @@ def fallback_threshold(probabilities: np.ndarray, gold: Sequence[int], precision
     """The lowest threshold t (a confidence seen in the data) at which the messages with
     top confidence >= t are predicted with at least `precision`, and the share kept.
     None when no threshold reaches it."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    confidences = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == np.asarray(gold)
+    confidences, correct = top_and_correct(probabilities, gold)
     order = np.argsort(-confidences, kind="stable")
     kept_precision = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
     # a threshold keeps every message at or above it: only the last of a run of equal confidences counts
@@ -109,9 +112,7 @@ def reliability_diagram(probabilities: np.ndarray, gold: Sequence[int], path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    confidences = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == np.asarray(gold)
+    confidences, correct = top_and_correct(probabilities, gold)
     counts, _, accuracy = bin_table(confidences, correct, bins)
     edges = np.linspace(0, 1, bins + 1)
     figure, axis = plt.subplots(figsize=(4.5, 4.5), dpi=100)

@@ -245,25 +245,25 @@ def find_teacher(args, transfer):
     return teacher, str(path)
 
 
-def in_memory_student(model, tokenizer, labels):
+def logits_on(model, tokenizer, examples, labels):
+    """Logits [n, len(labels)] of an in-memory model on NLU examples."""
     from rasa_kd.students.runtime import Student, TorchBackend
 
-    return Student(Path("."), {"labels": labels, "architecture": model.architecture}, tokenizer, TorchBackend(model))
+    student = Student(Path("."), {"labels": labels, "architecture": model.architecture}, tokenizer, TorchBackend(model))
+    return student.logits([e.text for e in examples])
 
 
-def score(model, tokenizer, examples, labels) -> Dict[str, float]:
-    """Classification scores of an in-memory model on NLU examples."""
+def scores_of(logits, examples, labels) -> Dict[str, float]:
+    """Classification scores of `logits` against the examples' intents."""
     from rasa_kd.metrics import classification_scores
 
-    predicted = in_memory_student(model, tokenizer, labels).predict_labels([e.text for e in examples])
-    return classification_scores([e.intent for e in examples], predicted)
+    return classification_scores([e.intent for e in examples], [labels[i] for i in logits.argmax(axis=1)])
 
 
-def calibration_on(model, tokenizer, examples, labels) -> Dict[str, float]:
+def calibration_on(logits, examples, labels) -> Dict[str, float]:
     """Temperature scaling fitted on `examples` (dev), with NLL and ECE before and after."""
     from rasa_kd.calibration import calibrate
 
-    logits = in_memory_student(model, tokenizer, labels).logits([e.text for e in examples])
     return {**calibrate(logits, [labels.index(e.intent) for e in examples]), "fitted_on": "dev"}
 
 
@@ -333,12 +333,13 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     trainer = train(args, transfer, tokenizer, model, dev, work, teacher, callbacks)
     # Trainer may have moved the model to a GPU; scoring, calibration and the package run on CPU
     model = getattr(trainer.model, "student", trainer.model).cpu()
-    metrics = {"dev": score(model, tokenizer, dev, transfer.labels)}
-    calibration = calibration_on(model, tokenizer, dev, transfer.labels)
+    dev_logits = logits_on(model, tokenizer, dev, transfer.labels)  # scored and calibrated on one pass
+    metrics = {"dev": scores_of(dev_logits, dev, transfer.labels)}
+    calibration = calibration_on(dev_logits, dev, transfer.labels)
     print(f"calibration: temperature {calibration['temperature']:.3f} (dev ECE {calibration['ece_before']:.3f} -> "
           f"{calibration['ece_after']:.3f})", flush=True)
     if test:
-        metrics["test"] = score(model, tokenizer, test, transfer.labels)
+        metrics["test"] = scores_of(logits_on(model, tokenizer, test, transfer.labels), test, transfer.labels)
     recipe.update(transfer=str(args.transfer), transfer_sentences=len(transfer.dataset),
                   transfer_sources=transfer.source_counts(), dev=str(args.dev), test=str(args.test) if test else None,
                   best_epoch=best_epoch(trainer), dev_history=dev_history(trainer),
