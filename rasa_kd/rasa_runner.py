@@ -183,7 +183,7 @@ class RasaServer:
         raise UserError(f"rasa run found no free port in {self.PORT_ATTEMPTS} attempts (log: {self.log})")
 
     def _start(self) -> bool:
-        """True once this server answers with our model; False when its port was taken."""
+        """True once the server answers /status with a loaded model; False when its port was taken."""
         import urllib.request
 
         self._log_file = open(self.log, "w")
