@@ -22,10 +22,7 @@ Files are written atomically (temporary file, then rename). A summary goes to
 STUDENT/export.json.
 """
 import logging
-import os
-import tempfile
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -34,7 +31,7 @@ import numpy as np
 
 from rasa_kd.errors import UserError
 from rasa_kd.options import add_options, from_namespace, option
-from rasa_kd.outputs import normal_permissions
+from rasa_kd.outputs import atomic_file
 
 HELP = "export a student package to ONNX (model.onnx) and optionally int8 (model.int8.onnx)"
 OUTPUT_NAMES = ["logits", "sentence", "tokens"]
@@ -60,21 +57,6 @@ class ExportOptions:
 def add_arguments(parser) -> None:
     parser.description = __doc__
     add_options(parser, ExportOptions)
-
-
-@contextmanager
-def atomic_file(target: Path):
-    """Yields a temporary path next to `target`, renamed to `target` when the block completes
-    and removed when it fails, so `target` is never half-written."""
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=".onnx", dir=target.parent)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        yield tmp
-        normal_permissions(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def export_onnx(student, target: Path, opset: int = 17) -> None:

@@ -162,13 +162,27 @@ def test_fingerprint_follows_the_runtime_and_its_files(tmp_path, exported_studen
     assert fingerprint(onnx=True) != legacy_onnx
 
 
+HOSTILE_MESSAGES = {
+    "100k characters": " ".join(["pizza", "hello", "xq"] * 17_000)[:100_000],
+    "control characters": "hi\x00\x01\x07\x1b[31m there\x7f",
+    "zero-width characters": "pi\u200bzza\u200d\ufeff\u2060 now",
+    "right-to-left text": "\u202eazzip a tnaw i \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627",
+    "emoji flood": "\U0001f355" * 5000 + "\U0001f468\u200d\U0001f469\u200d\U0001f467" * 500,
+    "only punctuation": "?!.,;:-'\"()[]{}" * 200,
+}
+
+
 def test_rasa_run_http_model_parse(trained, tmp_path):
     _, model = trained
     with rasa_runner.RasaServer(model, tmp_path / "server.log") as server:
         parsed = server.parse("i want a pepperoni pizza now")
+        hostile = {name: server.parse(text) for name, text in HOSTILE_MESSAGES.items()}  # 200 or urllib raises
     assert parsed["intent"]["name"] == "order_pizza"
     assert parsed["intent_ranking"][0]["name"] == "order_pizza"
     assert parsed["intent_ranking"][0]["confidence"] >= parsed["intent_ranking"][1]["confidence"]
+    for name, answer in hostile.items():
+        assert answer["intent"]["name"] and isinstance(answer["intent"]["confidence"], float), name
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
 def test_changing_the_student_retrains_the_component(tmp_path, students, toy_nlu):
@@ -205,15 +219,32 @@ def test_label_mismatch_stops_rasa_with_one_line(tmp_path, students, toy_nlu):
     assert "check_balance" in log and "Traceback" not in log
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt"])
-def test_missing_or_corrupt_student_stops_rasa_with_one_line(tmp_path, students, toy_nlu, case):
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def newer_format(student: Path) -> None:
+    manifest = json.loads((student / "student.json").read_text())
+    (student / "student.json").write_text(json.dumps({**manifest, "format_version": manifest["format_version"] + 1}))
+
+
+BROKEN_PACKAGES = {  # case -> (how the copied package is broken, what the one line says)
+    "missing": (None, "not a rasa-kd student package"),
+    "corrupt": (lambda p: (p / "student.json").write_text("{not json"), "corrupt student manifest"),
+    "newer": (newer_format, "newer than this rasa-kd reads"),
+    "truncated-int8": (lambda p: truncate(p / "model.int8.onnx"), "cannot load the ONNX model"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_PACKAGES))
+def test_missing_or_corrupt_student_stops_rasa_with_one_line(tmp_path, exported_student, toy_nlu, case):
     student = tmp_path / "student"
-    if case == "corrupt":
-        shutil.copytree(students[0], student)
-        (student / "student.json").write_text("{not json")
+    change, message = BROKEN_PACKAGES[case]
+    if change:
+        change(shutil.copytree(exported_student, student))
     log = failing_train(tmp_path, str(student), toy_nlu["train"])
     assert "InvalidConfigException: StudentIntentClassifier:" in log and "Traceback" not in log
-    assert ("not a rasa-kd student package" if case == "missing" else "corrupt") in log
+    assert message in log
 
 
 def test_missing_runtime_file_stops_rasa_with_one_line(tmp_path, students, toy_nlu):

@@ -1,5 +1,6 @@
 """`rasa-kd distil`: training students on a toy transfer set, resuming, and clear errors."""
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,42 @@ def test_resume_from_last_checkpoint(toy_world, tmp_path, capsys):
     assert np.allclose(load(tmp_path / "straight").predict(texts), load(tmp_path / "resumed").predict(texts), atol=1e-5)
     with pytest.raises(UserError, match="other settings .*epochs"):
         run_distil(toy_world, tmp_path / "resumed", *argv[:-1], "4", "--force")
+
+
+KILLED_AT_EPOCH = """
+import os, signal, sys
+from transformers import TrainerCallback
+from rasa_kd import distil
+
+class Kill(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        if state.epoch >= int(sys.argv[1]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+distil.distil(distil.parse(sys.argv[2:]), callbacks=[Kill()])
+"""
+
+
+def test_sigkill_keeps_the_previous_package_and_the_rerun_resumes(toy_world, tmp_path, capsys):
+    from rasa_kd.students import load
+
+    argv = [*TINY_BILSTM, "--vocab", "words", "--vectors", str(toy_world["vectors"]), "--learning-rate", "0.01",
+            "--epochs", "3", "--seed", "7"]
+    out = tmp_path / "student"
+    run_distil(toy_world, out, *argv[:-1], "8")  # the package a server reads meanwhile
+    previous = {p.name: p.read_bytes() for p in out.iterdir()}
+    run_distil(toy_world, tmp_path / "straight", *argv)
+    replacing = [str(a) for a in distil_argv(toy_world, out, *argv, "--force", "--work", tmp_path / "work")]
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_EPOCH, "2", *replacing], capture_output=True, text=True,
+                            timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == previous
+    capsys.readouterr()
+    run_distil(toy_world, out, *argv, "--force", "--work", tmp_path / "work")
+    assert "resuming from" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".student.*"))  # the killed run's temporary folder is gone
+    texts = [e.text for e in toy_examples(4, seed=11)]
+    assert np.allclose(load(tmp_path / "straight").predict(texts), load(out).predict(texts), atol=1e-5)
 
 
 def test_transfer_labels_must_match_logits_width(toy_world, tmp_path):

@@ -1,6 +1,9 @@
 """`rasa-kd export` (ONNX, int8) and `rasa-kd evaluate` on students and a teacher folder."""
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +211,51 @@ def test_export_needs_a_package(tmp_path):
 
     with pytest.raises(UserError, match="student package not found"):
         export.export(tmp_path / "nothing")
+
+
+KILLED_WHILE_QUANTIZING = """
+import os, signal, sys
+from pathlib import Path
+import onnxruntime.quantization
+from rasa_kd import export
+
+def half_written_then_killed(source, target, **kwargs):
+    Path(target).write_bytes(Path(source).read_bytes()[:1000])
+    os.kill(os.getpid(), signal.SIGKILL)
+
+onnxruntime.quantization.quantize_dynamic = half_written_then_killed
+export.export(Path(sys.argv[1]), onnx=True, quantized=True, data=Path(sys.argv[2]))
+"""
+
+
+def test_sigkill_during_export_leaves_a_loadable_package_and_the_rerun_completes(toy_world, tmp_path):
+    from rasa_kd import export
+    from rasa_kd.students import load, package
+
+    student = distilled(toy_world, tmp_path / "student", "--epochs", "2", "--hidden-size", "16", "--fc-size", "16")
+    manifest = package.read_manifest(student)
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_QUANTIZING, str(student), str(toy_world["test"])],
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (student / "model.int8.onnx").exists() and package.read_manifest(student) == manifest
+    texts = [e.text for e in toy_examples(3, seed=5)]
+    assert np.allclose(load(student, runtime="auto").predict(texts), load(student).predict(texts), atol=1e-5)
+    export.export(student, onnx=True, quantized=True, data=toy_world["test"])
+    assert not [p.name for p in student.iterdir() if p.name.startswith(".")]  # the killed run's temporary file
+    assert package.read_manifest(student)["runtime"] in ("int8", "onnx")
+    assert load(student, runtime="int8").predict(texts).shape == (len(texts), len(LABELS))
+
+
+@pytest.mark.parametrize("file,runtime,message", [
+    ("model.onnx", "onnx", "cannot load the ONNX model"), ("model.int8.onnx", "int8", "cannot load the ONNX model"),
+    ("model.safetensors", "pytorch", "corrupt weights file")])
+def test_truncated_model_file_is_one_line_in_the_cli(exported, toy_world, tmp_path, capsys, file, runtime, message):
+    broken = shutil.copytree(exported, tmp_path / "package")
+    (broken / file).write_bytes((exported / file).read_bytes()[:(exported / file).stat().st_size // 2])
+    status, errors = run_cli(["evaluate", "--model", str(broken), "--data", str(toy_world["test"]),
+                              "--runtime", runtime, "--no-speed", "--no-memory"], capsys)
+    (line,) = [line for line in errors if line.startswith("rasa-kd evaluate: error:")]
+    assert status == 2 and message in line and not [line for line in errors if "Traceback" in line], errors
 
 
 def test_calibrate_command_refits_the_temperature_in_place(exported, toy_world, tmp_path, capsys):

@@ -193,21 +193,12 @@ def write_json(obj, path: Path) -> None:
 
 def update_manifest(path, **entries) -> Dict:
     """Set top-level entries of a package's student.json, replacing the file atomically."""
-    import os
-    import tempfile
+    from rasa_kd.outputs import atomic_file
 
     manifest = read_manifest(path)
     manifest.update(entries)
-    handle, name = tempfile.mkstemp(prefix=f".{MANIFEST}.tmp-", dir=str(path))
-    os.close(handle)
-    try:
-        from rasa_kd.outputs import normal_permissions
-
-        write_json(manifest, Path(name))
-        normal_permissions(Path(name))
-        os.replace(name, Path(path) / MANIFEST)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    with atomic_file(Path(path) / MANIFEST) as tmp:
+        write_json(manifest, tmp)
     return manifest
 
 
