@@ -21,6 +21,7 @@ COMMANDS = {
     "export": "rasa_kd.export",
     "calibrate": "rasa_kd.calibration",
     "evaluate": "rasa_kd.evaluate",
+    "analyse": "rasa_kd.analyse",
     "pipeline": "rasa_kd.pipeline",
 }
 
