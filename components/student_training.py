@@ -103,9 +103,10 @@ def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:
 
 def write_splits(examples: Sequence, folder: Path, dev_fraction: float, seed: int) -> None:
     from rasa_kd.nlu_io import write_examples
-    from rasa_kd.split import stratified_split
+    from rasa_kd.split import split_examples
 
-    train, dev = stratified_split(list(examples), dev_fraction, seed)
+    splits = split_examples(list(examples), 0.0, dev_fraction, seed)  # as `rasa-kd pipeline --test` splits
+    train, dev = splits["train"], splits.get("dev", [])
     if not dev:  # a handful of examples: score dev on the training sentences rather than on nothing
         dev = list(train)
     folder.mkdir(parents=True, exist_ok=True)

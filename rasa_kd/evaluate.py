@@ -191,10 +191,16 @@ class StudentModel(ModelFiles):
         self.libraries = code + ("rasa_kd.students.runtime",) + (("tokenizers",) if wordpieces else ())
 
     def predict(self, texts: Sequence[str]):
+        if self.runtime == "int8":
+            # dynamic int8 scales activations per batch, and Rasa parses one message at a time
+            import numpy as np
+
+            return np.concatenate([self.student.predict([text]) for text in texts]) if texts else \
+                self.student.predict(texts)
         return self.student.predict(texts)
 
     def predict_labels(self, texts: Sequence[str]) -> List[str]:
-        return self.student.predict_labels(texts)
+        return [self.labels[i] for i in self.predict(texts).argmax(axis=1)]
 
     def parameters(self) -> Dict[str, int]:
         return dict(self.manifest.get("parameters", {}))

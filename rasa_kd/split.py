@@ -50,16 +50,24 @@ def stratified_split(examples: Sequence[Example], fraction: float, seed: int) ->
     return kept, held_out
 
 
-def split_nlu(nlu: Path, out: Path, test_fraction: float, dev_fraction: float = 0.0,
-              seed: int = 42, force: bool = False) -> Dict[str, int]:
-    from rasa_kd.outputs import atomic_output_dir
-
-    examples = read_examples(nlu)
+def split_examples(examples: Sequence[Example], test_fraction: float, dev_fraction: float = 0.0,
+                   seed: int = 42) -> Dict[str, List[Example]]:
+    """{"test", "dev", "train"} (test and dev only when their fraction is not 0): the one
+    split `rasa-kd split`, `rasa-kd pipeline` and the component distilling inside `rasa
+    train` all make, so the same file and seed give the same splits everywhere."""
     rest, test = stratified_split(examples, test_fraction, seed)
     splits = {"test": test} if test_fraction else {}
     if dev_fraction:
         rest, splits["dev"] = stratified_split(rest, dev_fraction / (1 - test_fraction), seed + 1)
     splits["train"] = rest
+    return splits
+
+
+def split_nlu(nlu: Path, out: Path, test_fraction: float, dev_fraction: float = 0.0,
+              seed: int = 42, force: bool = False) -> Dict[str, int]:
+    from rasa_kd.outputs import atomic_output_dir
+
+    splits = split_examples(read_examples(nlu), test_fraction, dev_fraction, seed)
     with atomic_output_dir(out, force) as folder:
         for name, split in splits.items():
             write_examples(folder / f"{name}.yml", split)
