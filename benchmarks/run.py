@@ -404,6 +404,16 @@ def write_result(results_dir: Path, result: Dict) -> Path:
     return path
 
 
+def publish(name: str, result: Dict, markdown: str) -> None:
+    """benchmarks/results/<name>.json (stamped with its creation time) and <name>.md; the markdown is printed."""
+    result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    (results / f"{name}.md").write_text(markdown)
+    print(markdown)
+
+
 def print_summary(result: Dict) -> None:
     split, metric = result["headline"]["split"], result["headline"]["metric"]
     print(f"\n{result['task']} ({result['budget']}): {metric} on {split}")
