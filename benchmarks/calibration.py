@@ -43,11 +43,11 @@ def kept_at(threshold, model: Path, data: Path) -> Dict:
     """Share of `data` kept by `threshold` and the precision of what is kept."""
     import numpy as np
 
+    from rasa_kd.evaluate import open_model
     from rasa_kd.nlu_io import read_examples
-    from rasa_kd.students import load
 
     examples = read_examples(data)
-    student = load(model)
+    student = open_model(model)  # the deployed runtime, run as evaluate runs it
     probabilities = student.predict([e.text for e in examples])
     kept = probabilities.max(axis=1) >= (threshold if threshold is not None else np.inf)
     right = np.array([student.labels[i] == e.intent for i, e in zip(probabilities.argmax(axis=1), examples)])

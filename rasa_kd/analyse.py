@@ -12,7 +12,8 @@ only with --force), all or nothing:
                      sentences where they disagree with both confidences, the pictures
                      below, and the intents with the thinnest transfer set
   analysis.json      the same numbers, every disagreement included
-  confusion-teacher.png, confusion-student.png   confusion matrices (rows: gold intent)
+  confusion-teacher.png, confusion-student.png   confusion matrices, each row (gold intent)
+                     normalised to the share of its sentences
   confidence.png     top-confidence histograms, right and wrong predictions apart
 
 The transfer set (--transfer, from `rasa-kd augment` or `label`) is counted per intent:
@@ -100,9 +101,11 @@ def confusion_picture(gold, predicted, labels: Sequence[str], path: Path, title:
 
     side = min(4 + 0.35 * len(labels), 30)
     figure, axis = plt.subplots(figsize=(side, side), dpi=100)
+    # rows normalised to recall, so that small intents' confusions show beside the big ones
     ConfusionMatrixDisplay.from_predictions(gold, predicted, labels=list(labels), ax=axis, colorbar=False,
-                                            xticks_rotation="vertical", include_values=len(labels) <= 40)
-    axis.set_title(title)
+                                            normalize="true", values_format=".2f", cmap="Blues",
+                                            xticks_rotation="vertical", include_values=len(labels) <= 25)
+    axis.set_title(f"{title} (rows: gold intent, share of its sentences)")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -440,25 +440,28 @@ def confidence_report(model, examples, probabilities, out: Path, precision: floa
 
 def unknown_report(model, known_probabilities, unknown: Path, threshold: Optional[float]) -> Dict:
     """How well the top confidence tells `unknown`'s sentences (intents the model was never
-    trained on) from the known-intent data: AUROC (known = positive), the false-positive
-    rate at 95 % true-positive rate, and the share of unknown sentences under `threshold`."""
-    import numpy as np
-    from sklearn.metrics import roc_auc_score
-
+    trained on) from the known-intent data: see `separation`."""
     from rasa_kd.nlu_io import read_examples
 
     texts = [e.text for e in read_examples(unknown)]
     if not texts:
         raise UserError(f"{unknown}: no examples")
-    known = known_probabilities.max(axis=1)
-    unknown_confidence = model.predict(texts).max(axis=1)
+    return {"data": str(unknown), **separation(known_probabilities, model.predict(texts), threshold)}
+
+
+def separation(known_probabilities, unknown_probabilities, threshold: Optional[float]) -> Dict:
+    """AUROC of the top confidence (known = positive), the false-positive rate at 95 % true-positive
+    rate, and the share of unknown sentences under `threshold`."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    known, unknown = known_probabilities.max(axis=1), unknown_probabilities.max(axis=1)
     cut = np.quantile(known, 0.05)  # 95 % of known sentences are at or above it
-    scores = np.concatenate([known, unknown_confidence])
-    truth = np.concatenate([np.ones(len(known)), np.zeros(len(unknown_confidence))])
-    return {"data": str(unknown), "n": len(texts), "auroc": round(float(roc_auc_score(truth, scores)), 4),
-            "fpr_at_95_tpr": round(float(np.mean(unknown_confidence >= cut)), 4),
-            "threshold": threshold,
-            "under_threshold": None if threshold is None else round(float(np.mean(unknown_confidence < threshold)), 4)}
+    scores = np.concatenate([known, unknown])
+    truth = np.concatenate([np.ones(len(known)), np.zeros(len(unknown))])
+    return {"n": len(unknown), "auroc": round(float(roc_auc_score(truth, scores)), 4),
+            "fpr_at_95_tpr": round(float(np.mean(unknown >= cut)), 4), "threshold": threshold,
+            "under_threshold": None if threshold is None else round(float(np.mean(unknown < threshold)), 4)}
 
 
 def print_table(metrics: Dict, out: Path) -> None:
