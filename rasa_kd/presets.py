@@ -5,7 +5,9 @@ the transfer-set size rule of `rasa-kd augment`, and the runtime `rasa-kd export
 deploys. `balanced` is the default and equals the options' own defaults; the others
 list only what they change. Their trade-offs are measured in
 benchmarks/results/small_students.md on Sara, TREC, MTOD-es and rasa-demo (dev scores
-compared, test reported); `accurate` is not measured there yet.
+compared, test reported); `accurate`, run on Sara and TREC only, is no better than
+`balanced` on their dev sets (0.994x vs 1.000x and 0.973x vs 0.975x of the teacher) at
+twice the size.
 
   fast      ~0.7-1.6 MB int8: 64-d trained wordpiece embeddings, 96-unit BiLSTM
   balanced  ~4.5-5.6 MB int8: 128-d multichannel wordpiece embeddings, 150-unit BiLSTM
