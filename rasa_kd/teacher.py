@@ -2,8 +2,8 @@
 
 Training uses `transformers.Trainer` with `AutoModelForSequenceClassification`,
 evaluates on the dev set after every epoch and keeps the weights of the best epoch
-(dev micro-F1, ties broken by lower dev loss); it stops early after `--patience`
-epochs without improvement.
+(dev micro-F1; epochs within one dev sentence of each other are compared by dev loss);
+it stops early after `--patience` epochs without improvement.
 
 Pooling: `cls` is the model's own head (BERT: pooler on [CLS] -> dropout -> linear);
 `mean` averages the last hidden states over the non-padding tokens and applies the
@@ -80,7 +80,8 @@ class TeacherOptions(TeacherSettings):
     threads: Optional[int] = option(None, "torch threads (default: all available cores)")
     force: bool = option(False, "replace an output folder that has content")
     quiet: bool = option(False, "no progress bars")
-    allow_unknown_tokens: bool = option(False, "fine-tune even when the teacher's tokenizer maps more than 20 %% "
+    allow_unknown_tokens: bool = option(False, f"fine-tune even when the teacher's tokenizer maps more than "
+                                               f"{UNKNOWN_WORDS_LIMIT * 100:.0f} %% "
                                                "of the training words to its unknown token (by default that stops: "
                                                "the data's language is probably not the teacher's)")
 
@@ -307,6 +308,16 @@ def tokenized_dataset(tokenizer, examples, labels: Sequence[str], max_length: in
 # ---------------------------------------------------------------- training
 
 
+def better_epoch(new: Tuple[float, float], best: Tuple[float, float], dev_size: int) -> bool:
+    """Whether an epoch's (dev micro-F1, dev loss) beats the best so far. F1 decides unless
+    the two are within one dev sentence of each other: on a small dev set (a 30-sentence
+    dev of a small assistant) that is noise, and the lower dev loss decides instead."""
+    one_sentence = 1.0 / dev_size + 1e-9
+    if abs(new[0] - best[0]) > one_sentence:
+        return new[0] > best[0]
+    return new[1] < best[1]
+
+
 def _keep_best_callback(patience: int):
     from transformers import TrainerCallback
 
@@ -318,10 +329,10 @@ def _keep_best_callback(patience: int):
             self.history: List[Dict] = []
 
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-            key = (metrics["eval_micro_f1"], -metrics["eval_loss"])
+            key = (metrics["eval_micro_f1"], metrics["eval_loss"])
             self.history.append({"epoch": round(state.epoch or 0, 2), "dev_micro_f1": metrics["eval_micro_f1"],
                                  "dev_loss": metrics["eval_loss"]})
-            if self.best_key is None or key > self.best_key:
+            if self.best_key is None or better_epoch(key, self.best_key, metrics.get("eval_n") or 1):
                 self.best_key, self.best_epoch, self.wait = key, state.epoch, 0
                 self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:

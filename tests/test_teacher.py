@@ -141,3 +141,13 @@ def test_unknown_word_share(tiny_bert_dir):
     assert unknown_word_share(tokenizer, ["ตั้งนาฬิกาปลุก"]) == 1.0
     assert unknown_word_share(tokenizer, [" ".join(["ตั้ง", *["a"] * 9])]) == pytest.approx(0.1)
     assert unknown_word_share(tokenizer, []) == 0.0
+
+
+def test_better_epoch_lets_the_loss_decide_within_one_dev_sentence():
+    from rasa_kd.teacher import better_epoch
+
+    # a 28-sentence dev: epoch 5 has one sentence less right than epoch 2 but half its loss
+    assert better_epoch((22 / 28, 0.77), (23 / 28, 1.50), 28)
+    assert not better_epoch((21 / 28, 0.50), (23 / 28, 1.50), 28)  # two sentences: F1 decides
+    assert better_epoch((0.8604, 0.678), (0.8496, 0.600), 931)  # a large dev: F1 decides
+    assert not better_epoch((0.9806, 0.098), (0.9806, 0.095), 1907)
