@@ -5,9 +5,9 @@ the transfer-set size rule of `rasa-kd augment`, and the runtime `rasa-kd export
 deploys. `balanced` is the default and equals the options' own defaults; the others
 list only what they change. Their trade-offs are measured in
 benchmarks/results/small_students.md on Sara, TREC, MTOD-es and rasa-demo (dev scores
-compared, test reported); `accurate`, run on Sara and TREC only, is no better than
-`balanced` on their dev sets (0.994x vs 1.000x and 0.973x vs 0.975x of the teacher) at
-twice the size.
+compared, test reported); `accurate` beats `balanced` on dev on rasa-demo only (0.984x
+vs 0.979x of the teacher) and trails it on Sara, TREC and MTOD-es (0.994x vs 1.000x,
+0.973x vs 0.975x, 1.003x vs 1.004x) at twice the size, so `balanced` is the default.
 
   fast      ~0.7-1.6 MB int8: 64-d trained wordpiece embeddings, 96-unit BiLSTM
   balanced  ~4.5-5.6 MB int8: 128-d multichannel wordpiece embeddings, 150-unit BiLSTM
