@@ -409,8 +409,11 @@ def publish(name: str, result: Dict, markdown: str) -> None:
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"{name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    (results / f"{name}.md").write_text(markdown)
+    for file, text in ((f"{name}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n"),
+                       (f"{name}.md", markdown)):
+        partial = results / f".{file}.partial"  # a run killed mid-write keeps the last complete file
+        partial.write_text(text)
+        partial.replace(results / file)
     print(markdown)
 
 

@@ -132,19 +132,20 @@ class TaskRun:
                                 [transfer, teacher], labelled, label.label)
         return labelled
 
-    def student(self, preset_name: str, labelled: Path) -> Path:
+    def student(self, preset_name: str, labelled: Path, suffix: str = "") -> Path:
+        """The preset's student of `labelled`, exported; `suffix` names a second teacher's student."""
         from rasa_kd import export
         from rasa_kd.nlu_io import read_examples
         from rasa_kd.pipeline import distil_into
         from rasa_kd.presets import distil_options
 
-        preset, out = get_preset(preset_name), self.root / f"student-{preset_name}"
+        preset, out = get_preset(preset_name), self.root / f"student-{preset_name}{suffix}"
         originals = len(read_examples(self.file("train")))
         options = distil_options(preset_name, transfer=labelled, dev=self.file("dev"), out=out,
                                  transfer_limit=originals + preset.transfer_size(originals))
-        self.stages.run_options(f"distil-{preset_name}", options, [labelled, self.data], out,
+        self.stages.run_options(f"distil-{preset_name}{suffix}", options, [labelled, self.data], out,
                                 lambda o: distil_into(o, self.root))
-        self.stages.run_options(f"export-{preset_name}", export.ExportOptions(
+        self.stages.run_options(f"export-{preset_name}{suffix}", export.ExportOptions(
             model=out, quantize=True, data=self.file("dev"), int8_max_drop=preset.int8_max_drop),
             [out / "model.safetensors"], out / "model.int8.onnx", export.export_from_options)
         return out
@@ -250,9 +251,7 @@ def markdown(results: Dict) -> str:
              "the student pipeline; ms = batch 1, sentences/s = batch 64; minutes = distillation only. "
              "Presets are compared on dev (dev x teacher); test is reported only.", ""]
     for task, result in results["tasks"].items():
-        data = result["data"]
-        lines += [f"## {task} (train {data['train']:,}, dev {data['dev']:,}, test {data['test']:,} unique examples)",
-                  "", "| system | test acc | x teacher | dev x teacher | size MB | Rasa tar MB | parameters | "
+        lines += [task_heading(task, result["data"]), "", "| system | test acc | x teacher | dev x teacher | size MB | Rasa tar MB | parameters | "
                       "ms/example | sentences/s | minutes | runtime |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         teacher = result["teacher"]
@@ -267,6 +266,10 @@ def markdown(results: Dict) -> str:
                          f"{diet['train_minutes']:.1f} | from {diet['source']} |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def task_heading(task: str, data: Dict) -> str:
+    return f"## {task} (train {data['train']:,}, dev {data['dev']:,}, test {data['test']:,} unique examples)"
 
 
 def row(name: str, entry: Dict, student: Optional[Dict], runtime: str) -> str:

@@ -6,7 +6,7 @@ pipeline:
   - name: rasa_kd.components.StudentIntentClassifier
     # no `student:`: `rasa train` distils a student from the NLU data (teacher, augment,
     # label, distil, export; see components/student_training.py) with these keys:
-    teacher: minilm            # minilm, a local teacher/checkpoint folder or a hub id; a list: an ensemble
+    teacher: minilm            # minilm, mpnet (after `make mpnet`), a local teacher/checkpoint folder or a hub id; a list: an ensemble
     preset: balanced           # fast | balanced | accurate (rasa_kd/presets.py)
     transfer_size: null        # new transfer sentences (default: the preset's rule)
     epochs: null               # most distillation epochs (default: the preset's)

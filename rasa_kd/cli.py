@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "rasa_kd.evaluate",
     "analyse": "rasa_kd.analyse",
     "pipeline": "rasa_kd.pipeline",
+    "install": "rasa_kd.install",
 }
 
 EPILOG = """pipeline: convert -> teacher -> augment -> label -> distil -> export/evaluate
@@ -62,8 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def silence_other_processes() -> None:
+    """Under torchrun / accelerate launch only the main process (RANK 0) prints reports;
+    the others' errors still reach stderr."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        sys.stdout = open(os.devnull, "w")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     quiet_environment()
+    silence_other_processes()
     return run_command(argv)
 
 

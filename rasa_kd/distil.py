@@ -20,6 +20,11 @@ epoch (--best-metric) and resumes from the last checkpoint when re-run with the 
 settings (--fresh starts over). Work folder (default OUT.work): init/ (the untrained
 student), checkpoints/checkpoint-N/ (Trainer checkpoints), recipe.json.
 
+Several processes: under `torchrun --nproc_per_node N -m rasa_kd.cli distil ...` or
+`accelerate launch -m rasa_kd.cli distil ...` the Trainer trains data-parallel (each
+process a share of every batch; --batch-size is per process); the main process builds
+the initial student and writes checkpoints and the package (see rasa_kd.distributed).
+
 Output: the student package OUT (written atomically): student.json, model.safetensors
 and vocab.txt (words) or the teacher's tokenizer files (wordpieces); see
 `rasa_kd.students.package` for the format.
@@ -176,23 +181,33 @@ def resolved(options: DistilOptions) -> DistilOptions:
 
 
 def recipe_of(args) -> Dict:
+    from rasa_kd import distributed
+
     recipe = {key: value for key, value in as_record(args).items() if key not in FILE_FIELDS}
     recipe["vectors"] = recipe["vectors"] if args.student == "bilstm" and args.vocab == "words" else None
+    # a checkpoint's steps per epoch depend on the number of processes: another number starts afresh
+    recipe["processes"] = distributed.world_size()
     return recipe
 
 
 def prepare_work(work: Path, recipe: Dict, transfer_path: Path, fresh: bool) -> None:
-    """Make the work folder; refuse to resume one that was made with other settings."""
+    """Make the work folder; refuse to resume one that was made with other settings. Under a
+    launcher every process checks and the main process writes."""
+    from rasa_kd import distributed
+
     recipe_file = work / "recipe.json"
     stamp = {"transfer": str(transfer_path.resolve()), **recipe}
-    if fresh and work.exists():
-        shutil.rmtree(work)
-    if recipe_file.is_file():
+    if recipe_file.is_file() and not fresh:
         old = json.loads(recipe_file.read_text(encoding="utf-8"))
         changed = sorted(k for k in set(old) | set(stamp) if old.get(k) != stamp.get(k))
         if changed:
             raise UserError(f"{work}: work folder of a run with other settings ({', '.join(changed)}); "
                             f"re-run with the same settings to resume, or add --fresh to start over")
+    distributed.barrier()  # all have read recipe.json before the main process rewrites it
+    if not distributed.is_main():
+        return
+    if fresh and work.exists():
+        shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     recipe_file.write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
 
@@ -309,7 +324,9 @@ def dev_history(trainer) -> List[Dict[str, float]]:
 
 
 def distil(args: DistilOptions, callbacks=()) -> Dict:
-    """The whole stage; returns the written student.json. `callbacks`: extra TrainerCallbacks."""
+    """The whole stage; returns the written student.json (in the main process; the others of
+    a launcher return {}). `callbacks`: extra TrainerCallbacks."""
+    from rasa_kd import distributed
     from rasa_kd.outputs import atomic_output_dir, check_output_dir
     from rasa_kd.students import build, data, package
 
@@ -326,11 +343,20 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     work = args.work or args.out.with_name(args.out.name + ".work")
     recipe = recipe_of(args)
     prepare_work(work, recipe, args.transfer, args.fresh)
+    if distributed.launched():  # torchrun would give each process one thread
+        import torch
+
+        from rasa_kd.teacher import available_cores
+
+        torch.set_num_threads(distributed.threads_per_process(available_cores()))
     started = time.time()
-    tokenizer, model, hf_tokenizer = initial_student(args, transfer, teacher, work)
+    with distributed.main_first():  # the others load the student the main process built and saved
+        tokenizer, model, hf_tokenizer = initial_student(args, transfer, teacher, work)
     print(f"{args.student} student: {package.count_parameters(model)['total']:,} parameters, "
           f"{len(transfer.dataset):,} transfer sentences, {len(transfer.labels)} labels", flush=True)
     trainer = train(args, transfer, tokenizer, model, dev, work, teacher, callbacks)
+    if not distributed.is_main():  # trained data-parallel; the main process writes the package
+        return {}
     # Trainer may have moved the model to a GPU; scoring, calibration and the package run on CPU
     model = getattr(trainer.model, "student", trainer.model).cpu()
     dev_logits = logits_on(model, tokenizer, dev, transfer.labels)  # scored and calibrated on one pass
@@ -343,6 +369,7 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     recipe.update(transfer=str(args.transfer), transfer_sentences=len(transfer.dataset),
                   transfer_sources=transfer.source_counts(), dev=str(args.dev), test=str(args.test) if test else None,
                   best_epoch=best_epoch(trainer), dev_history=dev_history(trainer),
+                  train_steps=trainer.state.global_step,
                   training_seconds=round(time.time() - started, 1))
     with atomic_output_dir(args.out, args.force) as folder:
         manifest = package.save_package(folder, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer,

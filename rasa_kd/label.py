@@ -12,6 +12,14 @@ no row is lost or repeated, and the logits equal those of an uninterrupted run.
 A changed transfer set, teacher or batching starts afresh. The shards are deleted
 once the output is complete.
 
+Several processes (`torchrun --nproc_per_node N -m rasa_kd.cli label ...`, or
+`accelerate launch`; see rasa_kd.distributed): of the missing shards, process r labels
+the r-th, (r+N)-th, ... into the same shard folder (which must be on a file system
+they share), each on its share of the cores or on its own GPU; the main process then
+writes the one output.
+The shards are the same as a single process's, so the output is too, and a killed
+run resumes with any number of processes.
+
 Output folder (written all-or-nothing; format in rasa_kd/transfer.py):
   Arrow dataset   the transfer set's columns + `logits` (list of float32, one per label)
   labels.json     the teacher's label names, the order of the logits
@@ -54,11 +62,13 @@ class LabelOptions:
 
 
 class LoadedTeacher:
-    def __init__(self, path: Path, max_length: int = None):
+    def __init__(self, path: Path, max_length: int = None, device=None):
         from rasa_kd import teacher
 
         self.path = Path(path).resolve()
         self.model, self.tokenizer, self.labels = teacher.load_teacher(path)
+        if device is not None:
+            self.model.to(device)
         self.max_length = max_length or teacher.read_settings(path)["max_length"]
 
     def identity(self) -> Dict:
@@ -67,8 +77,8 @@ class LoadedTeacher:
                 "files": [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in files]}
 
 
-def load_teachers(paths: Sequence[Path], max_length: int = None) -> List[LoadedTeacher]:
-    teachers = [LoadedTeacher(p, max_length) for p in paths]
+def load_teachers(paths: Sequence[Path], max_length: int = None, device=None) -> List[LoadedTeacher]:
+    teachers = [LoadedTeacher(p, max_length, device) for p in paths]
     for other in teachers[1:]:
         if other.labels != teachers[0].labels:
             raise UserError(f"{other.path}: labels.json differs from {teachers[0].path}'s (an ensemble needs "
@@ -114,7 +124,43 @@ def write_shard(path: Path, indices, logits) -> None:
     os.replace(tmp, path)
 
 
-def label_shard(teachers: List[LoadedTeacher], encoded: List[List[List[int]]], rows: List[int], batch_size: int):
+class TokenIds:
+    """Every sentence's token ids in two flat arrays, read from the Arrow transfer set chunk by
+    chunk: at 1M sentences a Python list of id lists would cost about ten times the memory."""
+
+    def __init__(self, tokenizer, dataset, max_length: int, chunk: int = 16_384):
+        import numpy as np
+
+        from rasa_kd.teacher import encode
+        from rasa_kd.transfer import TEXT
+
+        lengths, flat = [], []
+        for start in range(0, len(dataset), chunk):
+            rows = encode(tokenizer, dataset[start:start + chunk][TEXT], max_length)
+            lengths.append(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
+            flat.append(np.fromiter((i for row in rows for i in row), dtype=np.int32))
+        self.lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+        self.flat = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int32)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, row: int) -> List[int]:
+        return self.flat[self.offsets[row]:self.offsets[row + 1]].tolist()
+
+
+def text_fingerprint(dataset, chunk: int = 16_384) -> str:
+    """SHA-1 of the sentences joined by newlines, read chunk by chunk."""
+    from rasa_kd.transfer import TEXT
+
+    digest = hashlib.sha1()
+    for start in range(0, len(dataset), chunk):
+        digest.update(("\n" if start else "").encode() + "\n".join(dataset[start:start + chunk][TEXT]).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def label_shard(teachers: List[LoadedTeacher], encoded: List[TokenIds], rows: List[int], batch_size: int):
     """Averaged logits of `rows`, batch by batch."""
     import numpy as np
 
@@ -159,48 +205,57 @@ def with_logits(dataset, logits):
 
 
 def label(args: LabelOptions) -> Dict:
-    """Write the labelled transfer set to args.out; returns label.json's content."""
+    """Write the labelled transfer set to args.out; returns label.json's content (in the
+    main process; the others of a launcher return {})."""
     import torch
     from tqdm import tqdm
 
-    from rasa_kd import transfer
+    from rasa_kd import distributed, transfer
     from rasa_kd.outputs import atomic_output_dir, check_output_dir
-    from rasa_kd.teacher import available_cores, encode, length_order
+    from rasa_kd.teacher import available_cores, length_order
 
     out = Path(args.out)
     if args.batch_size < 1 or args.shard_size < 1:
         raise UserError("--batch-size and --shard-size must be at least 1")
     dataset = transfer.load_transfer(args.transfer)
     check_output_dir(out, args.force)
-    torch.set_num_threads(args.threads or available_cores())
-    teachers = load_teachers(args.teacher, args.max_length)
-    texts = dataset[transfer.TEXT]
-    encoded = [encode(t.tokenizer, texts, t.max_length) for t in teachers]
-    order = length_order([len(x) for x in encoded[0]])
+    torch.set_num_threads(args.threads or distributed.threads_per_process(available_cores()))
+    teachers = load_teachers(args.teacher, args.max_length, distributed.device())
+    n_rows = len(dataset)
+    encoded = [TokenIds(t.tokenizer, dataset, t.max_length) for t in teachers]
+    order = length_order(encoded[0].lengths.tolist())
     shards = shard_rows(order, args.batch_size, args.shard_size)
-    plan = {"transfer": str(Path(args.transfer).resolve()), "rows": len(texts),
-            "fingerprint": hashlib.sha1("\n".join(texts).encode("utf-8")).hexdigest(),
+    plan = {"transfer": str(Path(args.transfer).resolve()), "rows": n_rows, "fingerprint": text_fingerprint(dataset),
             "teachers": [t.identity() for t in teachers], "batch_size": args.batch_size, "shards": len(shards)}
     work = shards_dir(out)
-    prepare_work(work, plan)
-    todo = [k for k in range(len(shards)) if not shard_path(work, k).exists()]
-    resumed = sum(len(shards[k]) for k in range(len(shards)) if k not in set(todo))
+    if distributed.is_main():
+        prepare_work(work, plan)
+    distributed.barrier()
+    missing = [k for k in range(len(shards)) if not shard_path(work, k).exists()]
+    distributed.barrier()  # every process saw the same missing shards before any writes one
+    resumed = sum(len(shards[k]) for k in range(len(shards)) if k not in set(missing))
+    mine = missing[distributed.rank()::distributed.world_size()]
     exit_after = int(os.environ.get(EXIT_AFTER_SHARDS_ENV, "0") or 0)
-    bar = tqdm(total=len(texts), initial=resumed, desc="label", unit="sent", disable=args.quiet)
+    bar = tqdm(total=sum(len(shards[k]) for k in mine), desc="label", unit="sent",
+               disable=args.quiet or not distributed.is_main())
     started = time.time()
-    for done, k in enumerate(todo, start=1):
+    for done, k in enumerate(mine, start=1):
         write_shard(shard_path(work, k), shards[k], label_shard(teachers, encoded, shards[k], args.batch_size))
         bar.update(len(shards[k]))
         if exit_after and done >= exit_after:
             os._exit(75)
     bar.close()
+    distributed.barrier()
     seconds = time.time() - started
-    logits = assemble(work, len(shards), len(texts), len(teachers[0].labels))
-    labelled_now = len(texts) - resumed
-    meta = {"teachers": [str(t.path) for t in teachers], "labels": len(teachers[0].labels), "rows": len(texts),
+    if not distributed.is_main():
+        return {}
+    logits = assemble(work, len(shards), n_rows, len(teachers[0].labels))
+    labelled_now = n_rows - resumed
+    meta = {"teachers": [str(t.path) for t in teachers], "labels": len(teachers[0].labels), "rows": n_rows,
             "rows_labelled_this_run": labelled_now, "rows_resumed": resumed, "seconds": round(seconds, 2),
             "sentences_per_s": round(labelled_now / max(seconds, 1e-9), 1),
             "batch_size": args.batch_size, "max_length": [t.max_length for t in teachers],
+            "processes": distributed.world_size(), "rows_labelled_by_main_process": sum(len(shards[k]) for k in mine),
             "threads": torch.get_num_threads(), "transfer": str(args.transfer),
             "agreement_with_gold": gold_agreement(dataset, logits, teachers[0].labels)}
     with atomic_output_dir(out, args.force) as tmp:
@@ -212,7 +267,7 @@ def label(args: LabelOptions) -> Dict:
         if source_meta.is_file():
             shutil.copyfile(source_meta, tmp / transfer.META_FILE)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"label -> {out}: {len(texts)} sentences x {len(teachers[0].labels)} logits from "
+    print(f"label -> {out}: {n_rows} sentences x {len(teachers[0].labels)} logits from "
           f"{len(teachers)} teacher(s), {meta['sentences_per_s']:.0f} sentences/s"
           + (f" ({resumed} resumed from shards)" if resumed else ""))
     return meta

@@ -33,13 +33,14 @@ UNSET = _Unset()
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flags: Sequence[str] = (), group: str = "",
            choices: Optional[Sequence] = None, metavar: Optional[str] = None, action: Optional[str] = None,
-           required: bool = False):
+           required: bool = False, nargs: Optional[str] = None):
     """A dataclass field that is also a command-line option (see the module docstring).
 
-    action="append" makes a list option (default None); a bool field is a
-    store_true flag unless action says otherwise."""
+    action="append" (a repeated flag) or nargs="+" (one flag, several values) makes a
+    list option (default None); a bool field is a store_true flag unless action says
+    otherwise."""
     metadata = {"help": help, "flags": tuple(flags), "group": group, "choices": choices, "metavar": metavar,
-                "action": action, "required": required or default is dataclasses.MISSING}
+                "action": action, "nargs": nargs, "required": required or default is dataclasses.MISSING}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=None if default is dataclasses.MISSING else default, metadata=metadata)
@@ -91,6 +92,8 @@ def add_options(parser: argparse.ArgumentParser, cls: Type, defaults: Optional[D
                 kwargs["choices"] = meta["choices"]
             if meta.get("metavar"):
                 kwargs["metavar"] = meta["metavar"]
+            if meta.get("nargs"):
+                kwargs["nargs"] = meta["nargs"]
             if meta.get("required"):
                 kwargs["required"] = True
                 kwargs.pop("default")

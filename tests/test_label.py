@@ -124,3 +124,18 @@ def test_option_defaults_are_the_command_line_defaults():
     argv = ["--teacher", "t", "--transfer", "s", "--out", "o"]
     parsed = from_namespace(LabelOptions, stage_parser("rasa_kd.label").parse_args(argv))
     assert parsed == LabelOptions(teacher=[Path("t")], transfer=Path("s"), out=Path("o"))
+
+
+def test_token_ids_and_fingerprint_read_in_chunks_equal_the_whole(toy_transfer, tiny_teacher_dir):
+    """Read 7 rows at a time (a real set: 16,384), the ids and the fingerprint equal those of
+    one pass, so shard folders of earlier runs still resume."""
+    import hashlib
+
+    dataset = transfer.load_transfer(toy_transfer)
+    tokenizer = teacher.load_teacher(tiny_teacher_dir)[1]
+    texts = dataset[transfer.TEXT]
+    chunked = label.TokenIds(tokenizer, dataset, 32, chunk=7)
+    whole = teacher.encode(tokenizer, texts, 32)
+    assert len(chunked) == len(whole) and all(chunked[i] == whole[i] for i in range(len(whole)))
+    assert chunked.lengths.tolist() == [len(ids) for ids in whole]
+    assert label.text_fingerprint(dataset, chunk=7) == hashlib.sha1("\n".join(texts).encode("utf-8")).hexdigest()
