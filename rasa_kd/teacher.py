@@ -31,7 +31,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -56,8 +56,7 @@ class TeacherSettings:
     """Fine-tuning hyper-parameters; the defaults are the best recipe measured on Sara."""
 
     epochs: float = option(6, "maximum epochs", group=FINE_TUNING)
-    lr: float = option(2e-4, "peak learning rate (with --model mpnet the default is 5e-5: base-size models "
-                             "want a lower one)", group=FINE_TUNING)
+    lr: float = option(2e-4, "peak learning rate", group=FINE_TUNING)
     batch_size: int = option(32, "training batch size", group=FINE_TUNING)
     max_length: int = option(64, "maximum tokens per sentence, longer ones are truncated", group=FINE_TUNING)
     warmup: float = option(0.1, "share of steps with linear learning-rate warm-up", group=FINE_TUNING)
@@ -492,18 +491,9 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
 # ---------------------------------------------------------------- CLI
 
 
-# Backbones whose default learning rate is not TeacherSettings.lr (tuned on MiniLM-L6): the
-# usual rate for fine-tuning a base-size (110M) model.
-BACKBONE_LR = {"mpnet": 5e-5}
-
-
 def settings_of(options: TeacherOptions) -> TeacherSettings:
-    """The fine-tuning settings alone (what metrics.json records), with the backbone's default
-    learning rate when --lr was left at its default."""
-    settings = TeacherSettings(**{f.name: getattr(options, f.name) for f in fields(TeacherSettings)})
-    if options.lr == TeacherSettings.lr and options.model in BACKBONE_LR:
-        settings = replace(settings, lr=BACKBONE_LR[options.model])
-    return settings
+    """The fine-tuning settings alone (what metrics.json records)."""
+    return TeacherSettings(**{f.name: getattr(options, f.name) for f in fields(TeacherSettings)})
 
 
 def train_from_options(options: TeacherOptions) -> Dict:

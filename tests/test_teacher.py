@@ -152,10 +152,3 @@ def test_better_epoch_lets_the_loss_decide_within_one_dev_sentence():
     assert better_epoch((0.8604, 0.678), (0.8496, 0.600), 931)  # a large dev: F1 decides
     assert not better_epoch((0.9806, 0.098), (0.9806, 0.095), 1907)
 
-
-def test_mpnet_defaults_to_a_base_size_learning_rate():
-    from rasa_kd.teacher import TeacherOptions, settings_of
-
-    assert settings_of(TeacherOptions(train="t.yml", out="o")).lr == 2e-4
-    assert settings_of(TeacherOptions(train="t.yml", out="o", model="mpnet")).lr == 5e-5
-    assert settings_of(TeacherOptions(train="t.yml", out="o", model="mpnet", lr=1e-4)).lr == 1e-4
