@@ -346,9 +346,7 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     if distributed.launched():  # torchrun would give each process one thread
         import torch
 
-        from rasa_kd.teacher import available_cores
-
-        torch.set_num_threads(distributed.threads_per_process(available_cores()))
+        torch.set_num_threads(distributed.threads_per_process())
     started = time.time()
     with distributed.main_first():  # the others load the student the main process built and saved
         tokenizer, model, hf_tokenizer = initial_student(args, transfer, teacher, work)

@@ -69,7 +69,8 @@ def device():
     return torch.device("cpu")
 
 
-def threads_per_process(cores: int) -> int:
-    """The machine's cores shared by the processes this launcher started on it."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, cores // local)
+def threads_per_process() -> int:
+    """The machine's available cores shared by the processes this launcher started on it."""
+    from rasa_kd.teacher import available_cores
+
+    return max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))

@@ -212,14 +212,14 @@ def label(args: LabelOptions) -> Dict:
 
     from rasa_kd import distributed, transfer
     from rasa_kd.outputs import atomic_output_dir, check_output_dir
-    from rasa_kd.teacher import available_cores, length_order
+    from rasa_kd.teacher import length_order
 
     out = Path(args.out)
     if args.batch_size < 1 or args.shard_size < 1:
         raise UserError("--batch-size and --shard-size must be at least 1")
     dataset = transfer.load_transfer(args.transfer)
     check_output_dir(out, args.force)
-    torch.set_num_threads(args.threads or distributed.threads_per_process(available_cores()))
+    torch.set_num_threads(args.threads or distributed.threads_per_process())
     teachers = load_teachers(args.teacher, args.max_length, distributed.device())
     n_rows = len(dataset)
     encoded = [TokenIds(t.tokenizer, dataset, t.max_length) for t in teachers]
@@ -233,7 +233,7 @@ def label(args: LabelOptions) -> Dict:
     distributed.barrier()
     missing = [k for k in range(len(shards)) if not shard_path(work, k).exists()]
     distributed.barrier()  # every process saw the same missing shards before any writes one
-    resumed = sum(len(shards[k]) for k in range(len(shards)) if k not in set(missing))
+    resumed = n_rows - sum(len(shards[k]) for k in missing)
     mine = missing[distributed.rank()::distributed.world_size()]
     exit_after = int(os.environ.get(EXIT_AFTER_SHARDS_ENV, "0") or 0)
     bar = tqdm(total=sum(len(shards[k]) for k in mine), desc="label", unit="sent",

@@ -115,6 +115,7 @@ def _mean_pooled_class():
             super().__init__()
             self.model = model
             self.config = model.config
+            self.linear_head = linear_head(model)
 
         def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None):
             inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -126,7 +127,7 @@ def _mean_pooled_class():
                 attention_mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            logits = self.model.classifier(self.model.dropout(pooled)) if linear_head(self.model) \
+            logits = self.model.classifier(self.model.dropout(pooled)) if self.linear_head \
                 else self.model.classifier(pooled.unsqueeze(1))  # RoBERTa/MPNet heads read position 0
             loss = None
             if labels is not None:
@@ -446,7 +447,7 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         raise UserError(f"--pooling must be cls or mean, got {settings.pooling!r}")
     train, dev, labels, dev_source = read_train_dev(train_path, dev_path, settings.dev_fraction, settings.seed)
     check_output_dir(Path(out), force)
-    torch.set_num_threads(threads or distributed.threads_per_process(available_cores()))
+    torch.set_num_threads(threads or distributed.threads_per_process())
     tokenizer, hf_model = load_pretrained(model_name, labels, settings.seed)
     unknown_share = (unknown_word_share(tokenizer, [e.text for e in train]) if allow_unknown_tokens
                      else check_language(tokenizer, train, train_path, model_name))
