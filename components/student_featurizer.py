@@ -31,7 +31,8 @@ from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.constants import TOKENS_NAMES
 from rasa.nlu.featurizers.dense_featurizer.dense_featurizer import DenseFeaturizer
 from rasa.nlu.tokenizers.tokenizer import Tokenizer
-from rasa.shared.nlu.constants import ACTION_TEXT, RESPONSE, TEXT
+from rasa.shared.nlu.constants import ACTION_TEXT, FEATURE_TYPE_SENTENCE, FEATURE_TYPE_SEQUENCE, RESPONSE, TEXT
+from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
@@ -110,13 +111,18 @@ class StudentFeaturizer(DenseFeaturizer, GraphComponent):
         return messages
 
     def _featurize(self, messages: List[Message], attribute: Text) -> None:
-        if not messages or self.student is None:
-            return
-        texts = [m.get(attribute) for m in messages]
-        sentences = self.student.encode(texts)
-        for message, text, sentence in zip(messages, texts, sentences):
-            tokens = message.get(TOKENS_NAMES[attribute]) or []
-            vectors, offsets = self.student.encode_tokens(text)
-            sequence = pool_onto_tokens(np.asarray(vectors, dtype=np.float32), offsets, tokens)
-            self.add_features_to_message(sequence=sequence, sentence=np.asarray(sentence, dtype=np.float32)[None, :],
-                                         attribute=attribute, message=message)
+        if messages and self.student is not None:
+            featurize(self.student, messages, attribute, self._identifier)
+
+
+def featurize(student: Any, messages: List[Message], attribute: Text, origin: Text) -> List[np.ndarray]:
+    """Add the student's sentence and per-Rasa-token features of `attribute` to `messages`
+    (from one forward pass) and return each message's intent probabilities from that pass."""
+    analyses = student.analyse([message.get(attribute) or "" for message in messages])
+    for message, (_, sentence, vectors, offsets) in zip(messages, analyses):
+        sequence = pool_onto_tokens(np.asarray(vectors, dtype=np.float32), offsets,
+                                    message.get(TOKENS_NAMES[attribute]) or [])
+        for kind, matrix in ((FEATURE_TYPE_SEQUENCE, sequence),
+                             (FEATURE_TYPE_SENTENCE, np.asarray(sentence, dtype=np.float32)[None, :])):
+            message.add_features(Features(matrix, kind, attribute, origin))
+    return [probabilities for probabilities, *_ in analyses]

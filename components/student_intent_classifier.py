@@ -15,7 +15,15 @@ pipeline:
     # student: build/student
     ranking_length: 10         # intents in `intent_ranking` (0 = all)
     runtime: auto              # auto | int8 | onnx | pytorch
+    token_features: false      # true: also hand the student's token vectors to later components
 ```
+
+`token_features: true` makes the component a featurizer as well: from the same forward
+pass it adds the student's sentence vector and one row per Rasa token (as
+`StudentFeaturizer` does) to every message, training examples included, so that an
+entity extractor after it (`CRFEntityExtractor` with `text_dense_features`, DIET)
+uses the student's contextual token vectors: one distillation, inside `rasa train`,
+for intents and entities (README, Intents and entities).
 
 `runtime`: `auto` (default) runs what `rasa-kd export` recorded in student.json
 (int8 when it held accuracy), else model.onnx when exported, else PyTorch; `int8`
@@ -37,17 +45,22 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from rasa_kd.components import student_storage, student_training
+from rasa_kd.components.student_featurizer import FEATURIZED_ATTRIBUTES, featurize
 
 NAME = "StudentIntentClassifier"
 
 
-@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
+# Also a featurizer, so that Rasa hands later components the training data this one featurized
+# (`process_training_data`); without `token_features` that step passes the data through.
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER,
+                           DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=True)
 class StudentIntentClassifier(GraphComponent, IntentClassifier):
     """Predicts intents with a rasa-kd student package; the package travels inside the model."""
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {**student_storage.DEFAULT_CONFIG, **student_training.TRAINING_CONFIG, "ranking_length": 10}
+        return {**student_storage.DEFAULT_CONFIG, **student_training.TRAINING_CONFIG, "ranking_length": 10,
+                "token_features": False}
 
     @classmethod
     def fingerprint_addon(cls, config: Dict[str, Any]) -> Optional[str]:
@@ -58,16 +71,17 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
         return student_training.training_fingerprint(config)
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-                 student: Any = None) -> None:
+                 student: Any = None, node_name: Text = NAME) -> None:
         self.component_config = config
         self._model_storage = model_storage
         self._resource = resource
         self.student = student
+        self.node_name = node_name  # the origin of the features it adds
 
     @classmethod
     def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                execution_context: ExecutionContext) -> "StudentIntentClassifier":
-        return cls(config, model_storage, resource)
+        return cls(config, model_storage, resource, node_name=execution_context.node_name)
 
     def train(self, training_data: TrainingData) -> Resource:
         """Distil a student from the training data (no `student:`), or check that the configured
@@ -108,14 +122,26 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
     def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
              execution_context: ExecutionContext, **kwargs: Any) -> "StudentIntentClassifier":
         student = student_storage.load_stored_student(model_storage, resource, NAME)
-        return cls(config, model_storage, resource, student)
+        return cls(config, model_storage, resource, student, execution_context.node_name)
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        """With `token_features`, add the student's features to the training examples."""
+        if self.component_config.get("token_features") and self.student is not None:
+            for attribute in FEATURIZED_ATTRIBUTES:
+                messages = [m for m in training_data.training_examples if m.get(attribute)]
+                if messages:
+                    featurize(self.student, messages, attribute, self.node_name)
+        return training_data
 
     def process(self, messages: List[Message]) -> List[Message]:
-        """Set `intent` and a sorted `intent_ranking` on each message."""
-        if self.student is None:
+        """Set `intent` and a sorted `intent_ranking` on each message (and, with
+        `token_features`, add the student's features from the same forward pass)."""
+        if self.student is None or not messages:
             return messages
-        texts = [message.get(TEXT) or "" for message in messages]
-        probabilities = self.student.predict(texts) if texts else []
+        if self.component_config.get("token_features"):
+            probabilities = featurize(self.student, messages, TEXT, self.node_name)
+        else:
+            probabilities = self.student.predict([message.get(TEXT) or "" for message in messages])
         for message, row in zip(messages, probabilities):
             ranking = sorted(
                 ({INTENT_NAME_KEY: label, PREDICTED_CONFIDENCE_KEY: float(p)}

@@ -108,14 +108,33 @@ def summary_line(description: Dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in description.items() if v not in (None, False, [], ""))[:300]
 
 
-def config_snippet(student: Path) -> str:
+# Intents and entities (benchmarks/results/entities.md): the classifier hands the student's
+# token vectors to Rasa's CRF, which uses them next to its own lexical features.
+TOKEN_FEATURES = "    token_features: true  # the student's token vectors, for the entity extractor\n"
+ENTITY_COMPONENTS = """  - name: CRFEntityExtractor
+    features:
+      - [low, title, upper]
+      - [low, bias, prefix5, prefix2, suffix5, suffix3, suffix2, upper, title, digit, pattern, text_dense_features]
+      - [low, title, upper]
+  - name: EntitySynonymMapper
+"""
+
+
+def config_snippet(student: Path, entities: bool = False) -> str:
+    """The Rasa pipeline that deploys `student`; with `entities`, also the recommended entity extractor."""
     return f"""pipeline:
   - name: WhitespaceTokenizer
   - name: rasa_kd.components.StudentIntentClassifier
     student: {student}
     runtime: auto         # what `rasa-kd export` chose: int8 ONNX when it kept dev accuracy
-  - name: FallbackClassifier
+{TOKEN_FEATURES + ENTITY_COMPONENTS if entities else ""}  - name: FallbackClassifier
     threshold: 0.3"""
+
+
+def has_entities(nlu: Path) -> bool:
+    from rasa_kd.nlu_io import read_examples
+
+    return any(example.entities for example in read_examples(nlu))
 
 
 @dataclass
@@ -217,7 +236,7 @@ def run_pipeline(options: PipelineOptions) -> Dict:
                    lambda m=model, f=metrics_file: evaluate.evaluate(m, test_file, f))
         results[name] = json.loads(metrics_file.read_text())
     print("\nstage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.timings.items()))
-    print(f"\nAdd the student to your config.yml:\n\n{config_snippet(student)}\n")
+    print(f"\nAdd the student to your config.yml:\n\n{config_snippet(student, has_entities(data / 'train.yml'))}\n")
     return {"timings": stages.timings, "metrics": results, "student": str(student)}
 
 

@@ -39,11 +39,13 @@ policies: []
 """
 
 
-def student_config(student: Path) -> str:
-    """A whole Rasa config: the student pipeline, with the same FallbackClassifier as DIET_CONFIG."""
+def student_config(student: Path, entities: bool = False) -> str:
+    """A whole Rasa config: the student pipeline (with the recommended entity extractor when
+    `entities`), with the same FallbackClassifier as DIET_CONFIG."""
     from rasa_kd.pipeline import config_snippet
 
-    return (f"recipe: default.v1\nlanguage: en\nassistant_id: rasa-kd-student\n{config_snippet(student)}\n"
+    return (f"recipe: default.v1\nlanguage: en\nassistant_id: rasa-kd-student\n"
+            f"{config_snippet(student, entities)}\n"
             f"    ambiguity_threshold: 0.1\npolicies: []\n")
 
 
@@ -99,7 +101,31 @@ def test_nlu(model: Path, test_file: Path, out_dir: Path, cwd: Path = Path("."))
         "weighted_f1": report["weighted avg"]["f1-score"],
         "n": int(report["macro avg"]["support"]),
         "scores": classification_scores(*zip(*predictions)) if predictions else None,
+        "entities": entity_reports(out_dir),
     }
+
+
+NOT_ENTITY_REPORTS = ("intent_report.json", "response_selection_report.json")
+
+
+def entity_reports(out_dir: Path) -> Dict[str, Dict]:
+    """Rasa's token-level entity report per extractor (`<Extractor>_report.json`): micro, macro
+    and weighted F1 over the entity labels (no_entity excluded, as Rasa does) and F1 per entity."""
+    reports = {}
+    for path in sorted(out_dir.glob("*_report.json")):
+        if path.name in NOT_ENTITY_REPORTS:
+            continue
+        report = json.loads(path.read_text())
+        micro, macro, weighted = (report.get(f"{name} avg") or {} for name in ("micro", "macro", "weighted"))
+        reports[path.name[: -len("_report.json")]] = {
+            "micro_f1": micro.get("f1-score"), "micro_precision": micro.get("precision"),
+            "micro_recall": micro.get("recall"), "macro_f1": macro.get("f1-score"),
+            "weighted_f1": weighted.get("f1-score"), "support": int(macro.get("support", 0)),
+            "per_entity": {label: {"f1": row["f1-score"], "support": int(row["support"])}
+                           for label, row in report.items()
+                           if isinstance(row, dict) and "f1-score" in row and not label.endswith(" avg")},
+        }
+    return reports
 
 
 @contextlib.contextmanager
@@ -122,9 +148,12 @@ def loaded_agent(model: Path):
 
 
 def parse_latency(model: Path, texts: Sequence[str], warmup: int = 10) -> Dict[str, float]:
-    """Median and p95 milliseconds of in-process `Agent.parse_message`, one message at a time."""
+    """Median and p95 milliseconds of in-process `Agent.parse_message`, one message at a time,
+    and the seconds `Agent.load` took (CRFEntityExtractor, for one, re-trains when loaded)."""
+    started = time.perf_counter()
     with loaded_agent(model) as parse:
-        return time_calls(parse, texts, warmup)
+        load_seconds = time.perf_counter() - started
+        return {**time_calls(parse, texts, warmup), "load_seconds": round(load_seconds, 2)}
 
 
 def parse_messages(model: Path, texts: Sequence[str]) -> List[Dict]:

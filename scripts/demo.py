@@ -2,11 +2,13 @@
 
 1. `rasa-kd pipeline --nlu data/nlu.yml --out build/`: a held-out split, teacher, student (defaults:
    preset balanced, int8), both scored on the held-out test split
-2. `rasa train nlu` on the training split: the student pipeline and Rasa's default DIET pipeline;
-   `rasa test nlu` of both on the held-out split, in-process parse latency of both
+2. `rasa train nlu` on the training split: the student pipeline (with the recommended entity
+   extractor, as the data has entities) and Rasa's default DIET pipeline; `rasa test nlu` of both on
+   the held-out split (intents and, with entities, Rasa's entity report), in-process parse latency
 3. the assistant itself: plain `rasa train` with config.yml (the student is distilled inside Rasa's
    training), `rasa run` on localhost, a short conversation over the REST channel, server stopped
-4. a result table, the conversation and the stage timings
+4. result tables (intents; entities when the data has them), the conversation with what NLU
+   understood of each message (POST /model/parse), and the stage timings
 """
 import json
 import os
@@ -50,7 +52,10 @@ def main() -> int:
     train, test = BUILD / "data" / "train.yml", BUILD / "data" / "test.yml"
     models = BUILD / "models"
     configs = {"student": BUILD / "student-config.yml", "diet": BUILD / "diet-config.yml"}
-    configs["student"].write_text(rasa_runner.student_config((BUILD / "student").resolve()))
+    from rasa_kd.pipeline import has_entities
+
+    entities = has_entities(train)
+    configs["student"].write_text(rasa_runner.student_config((BUILD / "student").resolve(), entities))
     configs["diet"].write_text(rasa_runner.DIET_CONFIG)
     from rasa_kd.nlu_io import read_examples
 
@@ -67,9 +72,12 @@ def main() -> int:
                       Path("config.yml"), Path("domain.yml"), Path("data"), models, "assistant")
     conversation = timed(timings, "rasa run + REST conversation", talk, assistant)
     print_table(results, len(texts))
+    if entities:
+        print_entity_table(results)
     print("\nconversation with the assistant (rasa run, POST /webhooks/rest/webhook):")
-    for text, replies in conversation:
+    for text, parsed, replies in conversation:
         print(f"  you: {text}")
+        print(f"       ({understood(parsed)})")
         for reply in replies or ["(no reply)"]:
             print(f"  bot: {reply}")
     print(f"\nthe assistant's model: {assistant} ({rasa_runner.size_mb(assistant):.1f} MB; all `rasa run` needs)")
@@ -83,7 +91,14 @@ def talk(model: Path):
 
     with rasa_runner.RasaServer(model, BUILD / "models" / "assistant-server.log",
                                 credentials=ROOT / "credentials.yml") as server:
-        return [(text, server.say("demo-user", text)) for text in CONVERSATION]
+        return [(text, server.parse(text), server.say("demo-user", text)) for text in CONVERSATION]
+
+
+def understood(parsed) -> str:
+    """What NLU made of a message: its intent and entities, as /model/parse returns them."""
+    entities = ", ".join(f"{e['entity']}={e['value']}" for e in parsed.get("entities") or [])
+    return f"intent {parsed['intent']['name']} {parsed['intent']['confidence']:.2f}" + (f"; {entities}" if entities
+                                                                                       else "")
 
 
 def print_table(results, n_test: int) -> None:
@@ -101,6 +116,15 @@ def print_table(results, n_test: int) -> None:
     gap = teacher["scores"]["accuracy"] - student["scores"]["accuracy"]
     print(f"\nstudent: {gap * 100:+.1f} points below the teacher; student pipeline parse latency = {ratio:.2f} x "
           f"DIET pipeline's (held-out test split: {n_test} messages)")
+
+
+def print_entity_table(results) -> None:
+    """Rasa's entity report (token level, micro average over the entity labels) of each pipeline's extractor."""
+    print("\n| pipeline | entity extractor | entity micro-F1 | macro-F1 |")
+    print("|---|---|---|---|")
+    for name, label in (("student", "Rasa + StudentIntentClassifier"), ("diet", "Rasa default DIET pipeline")):
+        for extractor, report in results[name][0]["entities"].items():
+            print(f"| {label} | {extractor} | {report['micro_f1'] or 0:.3f} | {report['macro_f1'] or 0:.3f} |")
 
 
 if __name__ == "__main__":

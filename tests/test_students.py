@@ -374,6 +374,21 @@ def test_load_predict_encode(word_package):
     assert student.encode_tokens("")[0].shape == (0, 32)
 
 
+def test_analyse_gives_predict_encode_and_encode_tokens_in_one_pass(word_package):
+    from rasa_kd.students import load
+
+    student = load(word_package)
+    texts = ["  Hello, rain!", "book a table for my friend please now", ""]  # padded in one batch
+    analyses = student.analyse(texts)
+    assert len(analyses) == 3
+    for text, (probabilities, sentence, vectors, offsets), expected_probabilities, expected_sentence in zip(
+            texts, analyses, student.predict(texts), student.encode(texts)):
+        expected_vectors, expected_offsets = student.encode_tokens(text)
+        assert np.allclose(probabilities, expected_probabilities, atol=1e-5)
+        assert np.allclose(sentence, expected_sentence, atol=1e-5)
+        assert offsets == expected_offsets and np.allclose(vectors, expected_vectors, atol=1e-5)
+
+
 def test_save_load_identical_predictions(word_package, tmp_path):
     from rasa_kd.students import load
 

@@ -125,6 +125,22 @@ class Student:
         return tokens[keep], [tuple(batch["offsets"][0][i]) for i in keep]
 
 
+    def analyse(self, texts: Sequence[str]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray, List[Tuple[int, int]]]]:
+        """Everything one forward pass gives, per text: calibrated probabilities [n_labels]
+        (as `predict`), the sentence vector [d] (as `encode`), token vectors [n_tokens, d]
+        and their character spans (as `encode_tokens`), in batches of BATCH_SIZE."""
+        results = []
+        for start in range(0, len(texts), BATCH_SIZE):
+            batch = self.tokenizer(list(texts[start:start + BATCH_SIZE]))
+            logits, sentences, tokens = self.backend(batch["input_ids"], batch["attention_mask"])[:3]
+            probabilities = softmax(logits.astype(np.float32) / np.float32(self.temperature))
+            for row, offsets in enumerate(batch["offsets"]):
+                keep = [i for i, (begin, end) in enumerate(offsets) if end > begin]
+                results.append((probabilities[row], sentences[row], tokens[row][keep],
+                                [tuple(offsets[i]) for i in keep]))
+        return results
+
+
 def load(path, onnx: bool = False, quantized: bool = False, threads: int = 0, runtime: str = None) -> Student:
     """Load a student package (see `rasa_kd.students.package`); no teacher is needed.
 

@@ -1,0 +1,124 @@
+"""Intents and entities: the recommended pipeline (the student distilled inside `rasa train nlu`,
+its token vectors handed to Rasa's CRF for entities) trains on a tiny assistant, answers
+over HTTP with entity spans that match Rasa's tokens (punctuation, words of several word
+pieces, non-ASCII text), and Rasa's entity report is read back per extractor."""
+import json
+from pathlib import Path
+
+import pytest
+
+from rasa_kd import rasa_runner
+from rasa_kd.nlu_io import Example, read_examples, write_examples
+from rasa_kd.pipeline import ENTITY_COMPONENTS, TOKEN_FEATURES, config_snippet
+
+from test_rasa_train import CONFIG as INTENTS_CONFIG  # the in-`rasa train` student of the toy data
+
+CONFIG = INTENTS_CONFIG.replace("policies: []", "{token_features}{entities}policies: []")
+# Toppings of several word pieces for the tiny BERT (its vocabulary spells unknown words
+# letter by letter), one with a non-ASCII letter, and cities after punctuation.
+TOPPINGS = ["pepperoni", "mushrooms", "jalapeño", "cheese", "anchovies"]
+CITIES = ["zürich", "lisbon", "são paulo"]
+
+
+def entity_examples():
+    examples = []
+    for i, topping in enumerate(TOPPINGS * 3):
+        text = ["pizza with {} please", "a slice, {}!", "i want {} pizza now", "delivery of {}; thanks"][i % 4]
+        start = text.index("{}")
+        examples.append(Example(text.format(topping), "order_pizza",
+                                [{"start": start, "end": start + len(topping), "value": topping,
+                                  "entity": "topping"}]))
+    for i, city in enumerate(CITIES * 4):
+        text = ["weather in {}?", "forecast for {}, please", "rain today in {}!", "is it sunny in {} now"][i % 4]
+        start = text.index("{}")
+        examples.append(Example(text.format(city), "weather",
+                                [{"start": start, "end": start + len(city), "value": city, "entity": "city"}]))
+    return examples
+
+
+@pytest.fixture(scope="module")
+def assistant(tmp_path_factory, tiny_teacher_dir, toy_nlu):
+    folder = tmp_path_factory.mktemp("entities")
+    nlu = folder / "nlu.yml"
+    write_examples(nlu, read_examples(toy_nlu["train"]) + entity_examples())
+    (folder / "config.yml").write_text(CONFIG.format(teacher=tiny_teacher_dir, token_features=TOKEN_FEATURES,
+                                                     entities=ENTITY_COMPONENTS))
+    model = rasa_runner.train_nlu(folder / "config.yml", nlu, folder / "models", "entities", cwd=folder)
+    return folder, model
+
+
+def rasa_token_spans(text: str):
+    from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+    from rasa.shared.nlu.training_data.message import Message
+
+    message = Message(data={"text": text})
+    WhitespaceTokenizer(WhitespaceTokenizer.get_default_config()).process([message])
+    return [(token.start, token.end) for token in message.get("text_tokens")]
+
+
+@pytest.mark.parametrize("text, entity, value", [
+    ("pizza with mushrooms please", "topping", "mushrooms"),      # several word pieces
+    ("i want jalapeño pizza now", "topping", "jalapeño"),          # non-ASCII
+    ("a slice, anchovies!", "topping", "anchovies"),              # punctuation around the entity
+    ("forecast for zürich, please", "city", "zürich"),
+    ("weather in são paulo?", "city", "são paulo"),               # two tokens, non-ASCII
+])
+def test_entities_over_http_align_with_rasa_tokens(server, text, entity, value):
+    parsed = server.parse(text)
+    found = [e for e in parsed["entities"] if e["entity"] == entity]
+    assert [e["value"] for e in found] == [value]
+    start, end = found[0]["start"], found[0]["end"]
+    assert text[start:end] == value and found[0]["extractor"] == "CRFEntityExtractor"
+    spans = rasa_token_spans(text)
+    assert start in {s for s, _ in spans} and end in {e for _, e in spans}
+
+
+@pytest.fixture(scope="module")
+def server(assistant):
+    folder, model = assistant
+    with rasa_runner.RasaServer(model, folder / "server.log") as running:
+        yield running
+
+
+def test_intent_and_entity_in_one_parse(server):
+    parsed = server.parse("pizza with pepperoni please")
+    assert parsed["intent"]["name"] == "order_pizza"
+    assert [(e["entity"], e["value"]) for e in parsed["entities"]] == [("topping", "pepperoni")]
+
+
+def test_rasa_test_nlu_reports_entities_per_extractor(assistant, toy_nlu):
+    folder, model = assistant
+    test = folder / "test.yml"
+    held_out = [Example("slice with cheese please", "order_pizza",
+                        [{"start": 11, "end": 17, "value": "cheese", "entity": "topping"}]),
+                Example("weather in lisbon!", "weather", [{"start": 11, "end": 17, "value": "lisbon", "entity": "city"}])]
+    write_examples(test, read_examples(toy_nlu["test"]) + held_out)
+    scores = rasa_runner.test_nlu(model, test, folder / "results", cwd=folder)
+    report = scores["entities"]["CRFEntityExtractor"]
+    assert set(report["per_entity"]) == {"topping", "city"} and report["support"] == 2
+    assert 0 < report["micro_f1"] <= 1 and scores["accuracy"] > 0.5
+
+
+def test_entity_reports_read_every_extractor_but_not_intents(tmp_path):
+    row = {"precision": 1.0, "recall": 0.5, "f1-score": 0.6667, "support": 2}
+    (tmp_path / "DIETClassifier_report.json").write_text(json.dumps(
+        {"city": row, "micro avg": row, "macro avg": row, "weighted avg": row}))
+    (tmp_path / "intent_report.json").write_text(json.dumps({"accuracy": 1.0}))
+    (tmp_path / "response_selection_report.json").write_text(json.dumps({"accuracy": 1.0}))
+    reports = rasa_runner.entity_reports(tmp_path)
+    assert list(reports) == ["DIETClassifier"]
+    assert reports["DIETClassifier"]["micro_f1"] == 0.6667 and reports["DIETClassifier"]["micro_recall"] == 0.5
+    assert reports["DIETClassifier"]["per_entity"] == {"city": {"f1": 0.6667, "support": 2}}
+
+
+def test_config_snippet_adds_the_entity_extractor_only_for_data_with_entities(tmp_path):
+    from rasa_kd.pipeline import has_entities
+
+    with_entities, without = tmp_path / "with.yml", tmp_path / "without.yml"
+    write_examples(with_entities, entity_examples())
+    write_examples(without, [Example("hello there", "greet"), Example("bye now", "goodbye")])
+    assert has_entities(with_entities) and not has_entities(without)
+    assert "CRFEntityExtractor" in config_snippet(Path("student"), entities=True)
+    assert "token_features: true" in config_snippet(Path("student"), entities=True)
+    assert "CRFEntityExtractor" not in config_snippet(Path("student"))
+    assert "token_features" not in config_snippet(Path("student"))
