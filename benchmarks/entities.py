@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from run import machine, publish, versions  # noqa: E402
+from run import publish, results_so_far  # noqa: E402
 from small_students import TaskRun  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
 from rasa_kd.pipeline import ENTITY_COMPONENTS  # noqa: E402
@@ -253,9 +253,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from rasa_kd.errors import UserError
 
-    path = ROOT / "benchmarks" / "results" / "entities.json"
-    results = json.loads(path.read_text()) if path.exists() else {"tasks": {}}
-    results.update(benchmark="benchmarks/entities.py", machine=machine(), versions=versions())
+    results = results_so_far("entities", "benchmarks/entities.py")
     for task in args.tasks:
         run = EntityRun(task, args.work, args.latency_examples)
         try:

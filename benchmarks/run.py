@@ -404,6 +404,15 @@ def write_result(results_dir: Path, result: Dict) -> Path:
     return path
 
 
+def results_so_far(name: str, benchmark: str) -> Dict:
+    """benchmarks/results/<name>.json as earlier runs left it (tasks not re-run keep their
+    entries), stamped with this run's script, machine and package versions."""
+    path = ROOT / "benchmarks" / "results" / f"{name}.json"
+    results = json.loads(path.read_text()) if path.exists() else {"tasks": {}}
+    results.update(benchmark=benchmark, machine=machine(), versions=versions())
+    return results
+
+
 def publish(name: str, result: Dict, markdown: str) -> None:
     """benchmarks/results/<name>.json (stamped with its creation time) and <name>.md; the markdown is printed."""
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

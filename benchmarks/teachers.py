@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from small_students import TASKS, TaskRun, student_facts, system_entry, task_heading  # noqa: E402
-from run import machine, publish, versions  # noqa: E402
+from run import publish, results_so_far  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
 from rasa_kd.presets import DEFAULT_PRESET  # noqa: E402
 
@@ -175,9 +175,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from rasa_kd.errors import UserError
 
-    path = ROOT / "benchmarks" / "results" / "teachers.json"
-    results = json.loads(path.read_text()) if path.exists() else {"tasks": {}}
-    results.update(benchmark="benchmarks/teachers.py", machine=machine(), versions=versions())
+    results = results_so_far("teachers", "benchmarks/teachers.py")
     for task in args.tasks:
         started = time.time()
         try:
