@@ -50,6 +50,7 @@ FOOTER = """  - name: EntitySynonymMapper
 policies: []
 """
 
+
 def default_featurizers() -> str:
     """The sparse featurizers of Rasa's default pipeline, for DIET entity-only on the same features."""
     from rasa_kd.rasa_runner import DIET_CONFIG
@@ -71,8 +72,6 @@ DIET_ENTITIES = """  - name: DIETClassifier
     epochs: 100
     constrain_similarities: true
 """
-# Rasa's default CRF features with the dense token features of the featurizers before it
-# (`text_dense_features`) added for the token itself.
 # CRFEntityExtractor only tags messages that carry some features: LexicalSyntacticFeaturizer's
 # are the cheapest (the CRF computes its own lexical features from the tokens).
 CRF = "  - name: LexicalSyntacticFeaturizer\n  - name: CRFEntityExtractor\n"
@@ -179,10 +178,14 @@ class EntityRun(TaskRun):
         return counts
 
 
+def extractor_report(entry: Dict) -> Dict:
+    """Rasa's entity report of the system's entity extractor (each system has exactly one;
+    none when it predicted no entity at all)."""
+    return next(iter(entry["entities"].values()), {})
+
+
 def entity_f1(entry: Dict) -> float:
-    """The micro-F1 of the system's entity extractor (each system has exactly one)."""
-    reports = entry["entities"]
-    return (next(iter(reports.values()))["micro_f1"] or 0.0) if reports else 0.0
+    return extractor_report(entry).get("micro_f1") or 0.0
 
 
 def verdicts(systems: Dict[str, Dict]) -> None:
@@ -229,7 +232,7 @@ def markdown(results: Dict) -> str:
                   "parse ms (median) | p95 ms | x default | Rasa model MB | load s | train min | targets (test) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, entry in result["systems"].items():
-            report = next(iter(entry["entities"].values()), {})
+            report = extractor_report(entry)
             met = target_summary(entry)
             lines.append(f"| {entry['description']} | {entry['intent_accuracy']:.4f} | "
                          f"{report.get('micro_f1') or 0:.4f} | {report.get('macro_f1') or 0:.4f} | "

@@ -180,7 +180,7 @@ def teacher_choice(folder: Path) -> List[str]:
 
 def entities_table(folder: Path) -> List[str]:
     """The intents-and-entities table from benchmarks/entities.py's entities.json (none without it)."""
-    from entities import target_summary
+    from entities import extractor_report, target_summary
     path = folder / "entities.json"
     if not path.exists():
         return []
@@ -192,7 +192,7 @@ def entities_table(folder: Path) -> List[str]:
              "|---" * 8 + "|"]
     for task, result in json.loads(path.read_text())["tasks"].items():
         for entry in result["systems"].values():
-            report = next(iter(entry["entities"].values()), {})
+            report = extractor_report(entry)
             lines.append(f"| {task} | {entry['description']} | {fmt(entry['intent_accuracy'])} | "
                          f"{fmt(report.get('micro_f1'))} | {entry['latency_ms']['median_ms']:.2f} | "
                          f"{fmt(entry.get('x_default_latency'), 2)} | {entry['model_mb']:.1f} | {target_summary(entry)} |")

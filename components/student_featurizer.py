@@ -99,10 +99,8 @@ class StudentFeaturizer(DenseFeaturizer, GraphComponent):
         return self._resource
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
-        for attribute in FEATURIZED_ATTRIBUTES:
-            messages = [m for m in training_data.training_examples if m.get(attribute)]
-            for start in range(0, len(messages), BATCH_SIZE):
-                self._featurize(messages[start:start + BATCH_SIZE], attribute)
+        if self.student is not None:
+            featurize_training_data(self.student, training_data, self._identifier)
         return training_data
 
     def process(self, messages: List[Message]) -> List[Message]:
@@ -113,6 +111,14 @@ class StudentFeaturizer(DenseFeaturizer, GraphComponent):
     def _featurize(self, messages: List[Message], attribute: Text) -> None:
         if messages and self.student is not None:
             featurize(self.student, messages, attribute, self._identifier)
+
+
+def featurize_training_data(student: Any, training_data: TrainingData, origin: Text) -> None:
+    """`featurize` every training example's text, response and action text, BATCH_SIZE at a time."""
+    for attribute in FEATURIZED_ATTRIBUTES:
+        messages = [m for m in training_data.training_examples if m.get(attribute)]
+        for start in range(0, len(messages), BATCH_SIZE):
+            featurize(student, messages[start:start + BATCH_SIZE], attribute, origin)
 
 
 def featurize(student: Any, messages: List[Message], attribute: Text, origin: Text) -> List[np.ndarray]:

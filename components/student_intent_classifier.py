@@ -45,7 +45,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from rasa_kd.components import student_storage, student_training
-from rasa_kd.components.student_featurizer import FEATURIZED_ATTRIBUTES, featurize
+from rasa_kd.components.student_featurizer import featurize, featurize_training_data
 
 NAME = "StudentIntentClassifier"
 
@@ -127,10 +127,7 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         """With `token_features`, add the student's features to the training examples."""
         if self.component_config.get("token_features") and self.student is not None:
-            for attribute in FEATURIZED_ATTRIBUTES:
-                messages = [m for m in training_data.training_examples if m.get(attribute)]
-                if messages:
-                    featurize(self.student, messages, attribute, self.node_name)
+            featurize_training_data(self.student, training_data, self.node_name)
         return training_data
 
     def process(self, messages: List[Message]) -> List[Message]:

@@ -119,10 +119,8 @@ class Student:
         Special tokens ([CLS], [SEP]) and empty spans are left out; a text with no
         tokens gives an empty [0, d] array.
         """
-        batch = self.tokenizer([text])
-        tokens = self.backend(batch["input_ids"], batch["attention_mask"])[2][0]
-        keep = [i for i, (start, end) in enumerate(batch["offsets"][0]) if end > start]
-        return tokens[keep], [tuple(batch["offsets"][0][i]) for i in keep]
+        _, _, vectors, offsets = self.analyse([text])[0]
+        return vectors, offsets
 
 
     def analyse(self, texts: Sequence[str]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray, List[Tuple[int, int]]]]:
