@@ -119,12 +119,17 @@ def describe(result: Dict) -> List[str]:
         f"({result['recipe']['select']}); teacher {budget['teacher_epochs']:g} epochs; rules transfer set "
         f"{budget['transfer_size'] or 'default (50× train, ≤ 100k)'}; BiLSTM {budget['bilstm_epochs']:g} epochs, "
         f"small BERT {budget['bert_epochs']:g} epochs{' `' + ' '.join(budget['bert']) + '`' if budget['bert'] else ''}; "
-        f"DIET {budget['diet_epochs']} epochs. BiLSTM: `{' '.join(result['recipe']['bilstm'])}`.",
+        f"DIET {budget['diet_epochs']} epochs{diet_cap(result)}. BiLSTM: `{' '.join(result['recipe']['bilstm'])}`.",
         f"Data ({'rows read / unique after Rasa dedupe'}): {counts}." if counts else "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, GPU: {machine['gpu'] or 'none'}; "
         f"run {result['created']}, {stage_time(result)}, seed {result['seed']}. "
         f"Rasa systems: latency is in-process `Agent.parse_message` (whole pipeline), scores from `rasa test nlu`.",
     ]
+
+
+def diet_cap(result: Dict) -> str:
+    capped = result["budget"] == "full" and result["recipe"]["budget"]["diet_epochs"] < 100
+    return " (capped: Rasa's default 100 would take over 2 hours here)" if capped else ""
 
 
 def stage_time(result: Dict) -> str:
@@ -175,6 +180,51 @@ def teacher_choice(folder: Path) -> List[str]:
                          f"{train_minutes:.1f} | {student['labelling'].get('sentences_per_s') or 0:,.0f} | "
                          f"{fmt(student['test']['accuracy'])} | {fmt(student['x_teacher'])} | "
                          f"{fmt(student['dev_x_teacher'])} |")
+    return lines + [""]
+
+
+def transfer_curve(folder: Path, plots: Path, out: Path) -> List[str]:
+    """The transfer-set curve from benchmarks/transfer_curve.py's JSON and its plot (none without it)."""
+    from transfer_curve import pareto
+
+    path = folder / "transfer_curve.json"
+    if not path.exists():
+        return []
+    result = json.loads(path.read_text())["tasks"]["sara"]
+    points, teacher = result["points"], result["teacher"]
+    front = set(pareto(points))
+    lines = ["## Transfer-set size and mix (Sara)", "",
+             "From `benchmarks/transfer_curve.py` ([results/transfer_curve.md](results/transfer_curve.md)): the "
+             "default student on the originals plus the first N rule sentences of one 200k transfer set labelled by "
+             f"the MiniLM teacher (test {fmt(teacher['test']['accuracy'])}, dev {fmt(teacher['dev']['accuracy'])}); "
+             "compute = the point's share of augmenting and labelling + distillation. Bold: best dev accuracy for "
+             "its compute.", "",
+             "| point | options | dev acc | test acc | × teacher | compute minutes |", "|---" * 6 + "|"]
+    for name, entry in points.items():
+        options = ", ".join(f"{k}={v}" for k, v in entry["options"].items()) or "preset"
+        lines.append(f"| {f'**{name}**' if name in front else name} | {options} | {fmt(entry['dev']['accuracy'])} | "
+                     f"{fmt(entry['test']['accuracy'])} | {fmt(entry['x_teacher'])} | {entry['compute_minutes']:.1f} |")
+    sizes = {n: e for n, e in points.items() if not e["options"]}
+    if sizes:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        compute = [e["compute_minutes"] for e in sizes.values()]
+        for split, marker in (("dev", "o"), ("test", "s")):
+            ax.plot(compute, [e[split]["accuracy"] for e in sizes.values()], marker=marker, label=f"student {split}")
+            ax.axhline(teacher[split]["accuracy"], linestyle=":", color="grey")
+        for name, entry in sizes.items():
+            ax.annotate(name, (entry["compute_minutes"], entry["dev"]["accuracy"]), fontsize=7)
+        ax.set(xlabel="compute minutes (augment + label share + distil)", ylabel="accuracy",
+               title="Sara: transfer-set size (dotted: teacher)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(plots / "transfer_curve.png", dpi=120)
+        plt.close(fig)
+        rel = Path(os.path.relpath(plots, out.parent))
+        lines += ["", f"![transfer-set size curve]({rel / 'transfer_curve.png'})"]
     return lines + [""]
 
 
@@ -290,7 +340,9 @@ def main(argv=None) -> int:
     plot_per_task(runs, args.plots / "accuracy_vs_latency.png", 4.0, draw_latency)
     plot_per_task(runs, args.plots / "student_dev_curves.png", 3.5, draw_dev_curves)
     args.out.write_text(markdown(runs, args.plots.resolve(), args.out.resolve(),
-                                       teacher_choice(args.results) + entities_table(args.results)) + "\n")
+                                       teacher_choice(args.results) + entities_table(args.results)
+                                       + transfer_curve(args.results, args.plots.resolve(), args.out.resolve()))
+                    + "\n")
     print(f"{args.out}: {len(runs)} runs; plots in {args.plots}")
     return 0
 

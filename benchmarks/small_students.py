@@ -132,8 +132,9 @@ class TaskRun:
                                 [transfer, teacher], labelled, label.label)
         return labelled
 
-    def student(self, preset_name: str, labelled: Path, suffix: str = "") -> Path:
-        """The preset's student of `labelled`, exported; `suffix` names a second teacher's student."""
+    def student(self, preset_name: str, labelled: Path, suffix: str = "", **values) -> Path:
+        """The preset's student of `labelled`, exported; `suffix` names a variant's student (another
+        teacher's labels, or `values`: DistilOptions laid over the preset's, e.g. transfer_limit)."""
         from rasa_kd import export
         from rasa_kd.nlu_io import read_examples
         from rasa_kd.pipeline import distil_into
@@ -142,7 +143,7 @@ class TaskRun:
         preset, out = get_preset(preset_name), self.root / f"student-{preset_name}{suffix}"
         originals = len(read_examples(self.file("train")))
         options = distil_options(preset_name, transfer=labelled, dev=self.file("dev"), out=out,
-                                 transfer_limit=originals + preset.transfer_size(originals))
+                                 **{"transfer_limit": originals + preset.transfer_size(originals), **values})
         self.stages.run_options(f"distil-{preset_name}{suffix}", options, [labelled, self.data], out,
                                 lambda o: distil_into(o, self.root))
         self.stages.run_options(f"export-{preset_name}{suffix}", export.ExportOptions(

@@ -125,6 +125,8 @@ class DistilOptions:
     transfer_limit: Optional[int] = option(None, "train on the first N transfer sentences only: the originals, "
                                                  "then augmented ones in the order they were made (default: all)",
                                            group=TRAINING)
+    originals_repeat: int = option(1, "times each original (training) sentence is in what the student trains on; "
+                                      "0 leaves them out, 5 weighs them up in a large transfer set", group=TRAINING)
     batch_size: int = option(64, "training batch size", group=TRAINING)
     eval_batch_size: int = option(256, "dev batch size", group=TRAINING)
     learning_rate: Optional[float] = option(None, "AdamW learning rate (when not given: 5e-3 bilstm, 3e-4 bert)",
@@ -168,6 +170,8 @@ def check_arguments(args) -> None:
     for name in ("epochs", "batch_size", "max_length", "vocab_size", "transfer_limit", "prune_min_count"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
+    if args.originals_repeat < 0:
+        raise UserError(f"--originals-repeat must be at least 0, got {args.originals_repeat}")
     if args.prune_keep_common < 0:
         raise UserError(f"--prune-keep-common must be at least 0, got {args.prune_keep_common}")
     if args.embedding_dim is not None and args.embedding_dim < 0:
@@ -323,6 +327,19 @@ def dev_history(trainer) -> List[Dict[str, float]]:
             for entry in trainer.state.log_history if "eval_loss" in entry]
 
 
+def with_originals_repeated(dataset, repeat: int, path: Path):
+    """The transfer rows with each original sentence `repeat` times (0: none), originals first."""
+    if repeat == 1 or "source" not in dataset.column_names:
+        return dataset
+    sources = dataset.data.column("source").to_pylist()
+    originals = [i for i, source in enumerate(sources) if source == "original"]
+    others = [i for i, source in enumerate(sources) if source != "original"]
+    if not others and repeat == 0:
+        raise UserError(f"{path}: --originals-repeat 0 leaves no sentences (the transfer set holds only originals)")
+    # flattened: code that reads the Arrow table (`dataset.data`) must see the repeats
+    return dataset.select(originals * repeat + others).flatten_indices()
+
+
 def distil(args: DistilOptions, callbacks=()) -> Dict:
     """The whole stage; returns the written student.json (in the main process; the others of
     a launcher return {}). `callbacks`: extra TrainerCallbacks."""
@@ -337,6 +354,8 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     transfer = data.open_transfer(args.transfer)
     if args.transfer_limit and args.transfer_limit < len(transfer.dataset):
         transfer.dataset = transfer.dataset.select(range(args.transfer_limit))
+    original_texts = transfer.original_texts()  # hashed even when left out: the teacher trained on them
+    transfer.dataset = with_originals_repeated(transfer.dataset, args.originals_repeat, args.transfer)
     dev = data.read_split(args.dev, transfer.labels)
     test = data.read_split(args.test, transfer.labels)
     teacher, teacher_path = find_teacher(args, transfer)
@@ -373,7 +392,7 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
         manifest = package.save_package(folder, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer,
                                         teacher=build.teacher_identity(teacher_path), recipe=recipe, metrics=metrics)
         manifest = package.update_manifest(folder, calibration=calibration)
-        package.write_training_hashes(folder, transfer.original_texts())
+        package.write_training_hashes(folder, original_texts)
     print_summary(args.out, metrics)
     return manifest
 

@@ -62,3 +62,22 @@ def test_unknown_task_is_one_line(tmp_path):
     status = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--task", "imdb"],
                             capture_output=True, text=True)
     assert status.returncode == 2 and "invalid choice" in status.stderr and "Traceback" not in status.stderr
+
+
+def test_transfer_curve_front_and_table():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import transfer_curve
+
+    def point(new, dev, minutes):
+        return {"new_sentences": new, "options": {}, "dev": {"accuracy": dev}, "test": {"accuracy": dev - 0.01},
+                "x_teacher": 0.97, "epochs_run": 4, "best_epoch": 2.0, "train_minutes": minutes,
+                "compute_minutes": minutes}
+
+    points = {"0": point(0, 0.70, 0.5), "10k": point(10_000, 0.84, 2.0), "20k": point(20_000, 0.83, 3.0),
+              "50k": point(50_000, 0.86, 6.0)}
+    assert transfer_curve.pareto(points) == ["0", "10k", "50k"]  # 20k: more compute, worse than 10k on dev
+    result = {"data": {"train": 2706, "dev": 931, "test": 948}, "points": points,
+              "teacher": {"test": {"accuracy": 0.867}, "dev": {"accuracy": 0.86}},
+              "transfer": {"rows": 202_706, "seconds": 400.0, "sentences_per_s": 506.8}}
+    table = transfer_curve.markdown({"machine": {"cores": 2, "cpu": "cpu"}, "tasks": {"sara": result}})
+    assert "| **10k** | 10,000 | preset | 0.8400 |" in table and "| 20k | 20,000 |" in table

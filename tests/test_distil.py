@@ -182,6 +182,18 @@ def test_transfer_limit_keeps_the_originals_first(toy_world, tmp_path):
     assert recipe["transfer_sources"] == {"original": 160, "rules": 40}
 
 
+@pytest.mark.parametrize("repeat, originals", [(0, 0), (3, 480)])
+def test_originals_repeat_weighs_the_training_sentences(toy_world, tmp_path, repeat, originals):
+    manifest = run_distil(toy_world, tmp_path / "student", *TINY_BILSTM, "--epochs", "1", "--transfer-limit", "200",
+                          "--originals-repeat", str(repeat))
+    recipe = manifest["recipe"]
+    assert recipe["originals_repeat"] == repeat
+    assert recipe["transfer_sources"] == {"rules": 40, **({"original": originals} if originals else {})}
+    from rasa_kd.students import package
+
+    assert len(package.read_training_hashes(tmp_path / "student")) == 160  # left out: still the teacher's
+
+
 def test_cli_help_and_one_line_errors(toy_world, tmp_path):
     code = ("import sys; from rasa_kd import cli; cli.COMMANDS.update(distil='rasa_kd.distil', "
             "export='rasa_kd.export', evaluate='rasa_kd.evaluate'); sys.exit(cli.main(sys.argv[1:]))")
