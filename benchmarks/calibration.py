@@ -41,18 +41,16 @@ def scored(model: Path, data: Path, out: Path) -> Dict:
 
 def kept_at(threshold, model: Path, data: Path) -> Dict:
     """Share of `data` kept by `threshold` and the precision of what is kept."""
-    import numpy as np
-
+    from rasa_kd import calibration
     from rasa_kd.evaluate import open_model
     from rasa_kd.nlu_io import read_examples
 
     examples = read_examples(data)
     student = open_model(model)  # the deployed runtime, run as evaluate runs it
     probabilities = student.predict([e.text for e in examples])
-    kept = probabilities.max(axis=1) >= (threshold if threshold is not None else np.inf)
-    right = np.array([student.labels[i] == e.intent for i, e in zip(probabilities.argmax(axis=1), examples)])
-    return {"threshold": threshold, "kept": round(float(kept.mean()), 4),
-            "precision": round(float(right[kept].mean()), 4) if kept.any() else None}
+    index = {label: i for i, label in enumerate(student.labels)}
+    gold = [index.get(e.intent, -1) for e in examples]
+    return {"threshold": threshold, **calibration.kept_at(probabilities, gold, threshold)}
 
 
 def task_result(task: str, small: Path, out: Path) -> Dict:

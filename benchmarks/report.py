@@ -117,7 +117,8 @@ def describe(result: Dict) -> List[str]:
         f"Budget `{result['budget']}`: training examples {used.get('train', '?'):,} "
         f"(cap {budget['train_cap'] or 'none'}), selection set {used.get('select', '?'):,} "
         f"({result['recipe']['select']}); teacher {budget['teacher_epochs']:g} epochs; rules transfer set "
-        f"{budget['transfer_size'] or 'default (50× train, ≤ 100k)'}; BiLSTM {budget['bilstm_epochs']:g} epochs, "
+        f"{budget['transfer_size'] or 'the default preset’s (10× train, 10k–40k)'}; BiLSTM "
+        f"{'the default preset’s epochs (≤ 8, dev plateau)' if budget['bilstm_epochs'] is None else str(budget['bilstm_epochs']) + ' epochs'}, "
         f"small BERT {budget['bert_epochs']:g} epochs{' `' + ' '.join(budget['bert']) + '`' if budget['bert'] else ''}; "
         f"DIET {budget['diet_epochs']} epochs{diet_cap(result)}. BiLSTM: `{' '.join(result['recipe']['bilstm'])}`.",
         f"Data ({'rows read / unique after Rasa dedupe'}): {counts}." if counts else "",

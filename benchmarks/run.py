@@ -81,8 +81,8 @@ REFERENCE_LATENCY_MS = {"bilstm": "0.7-1", "bert": "11", "teacher": "750 (BERT-l
 class Budget:
     train_cap: Optional[int]  # training examples kept (stratified), None: all
     teacher_epochs: float
-    transfer_size: Optional[int]  # None: rasa-kd augment's default (50 x train, at most 100k)
-    bilstm_epochs: float
+    transfer_size: Optional[int]  # None: the default preset's size rule, as `rasa-kd pipeline` makes it
+    bilstm_epochs: Optional[float]  # None: the default preset's (at most 8, stops at the dev plateau)
     bert_epochs: float
     diet_epochs: int
     latency_examples: int = 200
@@ -94,9 +94,10 @@ class Budget:
 BUDGETS = {
     "quick": Budget(train_cap=600, teacher_epochs=3, transfer_size=5000, bilstm_epochs=5, bert_epochs=3,
                     diet_epochs=100),
-    # The recipes tuned on Sara dev by benchmarks/distil.py (benchmarks/results/distil_sara.md): 20k rule
-    # sentences; BiLSTM 6 epochs; BERT at the teacher's width, 3 of its layers, 3 epochs.
-    "full": Budget(train_cap=None, teacher_epochs=6, transfer_size=20000, bilstm_epochs=6, bert_epochs=3,
+    # The product's defaults (`rasa-kd pipeline`): the default preset's transfer-set size (10x train,
+    # 10k-40k) and BiLSTM; BERT at the teacher's width, 3 of its layers, 3 epochs (tuned on Sara dev by
+    # benchmarks/distil.py, benchmarks/results/distil_sara.md).
+    "full": Budget(train_cap=None, teacher_epochs=6, transfer_size=None, bilstm_epochs=None, bert_epochs=3,
                    diet_epochs=100, bert={"hidden_size": 384, "heads": 12, "intermediate": 1536, "layers": 3,
                                           "init_from_teacher": True}),
     # Tiny models and one epoch, for the test suite (`make test`): exercises every stage in minutes.
@@ -207,11 +208,17 @@ class Run:
         vectors = {"vectors": self.args.vectors} if self.args.vectors not in (None, "none") else {}
         options = augment.AugmentOptions(method="rules", train=self.data / "train.yml", out=transfer,
                                          exclude=[self.data / "select.yml", *self.reports.values()],
-                                         seed=self.args.seed, size=self.budget.transfer_size, **vectors)
+                                         seed=self.args.seed, size=self.transfer_size(), **vectors)
         self.stages.run_options("augment", options, [self.data], transfer, augment.augment)
         self.stages.run_options("label", label.LabelOptions(teacher=[teacher], transfer=transfer, out=labelled),
                                 [transfer, teacher], labelled, label.label)
         return labelled
+
+    def transfer_size(self) -> int:
+        from rasa_kd.presets import DEFAULT_PRESET, get_preset
+
+        trained_on = json.loads((self.data / "counts.json").read_text())["train"]
+        return self.budget.transfer_size or get_preset(DEFAULT_PRESET).transfer_size(trained_on)
 
     def student(self, kind: str, labelled: Path) -> Path:
         from rasa_kd import export
@@ -221,8 +228,11 @@ class Run:
         out = self.work / f"student-{kind}"
         values = ({**bilstm_options(self.task, self.args.vectors), **self.budget.bilstm} if kind == "bilstm"
                   else {"student": "bert", **self.budget.bert})
+        epochs = getattr(self.budget, f"{kind}_epochs")
+        if epochs is not None:
+            values["epochs"] = epochs
         options = distil_options(transfer=labelled, dev=self.data / "select.yml", out=out, seed=self.args.seed,
-                                 epochs=getattr(self.budget, f"{kind}_epochs"), **values)
+                                 **values)
         self.stages.run_options(f"distil-{kind}", options, [labelled, self.data], out,
                                 lambda o: distil_into(o, self.work))
         self.stages.run_options(f"export-{kind}", export.ExportOptions(model=out, quantize=True,

@@ -84,7 +84,7 @@ def model_result(model, dev: Path, test: Path, unknown: Path) -> Dict:
     test_probabilities = model.predict([e.text for e in test_examples])
     threshold = calibration.fallback_threshold(dev_probabilities, gold_of(dev_examples), PRECISION)["threshold"]
     confidences, correct = calibration.top_and_correct(test_probabilities, gold_of(test_examples))
-    kept = confidences >= (np.inf if threshold is None else threshold)
+    kept = calibration.kept_at(test_probabilities, gold_of(test_examples), threshold)
     unknown_probabilities = model.predict([e.text for e in read_examples(unknown)])
     unknown_top = unknown_probabilities.argmax(axis=1)
     out_of_scope = np.array([model.labels[i] == OUT_OF_SCOPE for i in unknown_top])
@@ -92,8 +92,7 @@ def model_result(model, dev: Path, test: Path, unknown: Path) -> Dict:
     return {"accuracy": round(float(correct.mean()), 4),
             "ece": round(calibration.expected_calibration_error(test_probabilities, gold_of(test_examples)), 4),
             "mean_confidence": round(float(confidences.mean()), 4), "threshold_on_dev": threshold,
-            "kept_on_test": round(float(kept.mean()), 4),
-            "precision_on_test": round(float(correct[kept].mean()), 4) if kept.any() else None,
+            "kept_on_test": kept["kept"], "precision_on_test": kept["precision"],
             "unknown": {"data": str(unknown), **separation(test_probabilities, unknown_probabilities, threshold),
                         "predicted_out_of_scope": round(float(out_of_scope.mean()), 4),
                         "caught": round(float((out_of_scope | under).mean()), 4)}}

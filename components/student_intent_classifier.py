@@ -40,7 +40,8 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.shared.exceptions import InvalidConfigException
-from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, PREDICTED_CONFIDENCE_KEY, TEXT
+from rasa.shared.nlu.constants import (ACTION_TEXT, INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY,
+                                      PREDICTED_CONFIDENCE_KEY, TEXT)
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
@@ -130,13 +131,28 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
             featurize_training_data(self.student, training_data, self.node_name)
         return training_data
 
+    def _featurize(self, messages: List[Message]) -> List[Any]:
+        """Features of the text and action text of the messages that have them (as
+        StudentFeaturizer adds them); intent probabilities of every message's text, from
+        the featurizing pass where there is one."""
+        with_text = [m for m in messages if m.get(TEXT)]
+        by_message = dict(zip(map(id, with_text), featurize(self.student, with_text, TEXT, self.node_name)
+                              if with_text else []))
+        with_action_text = [m for m in messages if m.get(ACTION_TEXT)]
+        if with_action_text:
+            featurize(self.student, with_action_text, ACTION_TEXT, self.node_name)
+        without_text = [m for m in messages if id(m) not in by_message]
+        if without_text:
+            by_message.update(zip(map(id, without_text), self.student.predict([""] * len(without_text))))
+        return [by_message[id(m)] for m in messages]
+
     def process(self, messages: List[Message]) -> List[Message]:
         """Set `intent` and a sorted `intent_ranking` on each message (and, with
         `token_features`, add the student's features from the same forward pass)."""
         if self.student is None or not messages:
             return messages
         if self.component_config.get("token_features"):
-            probabilities = featurize(self.student, messages, TEXT, self.node_name)
+            probabilities = self._featurize(messages)
         else:
             probabilities = self.student.predict([message.get(TEXT) or "" for message in messages])
         for message, row in zip(messages, probabilities):

@@ -104,6 +104,15 @@ def fallback_threshold(probabilities: np.ndarray, gold: Sequence[int], precision
     return result
 
 
+def kept_at(probabilities: np.ndarray, gold: Sequence[int], threshold: Optional[float]) -> Dict[str, Optional[float]]:
+    """Share of messages a threshold keeps (top confidence >= it; None keeps none) and the
+    precision of what it keeps (None when it keeps none)."""
+    confidences, correct = top_and_correct(probabilities, gold)
+    kept = confidences >= (np.inf if threshold is None else threshold)
+    return {"kept": round(float(kept.mean()), 4),
+            "precision": round(float(correct[kept].mean()), 4) if kept.any() else None}
+
+
 def reliability_diagram(probabilities: np.ndarray, gold: Sequence[int], path: Path, title: str,
                         bins: int = BINS) -> Path:
     """Accuracy and mean confidence per confidence bin, with the diagonal, saved as a PNG."""

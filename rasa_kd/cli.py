@@ -83,12 +83,14 @@ def run_command(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    from rasa_kd.distributed import launcher_rank
     from rasa_kd.errors import UserError
 
     try:
         return args.run(args) or 0
     except UserError as error:
-        print(f"rasa-kd {args.command}: error: {error}", file=sys.stderr)
+        if launcher_rank() == 0:  # under a launcher every process meets the error: one line, not one each
+            print(f"rasa-kd {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rasa-kd {args.command}: interrupted", file=sys.stderr)

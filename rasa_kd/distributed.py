@@ -22,6 +22,12 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def launcher_rank() -> int:
+    """This process's rank as the launcher (torchrun, accelerate launch) set it; 0 without one.
+    Read from the environment, so it works before torch is imported."""
+    return int(os.environ.get("RANK", "0")) if launched() else 0
+
+
 def _state():
     import torch
     from accelerate import PartialState

@@ -57,6 +57,14 @@ def test_fallback_threshold_keeps_ties_together():
     assert calibration.fallback_threshold(probabilities, [0, 1, 0], precision=0.9)["threshold"] is None
 
 
+def test_kept_at_counts_what_a_threshold_keeps():
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55]])
+    gold = [0, 1, 1, -1]  # -1: an intent the model does not know, always wrong
+    assert calibration.kept_at(probabilities, gold, 0.6) == {"kept": 0.75, "precision": 0.6667}
+    assert calibration.kept_at(probabilities, gold, 0.95) == {"kept": 0.0, "precision": None}
+    assert calibration.kept_at(probabilities, gold, None) == {"kept": 0.0, "precision": None}
+
+
 def test_reliability_diagram_is_a_png(tmp_path):
     logits, gold = overconfident_model(n=200)
     path = calibration.reliability_diagram(calibration.softmax(logits), gold, tmp_path / "out" / "r.png", "toy")

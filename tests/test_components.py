@@ -5,6 +5,7 @@ import json
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -278,21 +279,24 @@ def test_featurizer_with_diet_extracts_an_entity(tmp_path, students):
     assert [(e["entity"], e["value"]) for e in parsed["entities"]] == [("topping", "cheese")]
 
 
-def trained_featurizer(storage: Path, student: Path):
-    """(StudentFeaturizer trained on an empty data set with `student`, its config, storage, resource, context)."""
+def trained_featurizer(storage: Path, student: Path, component=None, nlu: Optional[Path] = None, **config_values):
+    """(`component` (default StudentFeaturizer) trained with `student` on `nlu` (default an
+    empty data set), its config, storage, resource, context)."""
     from rasa.engine.graph import ExecutionContext
     from rasa.engine.storage.local_model_storage import LocalModelStorage
     from rasa.engine.storage.resource import Resource
+    from rasa.shared.nlu.training_data.loading import load_data
     from rasa.shared.nlu.training_data.training_data import TrainingData
 
     from rasa_kd.components import StudentFeaturizer
 
+    component = component or StudentFeaturizer
     storage.mkdir()
-    config = {**StudentFeaturizer.get_default_config(), "student": str(student)}
+    config = {**component.get_default_config(), "student": str(student), **config_values}
     arguments = (config, LocalModelStorage(storage), Resource("featurizer"),
                  ExecutionContext(graph_schema=None, node_name="featurizer"))
-    featurizer = StudentFeaturizer.create(*arguments)
-    featurizer.train(TrainingData())
+    featurizer = component.create(*arguments)
+    featurizer.train(load_data(str(nlu)) if nlu else TrainingData())
     return featurizer, arguments
 
 
@@ -322,6 +326,36 @@ def test_sequence_features_have_one_row_per_rasa_token(tmp_path, students):
         n_tokens = len(message.get("text_tokens"))
         assert sequence.features.shape[0] == n_tokens and sentence.features.shape[0] == 1
         assert np.abs(sequence.features).sum(axis=1).min() > 0  # every token got a student vector
+
+
+def test_classifier_token_features_equal_the_featurizers(tmp_path, students, toy_nlu):
+    from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+    from rasa.shared.nlu.constants import ACTION_TEXT, INTENT, TEXT
+    from rasa.shared.nlu.training_data.message import Message
+
+    from rasa_kd.components import StudentIntentClassifier
+
+    featurizer, _ = trained_featurizer(tmp_path / "featurizer", students[0])
+    classifier, _ = trained_featurizer(tmp_path / "classifier", students[0], StudentIntentClassifier,
+                                       nlu=toy_nlu["train"], token_features=True)
+    tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
+
+    def messages():
+        made = [Message(data={TEXT: "pizza for me, please"}), Message(data={ACTION_TEXT: "here is your pizza"}),
+                Message(data={TEXT: "hi", ACTION_TEXT: "hello there friend"})]
+        tokenizer.process(made)
+        return made
+
+    by_featurizer, by_classifier = featurizer.process(messages()), classifier.process(messages())
+    for expected, message in zip(by_featurizer, by_classifier):
+        for attribute in (TEXT, ACTION_TEXT):
+            wanted, got = expected.get_dense_features(attribute), message.get_dense_features(attribute)
+            assert [f is None for f in got] == [f is None for f in wanted]
+            for want, have in zip(wanted, got):
+                if want is not None:
+                    assert np.allclose(want.features, have.features, atol=1e-5)
+        assert message.get(INTENT)["name"] in classifier.student.labels
+    assert by_classifier[1].get_dense_features(TEXT) == (None, None)  # no text: no text features
 
 
 def test_explicit_runtime_overrides_the_package_recommendation(exported_student, toy_nlu, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL_ARGS = ["--batch-size", "16", "--shard-size", "64", "--quiet"]  # 8 shards of the toy transfer set
@@ -79,3 +80,13 @@ def test_two_processes_distil_a_student_that_loads_and_predicts(toy_transfer_lab
     test = read_examples(toy_nlu["test"])
     predicted = load(out).predict_labels([e.text for e in test])
     assert np.mean([p == e.intent for p, e in zip(predicted, test)]) == manifest["metrics"]["test"]["accuracy"]
+
+
+@pytest.mark.parametrize("rank, lines", [("0", 1), ("1", 0)])
+def test_a_user_error_is_one_line_from_the_first_process_only(monkeypatch, capsys, tmp_path, rank, lines):
+    from rasa_kd import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    assert cli.run_command(["split", "--nlu", str(tmp_path / "missing.yml"), "--out", str(tmp_path / "out")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == lines
