@@ -119,13 +119,21 @@ def describe(result: Dict) -> List[str]:
         f"({result['recipe']['select']}); teacher {budget['teacher_epochs']:g} epochs; rules transfer set "
         f"{budget['transfer_size'] or 'the default preset’s (10× train, 10k–40k)'}; BiLSTM "
         f"{'the default preset’s epochs (≤ 8, dev plateau)' if budget['bilstm_epochs'] is None else str(budget['bilstm_epochs']) + ' epochs'}, "
-        f"small BERT {budget['bert_epochs']:g} epochs{' `' + ' '.join(budget['bert']) + '`' if budget['bert'] else ''}; "
-        f"DIET {budget['diet_epochs']} epochs{diet_cap(result)}. BiLSTM: `{' '.join(result['recipe']['bilstm'])}`.",
+        f"small BERT {budget['bert_epochs']:g} epochs{' (' + options_text(budget['bert']) + ')' if budget['bert'] else ''}; "
+        f"DIET {budget['diet_epochs']} epochs{diet_cap(result)}. BiLSTM: "
+        f"{options_text(result['recipe']['bilstm']) or 'the default preset (balanced)'}.",
         f"Data ({'rows read / unique after Rasa dedupe'}): {counts}." if counts else "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, GPU: {machine['gpu'] or 'none'}; "
         f"run {result['created']}, {stage_time(result)}, seed {result['seed']}. "
         f"Rasa systems: latency is in-process `Agent.parse_message` (whole pipeline), scores from `rasa test nlu`.",
     ]
+
+
+def options_text(options) -> str:
+    """Recipe options as recorded: CLI arguments (older results) or DistilOptions values."""
+    if isinstance(options, dict):
+        return ", ".join(f"{key}={value}" for key, value in options.items())
+    return f"`{' '.join(options)}`" if options else ""
 
 
 def diet_cap(result: Dict) -> str:
