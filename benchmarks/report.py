@@ -204,8 +204,8 @@ def transfer_curve(folder: Path, plots: Path, out: Path) -> List[str]:
     front = set(pareto(points))
     lines = ["## Transfer-set size and mix (Sara)", "",
              "From `benchmarks/transfer_curve.py` ([results/transfer_curve.md](results/transfer_curve.md)): the "
-             "default student on the originals plus the first N rule sentences of one 200k transfer set labelled by "
-             f"the MiniLM teacher (test {fmt(teacher['test']['accuracy'])}, dev {fmt(teacher['dev']['accuracy'])}); "
+             "default student on the originals plus the first N rule sentences of one transfer set "
+             f"({result['transfer']['rows']:,} sentences) labelled by the MiniLM teacher (test {fmt(teacher['test']['accuracy'])}, dev {fmt(teacher['dev']['accuracy'])}); "
              "compute = the point's share of augmenting and labelling + distillation. Bold: best dev accuracy for "
              "its compute.", "",
              "| point | options | dev acc | test acc | × teacher | compute minutes |", "|---" * 6 + "|"]
