@@ -210,7 +210,7 @@ def transfer_curve(folder: Path, plots: Path, out: Path) -> List[str]:
              "its compute.", "",
              "| point | options | dev acc | test acc | × teacher | compute minutes |", "|---" * 6 + "|"]
     for name, entry in points.items():
-        options = ", ".join(f"{k}={v}" for k, v in entry["options"].items()) or "preset"
+        options = options_text(entry["options"]) or "preset"
         lines.append(f"| {f'**{name}**' if name in front else name} | {options} | {fmt(entry['dev']['accuracy'])} | "
                      f"{fmt(entry['test']['accuracy'])} | {fmt(entry['x_teacher'])} | {entry['compute_minutes']:.1f} |")
     sizes = {n: e for n, e in points.items() if not e["options"]}
