@@ -32,8 +32,12 @@ $(STAMP): setup.py pyproject.toml requirements/constraints.txt
 	$(BIN)/rasa --version >/dev/null
 	@touch $@
 
+# Test files run in TEST_WORKERS processes (pytest-xdist), each pinned to its share of the
+# cores by tests/conftest.py; TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+
 test: venv
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 demo: venv
 	$(BIN)/python scripts/demo.py

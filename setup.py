@@ -31,6 +31,6 @@ setup(
         "onnx",
         "onnxruntime",
     ],
-    extras_require={"test": ["pytest>=7,<9", "pytest-timeout"]},
+    extras_require={"test": ["pytest>=7,<9", "pytest-timeout", "pytest-xdist"]},
     entry_points={"console_scripts": ["rasa-kd=rasa_kd.cli:main"]},
 )
