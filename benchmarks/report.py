@@ -35,8 +35,9 @@ NOTES = {
             "was trained for sentence similarity, which blurs grammaticality; its dev loss rises after epoch 2 "
             "(best epoch 3, selection MCC 0.28). MPNet-base with the same teacher defaults (`rasa-kd teacher "
             "--model mpnet --epochs 3`, lr 2e-4, 20 min) predicts only the majority class (MCC 0.0): a base-size "
-            "backbone needs a lower learning rate here, not yet tried. The students keep 0.88x (small BERT) and 0.77x (BiLSTM) of that weak teacher, "
-            "and beat DIET. At the quick budget (600 examples) the teacher is near chance (MCC ~0.05).",
+            "backbone needs a lower learning rate here, not yet tried. The students keep 0.88x (small BERT) and "
+            "0.77x (BiLSTM) of that weak teacher, and beat DIET. At the quick budget (600 examples) the teacher is "
+            "near chance (MCC ~0.05).",
     "sst2": "Only the quick budget ran (600 of 67,349 training examples): the teacher reaches 0.795 dev and the "
             "BiLSTM 0.954x of it (target 0.99x: missed). The full SST-2 run wants a GPU; none was lent to these "
             "sessions.",

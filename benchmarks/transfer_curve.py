@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from small_students import TaskRun, student_facts, system_entry, task_heading  # noqa: E402
+from report import options_text  # noqa: E402
 from run import publish, results_so_far  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
 from rasa_kd.presets import DEFAULT_PRESET  # noqa: E402
@@ -134,7 +135,7 @@ def markdown(results: Dict) -> str:
         front = set(pareto(result["points"]))
         for name, entry in result["points"].items():
             label = f"**{name}**" if name in front else name
-            options = ", ".join(f"{k}={v}" for k, v in entry["options"].items()) or "preset"
+            options = options_text(entry["options"]) or "preset"
             lines.append(f"| {label} | {entry['new_sentences']:,} | {options} | {entry['dev']['accuracy']:.4f} | "
                          f"{entry['test']['accuracy']:.4f} | {entry['x_teacher']:.3f} | {entry['epochs_run']} "
                          f"({entry['best_epoch']}) | {entry['train_minutes'] or 0:.1f} | "
