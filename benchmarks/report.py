@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_ORDER = ("full", "quick", "smoke")
@@ -66,12 +66,18 @@ def load_results(folder: Path) -> List[Tuple[str, str, Dict]]:
     return sorted(runs, key=order)
 
 
-def headline(result: Dict, system: Dict) -> float:
-    return system["scores"][result["headline"]["split"]][result["headline"]["metric"]]
+def headline(result: Dict, system: Optional[Dict]) -> Optional[float]:
+    """The system's headline score; None for a system that did not run (see run.py --systems)."""
+    return system["scores"][result["headline"]["split"]][result["headline"]["metric"]] if system else None
 
 
-def best_student(result: Dict) -> str:
-    return max(("bilstm", "bert"), key=lambda kind: headline(result, result["systems"][kind]))
+def best_student(result: Dict) -> Optional[str]:
+    students = [kind for kind in ("bilstm", "bert") if kind in result["systems"]]
+    return max(students, key=lambda kind: headline(result, result["systems"][kind])) if students else None
+
+
+def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
+    return numerator / denominator if numerator is not None and denominator else None
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -93,14 +99,14 @@ def task_table(result: Dict) -> List[str]:
     split, metric = result["headline"]["split"], result["headline"]["metric"]
     reports = list(next(iter(result["systems"].values()))["scores"])
     others = [r for r in reports if r != split]
-    teacher = headline(result, result["systems"]["teacher"])
+    teacher = headline(result, result["systems"].get("teacher"))
     name = METRIC_NAMES.get(metric, metric)
     head = [f"{name} {split}", *(f"{name} {r}" for r in others), "× teacher", "parameters (embedding)", "size MB",
             "ms/example, batch 1", "sentences/s, batch 64", "training"]
     lines = ["| system | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for key, system in result["systems"].items():
         score = headline(result, system)
-        cells = [fmt(score), *(fmt(system["scores"][r][metric]) for r in others), fmt(score / teacher if teacher else None),
+        cells = [fmt(score), *(fmt(system["scores"][r][metric]) for r in others), fmt(ratio(score, teacher)),
                  params(system), fmt(system["size_bytes"] / 1e6, 1), fmt(system["latency_ms_batch1"], 2),
                  f"{system['sentences_per_second']:,.0f}" if system.get("sentences_per_second") else "",
                  minutes(system.get("train_seconds"))]
@@ -132,7 +138,20 @@ def describe(result: Dict) -> List[str]:
         f"Machine: {machine['cpu']}, {machine['cores']} cores, GPU: {machine['gpu'] or 'none'}; "
         f"run {result['created']}, {stage_time(result)}, seed {result['seed']}. "
         f"Rasa systems: latency is in-process `Agent.parse_message` (whole pipeline), scores from `rasa test nlu`.",
+        split_run(result),
     ]
+
+
+def split_run(result: Dict) -> str:
+    """How a run split over invocations (run.py --systems) came together; empty for a whole run."""
+    parts = []
+    if result.get("carried"):
+        carried = result["carried"]
+        parts.append(f"{', '.join(SHORT[name] for name in carried['systems'])} from the invocation of "
+                     f"{carried['from_run']} (same data and recipe), the rest from this one")
+    if result.get("not_run"):
+        parts.append(f"not run yet: {', '.join(SHORT[name] for name in result['not_run'])}")
+    return f"Run in parts (`run.py --systems`): {'; '.join(parts)}." if parts else ""
 
 
 def options_text(options) -> str:
@@ -155,8 +174,12 @@ def stage_time(result: Dict) -> str:
     return f"all stages {minutes(total)} (last invocation {minutes(result['run_seconds'])})"
 
 
+TARGET_STATES = {True: "met", False: "NOT met", None: "not run"}
+
+
 def targets(result: Dict) -> List[str]:
-    return [f"- {t['name']}: {t['value']} — **{'met' if t['met'] else 'NOT met'}**" for t in result["targets"]]
+    return [f"- {t['name']}: {'' if t['value'] is None else t['value']} — **{TARGET_STATES[t['met']]}**"
+            for t in result["targets"]]
 
 
 def summary(runs) -> List[str]:
@@ -165,15 +188,19 @@ def summary(runs) -> List[str]:
     for task, budget, result in runs:
         s = result["systems"]
         best = best_student(result)
-        teacher, student = headline(result, s["teacher"]), headline(result, s[best])
-        met = sum(t["met"] for t in result["targets"])
+        teacher, student = headline(result, s.get("teacher")), headline(result, s.get(best))
+        met = sum(t["met"] is True for t in result["targets"])
         lines.append(
             f"| {task} | {budget} | {METRIC_NAMES.get(result['headline']['metric'])} ({result['headline']['split']}) | "
-            f"{fmt(teacher)} | {fmt(student)} ({SHORT[best]}) | {fmt(student / teacher if teacher else None)} | "
-            f"{fmt(headline(result, s['diet']))} | {fmt(headline(result, s['student_in_rasa']))} | "
-            f"{fmt(s['student_in_rasa']['latency_ms_batch1'], 2)} / {fmt(s['diet']['latency_ms_batch1'], 2)} | "
+            f"{fmt(teacher)} | {fmt(student)}{f' ({SHORT[best]})' if best else ''} | {fmt(ratio(student, teacher))} | "
+            f"{fmt(headline(result, s.get('diet')))} | {fmt(headline(result, s.get('student_in_rasa')))} | "
+            f"{fmt(latency(s.get('student_in_rasa')), 2)} / {fmt(latency(s.get('diet')), 2)} | "
             f"{met}/{len(result['targets'])} |")
     return lines
+
+
+def latency(system: Optional[Dict]) -> Optional[float]:
+    return system["latency_ms_batch1"] if system else None
 
 
 def teacher_choice(folder: Path) -> List[str]:
@@ -329,12 +356,13 @@ def draw_dev_curves(ax, task: str, budget: str, result: Dict) -> None:
     """The students' selection-set score after each epoch, with the teacher's headline score."""
     metric = result["headline"]["metric"]
     for kind in ("bilstm", "bert"):
-        history = result["systems"][kind].get("dev_history") or []
+        history = result["systems"].get(kind, {}).get("dev_history") or []
         points = [(h["epoch"], h[metric]) for h in history if metric in h]
         if points:
             ax.plot(*zip(*points), marker="o", label=SHORT[kind])
-    ax.axhline(headline(result, result["systems"]["teacher"]), color="grey", linestyle="--",
-               label=f"teacher ({result['headline']['split']})")
+    if "teacher" in result["systems"]:
+        ax.axhline(headline(result, result["systems"]["teacher"]), color="grey", linestyle="--",
+                   label=f"teacher ({result['headline']['split']})")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{METRIC_NAMES.get(metric)} on selection set")
     ax.legend(fontsize=8)

@@ -306,22 +306,54 @@ class Run:
     # ---- everything
 
     def run(self) -> Dict:
+        """The systems this invocation runs (--systems), scored; the others carried from the earlier
+        entry of the same data and recipe, where there is one."""
         from rasa_kd import rasa_runner
 
         started = time.time()
         self.convert()
         self.prepare()
-        teacher = self.teacher()
-        labelled = self.transfer(teacher)
-        students = {kind: self.student(kind, labelled) for kind in STUDENTS}
-        systems = {"teacher": self.model_system("teacher", teacher)}
-        for kind, path in students.items():
-            systems[kind] = self.model_system(kind, path)
-        systems["diet"] = self.rasa_system("diet", diet_config(self.budget.diet_epochs), [])
-        systems["student_in_rasa"] = self.rasa_system(
-            "student", rasa_runner.student_config(students["bilstm"].resolve()), [students["bilstm"]])
-        systems["student_in_rasa"]["student"] = "bilstm"
+        chosen, systems = self.args.systems, {}
+        if set(chosen) - {"diet"}:  # every system but DIET stems from the teacher
+            teacher = self.teacher()
+            labelled = self.transfer(teacher)
+            needed = [kind for kind in STUDENTS if kind in chosen or (kind == "bilstm" and "student_in_rasa" in chosen)]
+            students = {kind: self.student(kind, labelled) for kind in needed}
+            if "teacher" in chosen:
+                systems["teacher"] = self.model_system("teacher", teacher)
+            for kind in STUDENTS:
+                if kind in chosen:
+                    systems[kind] = self.model_system(kind, students[kind])
+        if "diet" in chosen:
+            systems["diet"] = self.rasa_system("diet", diet_config(self.budget.diet_epochs), [])
+        if "student_in_rasa" in chosen:
+            systems["student_in_rasa"] = self.rasa_system(
+                "student", rasa_runner.student_config(students["bilstm"].resolve()), [students["bilstm"]])
+            systems["student_in_rasa"]["student"] = "bilstm"
         return self.result(systems, time.time() - started)
+
+    def earlier_entry(self) -> Optional[Dict]:
+        """This budget's entry in the results file when it was made from the same prepared data
+        and recipe (so its systems can stand beside this run's), else None."""
+        path = self.args.results / f"{self.args.task}.json"
+        entry = json.loads(path.read_text()).get(self.args.budget) if path.exists() else None
+        if not entry or entry.get("data_digest") != self.data_digest() or entry.get("recipe") != self.recipe():
+            return None
+        return entry
+
+    def data_digest(self) -> str:
+        """SHA-1 over the training, selection and reported files' contents (not their paths)."""
+        from rasa_kd.pipeline import file_digest
+
+        files = [self.data / "train.yml", self.data / "select.yml", *self.reports.values()]
+        return hashlib.sha1("".join(file_digest(f) for f in files).encode()).hexdigest()
+
+    def recipe(self) -> Dict:
+        recipe = {"budget": asdict(self.budget), "teacher_model": self.args.teacher_model,
+                  "augment": "rules", "bilstm": bilstm_options(self.task, self.args.vectors),
+                  "student_in_rasa": "bilstm (deployed runtime)", "diet_config": diet_config(self.budget.diet_epochs),
+                  "select": self.task.select or "10 % of train (stratified)"}
+        return json.loads(json.dumps(recipe))  # as the results file holds it (tuples become lists)
 
     def model_system(self, name: str, model: Path) -> Dict:
         metrics = self.evaluate(name, model)
@@ -338,21 +370,24 @@ class Run:
                           recipe=recipe)
         return system
 
-    def result(self, systems: Dict, seconds: float) -> Dict:
-        stage_seconds = {name: self.stages.seconds(name) for name in self.stages.timings}
+    def result(self, ran: Dict, seconds: float) -> Dict:
+        """The budget's entry: the systems run now, beside those carried from the earlier entry."""
+        earlier = self.earlier_entry() or {}
+        carried = {name: system for name, system in earlier.get("systems", {}).items() if name not in ran}
+        systems = {name: ran.get(name, carried.get(name)) for name in SYSTEMS if name in ran or name in carried}
+        stage_seconds = dict(earlier.get("stage_seconds", {})) if carried else {}
+        stage_seconds.update({name: self.stages.seconds(name) for name in self.stages.timings})
         # Rasa models are recorded in their content-named folders, outside this budget's stages
-        stage_seconds.update({"rasa-train-diet": systems["diet"]["train_seconds"],
-                              "rasa-train-student": systems["student_in_rasa"]["train_seconds"]})
+        for name, stage in (("diet", "rasa-train-diet"), ("student_in_rasa", "rasa-train-student")):
+            if name in ran:
+                stage_seconds[stage] = ran[name]["train_seconds"]
         if not self.args.data:
             stage_seconds["convert"] = Stages(self.root).seconds("convert")
-        return {
+        entry = {
             "benchmark": "rasa-kd benchmarks/run.py",
             "task": self.args.task, "budget": self.args.budget, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seed": self.args.seed, "machine": machine(), "versions": versions(),
-            "recipe": {"budget": asdict(self.budget), "teacher_model": self.args.teacher_model,
-                       "augment": "rules", "bilstm": bilstm_options(self.task, self.args.vectors),
-                       "student_in_rasa": "bilstm (deployed runtime)", "diet_config": diet_config(self.budget.diet_epochs),
-                       "select": self.task.select or "10 % of train (stratified)"},
+            "recipe": self.recipe(), "data_digest": self.data_digest(),
             "data": data_counts(self.converted, self.data),
             "headline": {"split": self.headline, "metric": self.task.metric},
             "reference": {"scores": self.task.reference, "latency_ms": REFERENCE_LATENCY_MS,
@@ -363,6 +398,12 @@ class Run:
             "stages_total_seconds": round(sum(s or 0 for s in stage_seconds.values()), 1),
             "run_seconds": round(seconds, 1),
         }
+        if carried:
+            entry["carried"] = {"systems": list(carried), "from_run": earlier["created"],
+                                "machine": earlier["machine"], "versions": earlier["versions"]}
+        if len(systems) < len(SYSTEMS):
+            entry["not_run"] = [name for name in SYSTEMS if name not in systems]
+        return entry
 
 
 def diet_config(epochs: int) -> str:
@@ -376,21 +417,37 @@ def headline_score(system: Dict, split: str, metric: str) -> float:
 
 
 def targets(task: Task, systems: Dict, split: str) -> List[Dict]:
+    """One row per target; a target whose systems did not run has value and met None."""
     metric = task.metric
-    teacher = headline_score(systems["teacher"], split, metric)
-    best = max(STUDENTS, key=lambda kind: headline_score(systems[kind], split, metric))
-    student = headline_score(systems[best], split, metric)
-    ratio = student / teacher if teacher else float("nan")
-    rows = [{"name": f"best student ({best}) / teacher {metric} >= {task.target[1]:.2f}",
-             "value": round(ratio, 4), "met": bool(ratio >= task.target[1])}]
+    students = [kind for kind in STUDENTS if kind in systems]
+    rows = []
+    if "teacher" in systems and students:
+        teacher = headline_score(systems["teacher"], split, metric)
+        best = max(students, key=lambda kind: headline_score(systems[kind], split, metric))
+        ratio = headline_score(systems[best], split, metric) / teacher if teacher else float("nan")
+        rows.append({"name": f"best student ({best}) / teacher {metric} >= {task.target[1]:.2f}",
+                     "value": round(ratio, 4), "met": bool(ratio >= task.target[1])})
+    else:
+        rows.append(not_run(f"best student / teacher {metric} >= {task.target[1]:.2f}"))
     if task.dataset == "sara":
-        diet = headline_score(systems["diet"], split, metric)
-        rows.append({"name": f"best student ({best}) >= DIET + 0.05 {metric}", "value": round(student - diet, 4),
-                     "met": bool(student >= diet + 0.05)})
-    latency = systems["student_in_rasa"]["latency_ms_batch1"] / systems["diet"]["latency_ms_batch1"]
-    rows.append({"name": "student-in-Rasa parse latency / DIET pipeline's <= 0.5", "value": round(latency, 4),
-                 "met": bool(latency <= 0.5)})
+        if students and "diet" in systems:
+            best = max(students, key=lambda kind: headline_score(systems[kind], split, metric))
+            margin = headline_score(systems[best], split, metric) - headline_score(systems["diet"], split, metric)
+            rows.append({"name": f"best student ({best}) >= DIET + 0.05 {metric}", "value": round(margin, 4),
+                         "met": bool(margin >= 0.05)})
+        else:
+            rows.append(not_run(f"best student >= DIET + 0.05 {metric}"))
+    name = "student-in-Rasa parse latency / DIET pipeline's <= 0.5"
+    if "student_in_rasa" in systems and "diet" in systems:
+        latency = systems["student_in_rasa"]["latency_ms_batch1"] / systems["diet"]["latency_ms_batch1"]
+        rows.append({"name": name, "value": round(latency, 4), "met": bool(latency <= 0.5)})
+    else:
+        rows.append(not_run(name))
     return rows
+
+
+def not_run(name: str) -> Dict:
+    return {"name": name, "value": None, "met": None}
 
 
 def machine() -> Dict:
@@ -449,6 +506,9 @@ def publish(name: str, result: Dict, markdown: str) -> None:
     print(markdown)
 
 
+TARGET_STATES = {True: "met", False: "NOT met", None: "not run"}
+
+
 def print_summary(result: Dict) -> None:
     split, metric = result["headline"]["split"], result["headline"]["metric"]
     print(f"\n{result['task']} ({result['budget']}): {metric} on {split}")
@@ -457,7 +517,7 @@ def print_summary(result: Dict) -> None:
         print(f"| {name} | {headline_score(system, split, metric):.4f} | {system['latency_ms_batch1']:.2f} | "
               f"{system['size_bytes'] / 1e6:.1f} |")
     for target in result["targets"]:
-        print(f"- {target['name']}: {target['value']} — {'met' if target['met'] else 'NOT met'}")
+        print(f"- {target['name']}: {target['value']} — {TARGET_STATES[target['met']]}")
 
 
 def parse_args(argv=None):
@@ -477,6 +537,12 @@ def parse_args(argv=None):
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
                         help="results folder (default benchmarks/results)")
     parser.add_argument("--seed", type=int, default=42, help="random seed for every stage (42)")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), metavar="SYSTEM",
+                        help=f"systems to run and score (default all: {' '.join(SYSTEMS)}). The others keep their "
+                             "scores from this budget's entry in the results file if it was made from the same "
+                             "data and recipe, so a run too long for one machine's session can be split: "
+                             "--systems teacher bilstm bert student_in_rasa on one, --systems diet on the next; "
+                             "otherwise they are listed under not_run")
     args = parser.parse_args(argv)
     if args.task == "custom":
         if not args.data:

@@ -11,16 +11,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, toy_nlu, tiny_bert_dir, toy_vectors):
+def smoke_argv(tmp_path_factory, toy_nlu, tiny_bert_dir, toy_vectors):
+    """run.py on the toy task at the smoke budget, without --results."""
     work = tmp_path_factory.mktemp("bench")
-    argv = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--task", "custom", "--data", str(toy_nlu["train"].parent),
-            "--budget", "smoke", "--teacher-model", str(tiny_bert_dir), "--vectors", str(toy_vectors),
-            "--work", str(work / "work"), "--results", str(work / "results")]
-    first = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
-    assert first.returncode == 0, first.stderr[-3000:]
-    again = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
-    assert again.returncode == 0, again.stderr[-3000:]
-    return work, json.loads((work / "results" / "custom.json").read_text())["smoke"], again.stdout
+    return [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--task", "custom", "--data",
+            str(toy_nlu["train"].parent), "--budget", "smoke", "--teacher-model", str(tiny_bert_dir),
+            "--vectors", str(toy_vectors), "--work", str(work / "work")]
+
+
+def smoke_entry(argv, results: Path) -> dict:
+    status = subprocess.run([*argv, "--results", str(results)], capture_output=True, text=True, cwd=ROOT)
+    assert status.returncode == 0, status.stderr[-3000:]
+    return json.loads((results / "custom.json").read_text())["smoke"], status.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_argv, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    smoke_entry(smoke_argv, results)
+    result, again = smoke_entry(smoke_argv, results)
+    return results, result, again
 
 
 def test_run_scores_every_system_on_the_same_test_set(smoke_run):
@@ -46,16 +56,45 @@ def test_rerun_skips_every_stage(smoke_run):
     assert ran == [], ran
 
 
-def test_report_writes_tables_and_plots(smoke_run, tmp_path):
-    work, _, _ = smoke_run
-    out = tmp_path / "RESULTS.md"
-    status = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--results", str(work / "results"),
-                             "--out", str(out), "--plots", str(tmp_path / "plots")], capture_output=True, text=True)
+def test_systems_run_in_two_invocations_add_up_to_one_entry(smoke_argv, smoke_run, tmp_path):
+    _, whole, _ = smoke_run
+    first, _ = smoke_entry([*smoke_argv, "--systems", "teacher", "bilstm"], tmp_path)
+    assert list(first["systems"]) == ["teacher", "bilstm"]
+    assert first["not_run"] == ["bert", "diet", "student_in_rasa"] and "carried" not in first
+    assert first["targets"][-1]["met"] is None  # the parse-latency target needs DIET
+    assert "| teacher |" in report(tmp_path, tmp_path / "partial")  # a partial entry reports what ran
+    second, _ = smoke_entry([*smoke_argv, "--systems", "bert", "diet", "student_in_rasa"], tmp_path)
+    assert list(second["systems"]) == list(whole["systems"]) and "not_run" not in second
+    assert second["carried"]["systems"] == ["teacher", "bilstm"]
+    assert second["systems"]["teacher"] == first["systems"]["teacher"]
+    assert [t["met"] for t in second["targets"]] == [t["met"] for t in whole["targets"]]
+
+
+def test_systems_of_other_data_are_not_carried(smoke_argv, smoke_run, tmp_path):
+    results, _, _ = smoke_run
+    entries = json.loads((results / "custom.json").read_text())
+    entries["smoke"]["data_digest"] = "another training set"
+    (tmp_path / "custom.json").write_text(json.dumps(entries))
+    entry, _ = smoke_entry([*smoke_argv, "--systems", "diet"], tmp_path)
+    assert list(entry["systems"]) == ["diet"] and "carried" not in entry
+
+
+def report(results: Path, out: Path) -> str:
+    """benchmarks/report.py on a results folder; the markdown it wrote."""
+    out.mkdir()
+    status = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--results", str(results),
+                             "--out", str(out / "RESULTS.md"), "--plots", str(out / "plots")],
+                            capture_output=True, text=True)
     assert status.returncode == 0, status.stderr[-3000:]
-    text = out.read_text()
+    return (out / "RESULTS.md").read_text()
+
+
+def test_report_writes_tables_and_plots(smoke_run, tmp_path):
+    results, _, _ = smoke_run
+    text = report(results, tmp_path / "report")
     assert "## custom" in text and "| teacher |" in text and "DIET" in text
     for png in ("accuracy_vs_latency.png", "student_dev_curves.png"):
-        assert (tmp_path / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / "report" / "plots" / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_unknown_task_is_one_line(tmp_path):
