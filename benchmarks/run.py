@@ -18,7 +18,8 @@ finished task costs seconds and an interrupted one resumes):
               default pipeline (rasa init: CountVectors word + char, DIET) and of the
               student pipeline (WhitespaceTokenizer + StudentIntentClassifier)
 
-Writes benchmarks/results/<task>.json (one entry per budget: metrics, sizes, latencies,
+Writes benchmarks/results/<task>.json (one entry per budget, `<budget>-<teacher>` for a
+teacher other than minilm: metrics, sizes, latencies,
 training times, versions, seed, the exact recipe, targets). `benchmarks/report.py`
 turns the results into benchmarks/RESULTS.md and plots.
 """
@@ -27,6 +28,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -161,12 +163,20 @@ def data_counts(converted: Path, data: Path) -> Dict:
 # ---------------------------------------------------------------- the run
 
 
+def entry_key(budget: str, teacher_model: str) -> str:
+    """The results-file key and work folder of a run: the budget, with the teacher when it is not
+    the default, so that a run with another teacher stands beside the default one."""
+    name = Path(teacher_model).name or teacher_model  # a folder or hub id: its last part
+    return budget if teacher_model == "minilm" else f"{budget}-{re.sub(r'[^A-Za-z0-9._]+', '-', name)}"
+
+
 class Run:
     def __init__(self, args):
         self.args, self.task, self.budget = args, args.task_spec, task_budget(args.task_spec, args.budget)
         self.root = args.work / args.task
         self.converted = args.data or self.root / "converted"
-        self.work = self.root / args.budget
+        self.key = entry_key(args.budget, args.teacher_model)
+        self.work = self.root / self.key
         self.data = self.work / "data"
         self.stages = Stages(self.work)
         self.reports = {name: self.converted / f"{name}.yml" for name in self.task.reports}
@@ -316,8 +326,10 @@ class Run:
         chosen, systems = self.args.systems, {}
         if set(chosen) - {"diet"}:  # every system but DIET stems from the teacher
             teacher = self.teacher()
-            labelled = self.transfer(teacher)
             needed = [kind for kind in STUDENTS if kind in chosen or (kind == "bilstm" and "student_in_rasa" in chosen)]
+            if "bert" in needed:
+                self.check_bert_teacher(teacher)
+            labelled = self.transfer(teacher)
             students = {kind: self.student(kind, labelled) for kind in needed}
             if "teacher" in chosen:
                 systems["teacher"] = self.model_system("teacher", teacher)
@@ -332,11 +344,20 @@ class Run:
             systems["student_in_rasa"]["student"] = "bilstm"
         return self.result(systems, time.time() - started)
 
+    def check_bert_teacher(self, teacher: Path) -> None:
+        """The budget's small BERT copies the teacher's layers: say so before labelling when it cannot."""
+        from rasa_kd.errors import UserError
+
+        model_type = json.loads((teacher / "config.json").read_text()).get("model_type")
+        if self.budget.bert.get("init_from_teacher") and model_type != "bert":
+            raise UserError(f"the {self.args.budget} budget's small BERT starts from the teacher's layers, which needs "
+                            f"a BERT teacher ({self.args.teacher_model} is {model_type}): leave bert out of --systems")
+
     def earlier_entry(self) -> Optional[Dict]:
         """This budget's entry in the results file when it was made from the same prepared data
         and recipe (so its systems can stand beside this run's), else None."""
         path = self.args.results / f"{self.args.task}.json"
-        entry = json.loads(path.read_text()).get(self.args.budget) if path.exists() else None
+        entry = json.loads(path.read_text()).get(self.key) if path.exists() else None
         if not entry or entry.get("data_digest") != self.data_digest() or entry.get("recipe") != self.recipe():
             return None
         return entry
@@ -363,9 +384,12 @@ class Run:
                   "parameters": head["parameters"], "size_bytes": head["size_bytes"],
                   "latency_ms_batch1": head["latency_ms_batch1"], "sentences_per_second": head["sentences_per_second"],
                   "train_seconds": self.stages.seconds(name if name == "teacher" else f"distil-{name}")}
-        manifest = model / ("student.json" if name != "teacher" else "settings.json")
-        if name != "teacher" and manifest.exists():
-            recipe = json.loads(manifest.read_text())["recipe"]
+        if name == "teacher":
+            fine_tuning = json.loads((model / "metrics.json").read_text())
+            system["fine_tuning"] = {"lr": fine_tuning["settings"]["lr"], **{
+                key: fine_tuning.get(key) for key in ("lr_retried_from", "best_epoch", "history")}}
+        elif (model / "student.json").exists():
+            recipe = json.loads((model / "student.json").read_text())["recipe"]
             system.update(dev_history=recipe.get("dev_history", []), best_epoch=recipe.get("best_epoch"),
                           recipe=recipe)
         return system
@@ -473,10 +497,11 @@ def versions() -> Dict:
 
 
 def write_result(results_dir: Path, result: Dict) -> Path:
-    """benchmarks/results/<task>.json holds one entry per budget; replace this budget's atomically."""
+    """benchmarks/results/<task>.json holds one entry per budget (and non-default teacher); replace
+    this run's atomically."""
     path = results_dir / f"{result['task']}.json"
     entries = json.loads(path.read_text()) if path.exists() else {}
-    entries[result["budget"]] = result
+    entries[entry_key(result["budget"], result["recipe"]["teacher_model"])] = result
     results_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
@@ -529,7 +554,9 @@ def parse_args(argv=None):
                              "epochs), full (the real recipe; hours for SST-2/CoLA) or smoke (tiny, for tests)")
     parser.add_argument("--source", type=Path, help="raw dataset folder (default ../shared/data/<task's source>)")
     parser.add_argument("--data", type=Path, help="custom task: folder with train.yml, dev.yml, test.yml")
-    parser.add_argument("--teacher-model", default="minilm", help="teacher backbone (default minilm)")
+    parser.add_argument("--teacher-model", default="minilm",
+                        help="teacher backbone: minilm (default), mpnet (after `make mpnet`), a folder or hub id; "
+                             "another than minilm works and records apart, as <budget>-<teacher>")
     parser.add_argument("--vectors", help="English tasks: a BiLSTM on word vectors (glove50 or a word2vec/GloVe "
                                           "text file) instead of the teacher's wordpieces (the default)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work",

@@ -29,9 +29,10 @@ but only `load_teacher(path)` applies the right pooling: use it to run a teacher
 import functools
 import json
 import os
+import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -46,6 +47,9 @@ LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 POOLINGS = ("cls", "mean")
 UNKNOWN_WORDS_LIMIT = 0.20  # share of training words the teacher cannot write before it refuses
+# 2e-4 is the best rate measured on Sara for MiniLM-L6 and MPNet-base (5e-5 and 1e-4 are worse), but
+# MPNet-base diverges at it on CoLA to one class for every sentence; a tenth of it reaches MCC 0.57 there.
+DEFAULT_LR, RETRY_LR_FACTOR = 2e-4, 0.1
 
 
 FINE_TUNING = "fine-tuning"
@@ -56,7 +60,9 @@ class TeacherSettings:
     """Fine-tuning hyper-parameters; the defaults are the best recipe measured on Sara."""
 
     epochs: float = option(6, "maximum epochs", group=FINE_TUNING)
-    lr: float = option(2e-4, "peak learning rate", group=FINE_TUNING)
+    lr: Optional[float] = option(None, f"peak learning rate (default {DEFAULT_LR:g}; if the teacher then predicts "
+                                       f"one class for the whole dev set, it is trained again at a tenth of that)",
+                                 group=FINE_TUNING)
     batch_size: int = option(32, "training batch size", group=FINE_TUNING)
     max_length: int = option(64, "maximum tokens per sentence, longer ones are truncated", group=FINE_TUNING)
     warmup: float = option(0.1, "share of steps with linear learning-rate warm-up", group=FINE_TUNING)
@@ -343,7 +349,7 @@ def _keep_best_callback(patience: int):
         """Early stopping that keeps the best epoch's weights in memory (no checkpoints on disk)."""
 
         def __init__(self):
-            self.best_key, self.best_state, self.best_epoch, self.wait = None, None, None, 0
+            self.best_key, self.best_state, self.best_epoch, self.wait, self.collapsed = None, None, None, 0, 0
             self.history: List[Dict] = []
 
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
@@ -355,8 +361,10 @@ def _keep_best_callback(patience: int):
                 self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 self.wait += 1
-                if self.wait >= patience:
-                    control.should_training_stop = True
+            # two epochs in a row of one class for every dev sentence: diverged, not worth more epochs
+            self.collapsed = self.collapsed + 1 if metrics.get("eval_collapsed") else 0
+            if self.wait >= patience or self.collapsed >= 2:
+                control.should_training_stop = True
 
     return KeepBest()
 
@@ -371,7 +379,9 @@ def fine_tune(model, tokenizer, train_set, dev_set, labels: Sequence[str], setti
 
     def compute_metrics(prediction):
         predicted = np.argmax(prediction.predictions, axis=-1)
-        return classification_scores([labels[i] for i in prediction.label_ids], [labels[i] for i in predicted])
+        scores = classification_scores([labels[i] for i in prediction.label_ids], [labels[i] for i in predicted])
+        collapsed = collapsed_class(list(prediction.label_ids), list(predicted)) is not None
+        return {**scores, "collapsed": float(collapsed)}
 
     args = TrainingArguments(
         output_dir=str(work), num_train_epochs=settings.epochs, learning_rate=settings.lr,
@@ -433,6 +443,67 @@ def write_teacher_files(folder: Path, labels: Sequence[str], pooling: str, max_l
                                                    "max_length": max_length}, indent=1) + "\n")
 
 
+def collapsed_class(gold: Sequence[str], predicted: Sequence[str]) -> Optional[str]:
+    """The one class a teacher predicts for every dev sentence when the dev set holds several, else None."""
+    return predicted[0] if len(set(predicted)) == 1 and len(set(gold)) > 1 else None
+
+
+def warn_if_collapsed(gold: Sequence[str], predicted: Sequence[str], lr: float) -> None:
+    # A fine-tuning that diverged still writes a teacher; its labels would teach every student one class.
+    label = collapsed_class(gold, predicted)
+    if label is not None:
+        print(f"warning: the teacher predicts {label!r} for every dev sentence: fine-tuning probably diverged at "
+              f"--lr {lr:g}; train it again with a lower --lr (a tenth of it, say)", file=sys.stderr)
+
+
+@dataclass
+class Fit:
+    """One fine-tuning of the backbone and its dev predictions."""
+
+    model: object  # the pooled classifier (its weights are hf_model's)
+    hf_model: object
+    keep_best: object
+    predicted: List[str]
+    train_seconds: float
+    dev_seconds: float
+
+
+def fit(model_name: Optional[str], tokenizer, labels: Sequence[str], train_set, dev_set, dev_texts: Sequence[str],
+        settings: TeacherSettings, progress: bool) -> Fit:
+    """Fine-tune a fresh copy of the backbone at settings.lr and predict the dev set."""
+    _, hf_model = load_pretrained(model_name, labels, settings.seed)
+    model = with_pooling(hf_model, settings.pooling, str(model_name))
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="rasa-kd-teacher-") as work:
+        keep_best = fine_tune(model, tokenizer, train_set, dev_set, labels, settings, Path(work), progress)
+    train_seconds = time.time() - started
+    model.eval()
+    started = time.time()
+    logits = predict_logits(model, tokenizer, dev_texts, settings.max_length)
+    predicted = [labels[i] for i in logits.argmax(axis=1)]
+    return Fit(model, hf_model, keep_best, predicted, train_seconds, time.time() - started)
+
+
+def fit_with_retry(model_name: Optional[str], tokenizer, labels: Sequence[str], train_set, dev_set, dev,
+                   settings: TeacherSettings, progress: bool) -> Tuple[Fit, TeacherSettings, Optional[float]]:
+    """Fine-tune at --lr, or at the default and again at a tenth of it when the teacher collapsed
+    to one class; (the fit kept, its settings, the learning rate retried from or None)."""
+    gold, texts = [e.intent for e in dev], [e.text for e in dev]
+    used = replace(settings, lr=settings.lr or DEFAULT_LR)
+    result = fit(model_name, tokenizer, labels, train_set, dev_set, texts, used, progress)
+    label = collapsed_class(gold, result.predicted)
+    if label is None or settings.lr is not None:
+        warn_if_collapsed(gold, result.predicted, used.lr)
+        return result, used, None
+    retry = replace(used, lr=used.lr * RETRY_LR_FACTOR)
+    print(f"teacher: predicts {label!r} for every dev sentence at lr {used.lr:g} (fine-tuning diverged); "
+          f"training again at {retry.lr:g}", file=sys.stderr)
+    second = fit(model_name, tokenizer, labels, train_set, dev_set, texts, retry, progress)
+    second.train_seconds += result.train_seconds
+    warn_if_collapsed(gold, second.predicted, retry.lr)
+    return second, retry, used.lr
+
+
 def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Optional[str], out: Path,
                   settings: TeacherSettings, force: bool = False, progress: bool = True,
                   threads: Optional[int] = None, allow_unknown_tokens: bool = False) -> Dict:
@@ -448,21 +519,13 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
     train, dev, labels, dev_source = read_train_dev(train_path, dev_path, settings.dev_fraction, settings.seed)
     check_output_dir(Path(out), force)
     torch.set_num_threads(threads or distributed.threads_per_process())
-    tokenizer, hf_model = load_pretrained(model_name, labels, settings.seed)
+    tokenizer, _ = load_pretrained(model_name, labels, settings.seed)
     unknown_share = (unknown_word_share(tokenizer, [e.text for e in train]) if allow_unknown_tokens
                      else check_language(tokenizer, train, train_path, model_name))
-    model = with_pooling(hf_model, settings.pooling, str(model_name))
     train_set = tokenized_dataset(tokenizer, train, labels, settings.max_length)
     dev_set = tokenized_dataset(tokenizer, dev, labels, settings.max_length)
-    started = time.time()
-    with tempfile.TemporaryDirectory(prefix="rasa-kd-teacher-") as work:
-        keep_best = fine_tune(model, tokenizer, train_set, dev_set, labels, settings, Path(work), progress)
-    train_seconds = time.time() - started
-    model.eval()
-    started = time.time()
-    logits = predict_logits(model, tokenizer, [e.text for e in dev], settings.max_length)
-    dev_seconds = time.time() - started
-    predicted = [labels[i] for i in logits.argmax(axis=1)]
+    kept, used, retried_from = fit_with_retry(model_name, tokenizer, labels, train_set, dev_set, dev, settings,
+                                              progress)
     metrics = {
         "model": model_name or "minilm",
         "labels": len(labels),
@@ -470,21 +533,22 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         "unknown_word_share": round(unknown_share, 4),
         "dev_examples": len(dev),
         "dev_source": dev_source,
-        "dev": classification_scores([e.intent for e in dev], predicted),
-        "best_epoch": keep_best.best_epoch,
-        "history": keep_best.history,
-        "train_seconds": round(train_seconds, 1),
-        "dev_sentences_per_s": round(len(dev) / max(dev_seconds, 1e-9), 1),
-        "parameters": sum(p.numel() for p in hf_model.parameters()),
+        "dev": classification_scores([e.intent for e in dev], kept.predicted),
+        "best_epoch": kept.keep_best.best_epoch,
+        "history": kept.keep_best.history,
+        "lr_retried_from": retried_from,
+        "train_seconds": round(kept.train_seconds, 1),
+        "dev_sentences_per_s": round(len(dev) / max(kept.dev_seconds, 1e-9), 1),
+        "parameters": sum(p.numel() for p in kept.hf_model.parameters()),
         "threads": torch.get_num_threads(),
-        "settings": asdict(settings),
+        "settings": asdict(used),
     }
     if not distributed.is_main():  # trained data-parallel; the main process writes the folder
         return metrics
     with atomic_output_dir(out, force) as tmp:
-        hf_model.save_pretrained(tmp)
+        kept.hf_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_teacher_files(tmp, labels, settings.pooling, settings.max_length)
+        write_teacher_files(tmp, labels, used.pooling, used.max_length)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

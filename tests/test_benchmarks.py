@@ -19,10 +19,22 @@ def smoke_argv(tmp_path_factory, toy_nlu, tiny_bert_dir, toy_vectors):
             "--vectors", str(toy_vectors), "--work", str(work / "work")]
 
 
+def run_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import run
+
+    return run
+
+
+def smoke_key(argv) -> str:
+    """The results entry of a smoke run: the budget and, not being minilm, the teacher."""
+    return run_module().entry_key("smoke", argv[argv.index("--teacher-model") + 1])
+
+
 def smoke_entry(argv, results: Path) -> dict:
     status = subprocess.run([*argv, "--results", str(results)], capture_output=True, text=True, cwd=ROOT)
     assert status.returncode == 0, status.stderr[-3000:]
-    return json.loads((results / "custom.json").read_text())["smoke"], status.stdout
+    return json.loads((results / "custom.json").read_text())[smoke_key(argv)], status.stdout
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +85,7 @@ def test_systems_run_in_two_invocations_add_up_to_one_entry(smoke_argv, smoke_ru
 def test_systems_of_other_data_are_not_carried(smoke_argv, smoke_run, tmp_path):
     results, _, _ = smoke_run
     entries = json.loads((results / "custom.json").read_text())
-    entries["smoke"]["data_digest"] = "another training set"
+    entries[smoke_key(smoke_argv)]["data_digest"] = "another training set"
     (tmp_path / "custom.json").write_text(json.dumps(entries))
     entry, _ = smoke_entry([*smoke_argv, "--systems", "diet"], tmp_path)
     assert list(entry["systems"]) == ["diet"] and "carried" not in entry
@@ -95,6 +107,13 @@ def test_report_writes_tables_and_plots(smoke_run, tmp_path):
     assert "## custom" in text and "| teacher |" in text and "DIET" in text
     for png in ("accuracy_vs_latency.png", "student_dev_curves.png"):
         assert (tmp_path / "report" / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_teacher_other_than_the_default_has_its_own_entry():
+    entry_key = run_module().entry_key
+    assert entry_key("full", "minilm") == "full" and entry_key("full", "mpnet") == "full-mpnet"
+    assert entry_key("smoke", "/tmp/models/tiny bert") == "smoke-tiny-bert"
+    assert entry_key("quick", "org/model-v2") == "quick-model-v2"
 
 
 def test_unknown_task_is_one_line(tmp_path):
