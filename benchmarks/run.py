@@ -348,8 +348,10 @@ class Run:
         """The budget's small BERT copies the teacher's layers: say so before labelling when it cannot."""
         from rasa_kd.errors import UserError
 
+        if not self.budget.bert.get("init_from_teacher"):
+            return
         model_type = json.loads((teacher / "config.json").read_text()).get("model_type")
-        if self.budget.bert.get("init_from_teacher") and model_type != "bert":
+        if model_type != "bert":
             raise UserError(f"the {self.args.budget} budget's small BERT starts from the teacher's layers, which needs "
                             f"a BERT teacher ({self.args.teacher_model} is {model_type}): leave bert out of --systems")
 
@@ -385,7 +387,9 @@ class Run:
                   "latency_ms_batch1": head["latency_ms_batch1"], "sentences_per_second": head["sentences_per_second"],
                   "train_seconds": self.stages.seconds(name if name == "teacher" else f"distil-{name}")}
         if name == "teacher":
-            fine_tuning = json.loads((model / "metrics.json").read_text())
+            from rasa_kd.teacher import METRICS_FILE
+
+            fine_tuning = json.loads((model / METRICS_FILE).read_text())
             system["fine_tuning"] = {"lr": fine_tuning["settings"]["lr"], **{
                 key: fine_tuning.get(key) for key in ("lr_retried_from", "best_epoch", "history")}}
         elif (model / "student.json").exists():

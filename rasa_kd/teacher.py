@@ -460,18 +460,16 @@ def warn_if_collapsed(gold: Sequence[str], predicted: Sequence[str], lr: float) 
 class Fit:
     """One fine-tuning of the backbone and its dev predictions."""
 
-    model: object  # the pooled classifier (its weights are hf_model's)
-    hf_model: object
+    hf_model: object  # the fine-tuned weights (the pooled classifier wraps them)
     keep_best: object
     predicted: List[str]
     train_seconds: float
     dev_seconds: float
 
 
-def fit(model_name: Optional[str], tokenizer, labels: Sequence[str], train_set, dev_set, dev_texts: Sequence[str],
-        settings: TeacherSettings, progress: bool) -> Fit:
-    """Fine-tune a fresh copy of the backbone at settings.lr and predict the dev set."""
-    _, hf_model = load_pretrained(model_name, labels, settings.seed)
+def fit(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train_set, dev_set,
+        dev_texts: Sequence[str], settings: TeacherSettings, progress: bool) -> Fit:
+    """Fine-tune the freshly loaded backbone `hf_model` at settings.lr and predict the dev set."""
     model = with_pooling(hf_model, settings.pooling, str(model_name))
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="rasa-kd-teacher-") as work:
@@ -481,16 +479,16 @@ def fit(model_name: Optional[str], tokenizer, labels: Sequence[str], train_set, 
     started = time.time()
     logits = predict_logits(model, tokenizer, dev_texts, settings.max_length)
     predicted = [labels[i] for i in logits.argmax(axis=1)]
-    return Fit(model, hf_model, keep_best, predicted, train_seconds, time.time() - started)
+    return Fit(hf_model, keep_best, predicted, train_seconds, time.time() - started)
 
 
-def fit_with_retry(model_name: Optional[str], tokenizer, labels: Sequence[str], train_set, dev_set, dev,
+def fit_with_retry(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train_set, dev_set, dev,
                    settings: TeacherSettings, progress: bool) -> Tuple[Fit, TeacherSettings, Optional[float]]:
-    """Fine-tune at --lr, or at the default and again at a tenth of it when the teacher collapsed
-    to one class; (the fit kept, its settings, the learning rate retried from or None)."""
+    """Fine-tune the loaded backbone at --lr, or at the default and, when the teacher collapsed to
+    one class, a reloaded one at a tenth of it; (the fit kept, its settings, the rate retried from or None)."""
     gold, texts = [e.intent for e in dev], [e.text for e in dev]
     used = replace(settings, lr=settings.lr or DEFAULT_LR)
-    result = fit(model_name, tokenizer, labels, train_set, dev_set, texts, used, progress)
+    result = fit(hf_model, model_name, tokenizer, labels, train_set, dev_set, texts, used, progress)
     label = collapsed_class(gold, result.predicted)
     if label is None or settings.lr is not None:
         warn_if_collapsed(gold, result.predicted, used.lr)
@@ -498,7 +496,8 @@ def fit_with_retry(model_name: Optional[str], tokenizer, labels: Sequence[str], 
     retry = replace(used, lr=used.lr * RETRY_LR_FACTOR)
     print(f"teacher: predicts {label!r} for every dev sentence at lr {used.lr:g} (fine-tuning diverged); "
           f"training again at {retry.lr:g}", file=sys.stderr)
-    second = fit(model_name, tokenizer, labels, train_set, dev_set, texts, retry, progress)
+    _, fresh_model = load_pretrained(model_name, labels, settings.seed)
+    second = fit(fresh_model, model_name, tokenizer, labels, train_set, dev_set, texts, retry, progress)
     second.train_seconds += result.train_seconds
     warn_if_collapsed(gold, second.predicted, retry.lr)
     return second, retry, used.lr
@@ -519,13 +518,13 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
     train, dev, labels, dev_source = read_train_dev(train_path, dev_path, settings.dev_fraction, settings.seed)
     check_output_dir(Path(out), force)
     torch.set_num_threads(threads or distributed.threads_per_process())
-    tokenizer, _ = load_pretrained(model_name, labels, settings.seed)
+    tokenizer, hf_model = load_pretrained(model_name, labels, settings.seed)
     unknown_share = (unknown_word_share(tokenizer, [e.text for e in train]) if allow_unknown_tokens
                      else check_language(tokenizer, train, train_path, model_name))
     train_set = tokenized_dataset(tokenizer, train, labels, settings.max_length)
     dev_set = tokenized_dataset(tokenizer, dev, labels, settings.max_length)
-    kept, used, retried_from = fit_with_retry(model_name, tokenizer, labels, train_set, dev_set, dev, settings,
-                                              progress)
+    kept, used, retried_from = fit_with_retry(hf_model, model_name, tokenizer, labels, train_set, dev_set, dev,
+                                              settings, progress)
     metrics = {
         "model": model_name or "minilm",
         "labels": len(labels),

@@ -153,7 +153,6 @@ def test_better_epoch_lets_the_loss_decide_within_one_dev_sentence():
     assert not better_epoch((0.9806, 0.098), (0.9806, 0.095), 1907)
 
 
-
 def test_a_teacher_that_predicts_one_class_is_reported(capsys):
     gold = ["acceptable", "unacceptable", "acceptable"]
     teacher.warn_if_collapsed(gold, ["acceptable"] * 3, 2e-4)
@@ -167,21 +166,23 @@ def test_a_teacher_that_predicts_one_class_is_reported(capsys):
 def test_a_collapsed_teacher_is_trained_again_at_a_tenth_of_the_default_lr(monkeypatch, capsys):
     rates = []
 
-    def fit(model_name, tokenizer, labels, train_set, dev_set, texts, settings, progress):
+    def fit(hf_model, model_name, tokenizer, labels, train_set, dev_set, texts, settings, progress):
         rates.append(settings.lr)
         predicted = ["a", "a"] if len(rates) == 1 else ["a", "b"]  # the first fine-tuning diverges
-        return teacher.Fit(None, None, None, predicted, train_seconds=10.0, dev_seconds=1.0)
+        return teacher.Fit(hf_model, None, predicted, train_seconds=10.0, dev_seconds=1.0)
 
     monkeypatch.setattr(teacher, "fit", fit)
+    monkeypatch.setattr(teacher, "load_pretrained", lambda name, labels, seed: (None, "reloaded"))
     dev = [Example("x", "a"), Example("y", "b")]
-    kept, used, retried_from = teacher.fit_with_retry(None, None, ["a", "b"], None, None, dev, TeacherSettings(),
-                                                      False)
+    kept, used, retried_from = teacher.fit_with_retry("loaded", None, None, ["a", "b"], None, None, dev,
+                                                      TeacherSettings(), False)
     assert rates == [2e-4, pytest.approx(2e-5)] and used.lr == pytest.approx(2e-5) and retried_from == 2e-4
     assert kept.predicted == ["a", "b"] and kept.train_seconds == 20.0
+    assert kept.hf_model == "reloaded"  # the retry starts from the pretrained weights, not the diverged ones
     assert "training again at 2e-05" in capsys.readouterr().err
 
     rates.clear()  # an explicit --lr is the user's: warned about, not changed
-    kept, used, retried_from = teacher.fit_with_retry(None, None, ["a", "b"], None, None, dev,
+    kept, used, retried_from = teacher.fit_with_retry("loaded", None, None, ["a", "b"], None, None, dev,
                                                       TeacherSettings(lr=1e-3), False)
     assert rates == [1e-3] and used.lr == 1e-3 and retried_from is None
     assert "'a' for every dev sentence" in capsys.readouterr().err
