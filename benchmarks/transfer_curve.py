@@ -161,7 +161,8 @@ def main(argv=None) -> int:
     started = time.time()
 
     def publish_point(result: Dict) -> None:
-        merged = {**result, "points": {**old.get("points", {}), **result["points"]},
+        points = {**old.get("points", {}), **result["points"]}
+        merged = {**result, "points": {name: points[name] for name in POINTS if name in points},
                   "run_seconds": round(time.time() - started, 1)}
         results["tasks"]["sara"] = merged
         publish("transfer_curve", results, markdown(results))
