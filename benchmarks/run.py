@@ -387,7 +387,7 @@ class Run:
                   "latency_ms_batch1": head["latency_ms_batch1"], "sentences_per_second": head["sentences_per_second"],
                   "train_seconds": self.stages.seconds(name if name == "teacher" else f"distil-{name}")}
         if name == "teacher":
-            from rasa_kd.teacher import METRICS_FILE
+            from rasa_kd.teacher_folder import METRICS_FILE
 
             fine_tuning = json.loads((model / METRICS_FILE).read_text())
             system["fine_tuning"] = {"lr": fine_tuning["settings"]["lr"], **{

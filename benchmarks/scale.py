@@ -105,7 +105,7 @@ def scale_teacher(out: Path, train: Path) -> None:
     from rasa_kd.nlu_io import read_examples
     from rasa_kd.outputs import atomic_output_dir
     from rasa_kd.resources import minilm_path
-    from rasa_kd.teacher import write_teacher_files
+    from rasa_kd.teacher_folder import write_teacher_files
 
     labels = sorted({e.intent for e in read_examples(train)})
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from rasa_kd import convert, teacher  # noqa: E402
 from rasa_kd.metrics import classification_scores  # noqa: E402
 from rasa_kd.nlu_io import read_examples  # noqa: E402
+from rasa_kd.teacher_folder import TeacherFolder, predict_logits  # noqa: E402
 
 SARA = ROOT.parent / "shared" / "data" / "sara"
 RESULTS = ROOT / "benchmarks" / "results" / "teacher_sara.json"
@@ -53,16 +54,14 @@ def scores(labels, logits, examples):
 
 
 def measure(folder: Path, data: dict):
-    model, tokenizer, labels = teacher.load_teacher(folder)
-    max_length = teacher.read_settings(folder)["max_length"]
-    out = {"logits": {name: teacher.predict_logits(model, tokenizer, [e.text for e in ex], max_length)
-                      for name, ex in data.items()}}
+    loaded = TeacherFolder(folder)
+    out = {"logits": {name: loaded.predict_logits([e.text for e in ex]) for name, ex in data.items()}}
     texts = [e.text for ex in data.values() for e in ex]
     started = time.time()
-    teacher.predict_logits(model, tokenizer, texts, 64, batch_size=64)
+    predict_logits(loaded.classifier, loaded.tokenizer, texts, 64, batch_size=64)
     out["label_sentences_per_s"] = len(texts) / (time.time() - started)
     out["load_average"] = round(os.getloadavg()[0], 2)  # other processes on the cores slow this down
-    out["labels"] = labels
+    out["labels"] = loaded.labels
     return out
 
 

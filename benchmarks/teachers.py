@@ -125,12 +125,10 @@ def ensemble_scores(teachers: List[Path], data: Path) -> Dict:
     from rasa_kd.label import load_teachers
     from rasa_kd.metrics import classification_scores
     from rasa_kd.nlu_io import read_examples
-    from rasa_kd.teacher import predict_logits
-
     examples = read_examples(data)
     texts = [e.text for e in examples]
     loaded = load_teachers(teachers)
-    logits = np.mean([predict_logits(t.model, t.tokenizer, texts, t.max_length) for t in loaded], axis=0)
+    logits = np.mean([t.predict_logits(texts) for t in loaded], axis=0)
     labels = loaded[0].labels
     return classification_scores([e.intent for e in examples], [labels[i] for i in logits.argmax(axis=1)])
 

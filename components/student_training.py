@@ -26,11 +26,12 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from rasa_kd.errors import UserError
 from rasa_kd.pipeline import PipelineOptions
+from rasa_kd.resources import DEFAULT_TEACHER
 
 logger = logging.getLogger(__name__)
 
 # The component's keys take their defaults from `rasa-kd pipeline`'s options (one home per default).
-TRAINING_CONFIG = {"teacher": "minilm", "preset": PipelineOptions.preset, "transfer_size": PipelineOptions.size,
+TRAINING_CONFIG = {"teacher": DEFAULT_TEACHER, "preset": PipelineOptions.preset, "transfer_size": PipelineOptions.size,
                    "epochs": PipelineOptions.epochs, "seed": PipelineOptions.seed,
                    "dev_fraction": PipelineOptions.dev_fraction}
 
@@ -65,7 +66,7 @@ def check_config(config: Dict[str, Any], component: str) -> None:
 
 
 def teachers_of(config: Dict[str, Any]) -> List[str]:
-    teacher = config.get("teacher") or "minilm"
+    teacher = config.get("teacher") or DEFAULT_TEACHER
     return [str(t) for t in teacher] if isinstance(teacher, (list, tuple)) else [str(teacher)]
 
 

@@ -34,6 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 from rasa_kd.errors import UserError
 from rasa_kd.lm_augment import LmParams
 from rasa_kd.options import add_options, from_namespace, option
+from rasa_kd.presets import Preset, transfer_size
 
 HELP = "augment training sentences (rules: mask / nearest-word / n-gram) into an Arrow transfer set"
 
@@ -225,9 +226,9 @@ class AugmentOptions(LmParams, RuleParams):
         action="append", metavar="FILE")
     size: Optional[int] = option(None, "new sentences to make (default: --size-factor x the training sentences, "
                                        "at least --min-size, at most --max-size)")
-    size_factor: float = option(50, "the default size per training sentence")
-    min_size: int = option(0, "floor of the default size")
-    max_size: int = option(100_000, "cap of the default size")
+    size_factor: float = option(Preset.size_factor, "the default size per training sentence")
+    min_size: int = option(Preset.min_size, "floor of the default size")
+    max_size: int = option(Preset.max_size, "cap of the default size")
     seed: int = option(42, "random seed")
     force: bool = option(False, "replace an output folder that has content")
     quiet: bool = option(False, "no progress bar")
@@ -236,7 +237,7 @@ class AugmentOptions(LmParams, RuleParams):
 def default_size(n_train: int, options) -> int:
     """New sentences to make when --size is not given: size_factor x n_train, at least
     min_size, at most max_size (the cap wins)."""
-    return min(max(int(options.size_factor * n_train), options.min_size), options.max_size)
+    return transfer_size(n_train, options.size_factor, options.min_size, options.max_size)
 
 
 def parse_methods(spec: str) -> List[str]:

@@ -1,14 +1,13 @@
 """`rasa-kd distil`: train a student on a labelled transfer set (Tang et al. 2019; Sučík 2020).
 
-Students:
-  bilstm  embeddings -> 1-layer BiLSTM (300 units per direction) -> max or last-state
-          pooling -> fully-connected 400 (ReLU, dropout) -> logits. Vocabulary
+Students (sizes and their defaults: `rasa_kd.students.config`):
+  bilstm  embeddings -> 1-layer BiLSTM -> max or last-state pooling -> fully-connected
+          (ReLU, dropout) -> logits. Vocabulary
           `wordpieces` (the teacher's tokenizer and input embeddings; any language the
           teacher knows) or `words` (pretrained word vectors, default GloVe 6B 50-d,
           unknown words share a trained [UNK] vector). Embedding modes (Kim 2014):
           static (frozen), non-static (trained), multichannel (both, concatenated).
-  bert    a down-scaled BERT (5 layers, hidden 204, 3 heads, intermediate 750) on the
-          teacher's wordpieces; the teacher's embeddings reach the student's width by a
+  bert    a down-scaled BERT on the teacher's wordpieces; the teacher's embeddings reach the student's width by a
           learned linear projection (initialised by PCA) or by PCA alone;
           --init-from-teacher copies the teacher's layers when the widths match.
 
@@ -30,113 +29,22 @@ and vocab.txt (words) or the teacher's tokenizer files (wordpieces); see
 `rasa_kd.students.package` for the format.
 """
 import argparse
-import dataclasses
 import json
 import shutil
 import time
 import warnings
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from rasa_kd.distil_options import FILE_FIELDS, DistilOptions, check, resolved
 from rasa_kd.errors import UserError
-from rasa_kd.options import UNSET, add_options, as_record, check_required, from_namespace, option
-from rasa_kd.presets import PRESET_NAMES
+from rasa_kd.options import UNSET, add_options, as_record, check_required, from_namespace
+from rasa_kd.presets import distil_options
+from rasa_kd.teacher_folder import TeacherFolder
 
 HELP = "train a student (BiLSTM or small BERT) on a labelled transfer set; writes a student package"
-# bilstm: 1e-3 underfits in the few hundred steps of a small transfer set (demo test 0.763 vs 0.797 at 5e-3;
-# Sara with gold logits 0.543 vs 0.768).
-LEARNING_RATES = {"bilstm": 5e-3, "bert": 3e-4}
-HIDDEN_SIZES = {"bilstm": 150, "bert": 204}
-FILE_FIELDS = ("transfer", "dev", "test", "out", "work", "teacher", "force", "fresh")
 RESULT_KEYS = ("transfer", "transfer_sentences", "transfer_sources", "dev", "test", "best_epoch", "dev_history",
                "training_seconds")
-FILES, STUDENT, TRAINING = "files", "student", "training"
-
-
-@dataclass
-class DistilOptions:
-    """Everything `rasa-kd distil` needs. The field defaults are the `balanced` preset
-    (see `rasa_kd.presets`); the recipe recorded in student.json is these fields."""
-
-    transfer: Path = option(help="labelled transfer set (Arrow folder from `rasa-kd label`)", group=FILES)
-    dev: Path = option(help="dev NLU YAML, scored every epoch to pick the best one", group=FILES)
-    out: Path = option(help="student package folder to write (must be new or empty)", group=FILES)
-    test: Optional[Path] = option(None, "optional test NLU YAML, scored once at the end (into student.json)",
-                                  group=FILES)
-    work: Optional[Path] = option(None, "work folder for checkpoints (default OUT.work; kept for resuming)",
-                                  group=FILES)
-    teacher: Optional[Path] = option(None, "teacher folder (default: the first teacher in the transfer set's "
-                                           "label.json)", group=FILES)
-    force: bool = option(False, "replace an output folder that has content", group=FILES)
-    fresh: bool = option(False, "delete the work folder's checkpoints and start over", group=FILES)
-    preset: str = option("balanced", "named recipe whose values the other options below start from: "
-                                     "fast, balanced or accurate (see README, Presets)", group=STUDENT,
-                         choices=PRESET_NAMES)
-    student: str = option("bilstm", "architecture", group=STUDENT, choices=("bilstm", "bert"))
-    vocab: str = option("wordpieces", "bilstm vocabulary: the teacher's wordpieces (any language the teacher "
-                                      "knows) or words with pretrained vectors", group=STUDENT,
-                        choices=("wordpieces", "words"))
-    prune_vocab: bool = option(True, "keep every wordpiece/word of the teacher's vocabulary, not only those seen "
-                                     "in the transfer set (default: pruned)", group=STUDENT,
-                               flags=("--no-prune-vocab",), action="store_false")
-    prune_min_count: int = option(1, "pruning keeps a wordpiece or word seen at least this often in the "
-                                     "transfer set", group=STUDENT)
-    prune_keep_common: int = option(10_000, "wordpiece pruning also keeps the teacher vocabulary's N most common "
-                                       "pieces, so frequent words missing from the transfer set keep their own "
-                                       "embedding", group=STUDENT)
-    prune_keep_characters: bool = option(True, "pruning drops one-character wordpieces not seen in the transfer "
-                                               "set too, so unseen words become [UNK] rather than being spelt "
-                                               "letter by letter (default: kept)", group=STUDENT,
-                                         flags=("--prune-characters",), action="store_false")
-    embedding_dim: Optional[int] = option(128, "embedding width: the pretrained table projected on its top D "
-                                               "principal components (0: the pretrained width)", group=STUDENT)
-    vectors: str = option("glove50", "words: glove50 or a word2vec/GloVe text file", group=STUDENT)
-    vectors_limit: Optional[int] = option(None, "words: read only the first N vectors of the file (default all)",
-                                          group=STUDENT)
-    vocab_size: int = option(50_000, "words: largest vocabulary; unpruned, transfer-set words first, then the most "
-                                     "frequent pretrained words", group=STUDENT)
-    min_count: int = option(2, "words: a transfer-set word without a pretrained vector joins the vocabulary from "
-                               "this count", group=STUDENT)
-    embedding_mode: str = option("multichannel", "bilstm embeddings: frozen, trained, or both concatenated",
-                                 group=STUDENT, choices=("static", "non-static", "multichannel"))
-    hidden_size: Optional[int] = option(None, "bilstm units per direction; bert hidden size (when not given: "
-                                             "150 bilstm, 204 bert)", group=STUDENT)
-    fc_size: int = option(400, "bilstm fully-connected layer", group=STUDENT)
-    pooling: str = option("max", "bilstm pooling over positions", group=STUDENT, choices=("max", "last"))
-    dropout: float = option(0.1, "dropout", group=STUDENT)
-    layers: int = option(5, "bert layers", group=STUDENT)
-    heads: int = option(3, "bert attention heads", group=STUDENT)
-    intermediate: int = option(750, "bert feed-forward size", group=STUDENT)
-    projection: str = option("linear", "bert: teacher embeddings -> student width by a learned linear layer "
-                                       "(PCA-initialised) or PCA", group=STUDENT, choices=("linear", "pca"))
-    init_from_teacher: bool = option(False, "bert: copy the teacher's embeddings and evenly spaced layers "
-                                            "(widths must match the teacher's)", group=STUDENT)
-    max_length: int = option(64, "tokens per sentence, longer ones are cut", group=STUDENT)
-    loss: str = option("mse", "mse on logits or soft cross-entropy", group=TRAINING, choices=("mse", "ce"))
-    temperature: float = option(1.0, "ce: softmax temperature T; the loss is scaled by T²", group=TRAINING)
-    hard_weight: float = option(0.0, "weight α of cross-entropy on gold intents of original sentences: "
-                                     "(1-α)·soft + α·hard", group=TRAINING)
-    hidden_weight: float = option(0.0, "bert: weight β of an MSE between the student's last hidden states "
-                                       "(through a learned projection) and the teacher's last layer; runs the "
-                                       "teacher on every batch", group=TRAINING)
-    epochs: float = option(8, "most epochs over the transfer set", group=TRAINING)
-    patience: int = option(3, "stop after N epochs without dev improvement (0: never)", group=TRAINING)
-    transfer_limit: Optional[int] = option(None, "train on the first N transfer sentences only: the originals, "
-                                                 "then augmented ones in the order they were made (default: all)",
-                                           group=TRAINING)
-    originals_repeat: int = option(1, "times each original (training) sentence is in what the student trains on; "
-                                      "0 leaves them out, 5 weighs them up in a large transfer set", group=TRAINING)
-    batch_size: int = option(64, "training batch size", group=TRAINING)
-    eval_batch_size: int = option(256, "dev batch size", group=TRAINING)
-    learning_rate: Optional[float] = option(None, "AdamW learning rate (when not given: 5e-3 bilstm, 3e-4 bert)",
-                                            group=TRAINING)
-    weight_decay: float = option(0.0, "AdamW weight decay", group=TRAINING)
-    warmup_ratio: float = option(0.0, "share of steps for linear warm-up", group=TRAINING)
-    lr_scheduler: str = option("linear", "transformers scheduler name", group=TRAINING)
-    best_metric: str = option("accuracy", "dev metric that picks the best epoch", group=TRAINING,
-                              choices=("accuracy", "micro_f1", "macro_f1", "mcc"))
-    seed: int = option(42, "random seed", group=TRAINING)
 
 
 def add_arguments(parser) -> None:
@@ -146,8 +54,6 @@ def add_arguments(parser) -> None:
 
 def options_from(namespace) -> DistilOptions:
     """The preset the namespace names (default balanced), overridden by the flags given."""
-    from rasa_kd.presets import distil_options
-
     preset = namespace.preset if namespace.preset is not UNSET else DistilOptions.preset
     student = namespace.student if namespace.student is not UNSET else DistilOptions.student
     return from_namespace(DistilOptions, namespace, base=distil_options(preset, student=student))
@@ -158,30 +64,6 @@ def parse(argv: List) -> DistilOptions:
     parser = argparse.ArgumentParser(prog="rasa-kd distil")
     add_arguments(parser)
     return options_from(parser.parse_args([str(a) for a in argv]))
-
-
-def check_arguments(args) -> None:
-    if not 0 <= args.hard_weight <= 1:
-        raise UserError(f"--hard-weight must be between 0 and 1, got {args.hard_weight}")
-    if args.hidden_weight < 0 or (args.hidden_weight and args.student != "bert"):
-        raise UserError(f"--hidden-weight must be at least 0 and needs --student bert, got {args.hidden_weight}")
-    if args.temperature <= 0:
-        raise UserError(f"--temperature must be positive, got {args.temperature}")
-    for name in ("epochs", "batch_size", "max_length", "vocab_size", "transfer_limit", "prune_min_count"):
-        if getattr(args, name) is not None and getattr(args, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive")
-    if args.originals_repeat < 0:
-        raise UserError(f"--originals-repeat must be at least 0, got {args.originals_repeat}")
-    if args.prune_keep_common < 0:
-        raise UserError(f"--prune-keep-common must be at least 0, got {args.prune_keep_common}")
-    if args.embedding_dim is not None and args.embedding_dim < 0:
-        raise UserError(f"--embedding-dim must be at least 0, got {args.embedding_dim}")
-
-
-def resolved(options: DistilOptions) -> DistilOptions:
-    """The options with the architecture-dependent defaults filled in."""
-    return dataclasses.replace(options, learning_rate=options.learning_rate or LEARNING_RATES[options.student],
-                               hidden_size=options.hidden_size or HIDDEN_SIZES[options.student])
 
 
 def recipe_of(args) -> Dict:
@@ -243,25 +125,21 @@ def initial_student(args, transfer, teacher, work: Path):
     return tokenizer, model, hf_tokenizer
 
 
-def find_teacher(args, transfer):
-    """The Teacher (or None for word BiLSTMs without a teacher folder) and its path."""
-    from rasa_kd.students.build import Teacher
-
-    path = args.teacher or (transfer.teacher_paths()[0] if transfer.teacher_paths() else None)
-    needs_teacher = not (args.student == "bilstm" and args.vocab == "words")
-    if path is None:
-        if needs_teacher:
+def find_teacher(options: DistilOptions, transfer) -> Optional[TeacherFolder]:
+    """The teacher folder (None for word BiLSTMs that have none): --teacher, else the first
+    teacher the transfer set's label.json names."""
+    path = options.teacher or (transfer.teacher_paths()[0] if transfer.teacher_paths() else None)
+    needs_teacher = not (options.student == "bilstm" and options.vocab == "words")
+    if path is None or not Path(path).is_dir():
+        if not needs_teacher:
+            return None
+        if path is None:
             raise UserError(f"{transfer.path}: label.json names no teacher; give the teacher folder with --teacher")
-        return None, None
-    if not Path(path).is_dir():
-        if needs_teacher:
-            raise UserError(f"{path}: teacher folder not found (named in {transfer.path}/label.json); use --teacher")
-        return None, str(path)
-    teacher = Teacher(Path(path))
-    teacher_labels = teacher.labels()
-    if needs_teacher and teacher_labels is not None and teacher_labels != transfer.labels:
+        raise UserError(f"{path}: teacher folder not found (named in {transfer.path}/label.json); use --teacher")
+    teacher = TeacherFolder(path)
+    if needs_teacher and teacher.labels is not None and teacher.labels != transfer.labels:
         raise UserError(f"{path}/labels.json does not match {transfer.path}/labels.json (names or order differ)")
-    return teacher, str(path)
+    return teacher
 
 
 def logits_on(model, tokenizer, examples, labels):
@@ -295,7 +173,7 @@ def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callb
     train_set = data.training_dataset(transfer, tokenizer)
     callbacks = list(callbacks) + ([EarlyStoppingCallback(args.patience)] if args.patience else [])
     if args.hidden_weight:
-        model = training.hidden_state_wrapper(model, teacher.model, getattr(tokenizer, "teacher_ids", None))
+        model = training.hidden_state_wrapper(model, teacher.base_model, getattr(tokenizer, "teacher_ids", None))
     trainer = training.make_trainer_class()(
         model=model, args=training.training_arguments(args, work / "checkpoints"),
         train_dataset=train_set, eval_dataset=data.examples_dataset(dev, tokenizer, transfer.labels),
@@ -345,10 +223,10 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     a launcher return {}). `callbacks`: extra TrainerCallbacks."""
     from rasa_kd import distributed
     from rasa_kd.outputs import atomic_output_dir, check_output_dir
-    from rasa_kd.students import build, data, package
+    from rasa_kd.students import data, package
 
     check_required(args)
-    check_arguments(args)
+    check(args)
     args = resolved(args)
     check_output_dir(args.out, args.force)
     transfer = data.open_transfer(args.transfer)
@@ -358,7 +236,7 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     transfer.dataset = with_originals_repeated(transfer.dataset, args.originals_repeat, args.transfer)
     dev = data.read_split(args.dev, transfer.labels)
     test = data.read_split(args.test, transfer.labels)
-    teacher, teacher_path = find_teacher(args, transfer)
+    teacher = find_teacher(args, transfer)
     work = args.work or args.out.with_name(args.out.name + ".work")
     recipe = recipe_of(args)
     prepare_work(work, recipe, args.transfer, args.fresh)
@@ -390,7 +268,7 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
                   training_seconds=round(time.time() - started, 1))
     with atomic_output_dir(args.out, args.force) as folder:
         manifest = package.save_package(folder, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer,
-                                        teacher=build.teacher_identity(teacher_path), recipe=recipe, metrics=metrics)
+                                        teacher=teacher.identity() if teacher else {}, recipe=recipe, metrics=metrics)
         manifest = package.update_manifest(folder, calibration=calibration)
         package.write_training_hashes(folder, original_texts)
     print_summary(args.out, metrics)

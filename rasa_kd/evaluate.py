@@ -118,8 +118,8 @@ class ModelFiles:
 
 
 class TeacherModel(ModelFiles):
-    """A teacher folder behind the students' `labels` / `predict_labels` interface, loaded
-    with `rasa_kd.teacher.load_teacher` (the teacher's own pooling and max length)."""
+    """A teacher folder behind the students' `labels` / `predict_labels` interface (its own
+    pooling and max length, see `rasa_kd.teacher_folder`)."""
 
     kind = "teacher"
     runtime = "pytorch"
@@ -127,22 +127,21 @@ class TeacherModel(ModelFiles):
     def __init__(self, path: Path, threads: int = 0):
         import torch
 
-        from rasa_kd.teacher import load_teacher, read_settings
+        from rasa_kd.teacher_folder import TeacherFolder
 
         if threads:
             torch.set_num_threads(threads)
         self.path, self.torch = path, torch
-        self.model, self.tokenizer, self.labels = load_teacher(path)
-        self.max_length = int(read_settings(path)["max_length"])
+        self.folder = TeacherFolder(path)
+        self.model, self.labels = self.folder.classifier, self.folder.labels
         model_type = self.model.config.model_type.replace("-", "_")
-        self.libraries = ("torch", "rasa_kd.teacher", f"transformers.models.{model_type}.modeling_{model_type}")
+        self.libraries = ("torch", "rasa_kd.teacher_folder", f"transformers.models.{model_type}.modeling_{model_type}")
 
     def predict(self, texts: Sequence[str]):
         """Probabilities (softmax of the logits; teachers are not temperature-scaled)."""
         from rasa_kd.calibration import softmax
-        from rasa_kd.teacher import predict_logits
 
-        return softmax(predict_logits(self.model, self.tokenizer, list(texts), self.max_length))
+        return softmax(self.folder.predict_logits(list(texts)))
 
     def predict_labels(self, texts: Sequence[str]) -> List[str]:
         return [self.labels[i] for i in self.predict(texts).argmax(axis=1)]

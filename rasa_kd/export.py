@@ -32,6 +32,7 @@ import numpy as np
 from rasa_kd.errors import UserError
 from rasa_kd.options import add_options, from_namespace, option
 from rasa_kd.outputs import atomic_file
+from rasa_kd.presets import Preset
 
 HELP = "export a student package to ONNX (model.onnx) and optionally int8 (model.int8.onnx)"
 OUTPUT_NAMES = ["logits", "sentence", "tokens"]
@@ -50,8 +51,8 @@ class ExportOptions:
                         flags=("--no-fuse",), action="store_false")
     opset: int = option(17, "ONNX opset")
     tolerance: float = option(1e-3, "largest allowed |ONNX - PyTorch| logit difference for model.onnx")
-    int8_max_drop: float = option(0.005, "int8 becomes the deployed runtime when its accuracy on --data is at "
-                                         "most this far below PyTorch's")
+    int8_max_drop: float = option(Preset.int8_max_drop, "int8 becomes the deployed runtime when its accuracy on "
+                                                        "--data is at most this far below PyTorch's")
 
 
 def add_arguments(parser) -> None:
@@ -129,7 +130,8 @@ def accuracy(student, examples) -> float:
 
 
 def export(model: Path, onnx: bool = True, quantized: bool = False, data: Optional[Path] = None,
-           opset: int = 17, tolerance: float = 1e-3, fuse: bool = True, int8_max_drop: float = 0.005) -> Dict:
+           opset: int = 17, tolerance: float = 1e-3, fuse: bool = True,
+           int8_max_drop: float = Preset.int8_max_drop) -> Dict:
     """Export and check; returns the summary also written to export.json."""
     from rasa_kd.nlu_io import read_examples
     from rasa_kd.students import load, package

@@ -37,6 +37,7 @@ from typing import Dict, List, Optional, Sequence
 
 from rasa_kd.errors import UserError
 from rasa_kd.options import add_options, from_namespace, option
+from rasa_kd.teacher_folder import TeacherFolder, length_order, same_labels
 
 HELP = "add teacher logits (averaged over an ensemble) to a transfer set, resumably"
 
@@ -61,28 +62,14 @@ class LabelOptions:
     quiet: bool = option(False, "no progress bar")
 
 
-class LoadedTeacher:
-    def __init__(self, path: Path, max_length: int = None, device=None):
-        from rasa_kd import teacher
-
-        self.path = Path(path).resolve()
-        self.model, self.tokenizer, self.labels = teacher.load_teacher(path)
-        if device is not None:
-            self.model.to(device)
-        self.max_length = max_length or teacher.read_settings(path)["max_length"]
-
-    def identity(self) -> Dict:
-        files = sorted(p for p in self.path.iterdir() if p.is_file())
-        return {"path": str(self.path), "max_length": self.max_length,
-                "files": [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in files]}
-
-
-def load_teachers(paths: Sequence[Path], max_length: int = None, device=None) -> List[LoadedTeacher]:
-    teachers = [LoadedTeacher(p, max_length, device) for p in paths]
-    for other in teachers[1:]:
-        if other.labels != teachers[0].labels:
-            raise UserError(f"{other.path}: labels.json differs from {teachers[0].path}'s (an ensemble needs "
-                            f"identical label lists in the same order)")
+def load_teachers(paths: Sequence[Path], max_length: int = None, device=None) -> List[TeacherFolder]:
+    """The ensemble's teacher folders, checked to share one label list."""
+    teachers = [TeacherFolder(p, max_length, device) for p in paths]
+    for folder in teachers:
+        if not folder.is_classifier:
+            raise UserError(f"{folder.path}: not a teacher folder (needs config.json and labels.json; "
+                            f"make one with `rasa-kd teacher`)")
+    same_labels(teachers)
     return teachers
 
 
@@ -128,15 +115,14 @@ class TokenIds:
     """Every sentence's token ids in two flat arrays, read from the Arrow transfer set chunk by
     chunk: at 1M sentences a Python list of id lists would cost about ten times the memory."""
 
-    def __init__(self, tokenizer, dataset, max_length: int, chunk: int = 16_384):
+    def __init__(self, teacher: TeacherFolder, dataset, chunk: int = 16_384):
         import numpy as np
 
-        from rasa_kd.teacher import encode
         from rasa_kd.transfer import TEXT
 
         lengths, flat = [], []
         for start in range(0, len(dataset), chunk):
-            rows = encode(tokenizer, dataset[start:start + chunk][TEXT], max_length)
+            rows = teacher.encode(dataset[start:start + chunk][TEXT])
             lengths.append(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
             flat.append(np.fromiter((i for row in rows for i in row), dtype=np.int32))
         self.lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
@@ -160,17 +146,15 @@ def text_fingerprint(dataset, chunk: int = 16_384) -> str:
     return digest.hexdigest()
 
 
-def label_shard(teachers: List[LoadedTeacher], encoded: List[TokenIds], rows: List[int], batch_size: int):
+def label_shard(teachers: List[TeacherFolder], encoded: List[TokenIds], rows: List[int], batch_size: int):
     """Averaged logits of `rows`, batch by batch."""
     import numpy as np
-
-    from rasa_kd.teacher import batch_logits
 
     out = np.zeros((len(rows), len(teachers[0].labels)), dtype=np.float32)
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
         for teacher, ids in zip(teachers, encoded):
-            out[start:start + len(batch)] += batch_logits(teacher.model, teacher.tokenizer, [ids[i] for i in batch])
+            out[start:start + len(batch)] += teacher.batch_logits([ids[i] for i in batch])
     return out / len(teachers)
 
 
@@ -212,7 +196,6 @@ def label(args: LabelOptions) -> Dict:
 
     from rasa_kd import distributed, transfer
     from rasa_kd.outputs import atomic_output_dir, check_output_dir
-    from rasa_kd.teacher import length_order
 
     out = Path(args.out)
     if args.batch_size < 1 or args.shard_size < 1:
@@ -222,7 +205,7 @@ def label(args: LabelOptions) -> Dict:
     torch.set_num_threads(args.threads or distributed.threads_per_process())
     teachers = load_teachers(args.teacher, args.max_length, distributed.device())
     n_rows = len(dataset)
-    encoded = [TokenIds(t.tokenizer, dataset, t.max_length) for t in teachers]
+    encoded = [TokenIds(t, dataset) for t in teachers]
     order = length_order(encoded[0].lengths.tolist())
     shards = shard_rows(order, args.batch_size, args.shard_size)
     plan = {"transfer": str(Path(args.transfer).resolve()), "rows": n_rows, "fingerprint": text_fingerprint(dataset),

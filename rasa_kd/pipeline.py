@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from rasa_kd.errors import UserError
 from rasa_kd.options import add_options, as_record, from_namespace, option
 from rasa_kd.presets import DEFAULT_PRESET, PRESET_NAMES, distil_options, get_preset
+from rasa_kd.resources import DEFAULT_TEACHER
 
 HELP = "run split -> teacher -> augment -> label -> distil -> export -> evaluate on a Rasa NLU file, resumably"
 
@@ -108,6 +109,8 @@ def summary_line(description: Dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in description.items() if v not in (None, False, [], ""))[:300]
 
 
+# Rasa's `rasa init` value; the student's calibrated confidences keep its meaning
+FALLBACK_THRESHOLD = 0.3
 # Intents and entities (benchmarks/results/entities.md): the classifier hands the student's
 # token vectors to Rasa's CRF, which uses them next to its own lexical features.
 TOKEN_FEATURES = "    token_features: true  # the student's token vectors, for the entity extractor\n"
@@ -128,7 +131,7 @@ def config_snippet(student: Path, entities: bool = False) -> str:
     student: {student}
     runtime: auto         # what `rasa-kd export` chose: int8 ONNX when it kept dev accuracy
 {TOKEN_FEATURES + ENTITY_COMPONENTS if entities else ""}  - name: FallbackClassifier
-    threshold: 0.3"""
+    threshold: {FALLBACK_THRESHOLD}"""
 
 
 def has_entities(nlu: Path) -> bool:
@@ -162,10 +165,11 @@ class PipelineOptions:
     quiet: bool = option(False, "no progress bars")
 
 
-def student_options(options: PipelineOptions, labelled: Path, dev: Path, student: Path):
+def student_options(options: PipelineOptions, labelled: Path, dev: Path, student: Path, teacher: Path):
     overrides = {key: getattr(options, key) for key in ("student", "vocab", "epochs")
                  if getattr(options, key) is not None}
-    return distil_options(options.preset, transfer=labelled, dev=dev, out=student, seed=options.seed, **overrides)
+    return distil_options(options.preset, transfer=labelled, dev=dev, out=student, teacher=teacher,
+                          seed=options.seed, **overrides)
 
 
 def distil_into(options, work_root: Path, fresh: bool = False) -> None:
@@ -195,7 +199,7 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     out, preset = options.out, get_preset(options.preset)
     transfer, labelled, student = out / "transfer", out / "transfer-labelled", out / "student"
     inputs = [train_file, dev_file, *exclude]
-    backbones = options.teacher or ["minilm"]
+    backbones = options.teacher or [DEFAULT_TEACHER]
     teacher_dirs = [out / "teacher"] if len(backbones) == 1 else [out / f"teacher-{i}" for i in range(len(backbones))]
     for backbone, folder in zip(backbones, teacher_dirs):
         teacher_options = teacher.TeacherOptions(train=train_file, dev=dev_file, model=backbone, out=folder,
@@ -207,7 +211,7 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     stages.run_options("augment", augment_options, inputs, transfer, augment.augment)
     label_options = label.LabelOptions(teacher=teacher_dirs, transfer=transfer, out=labelled, quiet=options.quiet)
     stages.run_options("label", label_options, [transfer, *teacher_dirs], labelled, label.label)
-    distil_opts = student_options(options, labelled, dev_file, student)
+    distil_opts = student_options(options, labelled, dev_file, student, teacher_dirs[0])
     stages.run_options("distil", distil_opts, [labelled, dev_file], student,
                        lambda o: distil_into(o, out, fresh=stages.fresh))
     export_options = export.ExportOptions(model=student, quantize=True, data=dev_file,

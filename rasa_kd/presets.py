@@ -3,38 +3,31 @@
 A preset is a named set of stage options: values for `DistilOptions` (the student),
 the transfer-set size rule of `rasa-kd augment`, and the runtime `rasa-kd export`
 deploys. `balanced` is the default and equals the options' own defaults; the others
-list only what they change. Their trade-offs are measured in
-benchmarks/results/small_students.md on Sara, TREC, MTOD-es and rasa-demo (dev scores
-compared, test reported); `accurate` beats `balanced` on dev on rasa-demo only (0.984x
-vs 0.979x of the teacher) and trails it on Sara, TREC and MTOD-es (0.994x vs 1.000x,
-0.973x vs 0.975x, 1.003x vs 1.004x) at twice the size, so `balanced` is the default.
-
-  fast      ~0.7-1.6 MB int8: 64-d trained wordpiece embeddings, 96-unit BiLSTM
-  balanced  ~4.5-5.6 MB int8: 128-d multichannel wordpiece embeddings, 150-unit BiLSTM
-  accurate  ~2x balanced: 256-d multichannel wordpiece embeddings, 256-unit BiLSTM
+list only what they change (`rasa-kd distil --help` and `describe()` print them).
+Their trade-offs are measured in benchmarks/results/small_students.md.
 
 Every preset prunes the vocabulary to the transfer set's wordpieces (balanced and
-accurate also keep the teacher vocabulary's 10,000 most common pieces: on the four
-datasets 15-32 % of test sentences hold a word the transfer set lacks, and those lose
-most accuracy when spelt in pieces; fast keeps only the transfer set's, to stay under
-1 MB), scales the transfer set with the training data (size = clamp(size_factor x
-training sentences, min_size, max_size)), stops distilling when dev accuracy has not
-improved for `patience` epochs (3; fast 2), and deploys int8 ONNX when its dev
-accuracy is within `int8_max_drop` of fp32 (else fp32 ONNX, said in the export log
-and student.json).
+accurate also keep the teacher vocabulary's most common pieces, so that frequent words
+the transfer set lacks are not spelt in pieces; fast keeps only the transfer set's, to
+stay small), scales the transfer set with the training data (`transfer_size`), stops
+distilling when dev accuracy has not improved for `patience` epochs, and deploys int8
+ONNX when its dev accuracy is within `int8_max_drop` of fp32 (else fp32 ONNX, said in
+the export log and student.json).
 """
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
-PRESET_NAMES = ("fast", "balanced", "accurate")
-DEFAULT_PRESET = "balanced"
+from rasa_kd.distil_options import DEFAULT_PRESET, PRESET_NAMES, DistilOptions, resolved
+from rasa_kd.errors import UserError
+
+__all__ = ["DEFAULT_PRESET", "PRESET_NAMES", "PRESETS", "Preset", "distil_options", "transfer_size", "get_preset"]
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    summary: str
+    purpose: str
     distil: Dict[str, Any] = field(default_factory=dict)
     size_factor: int = 10
     min_size: int = 10_000
@@ -43,22 +36,35 @@ class Preset:
 
     def transfer_size(self, n_train: int) -> int:
         """New sentences to augment for `n_train` training sentences."""
-        return int(min(max(self.size_factor * n_train, self.min_size), self.max_size))
+        return transfer_size(n_train, self.size_factor, self.min_size, self.max_size)
+
+    @property
+    def summary(self) -> str:
+        """The purpose and the BiLSTM recipe, from the values (e.g. "the default: 128-d multichannel
+        wordpiece embeddings, 150-unit BiLSTM")."""
+        options = resolved(distil_options(self.name))
+        channels = {"non-static": "trained", "static": "frozen"}.get(options.embedding_mode, options.embedding_mode)
+        return (f"{self.purpose}: {options.embedding_dim}-d {channels} wordpiece embeddings, "
+                f"{options.hidden_size}-unit BiLSTM")
+
+
+def transfer_size(n_train: int, factor: float, min_size: int, max_size: int) -> int:
+    """The transfer-set size rule: factor x the training sentences, at least min_size, at most
+    max_size (the cap wins). `Preset`'s field defaults are the default rule."""
+    return int(min(max(factor * n_train, min_size), max_size))
 
 
 PRESETS: Dict[str, Preset] = {
-    "fast": Preset("fast", "smallest and fastest: 64-d trained wordpiece embeddings, 96-unit BiLSTM",
+    "fast": Preset("fast", "smallest and fastest",
                    distil={"embedding_dim": 64, "embedding_mode": "non-static", "hidden_size": 96, "fc_size": 200,
                            "prune_keep_common": 0, "patience": 2}),
-    "balanced": Preset("balanced", "the default: 128-d multichannel wordpiece embeddings, 150-unit BiLSTM"),
-    "accurate": Preset("accurate", "more accurate, 3x the training time: 256-d multichannel embeddings, "
-                                   "256-unit BiLSTM", distil={"embedding_dim": 256, "hidden_size": 256}),
+    "balanced": Preset("balanced", "the default"),
+    "accurate": Preset("accurate", "more accurate, 3x the training time",
+                       distil={"embedding_dim": 256, "hidden_size": 256}),
 }
 
 
 def get_preset(name: str) -> Preset:
-    from rasa_kd.errors import UserError
-
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r} (choose from {', '.join(PRESET_NAMES)})")
     return PRESETS[name]
@@ -68,8 +74,6 @@ def distil_options(name: str = DEFAULT_PRESET, **values):
     """`DistilOptions` of the preset, with `values` (e.g. transfer=, dev=, out=) laid over it.
     The presets' student values are BiLSTM recipes: with student="bert" only the options'
     own (small-BERT) defaults apply."""
-    from rasa_kd.distil import DistilOptions
-
     preset = get_preset(name)
     recipe = preset.distil if values.get("student", DistilOptions.student) == "bilstm" else {}
     return dataclasses.replace(DistilOptions(), preset=name, **{**recipe, **values})

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from rasa_kd.errors import UserError
+from rasa_kd.pipeline import FALLBACK_THRESHOLD, config_snippet
 
 # Rasa's default NLU pipeline, as `rasa init` writes it (CountVectors word + char, DIET).
-DIET_CONFIG = """recipe: default.v1
+DIET_CONFIG = f"""recipe: default.v1
 language: en
 assistant_id: diet-baseline
 pipeline:
@@ -33,7 +34,7 @@ pipeline:
     epochs: 100
     constrain_similarities: true
   - name: FallbackClassifier
-    threshold: 0.3
+    threshold: {FALLBACK_THRESHOLD}
     ambiguity_threshold: 0.1
 policies: []
 """
@@ -42,8 +43,6 @@ policies: []
 def student_config(student: Path, entities: bool = False) -> str:
     """A whole Rasa config: the student pipeline (with the recommended entity extractor when
     `entities`), with the same FallbackClassifier as DIET_CONFIG."""
-    from rasa_kd.pipeline import config_snippet
-
     return (f"recipe: default.v1\nlanguage: en\nassistant_id: rasa-kd-student\n"
             f"{config_snippet(student, entities)}\n"
             f"    ambiguity_threshold: 0.1\npolicies: []\n")

@@ -5,28 +5,18 @@ evaluates on the dev set after every epoch and keeps the weights of the best epo
 (dev micro-F1; epochs within one dev sentence of each other are compared by dev loss);
 it stops early after `--patience` epochs without improvement.
 
-Pooling: `cls` is the model's own head (BERT: pooler on [CLS] -> dropout -> linear);
-`mean` averages the last hidden states over the non-padding tokens and applies the
-same dropout -> linear classifier. Sentence-transformers checkpoints (such as the
-default all-MiniLM-L6-v2) were trained with mean pooling.
+Pooling (--pooling): `cls`, the model's own head, or `mean` of the token states; see
+`rasa_kd.teacher_folder`.
 
 Several processes (`torchrun` / `accelerate launch -m rasa_kd.cli teacher ...`, see
 rasa_kd.distributed): the Trainer trains data-parallel, --batch-size per process; the
 main process writes the folder.
 
-Output folder (written all-or-nothing):
-  config.json, model.safetensors   a Hugging Face sequence-classification model
-  tokenizer files                  the checkpoint's tokenizer
-  labels.json                      label names, in the order of the model's logits
-  rasa_kd_teacher.json             {"format": "rasa-kd-teacher", "version": 1,
-                                    "pooling": "cls"|"mean", "max_length": N}
-  metrics.json                     dev scores, epochs, training time, parameter count,
-                                   dev labelling speed, the settings used
-
-A folder with `pooling: mean` still loads with AutoModelForSequenceClassification,
-but only `load_teacher(path)` applies the right pooling: use it to run a teacher.
+Output: a teacher folder (written all-or-nothing; format in `rasa_kd.teacher_folder`,
+which is also how every later stage loads it: `TeacherFolder(path)`). Its metrics.json
+holds the dev scores, epochs, training time, parameter count, dev labelling speed and
+the settings used.
 """
-import functools
 import json
 import os
 import sys
@@ -38,14 +28,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.options import add_options, from_namespace, option
+from rasa_kd.resources import DEFAULT_TEACHER
+from rasa_kd.teacher_folder import METRICS_FILE, POOLINGS, predict_logits, with_pooling, write_teacher_files
 from rasa_kd.split import stratified_split  # noqa: F401 - also part of this module's API
 
 HELP = "fine-tune a BERT-family teacher on Rasa NLU data; writes a HF model folder + labels.json"
 
-TEACHER_FILE = "rasa_kd_teacher.json"
-LABELS_FILE = "labels.json"
-METRICS_FILE = "metrics.json"
-POOLINGS = ("cls", "mean")
 UNKNOWN_WORDS_LIMIT = 0.20  # share of training words the teacher cannot write before it refuses
 # 2e-4 is the best rate measured on Sara for MiniLM-L6 and MPNet-base (5e-5 and 1e-4 are worse), but
 # MPNet-base diverges at it on CoLA to one class for every sentence; a tenth of it reaches MCC 0.57 there.
@@ -85,7 +73,7 @@ class TeacherOptions(TeacherSettings):
     train: Path = option(help="Rasa NLU YAML training file")
     dev: Optional[Path] = option(None, "Rasa NLU YAML dev file for early stopping (default: a stratified "
                                        "--dev-fraction of --train, held out from training)")
-    model: str = option("minilm", "checkpoint: minilm (offline all-MiniLM-L6-v2), mpnet (all-mpnet-base-v2, "
+    model: str = option(DEFAULT_TEACHER, "checkpoint: minilm (offline all-MiniLM-L6-v2), mpnet (all-mpnet-base-v2, "
                                        "after `make mpnet`), a local folder or a hub id")
     out: Path = option(help="output teacher folder")
     threads: Optional[int] = option(None, "torch threads (default: all available cores)")
@@ -104,65 +92,7 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-# ---------------------------------------------------------------- models and pooling
-
-
-@functools.lru_cache(maxsize=None)
-def _mean_pooled_class():
-    import torch
-    from transformers.modeling_outputs import SequenceClassifierOutput
-
-    class MeanPooledClassifier(torch.nn.Module):
-        """A sequence-classification model whose linear classifier reads the masked mean of the
-        last hidden states instead of the [CLS] pooler. Its weights are those of `model`, so
-        `model.save_pretrained` saves a normal HF folder."""
-
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-            self.config = model.config
-            self.linear_head = linear_head(model)
-
-        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None):
-            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
-                inputs["token_type_ids"] = token_type_ids
-            base = getattr(self.model, self.model.base_model_prefix)
-            hidden = base(**inputs).last_hidden_state
-            if attention_mask is None:
-                attention_mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            logits = self.model.classifier(self.model.dropout(pooled)) if self.linear_head \
-                else self.model.classifier(pooled.unsqueeze(1))  # RoBERTa/MPNet heads read position 0
-            loss = None
-            if labels is not None:
-                loss = torch.nn.functional.cross_entropy(logits, labels)
-            return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    return MeanPooledClassifier
-
-
-def linear_head(model) -> bool:
-    """BERT-style: dropout then a linear classifier over the pooled vector."""
-    import torch
-
-    return isinstance(getattr(model, "classifier", None), torch.nn.Linear) and hasattr(model, "dropout")
-
-
-def first_position_head(model) -> bool:
-    """RoBERTa/MPNet-style: a classifier module (dense, dropout, out_proj) that reads position 0."""
-    return hasattr(getattr(model, "classifier", None), "out_proj")
-
-
-def with_pooling(model, pooling: str, name: str = "model"):
-    """`model` itself for cls pooling; a mean-pooling wrapper sharing its weights for mean."""
-    if pooling == "cls":
-        return model
-    if not (linear_head(model) or first_position_head(model)):
-        raise UserError(f"{name}: --pooling mean needs a BERT-, RoBERTa- or MPNet-style classification head "
-                        f"({type(model).__name__} has another); use --pooling cls")
-    return _mean_pooled_class()(model)
+# ---------------------------------------------------------------- the backbone
 
 
 def load_pretrained(name: Optional[str], labels: Sequence[str], seed: int):
@@ -189,108 +119,6 @@ def load_pretrained(name: Optional[str], labels: Sequence[str], seed: int):
     finally:
         transformers.logging.set_verbosity(verbosity)
     return tokenizer, model
-
-
-def read_settings(path) -> Dict:
-    """The teacher's rasa_kd_teacher.json (pooling, max_length); cls/64 when absent."""
-    file = Path(path) / TEACHER_FILE
-    settings = {"pooling": "cls", "max_length": 64}
-    if file.is_file():
-        try:
-            settings.update(json.loads(file.read_text(encoding="utf-8")))
-        except ValueError as error:
-            raise UserError(f"{file}: not valid JSON") from error
-    if settings["pooling"] not in POOLINGS:
-        raise UserError(f"{file}: unknown pooling {settings['pooling']!r} (expected cls or mean)")
-    return settings
-
-
-def read_labels(path) -> List[str]:
-    file = Path(path) / LABELS_FILE
-    try:
-        labels = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise UserError(f"{file}: cannot read the teacher's label names ({type(error).__name__})") from error
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise UserError(f"{file}: expected a JSON list of label names")
-    return labels
-
-
-def load_teacher(path):
-    """(model in eval mode, tokenizer, labels) of a teacher folder, with its pooling applied.
-
-    The model's forward takes input_ids / attention_mask (/ token_type_ids) and returns
-    an output with `.logits`, one column per entry of labels.json.
-    """
-    import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    path = Path(path)
-    if not (path / "config.json").is_file() or not (path / LABELS_FILE).is_file():
-        raise UserError(f"{path}: not a teacher folder (needs config.json and labels.json; "
-                        f"make one with `rasa-kd teacher`)")
-    labels = read_labels(path)
-    settings = read_settings(path)
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForSequenceClassification.from_pretrained(str(path))
-    except (OSError, ValueError, KeyError) as error:
-        raise UserError(f"{path}: cannot load the teacher ({type(error).__name__}: "
-                        f"{' '.join(str(error).split())[:150]})") from error
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-    if model.config.num_labels != len(labels):
-        raise UserError(f"{path}/{LABELS_FILE} names {len(labels)} labels but the model has "
-                        f"{model.config.num_labels} outputs")
-    model = with_pooling(model, settings["pooling"], str(path)).eval()
-    return model, tokenizer, labels
-
-
-# ---------------------------------------------------------------- batched inference
-
-
-def encode(tokenizer, texts: Sequence[str], max_length: int) -> List[List[int]]:
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-
-
-def length_order(lengths: Sequence[int]) -> List[int]:
-    """Row indices, longest first; ties keep the input order (deterministic)."""
-    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-
-
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> List[List[int]]:
-    """Row indices in batches of similar length, so padding stays small."""
-    order = length_order(lengths)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]]):
-    """float32 logits (numpy) for a batch of token-id lists, padded to the longest."""
-    import torch
-
-    longest = max(len(row) for row in ids)
-    input_ids = torch.full((len(ids), longest), tokenizer.pad_token_id or 0, dtype=torch.long)
-    mask = torch.zeros((len(ids), longest), dtype=torch.long)
-    for row, seq in enumerate(ids):
-        input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, :len(seq)] = 1
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-    return logits.float().cpu().numpy()
-
-
-def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64, batch_size: int = 64):
-    """Logits (N x labels, float32) for `texts`, in input order, with length-sorted batches."""
-    import numpy as np
-
-    ids = encode(tokenizer, texts, max_length)
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    for batch in length_sorted_batches([len(x) for x in ids], batch_size):
-        out[batch] = batch_logits(model, tokenizer, [ids[i] for i in batch])
-    return out
 
 
 # ---------------------------------------------------------------- data
@@ -429,18 +257,11 @@ def check_language(tokenizer, examples, train_path: Path, model_name: Optional[s
     """Stop when the teacher's tokenizer cannot write too many of the training words."""
     share = unknown_word_share(tokenizer, [e.text for e in examples])
     if share > UNKNOWN_WORDS_LIMIT:
-        raise UserError(f"{train_path}: the teacher's tokenizer ({model_name or 'minilm'}) maps {share:.0%} of the "
+        raise UserError(f"{train_path}: the teacher's tokenizer ({model_name or DEFAULT_TEACHER}) maps {share:.0%} of the "
                         f"training words to its unknown token (limit {UNKNOWN_WORDS_LIMIT:.0%}); the data's language "
                         f"is probably not one it knows: use a multilingual teacher (--model, e.g. "
                         f"bert-base-multilingual-cased) or --allow-unknown-tokens to train anyway")
     return share
-
-
-def write_teacher_files(folder: Path, labels: Sequence[str], pooling: str, max_length: int) -> None:
-    """labels.json and rasa_kd_teacher.json: what makes a model folder a teacher folder."""
-    (folder / LABELS_FILE).write_text(json.dumps(list(labels), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / TEACHER_FILE).write_text(json.dumps({"format": "rasa-kd-teacher", "version": 1, "pooling": pooling,
-                                                   "max_length": max_length}, indent=1) + "\n")
 
 
 def collapsed_class(gold: Sequence[str], predicted: Sequence[str]) -> Optional[str]:
@@ -526,7 +347,7 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
     kept, used, retried_from = fit_with_retry(hf_model, model_name, tokenizer, labels, train_set, dev_set, dev,
                                               settings, progress)
     metrics = {
-        "model": model_name or "minilm",
+        "model": model_name or DEFAULT_TEACHER,
         "labels": len(labels),
         "train_examples": len(train),
         "unknown_word_share": round(unknown_share, 4),

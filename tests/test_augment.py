@@ -131,8 +131,9 @@ def test_option_defaults_are_the_command_line_defaults():
 
 
 @pytest.mark.parametrize("n_train, changes, expected", [
-    (40, {}, 2000),
-    (3000, {}, 100_000),
+    (40, {}, 10_000),  # the default preset's rule: 10x the training sentences, 10k-40k
+    (3000, {}, 30_000),
+    (5000, {}, 40_000),
     (40, {"size_factor": 2, "min_size": 500}, 500),
     (40, {"size_factor": 2.5, "min_size": 50}, 100),
     (40, {"size_factor": 1, "min_size": 500, "max_size": 300}, 300),

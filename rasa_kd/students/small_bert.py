@@ -1,7 +1,7 @@
 """Small-BERT student: a down-scaled `transformers.BertModel` (Sučík 2020; Jiao et al. 2020).
 
-Defaults: 5 layers, hidden 204, 3 heads, intermediate 750, the teacher's wordpiece
-vocabulary. The teacher's input embeddings reach the student's width in one of two
+Its sizes and their defaults are `rasa_kd.students.config.SmallBertConfig`; the
+vocabulary is the teacher's wordpieces. The teacher's input embeddings reach the student's width in one of two
 ways (`projection`):
 
 * `linear`: the student keeps the teacher's embedding matrix (trained further) and a
@@ -17,15 +17,13 @@ encoder layers and pooler instead.
 `forward(input_ids, attention_mask)` returns `(logits, sentence, tokens)`: the
 sentence vector is BERT's pooled [CLS] output, tokens the last hidden states.
 """
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-PROJECTIONS = ("linear", "pca")
-DEFAULTS = {"num_hidden_layers": 5, "hidden_size": 204, "num_attention_heads": 3,
-            "intermediate_size": 750, "dropout": 0.1, "projection": "linear"}
+from rasa_kd.students.config import SmallBertConfig
 
 
 def pca_projection(matrix: np.ndarray, width: int):
@@ -39,41 +37,40 @@ def pca_projection(matrix: np.ndarray, width: int):
     return mean.astype(np.float32), components.astype(np.float32)
 
 
-def bert_config(config: Dict):
+def bert_config(config: SmallBertConfig):
     from transformers import BertConfig
 
-    vocab = 1 if config["projection"] == "linear" else config["vocab_size"]
+    vocab = 1 if config.projection == "linear" else config.vocab_size
     return BertConfig(
-        vocab_size=vocab, hidden_size=config["hidden_size"], num_hidden_layers=config["num_hidden_layers"],
-        num_attention_heads=config["num_attention_heads"], intermediate_size=config["intermediate_size"],
-        max_position_embeddings=config["max_position_embeddings"], type_vocab_size=config.get("type_vocab_size", 2),
-        hidden_dropout_prob=config["dropout"], attention_probs_dropout_prob=config["dropout"],
+        vocab_size=vocab, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
+        hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
         pad_token_id=0, attn_implementation="eager",
     )
 
 
 class SmallBertStudent(nn.Module):
-    """See the module docstring; `config` is the JSON-able dict stored in student.json."""
+    """See the module docstring; `config` is a SmallBertConfig or student.json's dict of one."""
 
     architecture = "bert"
 
-    def __init__(self, config: Dict):
+    def __init__(self, config: Union[SmallBertConfig, Dict]):
         super().__init__()
         from transformers import BertModel
 
-        if config["projection"] not in PROJECTIONS:
-            raise ValueError(f"projection must be one of {PROJECTIONS}")
-        self.student_config = dict(config)
+        config = SmallBertConfig.from_dict(config)
+        self.student_config = config
         self.bert = BertModel(bert_config(config), add_pooling_layer=True)
-        if config["projection"] == "linear":
-            self.word_embeddings = nn.Embedding(config["vocab_size"], config["teacher_embedding_dim"])
-            self.projection = nn.Linear(config["teacher_embedding_dim"], config["hidden_size"])
-        self.dropout = nn.Dropout(config["dropout"])
-        self.classifier = nn.Linear(config["hidden_size"], config["n_labels"])
+        if config.projection == "linear":
+            self.word_embeddings = nn.Embedding(config.vocab_size, config.teacher_embedding_dim)
+            self.projection = nn.Linear(config.teacher_embedding_dim, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.n_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         token_types = torch.zeros_like(input_ids)
-        if self.student_config["projection"] == "linear":
+        if self.student_config.projection == "linear":
             embeds = self.projection(self.word_embeddings(input_ids))
             output = self.bert(inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_types)
         else:
@@ -88,14 +85,14 @@ class SmallBertStudent(nn.Module):
 
     def widths_match(self, teacher_config) -> bool:
         c = self.student_config
-        return (c["hidden_size"], c["num_attention_heads"], c["intermediate_size"]) == (
+        return (c.hidden_size, c.num_attention_heads, c.intermediate_size) == (
             teacher_config.hidden_size, teacher_config.num_attention_heads, teacher_config.intermediate_size)
 
     @torch.no_grad()
     def init_embeddings(self, word: np.ndarray, position: Optional[np.ndarray]) -> None:
         """Teacher word (and position) embeddings -> this student's width (see module docstring)."""
-        mean, components = pca_projection(word, self.student_config["hidden_size"])
-        if self.student_config["projection"] == "linear":
+        mean, components = pca_projection(word, self.student_config.hidden_size)
+        if self.student_config.projection == "linear":
             self.word_embeddings.weight.copy_(torch.as_tensor(word))
             self.projection.weight.copy_(torch.as_tensor(components.T))
             self.projection.bias.copy_(torch.as_tensor(-mean @ components))
@@ -103,7 +100,7 @@ class SmallBertStudent(nn.Module):
             projected = (word - mean) @ components
             self.bert.embeddings.word_embeddings.weight.copy_(torch.as_tensor(projected))
         if position is not None:
-            rows = min(len(position), self.student_config["max_position_embeddings"])
+            rows = min(len(position), self.student_config.max_position_embeddings)
             projected = (position[:rows] - position[:rows].mean(axis=0)) @ components
             self.bert.embeddings.position_embeddings.weight[:rows].copy_(torch.as_tensor(projected))
 
@@ -135,7 +132,7 @@ class SmallBertStudent(nn.Module):
     def _copy_word_embeddings(self, word: torch.Tensor, reduced: np.ndarray) -> None:
         """The teacher's (kept) word rows; with a narrower table (`reduced`, its PCA), the
         projection starts as the inverse PCA, so the student still starts at the teacher."""
-        if self.student_config["projection"] != "linear":
+        if self.student_config.projection != "linear":
             self.bert.embeddings.word_embeddings.weight.copy_(word)
             return
         if reduced.shape[1] == word.shape[1]:

@@ -10,6 +10,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from rasa_kd.distil_options import DistilOptions
+
 
 def hidden_state_wrapper(student, teacher_model, teacher_ids=None):
     """The student plus a frozen teacher and a learned projection, for the hidden-state loss.
@@ -29,7 +31,7 @@ def hidden_state_wrapper(student, teacher_model, teacher_ids=None):
             self.teacher = teacher_model.eval()
             for parameter in self.teacher.parameters():
                 parameter.requires_grad_(False)
-            self.projection = nn.Linear(student.student_config["hidden_size"], teacher_model.config.hidden_size)
+            self.projection = nn.Linear(student.student_config.hidden_size, teacher_model.config.hidden_size)
             ids = torch.as_tensor(teacher_ids if teacher_ids is not None else [], dtype=torch.long)
             self.register_buffer("teacher_ids", ids, persistent=False)
 
@@ -89,31 +91,31 @@ def metrics_function(labels: Sequence[str]):
     return compute_metrics
 
 
-def training_arguments(args, output_dir: Path):
+def training_arguments(options: DistilOptions, output_dir: Path):
     import torch
     from transformers import TrainingArguments
 
     return TrainingArguments(
         output_dir=str(output_dir),
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.eval_batch_size,
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio,
-        lr_scheduler_type=args.lr_scheduler,
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.eval_batch_size,
+        learning_rate=options.learning_rate,
+        weight_decay=options.weight_decay,
+        warmup_ratio=options.warmup_ratio,
+        lr_scheduler_type=options.lr_scheduler,
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model=args.best_metric,
+        metric_for_best_model=options.best_metric,
         greater_is_better=True,
         logging_strategy="epoch",
         label_names=["gold"],
         remove_unused_columns=False,
         report_to=[],
-        seed=args.seed,
-        data_seed=args.seed,
+        seed=options.seed,
+        data_seed=options.seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         save_safetensors=True,

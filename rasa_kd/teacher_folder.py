@@ -1,0 +1,311 @@
+"""The teacher folder: what `rasa-kd teacher` writes, and the one way every later stage reads it.
+
+    config.json, model.safetensors   a Hugging Face sequence-classification model
+    tokenizer files                  the checkpoint's tokenizer
+    labels.json                      label names, in the order of the model's logits
+    rasa_kd_teacher.json             {"format": "rasa-kd-teacher", "version": 1,
+                                      "pooling": "cls"|"mean", "max_length": N}
+    metrics.json                     dev scores and the settings used (not needed to run it)
+
+`TeacherFolder(path)` is what `label`, `evaluate`, `distil` (the student's vocabulary,
+embeddings and hidden-state loss) and the benchmarks use: labels, settings, an
+identity by content hash, the classifier with the folder's pooling applied, its base
+model, and logits for texts. The models load on first use. A folder without
+labels.json is a plain base checkpoint: students can still take its vocabulary and
+embeddings. Fine-tuning stays in `rasa_kd.teacher`.
+
+Pooling: `cls` is the model's own head (BERT: pooler on [CLS] -> dropout -> linear);
+`mean` averages the last hidden states over the non-padding tokens and applies the
+same dropout -> linear classifier (sentence-transformers checkpoints such as the
+default all-MiniLM-L6-v2 were trained with mean pooling).
+"""
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from rasa_kd.errors import UserError
+
+TEACHER_FILE = "rasa_kd_teacher.json"
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+POOLINGS = ("cls", "mean")
+DEFAULT_SETTINGS = {"pooling": "cls", "max_length": 64}  # what a folder without rasa_kd_teacher.json means
+
+
+# ---------------------------------------------------------------- files
+
+
+def read_settings(path) -> Dict:
+    """The teacher's rasa_kd_teacher.json (pooling, max_length); cls/64 when absent."""
+    file = Path(path) / TEACHER_FILE
+    settings = dict(DEFAULT_SETTINGS)
+    if file.is_file():
+        try:
+            settings.update(json.loads(file.read_text(encoding="utf-8")))
+        except ValueError as error:
+            raise UserError(f"{file}: not valid JSON") from error
+    if settings["pooling"] not in POOLINGS:
+        raise UserError(f"{file}: unknown pooling {settings['pooling']!r} (expected cls or mean)")
+    return settings
+
+
+def read_labels(path) -> List[str]:
+    file = Path(path) / LABELS_FILE
+    try:
+        labels = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{file}: cannot read the teacher's label names ({type(error).__name__})") from error
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise UserError(f"{file}: expected a JSON list of label names")
+    return labels
+
+
+def write_teacher_files(folder: Path, labels: Sequence[str], pooling: str, max_length: int) -> None:
+    """labels.json and rasa_kd_teacher.json: what makes a model folder a teacher folder."""
+    (folder / LABELS_FILE).write_text(json.dumps(list(labels), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / TEACHER_FILE).write_text(json.dumps({"format": "rasa-kd-teacher", "version": 1, "pooling": pooling,
+                                                   "max_length": max_length}, indent=1) + "\n")
+
+
+def content_hash(folder: Path) -> str:
+    """SHA-256 over the names and bytes of the folder's files: the same teacher copied or
+    re-mounted elsewhere (new paths, new times) keeps its identity."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(folder)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- pooling
+
+
+@functools.lru_cache(maxsize=None)
+def _mean_pooled_class():
+    import torch
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class MeanPooledClassifier(torch.nn.Module):
+        """A sequence-classification model whose linear classifier reads the masked mean of the
+        last hidden states instead of the [CLS] pooler. Its weights are those of `model`, so
+        `model.save_pretrained` saves a normal HF folder."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+            self.config = model.config
+            self.linear_head = linear_head(model)
+
+        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None):
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                inputs["token_type_ids"] = token_type_ids
+            base = getattr(self.model, self.model.base_model_prefix)
+            hidden = base(**inputs).last_hidden_state
+            if attention_mask is None:
+                attention_mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            logits = self.model.classifier(self.model.dropout(pooled)) if self.linear_head \
+                else self.model.classifier(pooled.unsqueeze(1))  # RoBERTa/MPNet heads read position 0
+            loss = None
+            if labels is not None:
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    return MeanPooledClassifier
+
+
+def linear_head(model) -> bool:
+    """BERT-style: dropout then a linear classifier over the pooled vector."""
+    import torch
+
+    return isinstance(getattr(model, "classifier", None), torch.nn.Linear) and hasattr(model, "dropout")
+
+
+def first_position_head(model) -> bool:
+    """RoBERTa/MPNet-style: a classifier module (dense, dropout, out_proj) that reads position 0."""
+    return hasattr(getattr(model, "classifier", None), "out_proj")
+
+
+def with_pooling(model, pooling: str, name: str = "model"):
+    """`model` itself for cls pooling; a mean-pooling wrapper sharing its weights for mean."""
+    if pooling == "cls":
+        return model
+    if not (linear_head(model) or first_position_head(model)):
+        raise UserError(f"{name}: --pooling mean needs a BERT-, RoBERTa- or MPNet-style classification head "
+                        f"({type(model).__name__} has another); use --pooling cls")
+    return _mean_pooled_class()(model)
+
+
+# ---------------------------------------------------------------- batched inference
+
+
+def encode(tokenizer, texts: Sequence[str], max_length: int) -> List[List[int]]:
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def length_order(lengths: Sequence[int]) -> List[int]:
+    """Row indices, longest first; ties keep the input order (deterministic)."""
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> List[List[int]]:
+    """Row indices in batches of similar length, so padding stays small."""
+    order = length_order(lengths)
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]]):
+    """float32 logits (numpy) for a batch of token-id lists, padded to the longest."""
+    import torch
+
+    longest = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), longest), tokenizer.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros((len(ids), longest), dtype=torch.long)
+    for row, seq in enumerate(ids):
+        input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, :len(seq)] = 1
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+    return logits.float().cpu().numpy()
+
+
+def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64, batch_size: int = 64):
+    """Logits (N x labels, float32) for `texts`, in input order, with length-sorted batches."""
+    import numpy as np
+
+    ids = encode(tokenizer, texts, max_length)
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+        out[batch] = batch_logits(model, tokenizer, [ids[i] for i in batch])
+    return out
+
+
+# ---------------------------------------------------------------- the folder
+
+
+class TeacherFolder:
+    """A teacher folder (see the module docstring); models load on first use.
+
+    max_length: tokens per sentence when running it (default: the folder's own);
+    device: where the models go (default: the CPU)."""
+
+    def __init__(self, path, max_length: Optional[int] = None, device=None):
+        self.path = Path(path).expanduser().resolve()
+        if not (self.path / "config.json").is_file():
+            raise UserError(f"{path}: not a teacher folder (no config.json; make one with `rasa-kd teacher`)")
+        self.settings = read_settings(self.path)
+        self.max_length = int(max_length or self.settings["max_length"])
+        self.device = device
+        self._tokenizer = self._hf_model = self._classifier = self._base_model = self._hash = None
+
+    def __repr__(self) -> str:
+        return f"TeacherFolder({str(self.path)!r})"
+
+    @functools.cached_property
+    def labels(self) -> Optional[List[str]]:
+        """labels.json's names (the logits' order); None for a plain base checkpoint."""
+        return read_labels(self.path) if (self.path / LABELS_FILE).is_file() else None
+
+    @property
+    def pooling(self) -> str:
+        return self.settings["pooling"]
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.labels is not None
+
+    def content_hash(self) -> str:
+        if self._hash is None:
+            self._hash = content_hash(self.path)
+        return self._hash
+
+    def identity(self) -> Dict:
+        """Who this teacher is, by content: student.json's `teacher` entry and label's resume plan."""
+        config = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
+        return {"path": str(self.path), "name": self.path.name, "model_type": config.get("model_type"),
+                "fingerprint": self.content_hash()[:16], "max_length": self.max_length}
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), use_fast=True)
+            except (OSError, ValueError) as error:
+                raise UserError(f"{self.path}: cannot load the teacher's tokenizer ({type(error).__name__})") from error
+        return self._tokenizer
+
+    @property
+    def classifier(self):
+        """The sequence-classification model in eval mode with the folder's pooling: forward takes
+        input_ids / attention_mask and returns `.logits`, one column per label."""
+        if self._classifier is None:
+            if not self.is_classifier:
+                raise UserError(f"{self.path}: not a fine-tuned teacher (no {LABELS_FILE}; make one with "
+                                f"`rasa-kd teacher`)")
+            self._hf_model = self._load("AutoModelForSequenceClassification")
+            if self._hf_model.config.num_labels != len(self.labels):
+                raise UserError(f"{self.path}/{LABELS_FILE} names {len(self.labels)} labels but the model has "
+                                f"{self._hf_model.config.num_labels} outputs")
+            self._classifier = with_pooling(self._hf_model, self.pooling, str(self.path)).eval()
+        return self._classifier
+
+    @property
+    def base_model(self):
+        """The base transformer (e.g. BertModel) without the classification head; for a teacher the
+        classifier's own, sharing its weights."""
+        if self._base_model is None:
+            if self.is_classifier:
+                self.classifier  # noqa: B018 - loads the model whose base this is
+                self._base_model = getattr(self._hf_model, self._hf_model.base_model_prefix)
+            else:
+                self._base_model = self._load("AutoModel").eval()
+        return self._base_model
+
+    def _load(self, auto_class: str):
+        import transformers
+
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()
+        try:
+            model = getattr(transformers, auto_class).from_pretrained(str(self.path))
+        except (OSError, ValueError, KeyError) as error:
+            raise UserError(f"{self.path}: cannot load the teacher ({type(error).__name__}: "
+                            f"{' '.join(str(error).split())[:150]})") from error
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+        return model.to(self.device) if self.device is not None else model
+
+    def encode(self, texts: Sequence[str]) -> List[List[int]]:
+        return encode(self.tokenizer, texts, self.max_length)
+
+    def batch_logits(self, ids: Sequence[Sequence[int]]):
+        return batch_logits(self.classifier, self.tokenizer, ids)
+
+    def predict_logits(self, texts: Sequence[str], batch_size: int = 64):
+        """Logits [n, len(labels)] (float32 numpy), in input order."""
+        return predict_logits(self.classifier, self.tokenizer, texts, self.max_length, batch_size)
+
+    def word_embeddings(self):
+        return self.base_model.get_input_embeddings().weight.detach().float().cpu().numpy().copy()
+
+    def position_embeddings(self):
+        table = getattr(getattr(self.base_model, "embeddings", None), "position_embeddings", None)
+        return None if table is None else table.weight.detach().float().cpu().numpy().copy()
+
+
+def same_labels(teachers: Sequence[TeacherFolder]) -> List[str]:
+    """The label list every teacher of an ensemble shares; one UserError line when they differ."""
+    for other in teachers[1:]:
+        if other.labels != teachers[0].labels:
+            raise UserError(f"{other.path}: labels.json differs from {teachers[0].path}'s (an ensemble needs "
+                            f"identical label lists in the same order)")
+    return teachers[0].labels
