@@ -46,20 +46,18 @@ def configured_package(config: Dict[str, Any], component: str) -> Path:
 def configured_runtime(config: Dict[str, Any]) -> str:
     """`runtime`, where the deprecated `onnx: true` still means `onnx` when runtime is `auto`."""
     runtime = config.get("runtime") or "auto"
-    return "onnx" if runtime == "auto" and config.get("onnx") else runtime
+    if runtime == "auto" and config.get("onnx"):
+        return package.deprecated_runtime_alias("the component key `onnx: true`", "onnx")
+    return runtime
 
 
 def deployed_runtime(path: Path, config: Dict[str, Any], component: str) -> str:
     """The runtime the config resolves to on the package at `path`, whose weights file must exist."""
     try:
         runtime = package.resolve_runtime(path, package.read_manifest(path), configured_runtime(config))
+        package.runtime_weights(path, runtime)
     except UserError as error:
         raise InvalidConfigException(f"{component}: {error}") from error
-    weights = path / package.RUNTIME_FILES[runtime]
-    if not weights.is_file():
-        fix = ("use the complete package folder that `rasa-kd distil` wrote" if runtime == "pytorch"
-               else f"run `rasa-kd export --model {path} --quantize`")
-        raise InvalidConfigException(f"{component}: runtime {runtime} needs {weights}, which does not exist; {fix}")
     return runtime
 
 

@@ -70,10 +70,13 @@ def transfer_counts(path: Path) -> Dict[str, object]:
     """Transfer sentences per intent (see the module docstring for how each row is assigned)."""
     from rasa_kd import transfer
 
-    dataset = transfer.load_transfer(path, require=(transfer.PARENT, transfer.INTENT))
-    labels_file = Path(path) / transfer.LABELS_FILE
-    if transfer.LOGITS in dataset.column_names and labels_file.is_file():
-        labels = json.loads(labels_file.read_text(encoding="utf-8"))
+    required = (transfer.PARENT, transfer.INTENT)
+    labelled = transfer.LOGITS in transfer.open_transfer(path, require=required).dataset.column_names and (
+        Path(path) / transfer.LABELS_FILE).is_file()
+    opened = transfer.open_transfer(path, labelled=labelled, require=required)
+    dataset = opened.dataset
+    if labelled:
+        labels = opened.labels
         tops = np.asarray(dataset[transfer.LOGITS], dtype=np.float32).argmax(axis=1)
         return {"counted_by": "teacher's top label", "counts": dict(Counter(labels[i] for i in tops))}
     intents, parents = dataset[transfer.INTENT], dataset[transfer.PARENT]

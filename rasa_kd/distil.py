@@ -41,6 +41,7 @@ from rasa_kd.errors import UserError
 from rasa_kd.options import UNSET, add_options, as_record, check_required, from_namespace
 from rasa_kd.presets import distil_options
 from rasa_kd.teacher_folder import TeacherFolder
+from rasa_kd.transfer import open_transfer
 
 HELP = "train a student (BiLSTM or small BERT) on a labelled transfer set; writes a student package"
 RESULT_KEYS = ("transfer", "transfer_sentences", "transfer_sources", "dev", "test", "best_epoch", "dev_history",
@@ -229,7 +230,7 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     check(args)
     args = resolved(args)
     check_output_dir(args.out, args.force)
-    transfer = data.open_transfer(args.transfer)
+    transfer = open_transfer(args.transfer, labelled=True)
     if args.transfer_limit and args.transfer_limit < len(transfer.dataset):
         transfer.dataset = transfer.dataset.select(range(args.transfer_limit))
     original_texts = transfer.original_texts()  # hashed even when left out: the teacher trained on them

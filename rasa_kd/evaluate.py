@@ -69,10 +69,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, help="metrics JSON (default MODEL/metrics-<data stem>.json)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
                         help="student: auto (what the package deploys, default), int8, onnx or pytorch")
-    parser.add_argument("--onnx", dest="runtime", action="store_const", const="onnx",
-                        help="student: run model.onnx (same as --runtime onnx)")
-    parser.add_argument("--int8", dest="runtime", action="store_const", const="int8",
-                        help="student: run model.int8.onnx (same as --runtime int8)")
+    parser.add_argument("--onnx", dest="deprecated_runtime", action="store_const", const="onnx",
+                        help="deprecated: --runtime onnx")
+    parser.add_argument("--int8", dest="deprecated_runtime", action="store_const", const="int8",
+                        help="deprecated: --runtime int8")
     parser.add_argument("--latency-examples", type=int, default=200,
                         help="single-sentence calls timed for the median latency (default 200)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size for throughput (default 64)")
@@ -175,10 +175,6 @@ class StudentModel(ModelFiles):
         self.path, self.package = path, package
         self.manifest = package.read_manifest(path)
         self.runtime = package.resolve_runtime(path, self.manifest, runtime)
-        weights = path / package.RUNTIME_FILES[self.runtime]
-        if self.runtime != "pytorch" and not weights.is_file():  # load() would fall back to PyTorch
-            raise UserError(f"{weights}: not found (run `rasa-kd export --model {path} "
-                            f"{'--quantize' if self.runtime == 'int8' else '--onnx'}`)")
         if threads and self.runtime == "pytorch":
             import torch
 
@@ -248,7 +244,7 @@ def open_model(path: Path, runtime: str = "auto", threads: int = 0):
         return StudentModel(path, runtime, threads)
     if (path / "config.json").is_file() and (path / "labels.json").is_file():
         if runtime not in ("auto", "pytorch"):
-            raise UserError(f"{path}: --runtime {runtime} (--onnx/--int8) applies to student packages, "
+            raise UserError(f"{path}: --runtime {runtime} applies to student packages, "
                             f"not teacher folders")
         return TeacherModel(path, threads)
     if not path.exists():
@@ -380,14 +376,19 @@ def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: boo
              allow_unknown_labels: bool = False, runtime: str = "auto", memory: bool = True,
              precision: float = DEFAULT_PRECISION, unknown: Optional[Path] = None) -> Dict:
     """Score, size and time a model; writes and returns the metrics dict. `onnx` and
-    `int8` are the aliases of `runtime` "onnx" and "int8"."""
+    `int8` are deprecated spellings of `runtime` "onnx" and "int8"."""
     from rasa_kd.metrics import classification_scores
     from rasa_kd.nlu_io import read_examples
+    from rasa_kd.students.package import deprecated_runtime_alias
+
+    if int8 or onnx:
+        runtime = deprecated_runtime_alias("evaluate(int8=True)" if int8 else "evaluate(onnx=True)",
+                                           "int8" if int8 else "onnx")
 
     examples = read_examples(data)
     if not examples:
         raise UserError(f"{data}: no examples")
-    model = open_model(model_path, "int8" if int8 else "onnx" if onnx else runtime, threads)
+    model = open_model(model_path, runtime, threads)
     unknown_labels = sorted({e.intent for e in examples} - set(model.labels))
     if unknown_labels and not allow_unknown_labels:
         raise UserError(f"{data}: intents the model does not know: {', '.join(unknown_labels[:10])} "
@@ -506,12 +507,22 @@ def threshold_line(fallback: Dict) -> str:
             f"{fallback['precision']:.3f} (target {fallback['target_precision']:.2f}; choose it on dev)")
 
 
+def runtime_of(args) -> str:
+    """--runtime, or the runtime a deprecated --onnx / --int8 stands for (said once)."""
+    from rasa_kd.students.package import deprecated_runtime_alias
+
+    if args.deprecated_runtime:
+        return deprecated_runtime_alias(f"--{args.deprecated_runtime}", args.deprecated_runtime)
+    return args.runtime
+
+
 def run(args) -> int:
+    runtime = runtime_of(args)
     if args.latency_examples < 1 or args.batch_size < 1:
         raise UserError("--latency-examples and --batch-size must be positive")
     if not 0 < args.precision <= 1:
         raise UserError(f"--precision must be in (0, 1], got {args.precision}")
     evaluate(args.model, args.data, args.out, latency_examples=args.latency_examples, batch_size=args.batch_size,
              threads=args.threads, speed=not args.no_speed, allow_unknown_labels=args.allow_unknown_labels,
-             runtime=args.runtime, memory=not args.no_memory, precision=args.precision, unknown=args.unknown)
+             runtime=runtime, memory=not args.no_memory, precision=args.precision, unknown=args.unknown)
     return 0

@@ -149,7 +149,7 @@ def export(model: Path, onnx: bool = True, quantized: bool = False, data: Option
             summary["fused_ops"] = fuse_transformer(reference, onnx_file)
         except Exception as error:  # the optimizer's pattern matching is best effort: keep the plain graph
             print(f"{onnx_file}: fusion skipped, plain graph kept ({str(error).splitlines()[0][:100]})")
-    exported = load(model, onnx=True)
+    exported = load(model, runtime="onnx")
     summary["onnx"] = {"file": package.ONNX, "bytes": onnx_file.stat().st_size,
                        "max_abs_diff": max_differences(reference, exported, texts)}
     diff = summary["onnx"]["max_abs_diff"]["logits"]
@@ -183,7 +183,7 @@ def quantize_and_check(model: Path, reference, texts, examples) -> Dict:
 
     int8_file = model / package.ONNX_INT8
     quantize(model / package.ONNX, int8_file)
-    int8 = load(model, quantized=True)
+    int8 = load(model, runtime="int8")
     report = {"file": package.ONNX_INT8, "bytes": int8_file.stat().st_size,
               "max_abs_diff": max_differences(reference, int8, texts)}
     print(f"{int8_file}: {int8_file.stat().st_size / 1e6:.1f} MB; max |int8 - PyTorch|: logits "

@@ -200,7 +200,7 @@ def label(args: LabelOptions) -> Dict:
     out = Path(args.out)
     if args.batch_size < 1 or args.shard_size < 1:
         raise UserError("--batch-size and --shard-size must be at least 1")
-    dataset = transfer.load_transfer(args.transfer)
+    dataset = transfer.open_transfer(args.transfer).dataset
     check_output_dir(out, args.force)
     torch.set_num_threads(args.threads or distributed.threads_per_process())
     teachers = load_teachers(args.teacher, args.max_length, distributed.device())

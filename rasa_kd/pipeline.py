@@ -20,6 +20,7 @@ it prints the config.yml snippet that uses the student.
 import dataclasses
 import hashlib
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from rasa_kd.errors import UserError
 from rasa_kd.options import add_options, as_record, from_namespace, option
 from rasa_kd.presets import DEFAULT_PRESET, PRESET_NAMES, distil_options, get_preset
 from rasa_kd.resources import DEFAULT_TEACHER
+
+logger = logging.getLogger(__name__)
 
 HELP = "run split -> teacher -> augment -> label -> distil -> export -> evaluate on a Rasa NLU file, resumably"
 
@@ -161,6 +164,8 @@ class PipelineOptions:
     size: Optional[int] = option(None, "new transfer sentences (default: the preset's rule, 10x the training "
                                        "sentences within 10k-40k for balanced)")
     seed: int = option(42, "random seed for every stage")
+    allow_unknown_labels: bool = option(False, "score --test intents that --nlu lacks as errors (default: stop "
+                                               "before the first stage, naming them)")
     fresh: bool = option(False, "re-run every stage, ignoring what earlier runs recorded")
     quiet: bool = option(False, "no progress bars")
 
@@ -221,9 +226,31 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     return teacher_dirs, student
 
 
+def check_test_intents(options: PipelineOptions) -> None:
+    """Before any stage runs: test intents the training data lacks stop the run with one line
+    (they would only be found at evaluation, after every stage), or with --allow-unknown-labels
+    are scored as errors, said in one line."""
+    from rasa_kd.nlu_io import read_examples
+
+    if not options.test:
+        return
+    if not Path(options.test).exists():
+        raise UserError(f"{options.test}: test file not found")
+    known = {example.intent for example in read_examples(options.nlu)}
+    unknown = sorted({example.intent for example in read_examples(options.test)} - known)
+    if not unknown:
+        return
+    named = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+    if not options.allow_unknown_labels:
+        raise UserError(f"{options.test}: intents that {options.nlu} lacks: {named}; no model can predict them "
+                        f"(add --allow-unknown-labels to score them as errors)")
+    logger.warning(f"{options.test}: intents that {options.nlu} lacks ({named}) are scored as errors")
+
+
 def run_pipeline(options: PipelineOptions) -> Dict:
     from rasa_kd import evaluate, split
 
+    check_test_intents(options)
     out: Path = options.out
     data = out / "data"
     stages = Stages(out, options.fresh)
@@ -235,9 +262,11 @@ def run_pipeline(options: PipelineOptions) -> Dict:
     results = {}
     for name, model in (("teacher", teacher_dirs[0]), ("student", student)):
         metrics_file = out / f"metrics-{name}.json"
-        description = {"model": str(model), "data": str(test_file), "runtime": "auto"}
+        description = {"model": str(model), "data": str(test_file), "runtime": "auto",
+                       **({"allow_unknown_labels": True} if options.allow_unknown_labels else {})}
         stages.run(f"evaluate-{name}", description, [model, test_file], metrics_file,
-                   lambda m=model, f=metrics_file: evaluate.evaluate(m, test_file, f))
+                   lambda m=model, f=metrics_file: evaluate.evaluate(
+                       m, test_file, f, allow_unknown_labels=options.allow_unknown_labels))
         results[name] = json.loads(metrics_file.read_text())
     print("\nstage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.timings.items()))
     print(f"\nAdd the student to your config.yml:\n\n{config_snippet(student, has_entities(data / 'train.yml'))}\n")
@@ -250,8 +279,5 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    options = from_namespace(PipelineOptions, args)
-    if options.test and not Path(options.test).exists():
-        raise UserError(f"{options.test}: test file not found")
-    run_pipeline(options)
+    run_pipeline(from_namespace(PipelineOptions, args))
     return 0

@@ -17,6 +17,9 @@ Originals come first, in the order of the training file as Rasa loads it, so tha
 `parent` indexes rows 0..n_original-1. Every `text` is unique; no text equals (after
 whitespace and case normalisation) a sentence of the excluded dev/test files.
 
+`open_transfer(path)` is the one reader of this format (augment's output, label's input
+and output, distil's input, the analysis).
+
 Metadata files next to the Arrow files:
   transfer.json   {"format": "rasa-kd-transfer", "version": 1, "size", "counts" (by source),
                    "seed", "method", "params", "train", "exclude", ...}   (from augment)
@@ -25,7 +28,7 @@ Metadata files next to the Arrow files:
 """
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from rasa_kd.errors import UserError
 
@@ -56,27 +59,76 @@ def normalised_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def read_meta(path) -> Dict:
-    file = Path(path) / META_FILE
-    if not file.is_file():
-        return {}
+class TransferSet:
+    """An opened transfer set: `dataset` (memory-mapped Arrow), `labels` (labels.json, the logits'
+    order; None before labelling), `meta` (label.json) and `augment_meta` (transfer.json)."""
+
+    def __init__(self, path: Path, dataset, labels: Optional[List[str]], meta: Dict, augment_meta: Dict):
+        self.path, self.dataset, self.labels, self.meta, self.augment_meta = path, dataset, labels, meta, augment_meta
+
+    def texts(self, batch_size: int = 10_000) -> Iterator[str]:
+        for batch in self.dataset.select_columns([TEXT]).iter(batch_size=batch_size):
+            yield from batch[TEXT]
+
+    def original_texts(self) -> List[str]:
+        """The training sentences among the rows (source `original`)."""
+        if SOURCE not in self.dataset.column_names:
+            return []
+        columns = self.dataset.select_columns([TEXT, SOURCE]).to_dict()
+        return [text for text, source in zip(columns[TEXT], columns[SOURCE]) if source == "original"]
+
+    def source_counts(self) -> Dict[str, int]:
+        if SOURCE not in self.dataset.column_names:
+            return {}
+        import pyarrow.compute as pc
+
+        counts = pc.value_counts(self.dataset.data.column(SOURCE)).to_pylist()
+        return {item["values"]: item["counts"] for item in counts}
+
+    def teacher_paths(self) -> List[str]:
+        teachers = self.meta.get("teachers") or ([self.meta["teacher"]] if self.meta.get("teacher") else [])
+        return [str(t) for t in teachers]
+
+
+def _read_json(file: Path, what: str):
     try:
         return json.loads(file.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise UserError(f"{file}: not valid JSON") from error
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{file}: cannot read the {what} ({type(error).__name__})") from error
 
 
-def load_transfer(path, require_logits: bool = False, require: Optional[tuple] = None):
-    """Open a transfer-set folder (memory-mapped) and check its columns; one-line UserErrors.
+def read_meta(path) -> Dict:
+    """transfer.json (what `rasa-kd augment` recorded); {} when absent."""
+    file = Path(path) / META_FILE
+    return _read_json(file, "transfer-set metadata") if file.is_file() else {}
 
-    Only `text` is required by default (any Arrow dataset with a text column can be
-    labelled); `require` names further columns, `require_logits` adds `logits`.
+
+def read_labels(path) -> List[str]:
+    """labels.json: the label names in the order of the logits columns."""
+    file = Path(path) / LABELS_FILE
+    if not file.is_file():
+        raise UserError(f"{path}: not a labelled transfer set (no labels.json; run `rasa-kd label`)")
+    labels = _read_json(file, "label names")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        raise UserError(f"{file}: expected a JSON list of label names")
+    if len(set(labels)) != len(labels):
+        raise UserError(f"{file}: label names repeat")
+    return labels
+
+
+def open_transfer(path, labelled: bool = False, require: Sequence[str] = ()) -> TransferSet:
+    """Open a transfer-set folder (memory-mapped) and check it; every problem is one UserError line.
+
+    Only `text` is required (any Arrow dataset with a text column can be labelled);
+    `require` names further columns. `labelled` also requires labels.json, the
+    `intent` and `logits` columns, one logit per label and gold intents among the labels.
     """
     import datasets
 
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path}: transfer set folder not found (make one with `rasa-kd augment`)")
+    labels = read_labels(path) if labelled else None
     try:
         dataset = datasets.load_from_disk(str(path))
     except Exception as error:  # datasets raises FileNotFoundError, ValueError, ArrowInvalid ...
@@ -84,8 +136,8 @@ def load_transfer(path, require_logits: bool = False, require: Optional[tuple] =
                         f"make one with `rasa-kd augment`)") from error
     if isinstance(dataset, datasets.DatasetDict):
         raise UserError(f"{path}: expected one Arrow dataset, found splits {list(dataset)}")
-    needed = [TEXT, *(require or ()), *([LOGITS] if require_logits else [])]
-    missing = [c for c in needed if c not in dataset.column_names]
+    needed = [TEXT, *require, *([INTENT, LOGITS] if labelled else [])]
+    missing = [c for c in dict.fromkeys(needed) if c not in dataset.column_names]
     if missing:
         raise UserError(f"{path}: transfer set lacks column(s) {', '.join(missing)} "
                         f"(has {', '.join(dataset.column_names) or 'none'})")
@@ -95,4 +147,21 @@ def load_transfer(path, require_logits: bool = False, require: Optional[tuple] =
         raise UserError(f"{path}: the transfer set is empty")
     if dataset.data.column(TEXT).null_count:
         raise UserError(f"{path}: column text has {dataset.data.column(TEXT).null_count} empty (null) rows")
-    return dataset
+    if labelled:
+        check_logits(dataset, labels, path)
+    meta = _read_json(path / LABEL_META_FILE, "labelling metadata") if (path / LABEL_META_FILE).is_file() else {}
+    return TransferSet(path, dataset, labels, meta, read_meta(path))
+
+
+def check_logits(dataset, labels: Sequence[str], path: Path) -> None:
+    """One logit per label, and every gold intent among the labels."""
+    import pyarrow.compute as pc
+
+    width = len(dataset[0][LOGITS])
+    if width != len(labels):
+        raise UserError(f"{path}: labels.json names {len(labels)} labels but the logits have {width} columns; "
+                        f"the label order does not match the logits (re-run `rasa-kd label`)")
+    intents = set(pc.unique(dataset.data.column(INTENT)).to_pylist()) - {"", None}
+    unknown = sorted(intents - set(labels))
+    if unknown:
+        raise UserError(f"{path}: gold intents not among labels.json: {', '.join(unknown[:10])}")

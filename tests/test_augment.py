@@ -14,7 +14,7 @@ from rasa_kd.options import from_namespace
 
 
 def test_transfer_set_format_and_only_new_unique_sentences(toy_transfer, toy_nlu):
-    data = transfer.load_transfer(toy_transfer, require=transfer.COLUMNS)
+    data = transfer.open_transfer(toy_transfer, require=transfer.COLUMNS).dataset
     assert data.features == transfer.features()
     train = read_examples(toy_nlu["train"])
     n = len(train)

@@ -251,7 +251,7 @@ def test_missing_or_corrupt_student_stops_rasa_with_one_line(tmp_path, exported_
 def test_missing_runtime_file_stops_rasa_with_one_line(tmp_path, students, toy_nlu):
     log = failing_train(tmp_path, str(students[0]), toy_nlu["train"], runtime="int8")  # never exported
     (line,) = [line for line in log.splitlines() if "InvalidConfigException" in line]
-    assert f"StudentIntentClassifier: runtime int8 needs {students[0] / 'model.int8.onnx'}" in line
+    assert f"StudentIntentClassifier: {students[0] / 'model.int8.onnx'}: not found" in line
     assert f"run `rasa-kd export --model {students[0]} --quantize`" in line and "Traceback" not in log
 
 

@@ -22,9 +22,9 @@ def torchrun(argv: List, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def logits_of(folder: Path) -> np.ndarray:
-    from rasa_kd.transfer import load_transfer
+    from rasa_kd.transfer import open_transfer
 
-    return np.asarray(load_transfer(folder)["logits"], dtype=np.float32)
+    return np.asarray(open_transfer(folder, labelled=True).dataset["logits"], dtype=np.float32)
 
 
 def test_two_processes_label_what_one_process_labels(tiny_teacher_dir, toy_transfer, tmp_path):

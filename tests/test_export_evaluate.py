@@ -90,13 +90,24 @@ def test_offsets_are_character_spans(exported):
     assert vectors.shape[0] == 5
 
 
-def test_onnx_without_export_falls_back_to_torch(toy_world, tmp_path):
+def test_a_runtime_without_its_file_is_one_error_and_auto_takes_what_exists(toy_world, tmp_path):
     from rasa_kd.students import load
 
     package = distilled(toy_world, tmp_path / "s", "--epochs", "1", "--hidden-size", "8", "--fc-size", "8")
-    with pytest.warns(UserWarning, match="model.onnx not found"):
-        student = load(package, onnx=True)
-    assert student.backend.name == "torch"
+    with pytest.raises(UserError, match=r"model.onnx: not found \(run `rasa-kd export --model .* --onnx`\)"):
+        load(package, runtime="onnx")
+    assert load(package, runtime="auto").backend.name == "torch"
+
+
+def test_deprecated_runtime_spellings_still_work_and_say_so_once(exported, caplog):
+    from rasa_kd.students import load, package
+
+    package._DEPRECATIONS_SAID.clear()
+    with caplog.at_level("WARNING", logger="rasa_kd.students.package"):
+        first, second = load(exported, quantized=True), load(exported, quantized=True)
+    assert first.runtime == second.runtime == "int8"
+    assert [r.getMessage() for r in caplog.records] == ["load(quantized=True) is deprecated: use runtime 'int8'"]
+    assert load(exported, onnx=True).runtime == "onnx"
 
 
 KINDS = {"pytorch": "student-pytorch", "onnx": "student-onnx", "int8": "student-onnx-int8"}
@@ -161,8 +172,10 @@ def test_evaluate_measures_memory_in_a_fresh_process(exported, toy_world, tmp_pa
 
 
 def test_evaluate_runtime_flags():
+    from rasa_kd.evaluate import runtime_of
+
     parser = stage_parser("rasa_kd.evaluate")
-    runtimes = [parser.parse_args(["--model", "m", "--data", "d", *flags]).runtime
+    runtimes = [runtime_of(parser.parse_args(["--model", "m", "--data", "d", *flags]))
                 for flags in ([], ["--onnx"], ["--int8"], ["--runtime", "pytorch"])]
     assert runtimes == ["auto", "onnx", "int8", "pytorch"]
 
@@ -192,7 +205,7 @@ def test_evaluate_errors(toy_world, exported, tmp_path):
     metrics = evaluate.evaluate(exported, unknown, out=tmp_path / "m.json", speed=False, memory=False,
                                 allow_unknown_labels=True)
     assert metrics["scores"]["n"] == 5 and "latency_ms_batch1" not in metrics and "memory_mb" not in metrics
-    with pytest.raises(UserError, match="--runtime onnx .* applies to student packages"):
+    with pytest.raises(UserError, match="--runtime onnx applies to student packages"):
         evaluate.evaluate(toy_world["teacher"], toy_world["test"], onnx=True)
     without_int8 = shutil.copytree(exported, tmp_path / "package")
     (without_int8 / "model.int8.onnx").unlink()

@@ -28,7 +28,7 @@ def label_options(teachers, source, out, **changes) -> LabelOptions:
 
 
 def test_labelled_set_keeps_columns_and_matches_the_teacher(toy_transfer_labelled, toy_transfer, tiny_teacher_dir):
-    labelled = transfer.load_transfer(toy_transfer_labelled, require_logits=True, require=transfer.COLUMNS)
+    labelled = transfer.open_transfer(toy_transfer_labelled, labelled=True, require=transfer.COLUMNS).dataset
     source = datasets.load_from_disk(str(toy_transfer))
     assert labelled.select_columns(list(transfer.COLUMNS)).to_dict() == source.to_dict()
     assert labelled.features == transfer.features(with_logits=True)
@@ -131,7 +131,7 @@ def test_token_ids_and_fingerprint_read_in_chunks_equal_the_whole(toy_transfer, 
     one pass, so shard folders of earlier runs still resume."""
     import hashlib
 
-    dataset = transfer.load_transfer(toy_transfer)
+    dataset = transfer.open_transfer(toy_transfer).dataset
     folder = TeacherFolder(tiny_teacher_dir)
     texts = dataset[transfer.TEXT]
     chunked = label.TokenIds(folder, dataset, chunk=7)

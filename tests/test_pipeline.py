@@ -94,3 +94,23 @@ def test_bad_input_is_one_line(toy_nlu, tmp_path):
         assert status.returncode == 2 and "Traceback" not in status.stderr, status.stderr[-1500:]
         last = status.stderr.strip().splitlines()[-1]
         assert last.startswith("rasa-kd pipeline: error:") and message in last
+
+
+def test_test_intents_the_training_data_lacks_stop_before_the_first_stage(toy_nlu, tmp_path, caplog):
+    from rasa_kd.errors import UserError
+    from rasa_kd.nlu_io import Example, read_examples, write_examples
+    from conftest import stage_parser
+    from rasa_kd.pipeline import check_test_intents
+
+    test = tmp_path / "test.yml"
+    write_examples(test, read_examples(toy_nlu["test"]) + [Example("play some jazz", "play_music")])
+    out = tmp_path / "build"
+    options = PipelineOptions(nlu=toy_nlu["train"], test=test, out=out)
+    with pytest.raises(UserError, match=r"intents that .* lacks: play_music; .*--allow-unknown-labels"):
+        run_pipeline(options)
+    assert not out.exists()  # nothing ran
+    parsed = stage_parser("rasa_kd.pipeline").parse_args(["--nlu", "n.yml", "--out", "o", "--allow-unknown-labels"])
+    assert parsed.allow_unknown_labels
+    with caplog.at_level("WARNING", logger="rasa_kd.pipeline"):
+        check_test_intents(PipelineOptions(nlu=toy_nlu["train"], test=test, out=out, allow_unknown_labels=True))
+    assert "play_music" in caplog.text and "scored as errors" in caplog.text

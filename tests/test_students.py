@@ -409,7 +409,7 @@ def corrupt(package: Path, tmp_path: Path, change) -> Path:
     (lambda p: (p / "student.json").unlink(), "not a rasa-kd student package"),
     (lambda p: (p / "student.json").write_text("{not json"), "corrupt student manifest"),
     (lambda p: (p / "model.safetensors").write_bytes(b"\x00garbage"), "corrupt weights"),
-    (lambda p: (p / "model.safetensors").unlink(), "model weights not found"),
+    (lambda p: (p / "model.safetensors").unlink(), r"model.safetensors: not found \(use the complete package"),
     (lambda p: (p / "vocab.txt").write_text("a\nb\n"), "not a rasa-kd word vocabulary"),
     (lambda p: (p / "student.json").write_text(json.dumps({
         **json.loads((p / "student.json").read_text()), "format_version": 2})), "newer than this rasa-kd reads"),

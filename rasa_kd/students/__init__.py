@@ -11,12 +11,12 @@ The package format is documented in `rasa_kd.students.package`.
 """
 
 
-def load(path, onnx: bool = False, quantized: bool = False, threads: int = 0, runtime: str = None):
+def load(path, runtime: str = "pytorch", threads: int = 0, **deprecated):
     """Load a student package; see `rasa_kd.students.runtime.load` (runtime="auto" runs
     what the package recommends: int8 ONNX after `rasa-kd export` when it held accuracy)."""
     from rasa_kd.students.runtime import load as load_student
 
-    return load_student(path, onnx=onnx, quantized=quantized, threads=threads, runtime=runtime)
+    return load_student(path, runtime=runtime, threads=threads, **deprecated)
 
 
 __all__ = ["load"]

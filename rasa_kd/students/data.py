@@ -1,101 +1,15 @@
-"""Reading the transfer set and feeding it to the Trainer without copying it into memory.
-
-The transfer set (written by `rasa-kd label`) is a `datasets` Arrow folder with
-columns `text`, `source` (original|rules|lm), `parent`, `intent` (gold intent of
-original sentences, "" otherwise) and `logits` (float32 list, one per teacher
-label), plus `labels.json` (label names in logits order) and `label.json`
-(metadata, incl. "teachers"). It stays memory-mapped: rows are tokenised batch by
+"""Feeding a labelled transfer set (opened with `rasa_kd.transfer.open_transfer`) and NLU
+examples to the Trainer without copying them into memory: rows are tokenised batch by
 batch in a `set_transform`, and the collator pads each batch.
 """
-import json
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
+from rasa_kd.transfer import INTENT, LOGITS, TEXT, TransferSet
 
-REQUIRED_COLUMNS = ("text", "intent", "logits")
-
-
-class Transfer:
-    """An opened transfer set: `dataset` (memory-mapped), `labels`, `meta` (label.json)."""
-
-    def __init__(self, path: Path, dataset, labels: List[str], meta: Dict):
-        self.path, self.dataset, self.labels, self.meta = path, dataset, labels, meta
-
-    def texts(self, batch_size: int = 10_000) -> Iterator[str]:
-        for batch in self.dataset.select_columns(["text"]).iter(batch_size=batch_size):
-            yield from batch["text"]
-
-    def original_texts(self) -> List[str]:
-        """The training sentences among the rows (source `original`)."""
-        if "source" not in self.dataset.column_names:
-            return []
-        columns = self.dataset.select_columns(["text", "source"]).to_dict()
-        return [text for text, source in zip(columns["text"], columns["source"]) if source == "original"]
-
-    def source_counts(self) -> Dict[str, int]:
-        if "source" not in self.dataset.column_names:
-            return {}
-        import pyarrow.compute as pc
-
-        counts = pc.value_counts(self.dataset.data.column("source")).to_pylist()
-        return {item["values"]: item["counts"] for item in counts}
-
-    def teacher_paths(self) -> List[str]:
-        teachers = self.meta.get("teachers") or ([self.meta["teacher"]] if self.meta.get("teacher") else [])
-        return [str(t) for t in teachers]
-
-
-def _read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read the {what} ({type(error).__name__})") from error
-
-
-def open_transfer(path) -> Transfer:
-    """Open and check a labelled transfer set; every problem is one UserError line."""
-    import datasets
-
-    path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"{path}: transfer set folder not found (make it with `rasa-kd label`)")
-    labels_path = path / "labels.json"
-    if not labels_path.is_file():
-        raise UserError(f"{path}: not a labelled transfer set (no labels.json; run `rasa-kd label`)")
-    labels = _read_json(labels_path, "label names")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
-        raise UserError(f"{labels_path}: expected a JSON list of label names")
-    if len(set(labels)) != len(labels):
-        raise UserError(f"{labels_path}: label names repeat")
-    meta = _read_json(path / "label.json", "metadata") if (path / "label.json").is_file() else {}
-    try:
-        dataset = datasets.load_from_disk(str(path))
-    except Exception as error:  # datasets raises FileNotFoundError, ValueError, ArrowInvalid ...
-        raise UserError(f"{path}: cannot open the Arrow transfer set ({type(error).__name__})") from error
-    if isinstance(dataset, datasets.DatasetDict):
-        raise UserError(f"{path}: expected one Arrow dataset, found splits {list(dataset)}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
-    if missing:
-        raise UserError(f"{path}: transfer set lacks column(s) {', '.join(missing)} (was it labelled?)")
-    if len(dataset) == 0:
-        raise UserError(f"{path}: the transfer set is empty")
-    width = len(dataset[0]["logits"])
-    if width != len(labels):
-        raise UserError(f"{path}: labels.json names {len(labels)} labels but the logits have {width} columns; "
-                        f"the label order does not match the logits (re-run `rasa-kd label`)")
-    check_gold_intents(dataset, labels, path)
-    return Transfer(path, dataset, labels, meta)
-
-
-def check_gold_intents(dataset, labels: Sequence[str], path: Path) -> None:
-    import pyarrow.compute as pc
-
-    intents = set(pc.unique(dataset.data.column("intent")).to_pylist()) - {"", None}
-    unknown = sorted(intents - set(labels))
-    if unknown:
-        raise UserError(f"{path}: gold intents not among labels.json: {', '.join(unknown[:10])}")
+REQUIRED_COLUMNS = (TEXT, INTENT, LOGITS)
 
 
 def check_labels_known(examples, labels: Sequence[str], path: Path) -> None:
@@ -154,7 +68,7 @@ class Collator:
         return batch
 
 
-def training_dataset(transfer: Transfer, tokenizer):
+def training_dataset(transfer: TransferSet, tokenizer):
     dataset = transfer.dataset.select_columns(list(REQUIRED_COLUMNS))
     dataset.set_transform(Encoder(tokenizer, transfer.labels))
     return dataset

@@ -52,12 +52,15 @@ student.json (JSON object, UTF-8):
 raises `rasa_kd.errors.UserError` with one line naming the problem.
 """
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from rasa_kd.errors import UserError
 from rasa_kd.students.config import ARCHITECTURES
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "rasa-kd-student"
 FORMAT_VERSION = 1
@@ -120,6 +123,29 @@ def resolve_runtime(path, manifest: Dict, runtime: str = "auto") -> str:
     if recommended in RUNTIME_FILES and (path / RUNTIME_FILES[recommended]).is_file():
         return recommended
     return "onnx" if (path / ONNX).is_file() else "pytorch"
+
+
+def runtime_weights(path, runtime: str) -> Path:
+    """The weights file of a resolved runtime; one UserError line naming the fix when it is missing
+    (the library, `rasa-kd evaluate` and the Rasa components all stop on it the same way)."""
+    weights = Path(path) / RUNTIME_FILES[runtime]
+    if not weights.is_file():
+        fix = ("use the complete package folder that `rasa-kd distil` wrote" if runtime == "pytorch" else
+               f"run `rasa-kd export --model {path} {'--quantize' if runtime == 'int8' else '--onnx'}`")
+        raise UserError(f"{weights}: not found ({fix})")
+    return weights
+
+
+_DEPRECATIONS_SAID = set()
+
+
+def deprecated_runtime_alias(alias: str, runtime: str) -> str:
+    """`runtime` for a deprecated spelling of it (`onnx: true`, `--int8`, `quantized=True`),
+    logged once per spelling and process."""
+    if alias not in _DEPRECATIONS_SAID:
+        _DEPRECATIONS_SAID.add(alias)
+        logger.warning(f"{alias} is deprecated: use runtime {runtime!r}")
+    return runtime
 
 
 def runtime_files(manifest: Dict, runtime: str) -> List[str]:

@@ -1,5 +1,4 @@
 """A loaded student: tokenizer + model (PyTorch or onnxruntime) behind one small interface."""
-import warnings
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -139,30 +138,25 @@ class Student:
         return results
 
 
-def load(path, onnx: bool = False, quantized: bool = False, threads: int = 0, runtime: str = None) -> Student:
+def load(path, runtime: str = "pytorch", threads: int = 0, *, onnx: bool = False, quantized: bool = False) -> Student:
     """Load a student package (see `rasa_kd.students.package`); no teacher is needed.
 
     runtime: `auto` (the runtime student.json recommends, see
     `package.resolve_runtime`), `int8` (model.int8.onnx), `onnx` (model.onnx) or
-    `pytorch` (model.safetensors). Without it, `quantized`/`onnx` pick int8/onnx and
-    the default is PyTorch. An ONNX runtime whose file is missing falls back to
-    PyTorch with a warning (when model.safetensors is there).
+    `pytorch` (model.safetensors, the default). A runtime whose file is missing stops
+    with one UserError line naming the `rasa-kd export` that makes it. `onnx=True` and
+    `quantized=True` are deprecated spellings of runtime="onnx" / "int8".
     """
+    if quantized:
+        runtime = package.deprecated_runtime_alias("load(quantized=True)", "int8")
+    elif onnx:
+        runtime = package.deprecated_runtime_alias("load(onnx=True)", "onnx")
     path = Path(path)
     manifest = package.read_manifest(path)
-    if runtime is None:
-        runtime = "int8" if quantized else "onnx" if onnx else "pytorch"
     runtime = package.resolve_runtime(path, manifest, runtime)
+    weights = package.runtime_weights(path, runtime)
     tokenizer = load_tokenizer(path, manifest["tokenizer"])
-    backend = None
-    if runtime != "pytorch":
-        model_file = path / package.RUNTIME_FILES[runtime]
-        if model_file.is_file() or not (path / package.WEIGHTS).is_file():
-            backend = OnnxBackend(model_file, threads)
-        else:
-            warnings.warn(f"{model_file} not found (run `rasa-kd export --model {path} --onnx`); using PyTorch")
-    if backend is None:
-        backend, runtime = TorchBackend.from_package(path, manifest), "pytorch"
+    backend = TorchBackend.from_package(path, manifest) if runtime == "pytorch" else OnnxBackend(weights, threads)
     student = Student(path, manifest, tokenizer, backend)
     student.runtime = runtime
     return student
