@@ -117,4 +117,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from rasa_kd import console
+
+    console.configure()
     sys.exit(main())

@@ -239,4 +239,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from rasa_kd import console
+
+    console.configure()
     sys.exit(main())

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from rasa_kd import convert, teacher  # noqa: E402
 from rasa_kd.metrics import classification_scores  # noqa: E402
 from rasa_kd.nlu_io import read_examples  # noqa: E402
+from rasa_kd.distributed import available_cores  # noqa: E402
 from rasa_kd.teacher_folder import TeacherFolder, predict_logits  # noqa: E402
 
 SARA = ROOT.parent / "shared" / "data" / "sara"
@@ -83,7 +84,7 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    label_threads = args.label_threads or teacher.available_cores()
+    label_threads = args.label_threads or available_cores()
     torch.set_num_threads(label_threads)
     sara = args.work / "sara"
     if not (sara / "test.yml").exists():
@@ -139,4 +140,7 @@ def write(results):
 
 
 if __name__ == "__main__":
+    from rasa_kd import console
+
+    console.configure()
     sys.exit(main())

@@ -23,7 +23,7 @@ pass it adds the student's sentence vector and one row per Rasa token (as
 `StudentFeaturizer` does) to every message, training examples included, so that an
 entity extractor after it (`CRFEntityExtractor` with `text_dense_features`, DIET)
 uses the student's contextual token vectors: one distillation, inside `rasa train`,
-for intents and entities (README, Intents and entities).
+for intents and entities (docs/components.md, Intents and entities).
 
 `runtime`: `auto` (default) runs what `rasa-kd export` recorded in student.json
 (int8 when it held accuracy), else model.onnx when exported, else PyTorch; `int8`

@@ -21,6 +21,8 @@ a labelled set by the teacher's top label of each sentence (what the student was
 an unlabelled one by the intent of the training sentence each row came from.
 """
 import json
+import logging
+from dataclasses import dataclass
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -28,8 +30,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from rasa_kd.errors import UserError
+from rasa_kd.options import option
+from rasa_kd.students.package import RUNTIMES
 
-HELP = "report teacher vs student on an NLU file: per-intent F1, disagreements, confusion matrices, thin intents"
+logger = logging.getLogger(__name__)
+
 SHOWN_DISAGREEMENTS = 40
 THIN_INTENTS = 10
 
@@ -214,24 +219,25 @@ def mark(label: str, gold: str) -> str:
     return f"**{label}**" if label == gold else label
 
 
-def add_arguments(parser) -> None:
-    from rasa_kd.students.package import RUNTIMES
+@dataclass
+class AnalyseOptions:
+    """`rasa-kd analyse`'s options; see the module docstring."""
 
-    parser.description = __doc__
-    parser.add_argument("--teacher", required=True, type=Path, help="teacher folder (from `rasa-kd teacher`)")
-    parser.add_argument("--student", required=True, type=Path, help="student package (from `rasa-kd distil`)")
-    parser.add_argument("--data", required=True, type=Path, help="Rasa NLU YAML with gold intents (e.g. test.yml)")
-    parser.add_argument("--transfer", type=Path, help="transfer set folder: report the intents it covers thinly")
-    parser.add_argument("--out", type=Path, help="report folder (default: analysis-<data stem> beside --student)")
-    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                        help="the student's runtime (default auto: what the package deploys)")
-    parser.add_argument("--force", action="store_true", help="replace an existing report folder")
+    teacher: Path = option(help="teacher folder (from `rasa-kd teacher`)")
+    student: Path = option(help="student package (from `rasa-kd distil`)")
+    data: Path = option(help="Rasa NLU YAML with gold intents (e.g. test.yml)")
+    transfer: Optional[Path] = option(None, "transfer set folder: report the intents it covers thinly")
+    out: Optional[Path] = option(None, "report folder (default: analysis-<data stem> beside --student)")
+    runtime: str = option("auto", "the student's runtime (auto: what the package deploys)", choices=RUNTIMES)
+    force: bool = option(False, "replace an existing report folder")
 
 
-def run(args) -> int:
-    report = analyse(args.teacher, args.student, args.data, args.out, args.transfer, args.runtime, args.force)
-    out = args.out or Path(args.student).parent / f"analysis-{Path(args.data).stem}"
+def analyse_from_options(options: AnalyseOptions) -> Dict:
+    report = analyse(options.teacher, options.student, options.data, options.out, options.transfer, options.runtime,
+                     options.force)
+    out = options.out or Path(options.student).parent / f"analysis-{Path(options.data).stem}"
     scores = report["scores"]
-    print(f"teacher {scores['teacher']['accuracy']:.4f}, student {scores['student']['accuracy']:.4f} accuracy on "
-          f"{report['n']} sentences; {len(report['disagreements'])} disagreements; report: {out / 'report.md'}")
-    return 0
+    logger.info(f"teacher {scores['teacher']['accuracy']:.4f}, student {scores['student']['accuracy']:.4f} accuracy "
+                f"on {report['n']} sentences; {len(report['disagreements'])} disagreements; "
+                f"report: {out / 'report.md'}")
+    return report

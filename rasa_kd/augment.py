@@ -23,6 +23,7 @@ Output folder (written all-or-nothing; format in rasa_kd/transfer.py):
                   duplicates rejected, seconds, observed rule rates
 """
 import json
+import logging
 import random
 import re
 import time
@@ -33,10 +34,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.lm_augment import LmParams
-from rasa_kd.options import add_options, from_namespace, option
+from rasa_kd.options import option
 from rasa_kd.presets import Preset, transfer_size
 
-HELP = "augment training sentences (rules: mask / nearest-word / n-gram) into an Arrow transfer set"
+logger = logging.getLogger(__name__)
 
 MASK = "[MASK]"
 # A token's word core: leading and trailing punctuation stay in place when the core is replaced.
@@ -305,18 +306,8 @@ def augment(args: AugmentOptions) -> Dict:
                                               encoding="utf-8")
     made = len(rows)
     if made < size:
-        print(f"warning: made only {made} of {size} sentences: {', '.join(methods)} ran out of new sentences "
-              f"(rules: raise --p-mask/--p-pos/--p-ng; lm: raise --temperature/--top-p; or add training data)")
-    print(f"augment -> {args.out}: {made} new sentences + {len(originals)} originals, "
-          f"{meta['rejected']} duplicates rejected, {seconds:.1f} s")
+        logger.warning(f"warning: made only {made} of {size} sentences: {', '.join(methods)} ran out of new sentences "
+                       f"(rules: raise --p-mask/--p-pos/--p-ng; lm: raise --temperature/--top-p; or add training data)")
+    logger.info(f"augment -> {args.out}: {made} new sentences + {len(originals)} originals, "
+                f"{meta['rejected']} duplicates rejected, {seconds:.1f} s")
     return meta
-
-
-def add_arguments(parser) -> None:
-    parser.description = __doc__
-    add_options(parser, AugmentOptions)
-
-
-def run(args) -> int:
-    augment(from_namespace(AugmentOptions, args))
-    return 0

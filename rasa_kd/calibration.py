@@ -14,12 +14,18 @@
 does the same for an existing package (e.g. one made before calibration existed, or to
 fit on another dev file): it writes `calibration` into the package's student.json.
 """
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-HELP = "fit a student package's confidence temperature on a dev NLU file (temperature scaling)"
+from rasa_kd.options import option
+from rasa_kd.students.package import RUNTIMES
+
+logger = logging.getLogger(__name__)
+
 BINS = 15
 TEMPERATURE_RANGE = (0.05, 20.0)
 
@@ -160,19 +166,18 @@ def calibrate_package(path: Path, data: Path, runtime: str = "auto") -> Dict[str
     return record
 
 
-def add_arguments(parser) -> None:
-    from rasa_kd.students.package import RUNTIMES
+@dataclass
+class CalibrateOptions:
+    """`rasa-kd calibrate`'s options; see the module docstring."""
 
-    parser.description = __doc__
-    parser.add_argument("--model", required=True, type=Path, help="student package folder (updated in place)")
-    parser.add_argument("--data", required=True, type=Path, help="Rasa NLU YAML dev file (not the test file)")
-    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                        help="whose logits to fit on (default auto: the deployed runtime)")
+    model: Path = option(help="student package folder (updated in place)")
+    data: Path = option(help="Rasa NLU YAML dev file (not the test file)")
+    runtime: str = option("auto", "whose logits to fit on (auto: the deployed runtime)", choices=RUNTIMES)
 
 
-def run(args) -> int:
-    record = calibrate_package(args.model, args.data, args.runtime)
-    print(f"{args.model}: temperature {record['temperature']:.3f} on {record['n']} examples; NLL "
-          f"{record['nll_before']:.4f} -> {record['nll_after']:.4f}, ECE {record['ece_before']:.4f} -> "
-          f"{record['ece_after']:.4f}")
-    return 0
+def calibrate_from_options(options: CalibrateOptions) -> Dict:
+    record = calibrate_package(options.model, options.data, options.runtime)
+    logger.info(f"{options.model}: temperature {record['temperature']:.3f} on {record['n']} examples; NLL "
+                f"{record['nll_before']:.4f} -> {record['nll_after']:.4f}, ECE {record['ece_before']:.4f} -> "
+                f"{record['ece_after']:.4f}")
+    return record

@@ -1,30 +1,15 @@
 """`rasa-kd`: the command line of the distillation pipeline.
 
-Each subcommand is one pipeline stage in its own module, exposing `HELP`,
-`add_arguments(parser)` and `run(args)`. Stage modules import heavy libraries
-(torch, transformers, rasa) inside functions, so `--help` stays fast.
+The commands are declared in `rasa_kd.commands` (name, help, options dataclass, stage
+function). Only the command that runs, or whose `--help` is asked for, is imported, so
+`rasa-kd --help` stays fast whatever the stage modules import.
 """
 import argparse
-import importlib
 import os
 import sys
 from typing import List, Optional
 
-# Subcommand -> module. Later stages register here.
-COMMANDS = {
-    "convert": "rasa_kd.convert",
-    "split": "rasa_kd.split",
-    "teacher": "rasa_kd.teacher",
-    "augment": "rasa_kd.augment",
-    "label": "rasa_kd.label",
-    "distil": "rasa_kd.distil",
-    "export": "rasa_kd.export",
-    "calibrate": "rasa_kd.calibration",
-    "evaluate": "rasa_kd.evaluate",
-    "analyse": "rasa_kd.analyse",
-    "pipeline": "rasa_kd.pipeline",
-    "install": "rasa_kd.install",
-}
+from rasa_kd.commands import COMMANDS, Command, resolve
 
 EPILOG = """pipeline: convert -> teacher -> augment -> label -> distil -> export/evaluate
 files:    Rasa NLU YAML -> teacher folder -> Arrow transfer set -> student package -> Rasa model
@@ -44,7 +29,21 @@ def quiet_environment() -> None:
         os.environ.setdefault(key, value)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: List[str]) -> Optional[str]:
+    """The command name on the command line (the first word that is not a flag)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def add_command_arguments(parser: argparse.ArgumentParser, command: Command) -> None:
+    from rasa_kd.options import add_options
+
+    parser.description = command.description
+    add_options(parser, resolve(command.options), track_given=command.from_namespace is not None)
+    parser.set_defaults(command_spec=command)
+
+
+def build_parser(argv: Optional[List[str]] = None, all_commands: bool = False) -> argparse.ArgumentParser:
+    """The parser; the flags of the command named in `argv` (or of every command) only."""
     parser = argparse.ArgumentParser(
         prog="rasa-kd",
         description="Distil a fine-tuned BERT teacher into small, fast students for Rasa NLU.",
@@ -55,12 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"rasa-kd {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        sub = commands.add_parser(name, help=module.HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+    chosen = chosen_command(list(argv or []))
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=command.help, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if all_commands or name == chosen:
+            add_command_arguments(sub, command)
     return parser
+
+
+def options_of(command: Command, namespace: argparse.Namespace):
+    """The command's options dataclass from the parsed flags."""
+    from rasa_kd.options import from_namespace
+
+    if command.from_namespace:
+        return resolve(command.from_namespace)(namespace)
+    return from_namespace(resolve(command.options), namespace)
 
 
 def silence_other_processes() -> None:
@@ -78,16 +86,22 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def run_command(argv: Optional[List[str]] = None) -> int:
     """Parse and run one command; a UserError becomes one stderr line and exit status 2."""
-    parser = build_parser()
+    from rasa_kd import console
+
+    console.configure()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
+    command = getattr(args, "command_spec", None)
+    if command is None:
         parser.print_help()
         return 2
     from rasa_kd.distributed import launcher_rank
     from rasa_kd.errors import UserError
 
     try:
-        return args.run(args) or 0
+        resolve(command.function)(options_of(command, args))
+        return 0
     except UserError as error:
         if launcher_rank() == 0:  # under a launcher every process meets the error: one line, not one each
             print(f"rasa-kd {args.command}: error: {error}", file=sys.stderr)

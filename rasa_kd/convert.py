@@ -15,6 +15,7 @@ compared with the source before the folder is published.
 import csv
 import io
 import json
+import logging
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from rasa_kd.errors import UserError, at, require_dir, require_file
 from rasa_kd.nlu_io import Example, normalise_text
+from rasa_kd.options import option
+
+logger = logging.getLogger(__name__)
 
 DATASETS = ("cola", "sst2", "trec", "sara", "mtod", "rasa", "csv")
 
@@ -67,7 +71,7 @@ def read_lines(path: Path, encoding: str) -> Iterator[Tuple[int, str]]:
     """(line number, line) for each line, splitting on LF only (CRLF tolerated)."""
     text, used = decode_file(path, encoding)
     if used != "utf-8" and encoding == "auto":
-        print(f"note: {path} is not UTF-8, read as {used}")
+        logger.warning(f"note: {path} is not UTF-8, read as {used}")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
@@ -207,8 +211,8 @@ def parse_mtod_slots(path: Path, number: int, spans: str, raw_text: str) -> List
         start, end = int(match.group(1)) - offset, int(match.group(2)) - offset
         if not 0 <= start < end <= len(text):
             # The release has a few such spans (e.g. es test '-2:30'); the example is kept.
-            print(f"warning: {at(path, number)}: slot span {span!r} lies outside the utterance; "
-                  f"the example is kept without this entity")
+            logger.warning(f"warning: {at(path, number)}: slot span {span!r} lies outside the utterance; "
+                           f"the example is kept without this entity")
             continue
         # Rasa's markup cannot annotate a span with outer whitespace; trim it.
         surface = text[start:end]
@@ -363,28 +367,48 @@ def write_split(split: Split, folder: Path) -> Dict:
 
 
 def print_report(dataset: str, out: Path, report: Dict) -> None:
-    print(f"{dataset} -> {out}")
-    print(f"{'split':<18} {'rows read':>10} {'written':>10} {'unique (Rasa)':>14} {'duplicates':>11} {'intents':>8}")
+    logger.info(f"{dataset} -> {out}")
+    logger.info(f"{'split':<18} {'rows read':>10} {'written':>10} {'unique (Rasa)':>14} {'duplicates':>11} "
+                f"{'intents':>8}")
     for s in report["splits"]:
-        print(f"{s['file'][:-4]:<18} {s['rows_read']:>10,} {s['examples_written']:>10,} "
-              f"{s['unique_after_rasa']:>14,} {s['duplicates_removed_by_rasa']:>11,} {s['intents']:>8}")
+        logger.info(f"{s['file'][:-4]:<18} {s['rows_read']:>10,} {s['examples_written']:>10,} "
+                    f"{s['unique_after_rasa']:>14,} {s['duplicates_removed_by_rasa']:>11,} {s['intents']:>8}")
     for s in report["splits"]:
         counts = ", ".join(f"{k} {v:,}" for k, v in list(s["label_counts"].items())[:12])
         more = len(s["label_counts"]) - 12
-        print(f"  {s['file'][:-4]} labels: {counts}{f', … (+{more} more)' if more > 0 else ''}")
+        logger.info(f"  {s['file'][:-4]} labels: {counts}{f', … (+{more} more)' if more > 0 else ''}")
+
+
+@dataclass
+class ConvertOptions:
+    """`rasa-kd convert`'s options; see the module docstring."""
+
+    dataset: str = option(help="cola: CoLA raw TSVs; sst2: GLUE SST-2 TSVs; trec: TREC .label files; sara: the Sara "
+                               "TSV split (or a Rasa YAML folder); mtod: multilingual task-oriented dialogue TSVs; "
+                               "rasa: any Rasa NLU YAML file or folder (a tests/ subfolder becomes test.yml); csv: "
+                               "any CSV/TSV", flags=("dataset",), choices=DATASETS)
+    source: Path = option(help="the dataset's file or folder")
+    out: Path = option(help="output folder (must be new or empty)")
+    force: bool = option(False, "replace an output folder that has content")
+    lang: Optional[str] = option(None, "mtod: language folder (default en)", choices=("en", "es", "th"))
+    labels: str = option("coarse", "trec: 6 coarse classes (ABBR ...) or 50 fine ones (ABBR_abb ...)",
+                         choices=("coarse", "fine"))
+    text_col: str = option("text", "csv: text column, a header name or a 0-based index")
+    label_col: str = option("label", "csv: label column, a header name or a 0-based index")
+    delimiter: str = option(",", "csv: field delimiter (use $'\\t' for TSV)")
+    skip_header: bool = option(False, "csv: skip a header row when columns are indices")
+    encoding: str = option("auto", "input encoding; 'auto' reads UTF-8 and falls back to latin-1")
 
 
 def convert(dataset: str, source, out, force: bool = False, **options) -> Dict:
-    """Convert `dataset` from `source` into the folder `out`; returns the conversion report."""
-    import argparse
-
+    """Convert `dataset` from `source` into the folder `out`; returns the conversion report.
+    `options`: the other fields of ConvertOptions (None keeps a default)."""
     import yaml
 
     from rasa_kd.outputs import atomic_output_dir, check_output_dir
 
-    args = argparse.Namespace(encoding="auto", lang=None, labels="coarse", text_col="text",
-                              label_col="label", delimiter=",", skip_header=False)
-    vars(args).update({k: v for k, v in options.items() if v is not None})
+    args = ConvertOptions(dataset=dataset, source=Path(source), out=Path(out), force=force,
+                          **{key: value for key, value in options.items() if value is not None})
     if dataset not in CONVERTERS:
         raise UserError(f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
     out = Path(out)
@@ -400,34 +424,8 @@ def convert(dataset: str, source, out, force: bool = False, **options) -> Dict:
     return report
 
 
-# ---------------------------------------------------------------- CLI
 
-
-HELP = "convert a dataset's raw files to Rasa NLU YAML (train.yml, dev.yml, test.yml, labels.yml)"
-
-
-def add_arguments(parser) -> None:
-    parser.description = __doc__.split("\n\n", 1)[0] + "\n\n" + __doc__.split("\n\n", 1)[1]
-    parser.add_argument("dataset", choices=DATASETS, help=(
-        "cola: CoLA raw TSVs; sst2: GLUE SST-2 TSVs; trec: TREC .label files; sara: the Sara TSV "
-        "split (or a Rasa YAML folder); mtod: multilingual task-oriented dialogue TSVs; rasa: any "
-        "Rasa NLU YAML file or folder (a tests/ subfolder becomes test.yml); csv: any CSV/TSV"))
-    parser.add_argument("--source", required=True, type=Path, help="the dataset's file or folder")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (must be new or empty)")
-    parser.add_argument("--force", action="store_true", help="replace an output folder that has content")
-    parser.add_argument("--lang", choices=("en", "es", "th"), help="mtod: language folder (default en)")
-    parser.add_argument("--labels", choices=("coarse", "fine"), default="coarse",
-                        help="trec: 6 coarse classes (ABBR ...) or 50 fine ones (ABBR_abb ...); default coarse")
-    parser.add_argument("--text-col", default="text", help="csv: text column, a header name or a 0-based index")
-    parser.add_argument("--label-col", default="label", help="csv: label column, a header name or a 0-based index")
-    parser.add_argument("--delimiter", default=",", help="csv: field delimiter (default ','; use $'\\t' for TSV)")
-    parser.add_argument("--skip-header", action="store_true", help="csv: skip a header row when columns are indices")
-    parser.add_argument("--encoding", default="auto",
-                        help="input encoding; 'auto' (default) reads UTF-8 and falls back to latin-1")
-
-
-def run(args) -> int:
-    convert(args.dataset, args.source, args.out, force=args.force, encoding=args.encoding, lang=args.lang,
-            labels=args.labels, text_col=args.text_col, label_col=args.label_col,
-            delimiter=args.delimiter, skip_header=args.skip_header)
-    return 0
+def convert_from_options(options: ConvertOptions) -> Dict:
+    return convert(options.dataset, options.source, options.out, force=options.force, encoding=options.encoding,
+                   lang=options.lang, labels=options.labels, text_col=options.text_col,
+                   label_col=options.label_col, delimiter=options.delimiter, skip_header=options.skip_header)

@@ -30,6 +30,7 @@ and vocab.txt (words) or the teacher's tokenizer files (wordpieces); see
 """
 import argparse
 import json
+import logging
 import shutil
 import time
 import warnings
@@ -43,14 +44,10 @@ from rasa_kd.presets import distil_options
 from rasa_kd.teacher_folder import TeacherFolder
 from rasa_kd.transfer import open_transfer
 
-HELP = "train a student (BiLSTM or small BERT) on a labelled transfer set; writes a student package"
+logger = logging.getLogger(__name__)
+
 RESULT_KEYS = ("transfer", "transfer_sentences", "transfer_sources", "dev", "test", "best_epoch", "dev_history",
                "training_seconds")
-
-
-def add_arguments(parser) -> None:
-    parser.description = __doc__
-    add_options(parser, DistilOptions, track_given=True)
 
 
 def options_from(namespace) -> DistilOptions:
@@ -63,7 +60,7 @@ def options_from(namespace) -> DistilOptions:
 def parse(argv: List) -> DistilOptions:
     """`DistilOptions` from a list of command-line strings (for scripts and tests)."""
     parser = argparse.ArgumentParser(prog="rasa-kd distil")
-    add_arguments(parser)
+    add_options(parser, DistilOptions, track_given=True)
     return options_from(parser.parse_args([str(a) for a in argv]))
 
 
@@ -174,8 +171,8 @@ def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callb
     train_set = data.training_dataset(transfer, tokenizer)
     callbacks = list(callbacks) + ([EarlyStoppingCallback(args.patience)] if args.patience else [])
     if args.hidden_weight:
-        model = training.hidden_state_wrapper(model, teacher.base_model, getattr(tokenizer, "teacher_ids", None))
-    trainer = training.make_trainer_class()(
+        model = training.HiddenStateDistillation(model, teacher.base_model, getattr(tokenizer, "teacher_ids", None))
+    trainer = training.DistillationTrainer(
         model=model, args=training.training_arguments(args, work / "checkpoints"),
         train_dataset=train_set, eval_dataset=data.examples_dataset(dev, tokenizer, transfer.labels),
         data_collator=data.Collator(tokenizer.pad_id), compute_metrics=training.metrics_function(transfer.labels),
@@ -184,7 +181,7 @@ def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callb
     )
     resume = training.last_checkpoint(work / "checkpoints")
     if resume:
-        print(f"resuming from {resume}", flush=True)
+        logger.info(f"resuming from {resume}")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="mtime may not be reliable")
         trainer.train(resume_from_checkpoint=resume)
@@ -248,8 +245,8 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     started = time.time()
     with distributed.main_first():  # the others load the student the main process built and saved
         tokenizer, model, hf_tokenizer = initial_student(args, transfer, teacher, work)
-    print(f"{args.student} student: {package.count_parameters(model)['total']:,} parameters, "
-          f"{len(transfer.dataset):,} transfer sentences, {len(transfer.labels)} labels", flush=True)
+    logger.info(f"{args.student} student: {package.count_parameters(model)['total']:,} parameters, "
+                f"{len(transfer.dataset):,} transfer sentences, {len(transfer.labels)} labels")
     trainer = train(args, transfer, tokenizer, model, dev, work, teacher, callbacks)
     if not distributed.is_main():  # trained data-parallel; the main process writes the package
         return {}
@@ -258,8 +255,8 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     dev_logits = logits_on(model, tokenizer, dev, transfer.labels)  # scored and calibrated on one pass
     metrics = {"dev": scores_of(dev_logits, dev, transfer.labels)}
     calibration = calibration_on(dev_logits, dev, transfer.labels)
-    print(f"calibration: temperature {calibration['temperature']:.3f} (dev ECE {calibration['ece_before']:.3f} -> "
-          f"{calibration['ece_after']:.3f})", flush=True)
+    logger.info(f"calibration: temperature {calibration['temperature']:.3f} "
+                f"(dev ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f})")
     if test:
         metrics["test"] = scores_of(logits_on(model, tokenizer, test, transfer.labels), test, transfer.labels)
     recipe.update(transfer=str(args.transfer), transfer_sentences=len(transfer.dataset),
@@ -278,11 +275,6 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
 
 def print_summary(out: Path, metrics: Dict) -> None:
     for split, scores in metrics.items():
-        print(f"{split}: accuracy {scores['accuracy']:.4f}  micro-F1 {scores['micro_f1']:.4f}  "
-              f"macro-F1 {scores['macro_f1']:.4f}  MCC {scores['mcc']:.4f}  (n={scores['n']})")
-    print(f"student package: {out}")
-
-
-def run(args) -> int:
-    distil(options_from(args))
-    return 0
+        logger.info(f"{split}: accuracy {scores['accuracy']:.4f}  micro-F1 {scores['micro_f1']:.4f}  "
+                    f"macro-F1 {scores['macro_f1']:.4f}  MCC {scores['mcc']:.4f}  (n={scores['n']})")
+    logger.info(f"student package: {out}")

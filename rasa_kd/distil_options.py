@@ -38,7 +38,7 @@ class DistilOptions:
     force: bool = option(False, "replace an output folder that has content", group=FILES)
     fresh: bool = option(False, "delete the work folder's checkpoints and start over", group=FILES)
     preset: str = option(DEFAULT_PRESET, "named recipe whose values the other options below start from: "
-                                     "fast, balanced or accurate (see README, Presets)", group=STUDENT,
+                                     "fast, balanced or accurate (docs/user-guide.md, Presets)", group=STUDENT,
                          choices=PRESET_NAMES)
     student: str = option("bilstm", "architecture", group=STUDENT, choices=ARCHITECTURES)
     vocab: str = option("wordpieces", "bilstm vocabulary: the teacher's wordpieces (any language the teacher "

@@ -75,8 +75,14 @@ def device():
     return torch.device("cpu")
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
 def threads_per_process() -> int:
     """The machine's available cores shared by the processes this launcher started on it."""
-    from rasa_kd.teacher import available_cores
-
     return max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))

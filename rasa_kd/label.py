@@ -28,6 +28,7 @@ Output folder (written all-or-nothing; format in rasa_kd/transfer.py):
 """
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -36,10 +37,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from rasa_kd.errors import UserError
-from rasa_kd.options import add_options, from_namespace, option
+from rasa_kd.options import option
 from rasa_kd.teacher_folder import TeacherFolder, length_order, same_labels
 
-HELP = "add teacher logits (averaged over an ensemble) to a transfer set, resumably"
+logger = logging.getLogger(__name__)
 
 # Test hook: exit abruptly (like a kill) after this many shards were written in this run.
 EXIT_AFTER_SHARDS_ENV = "RASA_KD_LABEL_EXIT_AFTER_SHARDS"
@@ -250,9 +251,9 @@ def label(args: LabelOptions) -> Dict:
         if source_meta.is_file():
             shutil.copyfile(source_meta, tmp / transfer.META_FILE)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"label -> {out}: {n_rows} sentences x {len(teachers[0].labels)} logits from "
-          f"{len(teachers)} teacher(s), {meta['sentences_per_s']:.0f} sentences/s"
-          + (f" ({resumed} resumed from shards)" if resumed else ""))
+    logger.info(f"label -> {out}: {n_rows} sentences x {len(teachers[0].labels)} logits from "
+                f"{len(teachers)} teacher(s), {meta['sentences_per_s']:.0f} sentences/s"
+                + (f" ({resumed} resumed from shards)" if resumed else ""))
     return meta
 
 
@@ -266,13 +267,3 @@ def gold_agreement(dataset, logits, labels: Sequence[str]):
         return None
     top = logits[rows].argmax(axis=1)
     return round(sum(labels[t] == intents[i] for t, i in zip(top, rows)) / len(rows), 4)
-
-
-def add_arguments(parser) -> None:
-    parser.description = __doc__
-    add_options(parser, LabelOptions)
-
-
-def run(args) -> int:
-    label(from_namespace(LabelOptions, args))
-    return 0

@@ -13,6 +13,7 @@ with seed `seed + k`, so a run that is killed and re-run continues from the shar
 on disk, with no repeats and the same result as an uninterrupted run.
 """
 import json
+import logging
 import math
 import os
 import random
@@ -24,6 +25,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.options import option
+
+logger = logging.getLogger(__name__)
 
 PREFIX_SEPARATOR = " : "
 LM_FOLDER = "lm"
@@ -216,8 +219,8 @@ def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str]
     while len(accepted) < size:
         intent = next((i for i in sorted(plan, key=str) if made[i] < plan[i]), None)
         if drawn > max_attempts_factor * size:
-            print(f"warning: stopped after {drawn} samples with {len(accepted)} unique sentences "
-                  f"(the LM repeats itself; try a higher --temperature or --top-p)")
+            logger.warning(f"warning: stopped after {drawn} samples with {len(accepted)} unique sentences "
+                           f"(the LM repeats itself; try a higher --temperature or --top-p)")
             break
         shard = []
         for text in sampler.sample(intent, seed + index):
@@ -236,8 +239,8 @@ def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str]
         bar.set_postfix(sent_per_s=f"{len(accepted) / max(time.time() - started, 1e-9):.1f}",
                         duplicates=f"{rejected / max(drawn, 1):.0%}")
     bar.close()
-    print(f"lm sampling: {len(accepted)} sentences, {rejected} duplicates or excluded rejected, "
-          f"{time.time() - started:.1f} s")
+    logger.info(f"lm sampling: {len(accepted)} sentences, {rejected} duplicates or excluded rejected, "
+                f"{time.time() - started:.1f} s")
     return accepted[:size]
 
 
@@ -252,7 +255,7 @@ class LmParams:
     """The lm method's settings: the `lm` group of `rasa-kd augment`'s options."""
 
     lm: str = option("gpt2", "causal LM to fine-tune: a local folder or a hub id (offline machines need a local "
-                             "folder, see README)", group=LM)
+                             "folder, see docs/user-guide.md)", group=LM)
     lm_from: Optional[Path] = option(None, "an LM already fine-tuned by a previous run (OUT.lm-work/lm): "
                                            "skip fine-tuning, only sample", group=LM)
     lm_work: Optional[Path] = option(None, "work folder: fine-tuned LM and sample shards, kept for resuming "
@@ -282,7 +285,7 @@ def prepare_lm(args, originals: Sequence, work: Path, seed: int) -> Tuple[Path, 
         return Path(args.lm_from), {}
     lm_dir = work / LM_FOLDER
     if (lm_dir / "config.json").is_file():
-        print(f"lm: reusing the fine-tuned LM in {lm_dir}")
+        logger.info(f"lm: reusing the fine-tuned LM in {lm_dir}")
         return lm_dir, json.loads((lm_dir / "lm_metrics.json").read_text())
 
     def pairs(examples):
@@ -291,8 +294,8 @@ def prepare_lm(args, originals: Sequence, work: Path, seed: int) -> Tuple[Path, 
     dev = pairs(read_examples(args.lm_dev)) if args.lm_dev else []
     metrics = finetune_lm(args.lm, pairs(originals), dev, lm_dir, epochs=args.lm_epochs,
                           learning_rate=args.lm_lr, batch_size=args.lm_batch_size, seed=seed)
-    print(f"lm: fine-tuned {args.lm}: dev perplexity {metrics['dev_perplexity_before']:.1f} -> "
-          f"{metrics['dev_perplexity_after']:.1f}")
+    logger.info(f"lm: fine-tuned {args.lm}: dev perplexity {metrics['dev_perplexity_before']:.1f} -> "
+                f"{metrics['dev_perplexity_after']:.1f}")
     return lm_dir, metrics
 
 
@@ -324,9 +327,9 @@ def lm_method(originals: Sequence, size: int, accept, seed: int, args, progress)
         if len(sampled) < wanted:
             break  # the LM ran out of new sentences; sample_sentences said so
         wanted += size - len(made)
-    print("lm: 20 sampled sentences, for a human to judge:")
+    logger.info("lm: 20 sampled sentences, for a human to judge:")
     for text, _ in made[:20]:
-        print(f"  {text}")
+        logger.info(f"  {text}")
     params = {"lm": args.lm, "lm_from": str(args.lm_from or ""), "conditional": args.conditional,
               "balance": args.balance, "epochs": args.lm_epochs, "lr": args.lm_lr, **settings}
     return made, {"params": params, "finetune": finetune_info, "lm_dir": str(lm_dir),

@@ -16,6 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+import rasa.shared.utils.io
+from rasa.shared.constants import LATEST_TRAINING_DATA_FORMAT_VERSION
+from rasa.shared.exceptions import RasaException
+from rasa.shared.nlu.training_data.formats.rasa_yaml import (KEY_INTENT, KEY_INTENT_EXAMPLES, KEY_NLU,
+                                                            RasaYAMLWriter)
+from rasa.shared.nlu.training_data.loading import load_data
+from rasa.shared.nlu.training_data.training_data import TrainingData
+from rasa.shared.utils.validation import KEY_TRAINING_DATA_FORMAT_VERSION
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
 from rasa_kd.errors import UserError
 
 LITERAL_OPEN_BRACKET = "[[][]"
@@ -89,7 +99,6 @@ NON_PRINTABLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\u
 def _quote_non_printable(nlu_items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Rasa's writer emits examples as a literal block, where YAML forbids control characters
     (CoLA has backspaces). Such a block is written double-quoted instead, with escapes."""
-    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
     def quoted(value: str) -> str:
         return DoubleQuotedScalarString(str(value)) if NON_PRINTABLE.search(value) else value
@@ -103,27 +112,18 @@ def _quote_non_printable(nlu_items: List[Dict[str, Any]]) -> List[Dict[str, Any]
     return nlu_items
 
 
-def _writer_class():
-    from rasa.shared.nlu.training_data.formats.rasa_yaml import (
-        KEY_INTENT,
-        KEY_INTENT_EXAMPLES,
-        RasaYAMLWriter,
-    )
+class EscapingYAMLWriter(RasaYAMLWriter):
+    """Rasa's writer with markup-safe example text (see the module docstring)."""
 
-    class EscapingYAMLWriter(RasaYAMLWriter):
-        """Rasa's writer with markup-safe example text (see the module docstring)."""
+    @classmethod
+    def process_intents(cls, training_data):
+        return cls.process_intent_examples(cls.prepare_training_examples(training_data))
 
-        @classmethod
-        def process_intents(cls, training_data):
-            return cls.process_intent_examples(cls.prepare_training_examples(training_data))
-
-        @classmethod
-        def process_intent_examples(cls, examples_by_intent):
-            return _quote_non_printable(cls.process_training_examples_by_key(
-                examples_by_intent, KEY_INTENT, KEY_INTENT_EXAMPLES, _render_message
-            ))
-
-    return EscapingYAMLWriter
+    @classmethod
+    def process_intent_examples(cls, examples_by_intent):
+        return _quote_non_printable(cls.process_training_examples_by_key(
+            examples_by_intent, KEY_INTENT, KEY_INTENT_EXAMPLES, _render_message
+        ))
 
 
 def write_examples(path: Path, examples: Iterable[Example]) -> int:
@@ -132,12 +132,6 @@ def write_examples(path: Path, examples: Iterable[Example]) -> int:
     Duplicates are kept on purpose (benchmarks score on the original rows); Rasa drops
     them when it loads the file. Returns the number of examples written.
     """
-    import rasa.shared.utils.io
-    from rasa.shared.constants import LATEST_TRAINING_DATA_FORMAT_VERSION
-    from rasa.shared.nlu.training_data.formats.rasa_yaml import KEY_NLU
-    from rasa.shared.utils.validation import KEY_TRAINING_DATA_FORMAT_VERSION
-    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
-
     by_intent: Dict[str, List[Dict[str, Any]]] = OrderedDict()
     count = 0
     for example in examples:
@@ -147,21 +141,18 @@ def write_examples(path: Path, examples: Iterable[Example]) -> int:
         count += 1
     content = OrderedDict()
     content[KEY_TRAINING_DATA_FORMAT_VERSION] = DoubleQuotedScalarString(LATEST_TRAINING_DATA_FORMAT_VERSION)
-    content[KEY_NLU] = _writer_class().process_intent_examples(by_intent)
+    content[KEY_NLU] = EscapingYAMLWriter.process_intent_examples(by_intent)
     rasa.shared.utils.io.write_yaml(content, path, True)
     return count
 
 
 def write_training_data(path: Path, training_data) -> None:
     """Write a Rasa `TrainingData` (intents, synonyms, regexes, lookups) markup-safely."""
-    _writer_class()().dump(path, training_data)
+    EscapingYAMLWriter().dump(path, training_data)
 
 
-def load_training_data(path) -> "TrainingData":  # noqa: F821 - rasa imported lazily
+def load_training_data(path) -> TrainingData:
     """Load a Rasa NLU file or folder with Rasa's own loader; problems become one-line errors."""
-    from rasa.shared.exceptions import RasaException
-    from rasa.shared.nlu.training_data.loading import load_data
-
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: NLU data not found")

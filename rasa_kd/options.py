@@ -81,6 +81,7 @@ def add_options(parser: argparse.ArgumentParser, cls: Type, defaults: Optional[D
                                        else field.default_factory())
         flags = meta["flags"] or (f"--{field.name.replace('_', '-')}",)
         kwargs: Dict[str, Any] = {"dest": field.name, "help": _help(field, default), "default": default}
+        positional = not flags[0].startswith("-")  # flags=("name",): argparse names its dest itself
         kind = _scalar_type(hints[field.name])
         if meta.get("action") in ("store_true", "store_false") or (kind is bool and not meta.get("action")):
             kwargs["action"] = meta.get("action") or "store_true"
@@ -99,6 +100,9 @@ def add_options(parser: argparse.ArgumentParser, cls: Type, defaults: Optional[D
                 kwargs.pop("default")
         if track_given and "default" in kwargs:
             kwargs["default"] = UNSET
+        if positional:
+            kwargs.pop("dest")
+            kwargs.pop("required", None)
         target.add_argument(*flags, **kwargs)
 
 

@@ -28,13 +28,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
-from rasa_kd.options import add_options, as_record, from_namespace, option
+from rasa_kd.options import as_record, option
 from rasa_kd.presets import DEFAULT_PRESET, PRESET_NAMES, distil_options, get_preset
 from rasa_kd.resources import DEFAULT_TEACHER
 
 logger = logging.getLogger(__name__)
-
-HELP = "run split -> teacher -> augment -> label -> distil -> export -> evaluate on a Rasa NLU file, resumably"
 
 
 def file_digest(file: Path) -> str:
@@ -73,18 +71,18 @@ class Stages:
         record_file = self.record_dir / f"{name}.json"
         if (not self.fresh and output.exists() and record_file.exists()
                 and self._same_run(json.loads(record_file.read_text()), record)):
-            print(f"== {name}: up to date, skipped ({output})", flush=True)
+            logger.info(f"== {name}: up to date, skipped ({output})")
             self.timings[name] = 0.0
             return
         started = time.time()
-        print(f"== {name}: {summary_line(description)}", flush=True)
+        logger.info(f"== {name}: {summary_line(description)}")
         action()
         self.timings[name] = time.time() - started
         self.record_dir.mkdir(parents=True, exist_ok=True)
         record["inputs"] = input_fingerprint(inputs)
         record["seconds"] = round(self.timings[name], 1)
         record_file.write_text(json.dumps(record, indent=1))
-        print(f"== {name}: {self.timings[name]:.1f} s", flush=True)
+        logger.info(f"== {name}: {self.timings[name]:.1f} s")
 
     def run_options(self, name: str, options, inputs: Sequence[Path], output: Path,
                     action: Callable[[object], object]) -> None:
@@ -153,7 +151,7 @@ class PipelineOptions:
     teacher: Optional[List[str]] = option(None, "teacher backbone: minilm (default), mpnet (after `make mpnet`), "
                                                 "a local folder or a hub id; repeat for an ensemble",
                                           action="append")
-    preset: str = option(DEFAULT_PRESET, "student recipe: fast, balanced or accurate (README, Presets)",
+    preset: str = option(DEFAULT_PRESET, "student recipe: fast, balanced or accurate (docs/user-guide.md, Presets)",
                          choices=PRESET_NAMES)
     student: Optional[str] = option(None, "student kind, overriding the preset's", choices=("bilstm", "bert"))
     vocab: Optional[str] = option(None, "bilstm vocabulary, overriding the preset's (wordpieces)",
@@ -268,16 +266,7 @@ def run_pipeline(options: PipelineOptions) -> Dict:
                    lambda m=model, f=metrics_file: evaluate.evaluate(
                        m, test_file, f, allow_unknown_labels=options.allow_unknown_labels))
         results[name] = json.loads(metrics_file.read_text())
-    print("\nstage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.timings.items()))
-    print(f"\nAdd the student to your config.yml:\n\n{config_snippet(student, has_entities(data / 'train.yml'))}\n")
+    logger.info("\nstage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.timings.items()))
+    snippet = config_snippet(student, has_entities(data / "train.yml"))
+    logger.info(f"\nAdd the student to your config.yml:\n\n{snippet}\n")
     return {"timings": stages.timings, "metrics": results, "student": str(student)}
-
-
-def add_arguments(parser) -> None:
-    parser.description = __doc__
-    add_options(parser, PipelineOptions)
-
-
-def run(args) -> int:
-    run_pipeline(from_namespace(PipelineOptions, args))
-    return 0

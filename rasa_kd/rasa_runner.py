@@ -52,25 +52,27 @@ def rasa_command() -> List[str]:
     return [str(Path(sys.executable).parent / "rasa")]
 
 
-def quiet_env() -> Dict[str, str]:
-    return dict(os.environ, RASA_TELEMETRY_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="3", LOG_LEVEL="WARNING")
+def quiet_env(log_level: str = "WARNING") -> Dict[str, str]:
+    return dict(os.environ, RASA_TELEMETRY_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="3", LOG_LEVEL=log_level)
 
 
-def run_rasa(args: Sequence[str], cwd: Path, log: Path) -> None:
-    """Run a `rasa` CLI command; its output goes to `log`, a failure names the log."""
+def run_rasa(args: Sequence[str], cwd: Path, log: Path, log_level: str = "WARNING") -> None:
+    """Run a `rasa` CLI command at Rasa's `log_level` (rasa-kd's stage lines are INFO); its output
+    goes to `log`, a failure names the log."""
     with open(log, "w") as f:
         result = subprocess.run([*rasa_command(), *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
-                                env=quiet_env())
+                                env=quiet_env(log_level))
     if result.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
         raise UserError(f"rasa {args[0]} {args[1]} failed: {tail[0]} (full log: {log})")
 
 
-def train_nlu(config: Path, nlu: Path, out_dir: Path, name: str, cwd: Path = Path(".")) -> Path:
+def train_nlu(config: Path, nlu: Path, out_dir: Path, name: str, cwd: Path = Path("."),
+              log_level: str = "WARNING") -> Path:
     """`rasa train nlu`; returns the model tarball."""
     out_dir.mkdir(parents=True, exist_ok=True)
     run_rasa(["train", "nlu", "--config", str(config), "--nlu", str(nlu), "--out", str(out_dir),
-              "--fixed-model-name", name], cwd, out_dir / f"{name}-train.log")
+              "--fixed-model-name", name], cwd, out_dir / f"{name}-train.log", log_level)
     return out_dir / f"{name}.tar.gz"
 
 

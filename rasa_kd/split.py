@@ -5,6 +5,7 @@ Output folder: `train.yml`, `test.yml` (unless `--test-fraction 0`) and `dev.yml
 Rasa NLU YAML file keeping entities; every intent keeps at least one training
 example. Splits are made on Rasa's deduplicated examples, so no sentence is in two splits.
 """
+import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ from typing import Dict, List, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.nlu_io import Example, read_examples, write_examples
-from rasa_kd.options import add_options, from_namespace, option
+from rasa_kd.options import option
 
-HELP = "hold out stratified test (and dev) splits of a Rasa NLU file"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,7 +73,7 @@ def split_nlu(nlu: Path, out: Path, test_fraction: float, dev_fraction: float = 
         for name, split in splits.items():
             write_examples(folder / f"{name}.yml", split)
     counts = {name: len(split) for name, split in splits.items()}
-    print(f"{nlu} -> {out}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    logger.info(f"{nlu} -> {out}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
     return counts
 
 
@@ -80,13 +81,3 @@ def split_from_options(options: SplitOptions) -> Dict[str, int]:
     """Write the splits to options.out; returns the examples per split."""
     return split_nlu(options.nlu, options.out, options.test_fraction, options.dev_fraction, options.seed,
                      options.force)
-
-
-def add_arguments(parser) -> None:
-    parser.description = __doc__
-    add_options(parser, SplitOptions)
-
-
-def run(args) -> int:
-    split_from_options(from_namespace(SplitOptions, args))
-    return 0

@@ -18,21 +18,22 @@ holds the dev scores, epochs, training time, parameter count, dev labelling spee
 the settings used.
 """
 import json
-import os
-import sys
+import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from transformers import TrainerCallback
+
 from rasa_kd.errors import UserError
-from rasa_kd.options import add_options, from_namespace, option
+from rasa_kd.options import option
 from rasa_kd.resources import DEFAULT_TEACHER
 from rasa_kd.teacher_folder import METRICS_FILE, POOLINGS, predict_logits, with_pooling, write_teacher_files
 from rasa_kd.split import stratified_split  # noqa: F401 - also part of this module's API
 
-HELP = "fine-tune a BERT-family teacher on Rasa NLU data; writes a HF model folder + labels.json"
+logger = logging.getLogger(__name__)
 
 UNKNOWN_WORDS_LIMIT = 0.20  # share of training words the teacher cannot write before it refuses
 # 2e-4 is the best rate measured on Sara for MiniLM-L6 and MPNet-base (5e-5 and 1e-4 are worse), but
@@ -83,13 +84,6 @@ class TeacherOptions(TeacherSettings):
                                                f"{UNKNOWN_WORDS_LIMIT * 100:.0f} %% "
                                                "of the training words to its unknown token (by default that stops: "
                                                "the data's language is probably not the teacher's)")
-
-
-def available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 # ---------------------------------------------------------------- the backbone
@@ -170,31 +164,28 @@ def better_epoch(new: Tuple[float, float], best: Tuple[float, float], dev_size: 
     return new[1] < best[1]
 
 
-def _keep_best_callback(patience: int):
-    from transformers import TrainerCallback
+class KeepBest(TrainerCallback):
+    """Early stopping after `patience` epochs without a better dev score, keeping the best
+    epoch's weights in memory (no checkpoints on disk)."""
 
-    class KeepBest(TrainerCallback):
-        """Early stopping that keeps the best epoch's weights in memory (no checkpoints on disk)."""
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_key, self.best_state, self.best_epoch, self.wait, self.collapsed = None, None, None, 0, 0
+        self.history: List[Dict] = []
 
-        def __init__(self):
-            self.best_key, self.best_state, self.best_epoch, self.wait, self.collapsed = None, None, None, 0, 0
-            self.history: List[Dict] = []
-
-        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-            key = (metrics["eval_micro_f1"], metrics["eval_loss"])
-            self.history.append({"epoch": round(state.epoch or 0, 2), "dev_micro_f1": metrics["eval_micro_f1"],
-                                 "dev_loss": metrics["eval_loss"]})
-            if self.best_key is None or better_epoch(key, self.best_key, metrics.get("eval_n") or 1):
-                self.best_key, self.best_epoch, self.wait = key, state.epoch, 0
-                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                self.wait += 1
-            # two epochs in a row of one class for every dev sentence: diverged, not worth more epochs
-            self.collapsed = self.collapsed + 1 if metrics.get("eval_collapsed") else 0
-            if self.wait >= patience or self.collapsed >= 2:
-                control.should_training_stop = True
-
-    return KeepBest()
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        key = (metrics["eval_micro_f1"], metrics["eval_loss"])
+        self.history.append({"epoch": round(state.epoch or 0, 2), "dev_micro_f1": metrics["eval_micro_f1"],
+                             "dev_loss": metrics["eval_loss"]})
+        if self.best_key is None or better_epoch(key, self.best_key, metrics.get("eval_n") or 1):
+            self.best_key, self.best_epoch, self.wait = key, state.epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.wait += 1
+        # two epochs in a row of one class for every dev sentence: diverged, not worth more epochs
+        self.collapsed = self.collapsed + 1 if metrics.get("eval_collapsed") else 0
+        if self.wait >= self.patience or self.collapsed >= 2:
+            control.should_training_stop = True
 
 
 def fine_tune(model, tokenizer, train_set, dev_set, labels: Sequence[str], settings: TeacherSettings,
@@ -219,7 +210,7 @@ def fine_tune(model, tokenizer, train_set, dev_set, labels: Sequence[str], setti
         eval_strategy="epoch", save_strategy="no", logging_strategy="epoch", report_to=[],
         disable_tqdm=not progress, group_by_length=True, dataloader_pin_memory=False,
         use_cpu=not _cuda_available())
-    keep_best = _keep_best_callback(settings.patience)
+    keep_best = KeepBest(settings.patience)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
                       callbacks=[keep_best])
@@ -257,9 +248,9 @@ def check_language(tokenizer, examples, train_path: Path, model_name: Optional[s
     """Stop when the teacher's tokenizer cannot write too many of the training words."""
     share = unknown_word_share(tokenizer, [e.text for e in examples])
     if share > UNKNOWN_WORDS_LIMIT:
-        raise UserError(f"{train_path}: the teacher's tokenizer ({model_name or DEFAULT_TEACHER}) maps {share:.0%} of the "
-                        f"training words to its unknown token (limit {UNKNOWN_WORDS_LIMIT:.0%}); the data's language "
-                        f"is probably not one it knows: use a multilingual teacher (--model, e.g. "
+        raise UserError(f"{train_path}: the teacher's tokenizer ({model_name or DEFAULT_TEACHER}) maps {share:.0%} "
+                        f"of the training words to its unknown token (limit {UNKNOWN_WORDS_LIMIT:.0%}); the data's "
+                        f"language is probably not one it knows: use a multilingual teacher (--model, e.g. "
                         f"bert-base-multilingual-cased) or --allow-unknown-tokens to train anyway")
     return share
 
@@ -273,8 +264,8 @@ def warn_if_collapsed(gold: Sequence[str], predicted: Sequence[str], lr: float) 
     # A fine-tuning that diverged still writes a teacher; its labels would teach every student one class.
     label = collapsed_class(gold, predicted)
     if label is not None:
-        print(f"warning: the teacher predicts {label!r} for every dev sentence: fine-tuning probably diverged at "
-              f"--lr {lr:g}; train it again with a lower --lr (a tenth of it, say)", file=sys.stderr)
+        logger.warning(f"warning: the teacher predicts {label!r} for every dev sentence: fine-tuning probably "
+                       f"diverged at --lr {lr:g}; train it again with a lower --lr (a tenth of it, say)")
 
 
 @dataclass
@@ -315,8 +306,8 @@ def fit_with_retry(hf_model, model_name: Optional[str], tokenizer, labels: Seque
         warn_if_collapsed(gold, result.predicted, used.lr)
         return result, used, None
     retry = replace(used, lr=used.lr * RETRY_LR_FACTOR)
-    print(f"teacher: predicts {label!r} for every dev sentence at lr {used.lr:g} (fine-tuning diverged); "
-          f"training again at {retry.lr:g}", file=sys.stderr)
+    logger.warning(f"teacher: predicts {label!r} for every dev sentence at lr {used.lr:g} (fine-tuning diverged); "
+                   f"training again at {retry.lr:g}")
     _, fresh_model = load_pretrained(model_name, labels, settings.seed)
     second = fit(fresh_model, model_name, tokenizer, labels, train_set, dev_set, texts, retry, progress)
     second.train_seconds += result.train_seconds
@@ -387,17 +378,7 @@ def train_from_options(options: TeacherOptions) -> Dict:
                             force=options.force, progress=not options.quiet, threads=options.threads,
                             allow_unknown_tokens=options.allow_unknown_tokens)
     dev = metrics["dev"]
-    print(f"teacher -> {options.out}: dev accuracy {dev['accuracy']:.4f}, micro-F1 {dev['micro_f1']:.4f} "
-          f"(best epoch {metrics['best_epoch']:g}), {metrics['train_seconds']:.0f} s training, "
-          f"{metrics['dev_sentences_per_s']:.0f} sentences/s on dev")
+    logger.info(f"teacher -> {options.out}: dev accuracy {dev['accuracy']:.4f}, micro-F1 {dev['micro_f1']:.4f} "
+                f"(best epoch {metrics['best_epoch']:g}), {metrics['train_seconds']:.0f} s training, "
+                f"{metrics['dev_sentences_per_s']:.0f} sentences/s on dev")
     return metrics
-
-
-def add_arguments(parser) -> None:
-    parser.description = __doc__
-    add_options(parser, TeacherOptions)
-
-
-def run(args) -> int:
-    train_from_options(from_namespace(TeacherOptions, args))
-    return 0

@@ -25,6 +25,12 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
+import torch
+import transformers
+from transformers import AutoTokenizer
+from transformers.modeling_outputs import SequenceClassifierOutput
+
 from rasa_kd.errors import UserError
 
 TEACHER_FILE = "rasa_kd_teacher.json"
@@ -84,46 +90,37 @@ def content_hash(folder: Path) -> str:
 # ---------------------------------------------------------------- pooling
 
 
-@functools.lru_cache(maxsize=None)
-def _mean_pooled_class():
-    import torch
-    from transformers.modeling_outputs import SequenceClassifierOutput
+class MeanPooledClassifier(torch.nn.Module):
+    """A sequence-classification model whose linear classifier reads the masked mean of the
+    last hidden states instead of the [CLS] pooler. Its weights are those of `model`, so
+    `model.save_pretrained` saves a normal HF folder."""
 
-    class MeanPooledClassifier(torch.nn.Module):
-        """A sequence-classification model whose linear classifier reads the masked mean of the
-        last hidden states instead of the [CLS] pooler. Its weights are those of `model`, so
-        `model.save_pretrained` saves a normal HF folder."""
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.linear_head = linear_head(model)
 
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-            self.config = model.config
-            self.linear_head = linear_head(model)
-
-        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None):
-            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
-                inputs["token_type_ids"] = token_type_ids
-            base = getattr(self.model, self.model.base_model_prefix)
-            hidden = base(**inputs).last_hidden_state
-            if attention_mask is None:
-                attention_mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            logits = self.model.classifier(self.model.dropout(pooled)) if self.linear_head \
-                else self.model.classifier(pooled.unsqueeze(1))  # RoBERTa/MPNet heads read position 0
-            loss = None
-            if labels is not None:
-                loss = torch.nn.functional.cross_entropy(logits, labels)
-            return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    return MeanPooledClassifier
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None):
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        base = getattr(self.model, self.model.base_model_prefix)
+        hidden = base(**inputs).last_hidden_state
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        logits = self.model.classifier(self.model.dropout(pooled)) if self.linear_head \
+            else self.model.classifier(pooled.unsqueeze(1))  # RoBERTa/MPNet heads read position 0
+        loss = None
+        if labels is not None:
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 def linear_head(model) -> bool:
     """BERT-style: dropout then a linear classifier over the pooled vector."""
-    import torch
-
     return isinstance(getattr(model, "classifier", None), torch.nn.Linear) and hasattr(model, "dropout")
 
 
@@ -139,7 +136,7 @@ def with_pooling(model, pooling: str, name: str = "model"):
     if not (linear_head(model) or first_position_head(model)):
         raise UserError(f"{name}: --pooling mean needs a BERT-, RoBERTa- or MPNet-style classification head "
                         f"({type(model).__name__} has another); use --pooling cls")
-    return _mean_pooled_class()(model)
+    return MeanPooledClassifier(model)
 
 
 # ---------------------------------------------------------------- batched inference
@@ -162,8 +159,6 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> List[List[
 
 def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]]):
     """float32 logits (numpy) for a batch of token-id lists, padded to the longest."""
-    import torch
-
     longest = max(len(row) for row in ids)
     input_ids = torch.full((len(ids), longest), tokenizer.pad_token_id or 0, dtype=torch.long)
     mask = torch.zeros((len(ids), longest), dtype=torch.long)
@@ -178,8 +173,6 @@ def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]]):
 
 def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64, batch_size: int = 64):
     """Logits (N x labels, float32) for `texts`, in input order, with length-sorted batches."""
-    import numpy as np
-
     ids = encode(tokenizer, texts, max_length)
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     for batch in length_sorted_batches([len(x) for x in ids], batch_size):
@@ -235,8 +228,6 @@ class TeacherFolder:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), use_fast=True)
             except (OSError, ValueError) as error:
@@ -271,8 +262,6 @@ class TeacherFolder:
         return self._base_model
 
     def _load(self, auto_class: str):
-        import transformers
-
         verbosity = transformers.logging.get_verbosity()
         transformers.logging.set_verbosity_error()
         try:

@@ -128,6 +128,9 @@ def print_entity_table(results) -> None:
 
 
 if __name__ == "__main__":
+    from rasa_kd import console
+
+    console.configure()
     from rasa_kd.errors import UserError
 
     try:

@@ -11,7 +11,6 @@ Fixture names other test files may rely on (keep them stable):
 """
 import argparse
 import dataclasses
-import importlib
 import os
 import random
 from pathlib import Path
@@ -23,8 +22,19 @@ os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 os.environ.setdefault("USE_TF", "0")
 os.environ.setdefault("TRANSFORMERS_NO_TF", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# read by huggingface_hub when it is first imported: set here, before any test module imports it
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# read by huggingface_hub when it is first imported: set here, before any test module imports it; not
+# setdefault: tests never go online, even where the shell exports HF_HUB_OFFLINE=0
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def show_library_log() -> None:
+    """The library logs instead of printing; tests read its lines on stdout/stderr as the CLI prints them."""
+    from rasa_kd import console
+
+    console.configure()
+
+
+show_library_log()
 
 
 def pin_xdist_worker() -> None:
@@ -127,21 +137,35 @@ def write_toy_vectors(path: Path, dim: int = 8, seed: int = 0) -> Path:
     return path
 
 
+def command_of(module_name: str):
+    """The registered command whose stage function lives in `module_name`."""
+    from rasa_kd.commands import COMMANDS
+
+    (command,) = [c for c in COMMANDS.values() if c.module == module_name]
+    return command
+
+
 def stage_parser(module_name: str) -> argparse.ArgumentParser:
     """The argument parser of one rasa-kd stage module, as the CLI builds it."""
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"rasa-kd {module_name.rsplit('.', 1)[-1]}")
-    module.add_arguments(parser)
+    from rasa_kd import cli
+
+    command = command_of(module_name)
+    parser = argparse.ArgumentParser(prog=f"rasa-kd {command.name}")
+    cli.add_command_arguments(parser, command)
     return parser
 
 
 def run_stage(module_name: str, argv: List[str]) -> int:
     """Run one rasa-kd stage module as the CLI would (UserError -> exit status 2)."""
+    from rasa_kd import cli
+    from rasa_kd.commands import resolve
     from rasa_kd.errors import UserError
 
+    command = command_of(module_name)
     args = stage_parser(module_name).parse_args(argv)
     try:
-        return importlib.import_module(module_name).run(args) or 0
+        resolve(command.function)(cli.options_of(command, args))
+        return 0
     except UserError:
         return 2
 
@@ -219,19 +243,10 @@ def toy_transfer_labelled(tmp_path_factory, toy_transfer, tiny_teacher_dir) -> P
     return out
 
 
-MY_COMMANDS = {"teacher": "rasa_kd.teacher", "augment": "rasa_kd.augment", "label": "rasa_kd.label"}
-
-
 def run_cli(argv: List[str], capsys) -> tuple:
     """(exit status, stderr lines) of `rasa-kd ARGV` run in-process."""
     from rasa_kd import cli
 
-    saved = dict(cli.COMMANDS)
-    cli.COMMANDS.update({k: v for k, v in MY_COMMANDS.items() if k not in cli.COMMANDS})
-    try:
-        capsys.readouterr()
-        status = cli.run_command(argv)
-    finally:
-        cli.COMMANDS.clear()
-        cli.COMMANDS.update(saved)
+    capsys.readouterr()
+    status = cli.run_command(argv)
     return status, [line for line in capsys.readouterr().err.splitlines() if line.strip()]

@@ -182,7 +182,7 @@ def test_cli_subprocess_error_has_no_traceback(tmp_path):
 
 
 def test_every_command_has_help():
-    parser = cli.build_parser()
+    parser = cli.build_parser(all_commands=True)
     for name in cli.COMMANDS:
         help_text = parser._subparsers._group_actions[0].choices[name].format_help()
         assert "--help" in help_text and len(help_text) > 200

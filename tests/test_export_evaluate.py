@@ -172,12 +172,14 @@ def test_evaluate_measures_memory_in_a_fresh_process(exported, toy_world, tmp_pa
 
 
 def test_evaluate_runtime_flags():
-    from rasa_kd.evaluate import runtime_of
+    from rasa_kd.evaluate import EvaluateOptions
+    from rasa_kd.options import from_namespace
 
     parser = stage_parser("rasa_kd.evaluate")
-    runtimes = [runtime_of(parser.parse_args(["--model", "m", "--data", "d", *flags]))
-                for flags in ([], ["--onnx"], ["--int8"], ["--runtime", "pytorch"])]
-    assert runtimes == ["auto", "onnx", "int8", "pytorch"]
+    parsed = [from_namespace(EvaluateOptions, parser.parse_args(["--model", "m", "--data", "d", *flags]))
+              for flags in ([], ["--onnx"], ["--int8"], ["--runtime", "pytorch"])]
+    assert [(o.runtime, o.onnx, o.int8) for o in parsed] == [
+        ("auto", False, False), ("auto", True, False), ("auto", False, True), ("pytorch", False, False)]
 
 
 def test_evaluate_teacher_folder(toy_world, tmp_path):

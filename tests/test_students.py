@@ -257,7 +257,7 @@ def test_hidden_state_loss_ignores_padding_and_decreases():
 
     from rasa_kd.students.losses import hidden_state_loss
     from rasa_kd.students.small_bert import SmallBertStudent
-    from rasa_kd.students.training import hidden_state_wrapper
+    from rasa_kd.students.training import HiddenStateDistillation
 
     tokens = torch.randn(2, 3, 4)
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
@@ -273,7 +273,7 @@ def test_hidden_state_loss_ignores_padding_and_decreases():
                                 "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
                                 "max_position_embeddings": 16, "dropout": 0.0, "projection": "linear",
                                 "n_labels": 3})
-    wrapper = hidden_state_wrapper(student, teacher).train()
+    wrapper = HiddenStateDistillation(student, teacher).train()
     ids, mask = torch.randint(1, 30, (6, 5)), torch.ones(6, 5, dtype=torch.long)
     trainable = [p for p in wrapper.parameters() if p.requires_grad]
     assert all(not p.requires_grad for p in teacher.parameters()) and trainable

@@ -13,6 +13,7 @@ words (no filling up from the pretrained vectors). With `embedding_dim` D smalle
 than the pretrained width, the (kept) embedding rows are projected on their top D
 principal components (Sučík 2020), so the student stores V x D tables.
 """
+import logging
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -21,6 +22,8 @@ from rasa_kd.distil_options import DistilOptions
 from rasa_kd.errors import UserError
 from rasa_kd.students.config import BiLSTMConfig, SmallBertConfig
 from rasa_kd.teacher_folder import TeacherFolder
+
+logger = logging.getLogger(__name__)
 
 
 def word_vocabulary(counts, vectors: Tuple[List[str], np.ndarray], vocab_size: int, min_count: int,
@@ -79,14 +82,14 @@ def wordpiece_vocabulary(options: DistilOptions, teacher: TeacherFolder, transfe
     if not options.prune_vocab:
         return tokenizer, table, teacher.tokenizer
     if not is_wordpiece(tokenizer):
-        print(f"vocabulary not pruned: the teacher's tokenizer is not WordPiece ({teacher.path})", flush=True)
+        logger.info(f"vocabulary not pruned: the teacher's tokenizer is not WordPiece ({teacher.path})")
         return tokenizer, table, teacher.tokenizer
     texts = tqdm(transfer.texts(), total=len(transfer.dataset), desc="counting wordpieces", unit=" sentences")
     pruned, kept = prune_wordpieces(tokenizer, piece_counts(tokenizer.backend, texts, special_tokens),
                                     options.prune_min_count, options.prune_keep_characters, options.prune_keep_common)
     pruned.teacher_ids = kept
-    print(f"vocabulary pruned to the transfer set and the {options.prune_keep_common:,} most common pieces: "
-          f"{len(kept):,} of {len(tokenizer):,} wordpieces", flush=True)
+    logger.info(f"vocabulary pruned to the transfer set and the {options.prune_keep_common:,} most common pieces: "
+                f"{len(kept):,} of {len(tokenizer):,} wordpieces")
     return pruned, table[kept], None
 
 

@@ -9,79 +9,69 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
 from rasa_kd.distil_options import DistilOptions
+from rasa_kd.metrics import classification_scores
+from rasa_kd.students.losses import distillation_loss, hidden_state_loss
 
 
-def hidden_state_wrapper(student, teacher_model, teacher_ids=None):
+class HiddenStateDistillation(nn.Module):
     """The student plus a frozen teacher and a learned projection, for the hidden-state loss.
 
     forward returns the student's outputs plus the hidden-state MSE (in training mode;
     None in eval mode, where the teacher is not run). `.student` is the model to save.
     teacher_ids: for a pruned vocabulary, the teacher's id of each student id."""
-    import torch
-    from torch import nn
 
-    from rasa_kd.students.losses import hidden_state_loss
+    def __init__(self, student, teacher_model, teacher_ids=None):
+        super().__init__()
+        self.student = student
+        self.teacher = teacher_model.eval()
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+        self.projection = nn.Linear(student.student_config.hidden_size, teacher_model.config.hidden_size)
+        ids = torch.as_tensor(teacher_ids if teacher_ids is not None else [], dtype=torch.long)
+        self.register_buffer("teacher_ids", ids, persistent=False)
 
-    class HiddenStateDistillation(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.student = student
-            self.teacher = teacher_model.eval()
-            for parameter in self.teacher.parameters():
-                parameter.requires_grad_(False)
-            self.projection = nn.Linear(student.student_config.hidden_size, teacher_model.config.hidden_size)
-            ids = torch.as_tensor(teacher_ids if teacher_ids is not None else [], dtype=torch.long)
-            self.register_buffer("teacher_ids", ids, persistent=False)
-
-        def forward(self, input_ids, attention_mask):
-            outputs = self.student(input_ids, attention_mask)
-            if not self.training:
-                return (*outputs, None)
-            self.teacher.eval()
-            teacher_input = self.teacher_ids[input_ids] if len(self.teacher_ids) else input_ids
-            with torch.no_grad():
-                target = self.teacher(input_ids=teacher_input, attention_mask=attention_mask).last_hidden_state
-            return (*outputs, hidden_state_loss(self.projection(outputs[2]), target, attention_mask))
-
-    return HiddenStateDistillation()
+    def forward(self, input_ids, attention_mask):
+        outputs = self.student(input_ids, attention_mask)
+        if not self.training:
+            return (*outputs, None)
+        self.teacher.eval()
+        teacher_input = self.teacher_ids[input_ids] if len(self.teacher_ids) else input_ids
+        with torch.no_grad():
+            target = self.teacher(input_ids=teacher_input, attention_mask=attention_mask).last_hidden_state
+        return (*outputs, hidden_state_loss(self.projection(outputs[2]), target, attention_mask))
 
 
-def make_trainer_class():
-    import torch.nn.functional as F
-    from transformers import Trainer
+class DistillationTrainer(Trainer):
+    """Trainer whose loss is the distillation loss of `rasa_kd.students.losses`."""
 
-    from rasa_kd.students.losses import distillation_loss
+    def __init__(self, *args, loss: str = "mse", temperature: float = 1.0, hard_weight: float = 0.0,
+                 hidden_weight: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_kind, self.temperature, self.hard_weight = loss, temperature, hard_weight
+        self.hidden_weight = hidden_weight
 
-    class DistillationTrainer(Trainer):
-        """Trainer whose loss is the distillation loss of `rasa_kd.students.losses`."""
-
-        def __init__(self, *args, loss: str = "mse", temperature: float = 1.0, hard_weight: float = 0.0,
-                     hidden_weight: float = 0.0, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.loss_kind, self.temperature, self.hard_weight = loss, temperature, hard_weight
-            self.hidden_weight = hidden_weight
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            outputs = model(inputs["input_ids"], inputs["attention_mask"])
-            logits = outputs[0]
-            teacher = inputs.get("teacher_logits")
-            if teacher is None:
-                loss = F.cross_entropy(logits, inputs["gold"])
-            else:
-                loss = distillation_loss(logits, teacher, inputs["gold"], self.loss_kind,
-                                         self.temperature, self.hard_weight)
-                if self.hidden_weight and len(outputs) > 3 and outputs[3] is not None:
-                    loss = loss + self.hidden_weight * outputs[3]
-            return (loss, {"logits": logits}) if return_outputs else loss
-
-    return DistillationTrainer
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(inputs["input_ids"], inputs["attention_mask"])
+        logits = outputs[0]
+        teacher = inputs.get("teacher_logits")
+        if teacher is None:
+            loss = F.cross_entropy(logits, inputs["gold"])
+        else:
+            loss = distillation_loss(logits, teacher, inputs["gold"], self.loss_kind, self.temperature,
+                                     self.hard_weight)
+            if self.hidden_weight and len(outputs) > 3 and outputs[3] is not None:
+                loss = loss + self.hidden_weight * outputs[3]
+        return (loss, {"logits": logits}) if return_outputs else loss
 
 
 def metrics_function(labels: Sequence[str]):
-    from rasa_kd.metrics import classification_scores
-
     def compute_metrics(prediction) -> Dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         gold = prediction.label_ids
@@ -92,9 +82,6 @@ def metrics_function(labels: Sequence[str]):
 
 
 def training_arguments(options: DistilOptions, output_dir: Path):
-    import torch
-    from transformers import TrainingArguments
-
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=options.epochs,
@@ -125,6 +112,4 @@ def training_arguments(options: DistilOptions, output_dir: Path):
 
 
 def last_checkpoint(folder: Path) -> Optional[str]:
-    from transformers.trainer_utils import get_last_checkpoint
-
     return get_last_checkpoint(str(folder)) if Path(folder).is_dir() else None

