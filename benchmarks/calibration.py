@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from run import machine, versions  # noqa: E402
+from run import machine, results_json, versions  # noqa: E402
 
 TASKS = ("sara", "trec", "mtod-es", "rasa-demo")
 PRECISION = 0.95
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
                    created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     for task in args.tasks:
         results["tasks"][task] = task_result(task, args.small, args.results)
-        path.write_text(json.dumps(results, indent=1) + "\n")
+        path.write_text(results_json(results))
     (args.results / "calibration.md").write_text(markdown(results))
     print(markdown(results))
     return 0

@@ -29,6 +29,7 @@ from typing import Dict
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from run import results_json  # noqa: E402
 DIET_ACCURACY = 0.803
 # These recipes predate the presets (rasa_kd/presets.py): whole vocabularies at the pretrained width,
 # 300-unit BiLSTMs, every epoch run. LEGACY restores those defaults so that the results reproduce.
@@ -230,7 +231,7 @@ def main() -> int:
               "diet_accuracy": DIET_ACCURACY, "best": best, "results": results, "tuning": tuning,
               "targets": targets, "stage_seconds": timings, "cpu_cores": os.cpu_count()}
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(report, indent=2) + "\n")
+    args.results.write_text(results_json(report, indent=2))
     table = markdown(results, targets, tuning, args)
     args.results.with_suffix(".md").write_text(table)
     print("\n" + table)

@@ -53,7 +53,7 @@ policies: []
 
 def default_featurizers() -> str:
     """The sparse featurizers of Rasa's default pipeline, for DIET entity-only on the same features."""
-    from rasa_kd.rasa_runner import DIET_CONFIG
+    from rasa_runner import DIET_CONFIG
 
     return DIET_CONFIG[DIET_CONFIG.index("  - name: RegexFeaturizer"):DIET_CONFIG.index("  - name: DIETClassifier")]
 
@@ -80,14 +80,14 @@ CRF_DENSE = ENTITY_COMPONENTS.replace("  - name: EntitySynonymMapper\n", "")
 
 
 def default_config(student: Path) -> str:
-    from rasa_kd.rasa_runner import DIET_CONFIG
+    from rasa_runner import DIET_CONFIG
 
     return DIET_CONFIG
 
 
 def recommended_config(student: Path) -> str:
     """What `rasa-kd pipeline` prints and `make demo` trains for data with entities."""
-    from rasa_kd.rasa_runner import student_config
+    from rasa_runner import student_config
 
     return student_config(student, entities=True)
 
@@ -128,7 +128,7 @@ class EntityRun(TaskRun):
         return self.student(DEFAULT_PRESET, self.transfer(self.teacher()))
 
     def system(self, name: str, student: Path) -> Dict:
-        from rasa_kd import rasa_runner
+        import rasa_runner
 
         folder = self.root / "systems" / name
         config = SYSTEMS[name](student.resolve())

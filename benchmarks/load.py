@@ -67,7 +67,7 @@ def percentile(sorted_values, share: float) -> float:
 
 
 def load_one(model: Path, texts, concurrency: int, seconds: float, log: Path) -> dict:
-    from rasa_kd.rasa_runner import RasaServer
+    from rasa_runner import RasaServer
 
     with RasaServer(model, log) as server:
         for text in texts[:WARMUP_REQUESTS]:

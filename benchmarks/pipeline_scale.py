@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from run import machine, versions  # noqa: E402
+from run import machine, results_json, versions  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
               "student": json.loads((Path(outcome["student"]) / "student.json").read_text())["recipe"],
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "pipeline_scale.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.results / "pipeline_scale.json").write_text(results_json(result))
     (args.results / "pipeline_scale.md").write_text(markdown(result))
     print(markdown(result))
     return 0

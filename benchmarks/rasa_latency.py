@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from run import results_json  # noqa: E402
 
 
 def ensure_build(build: Path) -> None:
@@ -35,7 +36,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     os.chdir(ROOT)
-    from rasa_kd import rasa_runner
+    import rasa_runner
     from rasa_kd.nlu_io import read_examples
 
     ensure_build(args.build)
@@ -65,7 +66,7 @@ def main() -> int:
         "target_ratio": 0.5,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(results_json(report, indent=2))
     print("| pipeline | in-process median ms | p95 ms | HTTP median ms | p95 ms | model MB | rasa run RSS MB |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():

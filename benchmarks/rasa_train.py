@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from run import results_json  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data"
 
 IN_GRAPH_CONFIG = """recipe: default.v1
@@ -69,7 +70,7 @@ def cv_summary(report_dir: Path, log: Path) -> dict:
 
 def rasa_section(name: str, config: Path, train: Path, test: Path, work: Path) -> dict:
     """`rasa train nlu` (timed) and `rasa test nlu` of one config."""
-    from rasa_kd import rasa_runner
+    import rasa_runner
 
     model, seconds = timed(rasa_runner.train_nlu, config, train, work / "models", name, cwd=work)
     scores = rasa_runner.test_nlu(model, test, work / "results" / name, cwd=work)
@@ -77,7 +78,7 @@ def rasa_section(name: str, config: Path, train: Path, test: Path, work: Path) -
 
 
 def cross_validation_section(folds: int, config: Path, train: Path, work: Path) -> dict:
-    from rasa_kd import rasa_runner
+    import rasa_runner
 
     out, log = work / "cross-validation", work / "cv.log"
     _, seconds = timed(rasa_runner.run_rasa, ["test", "nlu", "--cross-validation", "--folds", str(folds), "-v",
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "rasa-train")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "rasa_train.json")
     args = parser.parse_args(argv)
-    from rasa_kd import rasa_runner
+    import rasa_runner
     from rasa_kd.cli import quiet_environment
 
     quiet_environment()
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
         result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         results[args.task] = result
         args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps(results, indent=1) + "\n")
+        args.results.write_text(results_json(results))
     print(json.dumps(result, indent=1))
     return 0
 

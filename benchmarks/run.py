@@ -270,7 +270,7 @@ class Run:
 
     def rasa_system(self, name: str, config_text: str, inputs: List[Path]) -> Dict:
         """rasa train nlu, rasa test nlu on each reported set, in-process parse latency."""
-        from rasa_kd import rasa_runner
+        import rasa_runner
         from rasa_kd.nlu_io import read_examples
 
         folder = self.work / "rasa"
@@ -297,7 +297,7 @@ class Run:
     def rasa_model(self, name: str, config_text: str, inputs: List[Path]) -> Tuple[Path, Optional[float]]:
         """`rasa train nlu`, in a folder named by content: the model depends only on the config,
         train.yml and `inputs`, so budgets with the same training data (Sara quick and full) share it."""
-        from rasa_kd import rasa_runner
+        import rasa_runner
         train = self.data / "train.yml"
         digest = hashlib.sha1(json.dumps([config_text, input_fingerprint(inputs)]).encode() + train.read_bytes())
         folder = self.root / "rasa-models" / f"{name}-{digest.hexdigest()[:12]}"
@@ -318,7 +318,7 @@ class Run:
     def run(self) -> Dict:
         """The systems this invocation runs (--systems), scored; the others carried from the earlier
         entry of the same data and recipe, where there is one."""
-        from rasa_kd import rasa_runner
+        import rasa_runner
 
         started = time.time()
         self.convert()
@@ -435,7 +435,7 @@ class Run:
 
 
 def diet_config(epochs: int) -> str:
-    from rasa_kd import rasa_runner
+    import rasa_runner
 
     return rasa_runner.DIET_CONFIG.replace("epochs: 100", f"epochs: {epochs}")
 
@@ -500,16 +500,39 @@ def versions() -> Dict:
     return {"python": platform.python_version(), **{name: version(name) for name in packages}}
 
 
+def repo_relative(value):
+    """`value` (JSON-able) with this checkout's absolute paths written relative to it, in every
+    string: a results file says `benchmarks/work/sara/...`, not where the machine kept the repo."""
+    prefix = str(ROOT) + "/"
+    if isinstance(value, str):
+        return value.replace(prefix, "")
+    if isinstance(value, dict):
+        return {key: repo_relative(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [repo_relative(item) for item in value]
+    return value
+
+
+def results_json(content, indent: int = 1) -> str:
+    """The text of a results file: repo-relative paths, UTF-8 as is, a final newline."""
+    return json.dumps(repo_relative(content), indent=indent, ensure_ascii=False) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """A run killed mid-write keeps the last complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
 def write_result(results_dir: Path, result: Dict) -> Path:
     """benchmarks/results/<task>.json holds one entry per budget (and non-default teacher); replace
     this run's atomically."""
     path = results_dir / f"{result['task']}.json"
     entries = json.loads(path.read_text()) if path.exists() else {}
     entries[entry_key(result["budget"], result["recipe"]["teacher_model"])] = result
-    results_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
-    partial.replace(path)
+    write_atomically(path, results_json(entries))
     return path
 
 
@@ -526,12 +549,8 @@ def publish(name: str, result: Dict, markdown: str) -> None:
     """benchmarks/results/<name>.json (stamped with its creation time) and <name>.md; the markdown is printed."""
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = ROOT / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    for file, text in ((f"{name}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n"),
-                       (f"{name}.md", markdown)):
-        partial = results / f".{file}.partial"  # a run killed mid-write keeps the last complete file
-        partial.write_text(text)
-        partial.replace(results / file)
+    write_atomically(results / f"{name}.json", results_json(result))
+    write_atomically(results / f"{name}.md", repo_relative(markdown))
     print(markdown)
 
 

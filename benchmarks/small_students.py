@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from run import machine, versions  # noqa: E402
+from run import machine, repo_relative, results_json, versions, write_atomically  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
 from rasa_kd.pipeline import Stages  # noqa: E402
 from rasa_kd.presets import PRESET_NAMES, get_preset  # noqa: E402
@@ -166,7 +166,7 @@ class TaskRun:
         return results
 
     def rasa_model(self, preset_name: str, student: Path) -> Path:
-        from rasa_kd import rasa_runner
+        import rasa_runner
 
         folder = self.root / "rasa" / preset_name
         model = folder / "student.tar.gz"
@@ -284,12 +284,8 @@ def row(name: str, entry: Dict, student: Optional[Dict], runtime: str) -> str:
 
 
 def write_results(results_dir: Path, results: Dict) -> None:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (("small_students.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n"),
-                       ("small_students.md", markdown(results))):
-        partial = results_dir / f".{name}.partial"
-        partial.write_text(text)
-        partial.replace(results_dir / name)
+    write_atomically(results_dir / "small_students.json", results_json(results))
+    write_atomically(results_dir / "small_students.md", repo_relative(markdown(results)))
 
 
 def main(argv=None) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from run import results_json  # noqa: E402
 
 from rasa_kd import convert, teacher  # noqa: E402
 from rasa_kd.metrics import classification_scores  # noqa: E402
@@ -136,7 +137,7 @@ def main() -> int:
 
 def write(results):
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS.write_text(results_json(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from small_students import TASKS, TaskRun, student_facts, system_entry, task_heading  # noqa: E402
-from run import publish, results_so_far  # noqa: E402
+from run import publish, results_json, results_so_far  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
 from rasa_kd.presets import DEFAULT_PRESET  # noqa: E402
 
@@ -110,7 +110,7 @@ class TeacherRun(TaskRun):
 
 def write_json(path: Path, content: Dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=1) + "\n")
+    path.write_text(results_json(content))
 
 
 def labelling_facts(labelled: Path) -> Dict:

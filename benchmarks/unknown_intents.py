@@ -44,7 +44,7 @@ class DietModel:
         self.model, self.labels, self.kind = model, list(labels), "rasa-diet"
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        from rasa_kd.rasa_runner import parse_messages
+        from rasa_runner import parse_messages
 
         index = {label: i for i, label in enumerate(self.labels)}
         rows = np.zeros((len(texts), len(self.labels)), dtype=np.float32)

@@ -42,8 +42,6 @@ from rasa_kd.teacher_folder import TeacherFolder, length_order, same_labels
 
 logger = logging.getLogger(__name__)
 
-# Test hook: exit abruptly (like a kill) after this many shards were written in this run.
-EXIT_AFTER_SHARDS_ENV = "RASA_KD_LABEL_EXIT_AFTER_SHARDS"
 
 
 @dataclass
@@ -219,15 +217,12 @@ def label(args: LabelOptions) -> Dict:
     distributed.barrier()  # every process saw the same missing shards before any writes one
     resumed = n_rows - sum(len(shards[k]) for k in missing)
     mine = missing[distributed.rank()::distributed.world_size()]
-    exit_after = int(os.environ.get(EXIT_AFTER_SHARDS_ENV, "0") or 0)
     bar = tqdm(total=sum(len(shards[k]) for k in mine), desc="label", unit="sent",
                disable=args.quiet or not distributed.is_main())
     started = time.time()
-    for done, k in enumerate(mine, start=1):
+    for k in mine:
         write_shard(shard_path(work, k), shards[k], label_shard(teachers, encoded, shards[k], args.batch_size))
         bar.update(len(shards[k]))
-        if exit_after and done >= exit_after:
-            os._exit(75)
     bar.close()
     distributed.barrier()
     seconds = time.time() - started

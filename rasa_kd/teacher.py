@@ -36,8 +36,8 @@ from rasa_kd.split import stratified_split  # noqa: F401 - also part of this mod
 logger = logging.getLogger(__name__)
 
 UNKNOWN_WORDS_LIMIT = 0.20  # share of training words the teacher cannot write before it refuses
-# 2e-4 is the best rate measured on Sara for MiniLM-L6 and MPNet-base (5e-5 and 1e-4 are worse), but
-# MPNet-base diverges at it on CoLA to one class for every sentence; a tenth of it reaches MCC 0.57 there.
+# 2e-4 is the best rate measured for MiniLM-L6 and MPNet-base on Sara, but MPNet-base diverges at it on
+# CoLA to one class for every sentence, and a tenth of it does not (benchmarks/results/cola.json).
 DEFAULT_LR, RETRY_LR_FACTOR = 2e-4, 0.1
 
 

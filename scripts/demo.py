@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # rasa_runner: `rasa train`/`rasa test`/`rasa run`, as a user runs them
 BUILD = ROOT / "build"
 CONVERSATION = ["hi there", "can I get a large oat latte please", "what time do you close on sunday",
                 "where is your shop in Lisbon?", "is this a real person?", "thanks, bye"]
@@ -45,7 +46,7 @@ def row(name, scores, latency_ms, size_mb):
 def main() -> int:
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     os.chdir(ROOT)
-    from rasa_kd import rasa_runner
+    import rasa_runner
 
     timings = {}
     timed(timings, "rasa-kd pipeline", run_pipeline)
@@ -87,7 +88,7 @@ def main() -> int:
 
 
 def talk(model: Path):
-    from rasa_kd import rasa_runner
+    import rasa_runner
 
     with rasa_runner.RasaServer(model, BUILD / "models" / "assistant-server.log",
                                 credentials=ROOT / "credentials.yml") as server:

@@ -13,10 +13,14 @@ import argparse
 import dataclasses
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
+
+# the harness that runs `rasa train` / `rasa test` / `rasa run` as a user would lives with the benchmarks
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 os.environ.setdefault("USE_TF", "0")

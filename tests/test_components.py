@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from rasa_kd import rasa_runner
+import rasa_runner
 from rasa_kd.errors import UserError
 from rasa_kd.nlu_io import Example, read_examples, write_examples
 

@@ -48,3 +48,15 @@ def test_the_readme_stays_short_and_links_resolve():
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", prose):
             if "://" not in target:
                 assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+
+
+def test_committed_results_record_repo_relative_paths():
+    import run  # benchmarks/run.py
+
+    absolute = re.compile(r'"/(?:home|root|work|tmp|Users|mnt|opt)/')
+    files = [path for path in (ROOT / "benchmarks" / "results").rglob("*") if path.suffix in (".json", ".md")]
+    assert files and [str(path) for path in files if absolute.search(path.read_text(encoding="utf-8"))] == []
+    inside = {"model": str(ROOT / "benchmarks" / "work" / "student"), "config": f"student: {ROOT}/build/s\n",
+              "other": ["/elsewhere/file", 3]}
+    assert run.repo_relative(inside) == {"model": "benchmarks/work/student", "config": "student: build/s\n",
+                                         "other": ["/elsewhere/file", 3]}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rasa_kd import rasa_runner
+import rasa_runner
 from rasa_kd.nlu_io import Example, read_examples, write_examples
 from rasa_kd.pipeline import ENTITY_COMPONENTS, TOKEN_FEATURES, config_snippet
 

@@ -1,6 +1,5 @@
 """`rasa-kd label`: logits column, determinism, resuming after a kill, ensembles, bad input."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -52,9 +51,8 @@ def test_killed_run_resumes_without_losing_or_repeating_rows(toy_transfer_labell
                                                            tiny_teacher_dir, tmp_path):
     out = tmp_path / "resumed"
     argv = argv_of(label_options([tiny_teacher_dir], toy_transfer, out, shard_size=64))
-    code = f"import sys; sys.path.insert(0, {str(TESTS)!r}); import conftest; conftest.run_stage('rasa_kd.label', {argv!r})"
-    env = dict(os.environ, **{label.EXIT_AFTER_SHARDS_ENV: "3"})
-    killed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run([sys.executable, str(TESTS / "killed_label.py"), "3", "label", *map(str, argv)],
+                            capture_output=True, text=True, timeout=300)
     assert killed.returncode == 75, killed.stderr[-2000:]
     assert not out.exists()
     shards = sorted(p.name for p in label.shards_dir(out).glob("shard-*.npz"))

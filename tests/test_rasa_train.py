@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rasa_kd import rasa_runner
+import rasa_runner
 from rasa_kd.nlu_io import Example, read_examples, write_examples
 
 CONFIG = """recipe: default.v1
