@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from rasa_kd.errors import UserError
 from rasa_kd.pipeline import FALLBACK_THRESHOLD, config_snippet
@@ -67,31 +67,33 @@ def run_rasa(args: Sequence[str], cwd: Path, log: Path, log_level: str = "WARNIN
         raise UserError(f"rasa {args[0]} {args[1]} failed: {tail[0]} (full log: {log})")
 
 
-def train_nlu(config: Path, nlu: Path, out_dir: Path, name: str, cwd: Path = Path("."),
+def train_nlu(config: Path, nlu: Path, out_dir: Path, name: str, cwd: Optional[Path] = None,
               log_level: str = "WARNING") -> Path:
-    """`rasa train nlu`; returns the model tarball."""
+    """`rasa train nlu`, run in `cwd` (default `out_dir`: Rasa's .rasa/cache goes where Rasa runs);
+    returns the model tarball."""
     out_dir.mkdir(parents=True, exist_ok=True)
     run_rasa(["train", "nlu", "--config", str(config), "--nlu", str(nlu), "--out", str(out_dir),
-              "--fixed-model-name", name], cwd, out_dir / f"{name}-train.log", log_level)
+              "--fixed-model-name", name], cwd or out_dir, out_dir / f"{name}-train.log", log_level)
     return out_dir / f"{name}.tar.gz"
 
 
-def train_assistant(config: Path, domain: Path, data: Path, out_dir: Path, name: str, cwd: Path = Path(".")) -> Path:
+def train_assistant(config: Path, domain: Path, data: Path, out_dir: Path, name: str,
+                    cwd: Optional[Path] = None) -> Path:
     """`rasa train` of a whole assistant (NLU and dialogue); returns the model tarball."""
     out_dir.mkdir(parents=True, exist_ok=True)
     run_rasa(["train", "--config", str(config), "--domain", str(domain), "--data", str(data), "--out", str(out_dir),
-              "--fixed-model-name", name], cwd, out_dir / f"{name}-train.log")
+              "--fixed-model-name", name], cwd or out_dir, out_dir / f"{name}-train.log")
     return out_dir / f"{name}.tar.gz"
 
 
-def test_nlu(model: Path, test_file: Path, out_dir: Path, cwd: Path = Path(".")) -> Dict:
+def test_nlu(model: Path, test_file: Path, out_dir: Path, cwd: Optional[Path] = None) -> Dict:
     """`rasa test nlu`; returns Rasa's intent accuracy, macro- and weighted-F1 and example count,
     plus `scores` (rasa_kd.metrics, incl. MCC) over the predictions Rasa wrote."""
     from rasa_kd.metrics import classification_scores
 
     out_dir.mkdir(parents=True, exist_ok=True)
     run_rasa(["test", "nlu", "--model", str(model), "--nlu", str(test_file), "--out", str(out_dir), "--successes"],
-             cwd, out_dir / "test.log")
+             cwd or out_dir, out_dir / "test.log")
     report = json.loads((out_dir / "intent_report.json").read_text())
     predictions = [(row["intent"], row["intent_prediction"]["name"] or "")
                    for name in ("intent_successes.json", "intent_errors.json") if (out_dir / name).exists()

@@ -53,16 +53,17 @@ def check_examples(examples: Sequence, component: str) -> None:
 
 
 def check_config(config: Dict[str, Any], component: str) -> None:
-    """Config mistakes stop `rasa train` with one line before any training starts."""
-    from rasa_kd.presets import PRESET_NAMES
-    from rasa_kd.students.package import RUNTIMES
+    """Config mistakes stop `rasa train` with one line before any training starts: the library's
+    own validation and message, prefixed with the component's name."""
+    from rasa_kd.presets import get_preset
+    from rasa_kd.students.package import check_runtime
 
-    if (config.get("runtime") or "auto") not in RUNTIMES:
-        raise InvalidConfigException(f"{component}: runtime {config.get('runtime')!r} is not one of "
-                                     f"{', '.join(RUNTIMES)}")
-    if not config.get("student") and config.get("preset") not in PRESET_NAMES:
-        raise InvalidConfigException(f"{component}: preset {config.get('preset')!r} is not one of "
-                                     f"{', '.join(PRESET_NAMES)}")
+    try:
+        check_runtime(config.get("runtime") or "auto")
+        if not config.get("student"):
+            get_preset(config.get("preset"))
+    except UserError as error:
+        raise InvalidConfigException(f"{component}: {error}") from error
 
 
 def teachers_of(config: Dict[str, Any]) -> List[str]:

@@ -40,7 +40,7 @@ from typing import Dict, List, Optional
 from rasa_kd.distil_options import FILE_FIELDS, DistilOptions, check, resolved
 from rasa_kd.errors import UserError
 from rasa_kd.options import UNSET, add_options, as_record, check_required, from_namespace
-from rasa_kd.presets import distil_options
+from rasa_kd.presets import distil_options, get_preset
 from rasa_kd.teacher_folder import TeacherFolder
 from rasa_kd.transfer import open_transfer
 
@@ -225,6 +225,7 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
 
     check_required(args)
     check(args)
+    get_preset(args.preset)
     args = resolved(args)
     check_output_dir(args.out, args.force)
     transfer = open_transfer(args.transfer, labelled=True)

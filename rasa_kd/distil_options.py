@@ -15,8 +15,7 @@ from rasa_kd.options import option
 from rasa_kd.students.config import (ARCHITECTURES, BILSTM_MODES, BILSTM_POOLINGS, DROPOUT, PROJECTIONS, BiLSTMConfig,
                                      SmallBertConfig, config_class)
 
-PRESET_NAMES = ("fast", "balanced", "accurate")
-DEFAULT_PRESET = "balanced"
+DEFAULT_PRESET = "balanced"  # the names and their recipes: rasa_kd.presets
 FILES, STUDENT, TRAINING = "files", "student", "training"
 FILE_FIELDS = ("transfer", "dev", "test", "out", "work", "teacher", "force", "fresh")
 
@@ -38,8 +37,7 @@ class DistilOptions:
     force: bool = option(False, "replace an output folder that has content", group=FILES)
     fresh: bool = option(False, "delete the work folder's checkpoints and start over", group=FILES)
     preset: str = option(DEFAULT_PRESET, "named recipe whose values the other options below start from: "
-                                     "fast, balanced or accurate (docs/user-guide.md, Presets)", group=STUDENT,
-                         choices=PRESET_NAMES)
+                                     "fast, balanced or accurate (docs/user-guide.md, Presets)", group=STUDENT)
     student: str = option("bilstm", "architecture", group=STUDENT, choices=ARCHITECTURES)
     vocab: str = option("wordpieces", "bilstm vocabulary: the teacher's wordpieces (any language the teacher "
                                       "knows) or words with pretrained vectors", group=STUDENT,

@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.options import as_record, option
-from rasa_kd.presets import DEFAULT_PRESET, PRESET_NAMES, distil_options, get_preset
+from rasa_kd.presets import DEFAULT_PRESET, Preset, distil_options, get_preset
 from rasa_kd.resources import DEFAULT_TEACHER
 
 logger = logging.getLogger(__name__)
@@ -151,8 +151,7 @@ class PipelineOptions:
     teacher: Optional[List[str]] = option(None, "teacher backbone: minilm (default), mpnet (after `make mpnet`), "
                                                 "a local folder or a hub id; repeat for an ensemble",
                                           action="append")
-    preset: str = option(DEFAULT_PRESET, "student recipe: fast, balanced or accurate (docs/user-guide.md, Presets)",
-                         choices=PRESET_NAMES)
+    preset: str = option(DEFAULT_PRESET, "student recipe: fast, balanced or accurate (docs/user-guide.md, Presets)")
     student: Optional[str] = option(None, "student kind, overriding the preset's", choices=("bilstm", "bert"))
     vocab: Optional[str] = option(None, "bilstm vocabulary, overriding the preset's (wordpieces)",
                                   choices=("wordpieces", "words"))
@@ -168,10 +167,11 @@ class PipelineOptions:
     quiet: bool = option(False, "no progress bars")
 
 
-def student_options(options: PipelineOptions, labelled: Path, dev: Path, student: Path, teacher: Path):
+def student_options(options: PipelineOptions, preset: Preset, labelled: Path, dev: Path, student: Path,
+                    teacher: Path):
     overrides = {key: getattr(options, key) for key in ("student", "vocab", "epochs")
                  if getattr(options, key) is not None}
-    return distil_options(options.preset, transfer=labelled, dev=dev, out=student, teacher=teacher,
+    return distil_options(preset, transfer=labelled, dev=dev, out=student, teacher=teacher,
                           seed=options.seed, **overrides)
 
 
@@ -214,7 +214,7 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     stages.run_options("augment", augment_options, inputs, transfer, augment.augment)
     label_options = label.LabelOptions(teacher=teacher_dirs, transfer=transfer, out=labelled, quiet=options.quiet)
     stages.run_options("label", label_options, [transfer, *teacher_dirs], labelled, label.label)
-    distil_opts = student_options(options, labelled, dev_file, student, teacher_dirs[0])
+    distil_opts = student_options(options, preset, labelled, dev_file, student, teacher_dirs[0])
     stages.run_options("distil", distil_opts, [labelled, dev_file], student,
                        lambda o: distil_into(o, out, fresh=stages.fresh))
     export_options = export.ExportOptions(model=student, quantize=True, data=dev_file,
@@ -248,6 +248,7 @@ def check_test_intents(options: PipelineOptions) -> None:
 def run_pipeline(options: PipelineOptions) -> Dict:
     from rasa_kd import evaluate, split
 
+    get_preset(options.preset)  # a wrong name stops here, before the first stage
     check_test_intents(options)
     out: Path = options.out
     data = out / "data"

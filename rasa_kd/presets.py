@@ -16,9 +16,9 @@ the export log and student.json).
 """
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Union
 
-from rasa_kd.distil_options import DEFAULT_PRESET, PRESET_NAMES, DistilOptions, resolved
+from rasa_kd.distil_options import DEFAULT_PRESET, DistilOptions, resolved
 from rasa_kd.errors import UserError
 
 __all__ = ["DEFAULT_PRESET", "PRESET_NAMES", "PRESETS", "Preset", "distil_options", "transfer_size", "get_preset"]
@@ -64,16 +64,23 @@ PRESETS: Dict[str, Preset] = {
 }
 
 
-def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r} (choose from {', '.join(PRESET_NAMES)})")
-    return PRESETS[name]
+PRESET_NAMES = tuple(PRESETS)
 
 
-def distil_options(name: str = DEFAULT_PRESET, **values):
+def get_preset(preset: Union[str, Preset]) -> Preset:
+    """The preset a name stands for: the one validation of a preset name, whose UserError the CLI
+    prints as one line and the Rasa components raise as InvalidConfigException."""
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r} (choose from {', '.join(PRESET_NAMES)})")
+    return PRESETS[preset]
+
+
+def distil_options(preset: Union[str, Preset] = DEFAULT_PRESET, **values) -> DistilOptions:
     """`DistilOptions` of the preset, with `values` (e.g. transfer=, dev=, out=) laid over it.
     The presets' student values are BiLSTM recipes: with student="bert" only the options'
     own (small-BERT) defaults apply."""
-    preset = get_preset(name)
+    preset = get_preset(preset)
     recipe = preset.distil if values.get("student", DistilOptions.student) == "bilstm" else {}
-    return dataclasses.replace(DistilOptions(), preset=name, **{**recipe, **values})
+    return dataclasses.replace(DistilOptions(), preset=preset.name, **{**recipe, **values})

@@ -32,7 +32,8 @@ def smoke_key(argv) -> str:
 
 
 def smoke_entry(argv, results: Path) -> dict:
-    status = subprocess.run([*argv, "--results", str(results)], capture_output=True, text=True, cwd=ROOT)
+    # not the repository: whatever Rasa or a stage leaves in its working folder must not land in the checkout
+    status = subprocess.run([*argv, "--results", str(results)], capture_output=True, text=True, cwd=results.parent)
     assert status.returncode == 0, status.stderr[-3000:]
     return json.loads((results / "custom.json").read_text())[smoke_key(argv)], status.stdout
 

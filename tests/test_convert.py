@@ -13,7 +13,9 @@ from rasa_kd.convert import convert
 from rasa_kd.nlu_io import read_examples
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"real datasets not found at {SHARED}")
+# CI (.ci/run sets RASA_KD_REQUIRE_SHARED=1) has ../shared: there a missing folder fails these tests instead
+needs_shared = pytest.mark.skipif(not SHARED.is_dir() and os.environ.get("RASA_KD_REQUIRE_SHARED") != "1",
+                                  reason=f"real datasets not found at {SHARED}")
 
 
 def split_counts(report):

@@ -2,6 +2,7 @@
 a stage and everything after it when an option changes, and the config snippet."""
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -43,15 +44,43 @@ def test_rerun_skips_every_stage(first_run, capsys):
     assert f"student: {options.out / 'student'}" in output and "runtime: auto" in output
 
 
-def test_changed_student_option_reruns_distil_and_after(first_run, capsys):
-    import dataclasses
+def ran_stages(capsys):
+    return [name for name, state in stage_lines(capsys.readouterr().out) if state != "up to date"]
 
-    options, _ = first_run
-    run_pipeline(dataclasses.replace(options, epochs=1))
-    ran = [name for name, state in stage_lines(capsys.readouterr().out) if state != "up to date"]
-    assert ran == ["distil", "export", "evaluate-student"]
-    recipe = json.loads((options.out / "student" / "student.json").read_text())["recipe"]
-    assert recipe["epochs"] == 1
+
+def test_without_a_test_file_it_holds_out_a_split_and_reruns_what_a_change_touches(toy_nlu, tiny_bert_dir,
+                                                                                  tmp_path, capsys):
+    """The README's main command: no --test, so the pipeline holds out its own test split; then each
+    kind of change re-runs its stage and everything after it, and nothing before."""
+    import dataclasses
+    import shutil
+
+    from rasa_kd.nlu_io import Example, read_examples, write_examples
+
+    nlu = Path(shutil.copy(toy_nlu["train"], tmp_path / "nlu.yml"))
+    # the default teacher (the offline MiniLM package): a tiny random BERT learns too little of the toy task
+    options = PipelineOptions(nlu=nlu, out=tmp_path / "build", preset="fast", size=400, epochs=4, quiet=True)
+    result = run_pipeline(options)
+    assert list(result["timings"]) == STAGES and ran_stages(capsys) == STAGES
+    held_out = read_examples(options.out / "data" / "test.yml")
+    assert held_out and not {e.text for e in held_out} & {e.text for e in read_examples(options.out / "data" /
+                                                                                          "train.yml")}
+    teacher, student = (result["metrics"][name]["scores"]["accuracy"] for name in ("teacher", "student"))
+    assert student >= 0.5 and student >= 0.8 * teacher  # 4 intents: chance is 0.25
+
+    run_pipeline(dataclasses.replace(options, epochs=3))
+    assert ran_stages(capsys) == ["distil", "export", "evaluate-student"]
+    run_pipeline(dataclasses.replace(options, epochs=3, preset="balanced"))
+    assert ran_stages(capsys) == ["distil", "export", "evaluate-student"]
+    run_pipeline(dataclasses.replace(options, epochs=3, preset="balanced", size=300))
+    assert ran_stages(capsys) == ["augment", "label", "distil", "export", "evaluate-student"]
+    other_teacher = Path(shutil.copytree(tiny_bert_dir, tmp_path / "other-teacher"))
+    changed = dataclasses.replace(options, epochs=3, preset="balanced", size=300, teacher=[str(other_teacher)])
+    run_pipeline(changed)
+    assert ran_stages(capsys) == [stage for stage in STAGES if stage not in ("split", "augment")]
+    write_examples(nlu, read_examples(nlu) + [Example("a brand new greeting friend", read_examples(nlu)[0].intent)])
+    run_pipeline(changed)
+    assert ran_stages(capsys) == STAGES
 
 
 def test_killed_run_resumes_at_the_first_unfinished_stage(toy_nlu, tiny_bert_dir, tmp_path):

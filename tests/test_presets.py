@@ -1,5 +1,6 @@
 """Small students: vocabulary pruning, narrower embeddings, presets and the options objects."""
 import dataclasses
+import re
 import shutil
 
 import numpy as np
@@ -173,3 +174,22 @@ def test_pruning_keeps_the_most_common_pieces(tmp_path):
     assert pruned.backend.encode("world", add_special_tokens=False).tokens == ["[UNK]"]
     only_seen, _ = prune_wordpieces(tokenizer, seen, keep_characters=False, keep_common=0)
     assert "hello" not in only_seen.backend.get_vocab() and "bell" in only_seen.backend.get_vocab()
+
+
+def test_a_wrong_preset_or_runtime_is_the_same_one_line_everywhere(capsys, tmp_path):
+    from rasa.shared.exceptions import InvalidConfigException
+
+    from conftest import run_cli
+    from rasa_kd.components.student_training import check_config
+
+    message = "unknown preset 'tiny' (choose from fast, balanced, accurate)"
+    for argv in (["distil", "--transfer", "t", "--dev", "d.yml", "--out", "o", "--preset", "tiny"],
+                 ["pipeline", "--nlu", "n.yml", "--out", str(tmp_path / "build"), "--preset", "tiny"]):
+        status, errors = run_cli(argv, capsys)
+        assert (status, errors) == (2, [f"rasa-kd {argv[0]}: error: {message}"])
+    assert not (tmp_path / "build").exists()
+    with pytest.raises(InvalidConfigException, match=f"^StudentIntentClassifier: {re.escape(message)}$"):
+        check_config({"preset": "tiny", "runtime": "auto"}, "StudentIntentClassifier")
+    with pytest.raises(InvalidConfigException, match=r"^StudentIntentClassifier: unknown runtime 'gpu' \(choose"):
+        check_config({"preset": "balanced", "runtime": "gpu"}, "StudentIntentClassifier")
+    check_config({"student": "some/package", "preset": "tiny", "runtime": "int8"}, "StudentIntentClassifier")

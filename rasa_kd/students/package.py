@@ -110,12 +110,18 @@ def read_manifest(path) -> Dict:
     return manifest
 
 
+def check_runtime(runtime: str) -> str:
+    """The one validation of a runtime name (a UserError line naming the choices)."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    return runtime
+
+
 def resolve_runtime(path, manifest: Dict, runtime: str = "auto") -> str:
     """The runtime `runtime` means for this package: `auto` is the one student.json
     recommends (set by `rasa-kd export`) when its file exists, else ONNX when
     model.onnx exists, else PyTorch."""
-    if runtime not in RUNTIMES:
-        raise UserError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    check_runtime(runtime)
     if runtime != "auto":
         return runtime
     path = Path(path)
