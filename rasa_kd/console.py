@@ -26,9 +26,15 @@ class ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure(level: int = logging.INFO) -> None:
-    """Print the library's log on the terminal (once per process, however often called)."""
+def configure(level: int = logging.INFO, propagate: bool = False) -> None:
+    """Print the library's log on the terminal: the first call sets it up, later ones change nothing.
+
+    propagate: also hand the records to the root logger's handlers; off by default, because a
+    library the command imports (Rasa) may give the root logger a handler of its own, and every
+    line would print twice (tests turn it on for pytest's log capture)."""
     logger = logging.getLogger(LIBRARY_LOGGER)
-    if not any(isinstance(handler, ConsoleHandler) for handler in logger.handlers):
-        logger.addHandler(ConsoleHandler())
+    if any(isinstance(handler, ConsoleHandler) for handler in logger.handlers):
+        return
+    logger.addHandler(ConsoleHandler())
     logger.setLevel(level)
+    logger.propagate = propagate

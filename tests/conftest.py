@@ -35,7 +35,7 @@ def show_library_log() -> None:
     """The library logs instead of printing; tests read its lines on stdout/stderr as the CLI prints them."""
     from rasa_kd import console
 
-    console.configure()
+    console.configure(propagate=True)  # caplog reads the records through the root logger
 
 
 show_library_log()

@@ -125,3 +125,17 @@ def test_no_import_cycles():
         if module not in state:
             visit(module, [module])
     assert cycles == []
+
+
+def test_a_command_prints_each_line_once_when_the_root_logger_has_a_handler(toy_nlu, tmp_path):
+    """Rasa, imported by a command, may configure the root logger: the CLI's lines must not
+    then print a second time through it."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO); from rasa_kd import cli; "
+            "sys.exit(cli.main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "split", "--nlu", str(toy_nlu["train"]), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count(f"-> {tmp_path / 'out'}") == 1 and "rasa_kd" not in done.stderr

