@@ -67,10 +67,17 @@ def run_rasa(args: Sequence[str], cwd: Path, log: Path, log_level: str = "WARNIN
         raise UserError(f"rasa {args[0]} {args[1]} failed: {tail[0]} (full log: {log})")
 
 
+def absolute(cwd: Optional[Path], *paths: Path) -> List[Path]:
+    """Paths as the caller meant them (relative to `cwd` when given, else to the current folder), made
+    absolute, because Rasa may run elsewhere."""
+    return [Path(path) if Path(path).is_absolute() else (Path(cwd or ".") / path).resolve() for path in paths]
+
+
 def train_nlu(config: Path, nlu: Path, out_dir: Path, name: str, cwd: Optional[Path] = None,
               log_level: str = "WARNING") -> Path:
     """`rasa train nlu`, run in `cwd` (default `out_dir`: Rasa's .rasa/cache goes where Rasa runs);
     returns the model tarball."""
+    config, nlu, out_dir = absolute(cwd, config, nlu, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_rasa(["train", "nlu", "--config", str(config), "--nlu", str(nlu), "--out", str(out_dir),
               "--fixed-model-name", name], cwd or out_dir, out_dir / f"{name}-train.log", log_level)
@@ -80,6 +87,7 @@ def train_nlu(config: Path, nlu: Path, out_dir: Path, name: str, cwd: Optional[P
 def train_assistant(config: Path, domain: Path, data: Path, out_dir: Path, name: str,
                     cwd: Optional[Path] = None) -> Path:
     """`rasa train` of a whole assistant (NLU and dialogue); returns the model tarball."""
+    config, domain, data, out_dir = absolute(cwd, config, domain, data, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_rasa(["train", "--config", str(config), "--domain", str(domain), "--data", str(data), "--out", str(out_dir),
               "--fixed-model-name", name], cwd or out_dir, out_dir / f"{name}-train.log")
@@ -91,6 +99,7 @@ def test_nlu(model: Path, test_file: Path, out_dir: Path, cwd: Optional[Path] = 
     plus `scores` (rasa_kd.metrics, incl. MCC) over the predictions Rasa wrote."""
     from rasa_kd.metrics import classification_scores
 
+    model, test_file, out_dir = absolute(cwd, model, test_file, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_rasa(["test", "nlu", "--model", str(model), "--nlu", str(test_file), "--out", str(out_dir), "--successes"],
              cwd or out_dir, out_dir / "test.log")
