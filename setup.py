@@ -11,7 +11,8 @@ setup(
     # The Rasa components live in the top-level `components/` folder and are
     # installed as `rasa_kd.components`, so any assistant can name them in its
     # config.yml after `pip install` without copying files.
-    packages=["rasa_kd", "rasa_kd.students", "rasa_kd.components"],
+    packages=["rasa_kd", "rasa_kd.nlu_data", "rasa_kd.teachers", "rasa_kd.transfer", "rasa_kd.students",
+              "rasa_kd.evaluation", "rasa_kd.formats", "rasa_kd.components"],
     package_dir={"rasa_kd.components": "components"},
     install_requires=[
         "rasa==3.6.21",

@@ -33,7 +33,7 @@ PRECISION = 0.95
 
 
 def scored(model: Path, data: Path, out: Path) -> Dict:
-    from rasa_kd import evaluate
+    from rasa_kd.evaluation import evaluate
 
     metrics = evaluate.evaluate(model, data, out, speed=False, memory=False, precision=PRECISION)
     return {"accuracy": metrics["scores"]["accuracy"], **metrics["calibration"]}
@@ -41,9 +41,9 @@ def scored(model: Path, data: Path, out: Path) -> Dict:
 
 def kept_at(threshold, model: Path, data: Path) -> Dict:
     """Share of `data` kept by `threshold` and the precision of what is kept."""
-    from rasa_kd import calibration
-    from rasa_kd.evaluate import open_model
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.evaluation import calibration
+    from rasa_kd.evaluation.evaluate import open_model
+    from rasa_kd.formats.nlu_yaml import read_examples
 
     examples = read_examples(data)
     student = open_model(model)  # the deployed runtime, run as evaluate runs it
@@ -54,8 +54,8 @@ def kept_at(threshold, model: Path, data: Path) -> Dict:
 
 
 def task_result(task: str, small: Path, out: Path) -> Dict:
-    from rasa_kd.calibration import calibrate_package
-    from rasa_kd.students import package
+    from rasa_kd.evaluation.calibration import calibrate_package
+    from rasa_kd.formats import student_package
 
     work, data = small / task, small / task / "data"
     if not (work / "student-balanced" / "student.json").exists():
@@ -63,7 +63,7 @@ def task_result(task: str, small: Path, out: Path) -> Dict:
     student = ROOT / "benchmarks" / "work" / "calibration" / task / "student"
     shutil.rmtree(student, ignore_errors=True)
     shutil.copytree(work / "student-balanced", student)
-    package.update_manifest(student, calibration={"temperature": 1.0})
+    student_package.update_manifest(student, calibration={"temperature": 1.0})
     pictures = out / "calibration"
     result = {"teacher": scored(work / "teacher", data / "test.yml", pictures / f"{task}-teacher.json"),
               "student_uncalibrated": scored(student, data / "test.yml", pictures / f"{task}-student-t1.json")}

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from run import results_json  # noqa: E402
 DIET_ACCURACY = 0.803
-# These recipes predate the presets (rasa_kd/presets.py): whole vocabularies at the pretrained width,
+# These recipes predate the presets (rasa_kd/students/presets.py): whole vocabularies at the pretrained width,
 # 300-unit BiLSTMs, every epoch run. LEGACY restores those defaults so that the results reproduce.
 LEGACY = ["--no-prune-vocab", "--embedding-dim", "0", "--patience", "0", "--hidden-size", "300"]
 WORDS = [*LEGACY, "--student", "bilstm", "--vocab", "words", "--vectors", "glove50"]
@@ -79,7 +79,7 @@ def stage(done: Path, timings: Dict, name: str, *argv) -> None:
 def prepare_transfer(args, timings: Dict) -> Dict[str, Path]:
     work, data = args.work, args.work / "data"
     if not (data / "test.yml").exists():
-        from rasa_kd.convert import convert
+        from rasa_kd.nlu_data.convert import convert
 
         convert("sara", args.source, data)
     teacher, transfer, labelled = work / "teacher", work / f"transfer-{args.augment}", work / f"labelled-{args.augment}"

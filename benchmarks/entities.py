@@ -36,7 +36,7 @@ from run import publish, results_so_far  # noqa: E402
 from small_students import TaskRun  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
 from rasa_kd.pipeline import ENTITY_COMPONENTS  # noqa: E402
-from rasa_kd.presets import DEFAULT_PRESET  # noqa: E402
+from rasa_kd.students.presets import DEFAULT_PRESET  # noqa: E402
 
 TASKS = ("mtod-es", "rasa-demo")
 DEFAULT_SYSTEM = "diet"
@@ -161,12 +161,12 @@ class EntityRun(TaskRun):
                 "train_minutes": round((self.stages.seconds(f"train-{name}") or 0) / 60, 2)}
 
     def latency_texts(self) -> List[str]:
-        from rasa_kd.nlu_io import read_examples
+        from rasa_kd.formats.nlu_yaml import read_examples
 
         return [example.text for example in read_examples(self.file("test"))][: self.latency_examples]
 
     def entity_counts(self) -> Dict:
-        from rasa_kd.nlu_io import read_examples
+        from rasa_kd.formats.nlu_yaml import read_examples
 
         counts = {}
         for split in ("train", "dev", "test"):

@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "rasa-train")
     args = parser.parse_args(argv)
     from rasa_kd.cli import quiet_environment
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.formats.nlu_yaml import read_examples
 
     quiet_environment()
     work = args.work / args.task

@@ -30,8 +30,8 @@ SHARED = ROOT.parent / "shared" / "data"
 
 def assistant_file(work: Path) -> Path:
     """MTOD English eval + test as one Rasa NLU file."""
-    from rasa_kd.convert import convert
-    from rasa_kd.nlu_io import read_examples, write_examples
+    from rasa_kd.nlu_data.convert import convert
+    from rasa_kd.formats.nlu_yaml import read_examples, write_examples
 
     nlu = work / "mtod-en.yml"
     if not nlu.exists():
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     from rasa_kd.cli import quiet_environment
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.formats.nlu_yaml import read_examples
     from rasa_kd.pipeline import PipelineOptions, run_pipeline
 
     quiet_environment()

@@ -11,7 +11,6 @@ no more resident memory than DIET's.
 Writes benchmarks/results/rasa_latency.json and prints a markdown table.
 """
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -37,7 +36,7 @@ def main() -> int:
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     os.chdir(ROOT)
     import rasa_runner
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.formats.nlu_yaml import read_examples
 
     ensure_build(args.build)
     train, test = args.build / "data" / "train.yml", args.build / "data" / "test.yml"

@@ -96,8 +96,8 @@ def train_assistant(config: Path, domain: Path, data: Path, out_dir: Path, name:
 
 def test_nlu(model: Path, test_file: Path, out_dir: Path, cwd: Optional[Path] = None) -> Dict:
     """`rasa test nlu`; returns Rasa's intent accuracy, macro- and weighted-F1 and example count,
-    plus `scores` (rasa_kd.metrics, incl. MCC) over the predictions Rasa wrote."""
-    from rasa_kd.metrics import classification_scores
+    plus `scores` (rasa_kd.evaluation.metrics, incl. MCC) over the predictions Rasa wrote."""
+    from rasa_kd.evaluation.metrics import classification_scores
 
     model, test_file, out_dir = absolute(cwd, model, test_file, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,8 @@ policies: []
 
 def task_files(task: str, work: Path):
     """(train file, test file) for the task."""
-    from rasa_kd.convert import convert
-    from rasa_kd.split import split_nlu
+    from rasa_kd.nlu_data.convert import convert
+    from rasa_kd.nlu_data.split import split_nlu
 
     if task == "sara":
         converted = work / "converted"

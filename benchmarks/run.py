@@ -121,7 +121,7 @@ def task_budget(task: Task, name: str) -> Budget:
 
 
 def bilstm_options(task: Task, vectors: Optional[str]) -> Dict:
-    """The default preset's BiLSTM (pruned wordpieces, rasa_kd.presets); `--vectors FILE|glove50` picks
+    """The default preset's BiLSTM (pruned wordpieces, rasa_kd.students.presets); `--vectors FILE|glove50` picks
     the word-vector BiLSTM instead (English tasks)."""
     if task.english and vectors not in (None, "none"):
         return {"vocab": "words", "vectors": vectors}
@@ -133,9 +133,9 @@ def bilstm_options(task: Task, vectors: Optional[str]) -> Dict:
 
 def prepare_data(converted: Path, out: Path, task: Task, budget: Budget, seed: int) -> None:
     """train.yml (capped) and select.yml from the converted folder, written all-or-nothing."""
-    from rasa_kd.nlu_io import read_examples, write_examples
-    from rasa_kd.outputs import atomic_output_dir
-    from rasa_kd.split import stratified_split
+    from rasa_kd.formats.nlu_yaml import read_examples, write_examples
+    from rasa_kd.formats.outputs import atomic_output_dir
+    from rasa_kd.nlu_data.split import stratified_split
 
     train = read_examples(converted / "train.yml")
     if task.select:
@@ -187,7 +187,7 @@ class Run:
     def convert(self) -> None:
         if self.args.data:
             return
-        from rasa_kd.convert import convert
+        from rasa_kd.nlu_data.convert import convert
 
         source = self.args.source or SHARED / self.task.source
         # recorded at the task level: every budget shares the converted folder and must not rewrite it
@@ -202,17 +202,17 @@ class Run:
                         lambda: prepare_data(self.converted, self.data, self.task, self.budget, self.args.seed))
 
     def teacher(self) -> Path:
-        from rasa_kd import teacher
+        from rasa_kd.teachers import fine_tune
 
         out = self.work / "teacher"
-        options = teacher.TeacherOptions(train=self.data / "train.yml", dev=self.data / "select.yml",
+        options = fine_tune.TeacherOptions(train=self.data / "train.yml", dev=self.data / "select.yml",
                                          model=self.args.teacher_model, epochs=self.budget.teacher_epochs,
                                          seed=self.args.seed, out=out, **self.budget.teacher)
-        self.stages.run_options("teacher", options, [self.data], out, teacher.train_from_options)
+        self.stages.run_options("teacher", options, [self.data], out, fine_tune.train_from_options)
         return out
 
     def transfer(self, teacher: Path) -> Path:
-        from rasa_kd import augment, label
+        from rasa_kd.transfer import augment, label
 
         transfer, labelled = self.work / "transfer", self.work / "transfer-labelled"
         vectors = {"vectors": self.args.vectors} if self.args.vectors not in (None, "none") else {}
@@ -225,15 +225,15 @@ class Run:
         return labelled
 
     def transfer_size(self) -> int:
-        from rasa_kd.presets import DEFAULT_PRESET, get_preset
+        from rasa_kd.students.presets import DEFAULT_PRESET, get_preset
 
         trained_on = json.loads((self.data / "counts.json").read_text())["train"]
         return self.budget.transfer_size or get_preset(DEFAULT_PRESET).transfer_size(trained_on)
 
     def student(self, kind: str, labelled: Path) -> Path:
-        from rasa_kd import export
+        from rasa_kd.students import export
         from rasa_kd.pipeline import distil_into
-        from rasa_kd.presets import distil_options
+        from rasa_kd.students.presets import distil_options
 
         out = self.work / f"student-{kind}"
         values = ({**bilstm_options(self.task, self.args.vectors), **self.budget.bilstm} if kind == "bilstm"
@@ -252,7 +252,7 @@ class Run:
 
     def evaluate(self, name: str, model: Path) -> Dict:
         """Scores of the deployed runtime on every reported set; speed on the headline set."""
-        from rasa_kd import evaluate
+        from rasa_kd.evaluation import evaluate
 
         results = {}
         for report, path in self.reports.items():
@@ -271,7 +271,7 @@ class Run:
     def rasa_system(self, name: str, config_text: str, inputs: List[Path]) -> Dict:
         """rasa train nlu, rasa test nlu on each reported set, in-process parse latency."""
         import rasa_runner
-        from rasa_kd.nlu_io import read_examples
+        from rasa_kd.formats.nlu_yaml import read_examples
 
         folder = self.work / "rasa"
         folder.mkdir(parents=True, exist_ok=True)
@@ -387,7 +387,7 @@ class Run:
                   "latency_ms_batch1": head["latency_ms_batch1"], "sentences_per_second": head["sentences_per_second"],
                   "train_seconds": self.stages.seconds(name if name == "teacher" else f"distil-{name}")}
         if name == "teacher":
-            from rasa_kd.teacher_folder import METRICS_FILE
+            from rasa_kd.teachers.folder import METRICS_FILE
 
             fine_tuning = json.loads((model / METRICS_FILE).read_text())
             system["fine_tuning"] = {"lr": fine_tuning["settings"]["lr"], **{

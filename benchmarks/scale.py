@@ -67,8 +67,8 @@ def torchrun(processes: int, *argv) -> List[str]:
 def first_rows(source: Path, out: Path, rows: int) -> None:
     import datasets
 
-    from rasa_kd.outputs import atomic_output_dir
-    from rasa_kd.transfer import META_FILE
+    from rasa_kd.formats.outputs import atomic_output_dir
+    from rasa_kd.formats.transfer_set import META_FILE
 
     with atomic_output_dir(out, force=True) as folder:
         datasets.load_from_disk(str(source)).select(range(rows)).save_to_disk(str(folder))
@@ -76,7 +76,7 @@ def first_rows(source: Path, out: Path, rows: int) -> None:
 
 
 def processes_section(stages: Stages, work: Path, rows: int) -> Dict:
-    from rasa_kd.label import shards_dir
+    from rasa_kd.transfer.label import shards_dir
 
     teacher, transfer = SMALL_SARA / "teacher", work / f"sara-transfer-{rows}"
     if not (SMALL_SARA / "transfer").is_dir():
@@ -102,10 +102,10 @@ def scale_teacher(out: Path, train: Path) -> None:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from rasa_kd.nlu_io import read_examples
-    from rasa_kd.outputs import atomic_output_dir
-    from rasa_kd.resources import minilm_path
-    from rasa_kd.teacher_folder import write_teacher_files
+    from rasa_kd.formats.nlu_yaml import read_examples
+    from rasa_kd.formats.outputs import atomic_output_dir
+    from rasa_kd.teachers.resources import minilm_path
+    from rasa_kd.teachers.folder import write_teacher_files
 
     labels = sorted({e.intent for e in read_examples(train)})
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
@@ -119,7 +119,7 @@ def scale_teacher(out: Path, train: Path) -> None:
 
 
 def memory_section(stages: Stages, work: Path, size: int, distil_epochs: float) -> Dict:
-    from rasa_kd.convert import convert
+    from rasa_kd.nlu_data.convert import convert
 
     converted, teacher = work / "sst2-converted", work / "scale-teacher"
     transfer, labelled, student = work / "sst2-transfer", work / "sst2-labelled", work / "sst2-student"

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from run import machine, repo_relative, results_json, versions, write_atomically  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
 from rasa_kd.pipeline import Stages  # noqa: E402
-from rasa_kd.presets import PRESET_NAMES, get_preset  # noqa: E402
+from rasa_kd.students.presets import PRESET_NAMES, get_preset  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -70,7 +70,7 @@ class TaskRun:
         self.converted, self.data = self.root / "converted", self.root / "data"
 
     def convert(self) -> None:
-        from rasa_kd.convert import convert
+        from rasa_kd.nlu_data.convert import convert
 
         source = SHARED / self.task.source
         self.stages.run("convert", {"dataset": self.task.dataset, "source": str(source),
@@ -79,7 +79,7 @@ class TaskRun:
                                         **dict(self.task.convert_options)))
 
     def prepare(self) -> None:
-        from rasa_kd import split
+        from rasa_kd.nlu_data import split
 
         if self.task.split_train:
             options = split.SplitOptions(nlu=self.converted / "train.yml", out=self.data, test_fraction=0.2,
@@ -89,9 +89,9 @@ class TaskRun:
             self.stages.run("data", {"dev": self.task.dev}, [self.converted], self.data, self.copy_splits)
 
     def copy_splits(self) -> None:
-        from rasa_kd.nlu_io import read_examples, write_examples
-        from rasa_kd.outputs import atomic_output_dir
-        from rasa_kd.split import stratified_split
+        from rasa_kd.formats.nlu_yaml import read_examples, write_examples
+        from rasa_kd.formats.outputs import atomic_output_dir
+        from rasa_kd.nlu_data.split import stratified_split
 
         train = read_examples(self.converted / "train.yml")
         if self.task.dev:
@@ -107,20 +107,20 @@ class TaskRun:
         return self.data / f"{split}.yml"
 
     def teacher(self) -> Path:
-        from rasa_kd import teacher
+        from rasa_kd.teachers import fine_tune
 
         out = self.root / "teacher"
-        options = teacher.TeacherOptions(train=self.file("train"), dev=self.file("dev"), out=out, quiet=True)
-        self.stages.run_options("teacher", options, [self.data], out, teacher.train_from_options)
+        options = fine_tune.TeacherOptions(train=self.file("train"), dev=self.file("dev"), out=out, quiet=True)
+        self.stages.run_options("teacher", options, [self.data], out, fine_tune.train_from_options)
         return out
 
     def n_train(self) -> int:
-        from rasa_kd.nlu_io import read_examples
+        from rasa_kd.formats.nlu_yaml import read_examples
 
         return len(read_examples(self.file("train")))
 
     def transfer(self, teacher: Path) -> Path:
-        from rasa_kd import augment, label
+        from rasa_kd.transfer import augment, label
 
         transfer, labelled = self.root / "transfer", self.root / "transfer-labelled"
         size = max(get_preset(p).transfer_size(self.n_train()) for p in self.presets)
@@ -135,10 +135,10 @@ class TaskRun:
     def student(self, preset_name: str, labelled: Path, suffix: str = "", **values) -> Path:
         """The preset's student of `labelled`, exported; `suffix` names a variant's student (another
         teacher's labels, or `values`: DistilOptions laid over the preset's, e.g. transfer_limit)."""
-        from rasa_kd import export
-        from rasa_kd.nlu_io import read_examples
+        from rasa_kd.students import export
+        from rasa_kd.formats.nlu_yaml import read_examples
         from rasa_kd.pipeline import distil_into
-        from rasa_kd.presets import distil_options
+        from rasa_kd.students.presets import distil_options
 
         preset, out = get_preset(preset_name), self.root / f"student-{preset_name}{suffix}"
         originals = len(read_examples(self.file("train")))
@@ -152,7 +152,7 @@ class TaskRun:
         return out
 
     def evaluate(self, name: str, model: Path) -> Dict:
-        from rasa_kd import evaluate
+        from rasa_kd.evaluation import evaluate
 
         results = {}
         for split in ("test", "dev"):
@@ -199,7 +199,7 @@ class TaskRun:
         return result
 
     def counts(self) -> Dict:
-        from rasa_kd.nlu_io import read_examples
+        from rasa_kd.formats.nlu_yaml import read_examples
 
         return {split: len(read_examples(self.file(split))) for split in ("train", "dev", "test")}
 

@@ -2,7 +2,7 @@
 
     python benchmarks/teacher.py [--levers mean,mean_lr2e-4,...] [--work /tmp/kd-teacher-bench]
 
-Converts ../shared/data/sara (rasa_kd.convert), fine-tunes one teacher per lever
+Converts ../shared/data/sara (rasa_kd.nlu_data.convert), fine-tunes one teacher per lever
 (skipping teachers already in WORK/teachers/, so a re-run resumes), scores each on
 dev and test, measures labelling throughput (length-sorted batches of 64, max length
 64, all cores) on the train+dev+test sentences, scores 2-teacher ensembles (averaged
@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from run import results_json  # noqa: E402
 
-from rasa_kd import convert, teacher  # noqa: E402
-from rasa_kd.metrics import classification_scores  # noqa: E402
-from rasa_kd.nlu_io import read_examples  # noqa: E402
+from rasa_kd.nlu_data import convert
+from rasa_kd.teachers import fine_tune  # noqa: E402
+from rasa_kd.evaluation.metrics import classification_scores  # noqa: E402
+from rasa_kd.formats.nlu_yaml import read_examples  # noqa: E402
 from rasa_kd.distributed import available_cores  # noqa: E402
-from rasa_kd.teacher_folder import TeacherFolder, predict_logits  # noqa: E402
+from rasa_kd.teachers.folder import TeacherFolder, predict_logits  # noqa: E402
 
 SARA = ROOT.parent / "shared" / "data" / "sara"
 RESULTS = ROOT / "benchmarks" / "results" / "teacher_sara.json"
@@ -96,10 +97,10 @@ def main() -> int:
     logits = {}
     for name in args.levers.split(","):
         folder = args.work / "teachers" / name
-        settings = teacher.TeacherSettings(**LEVERS[name])
+        settings = fine_tune.TeacherSettings(**LEVERS[name])
         if not (folder / "metrics.json").exists():
             print(f"== {name}: training {settings}", flush=True)
-            teacher.train_teacher(sara / "train.yml", sara / "dev.yml", args.model, folder, settings, force=True,
+            fine_tune.train_teacher(sara / "train.yml", sara / "dev.yml", args.model, folder, settings, force=True,
                                   threads=args.train_threads)
             torch.set_num_threads(label_threads)
         metrics = json.loads((folder / "metrics.json").read_text())

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from small_students import TASKS, TaskRun, student_facts, system_entry, task_heading  # noqa: E402
 from run import publish, results_json, results_so_far  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
-from rasa_kd.presets import DEFAULT_PRESET  # noqa: E402
+from rasa_kd.students.presets import DEFAULT_PRESET  # noqa: E402
 
 BACKBONES = {"minilm": "MiniLM-L6 (22M)", "mpnet": "MPNet-base (110M)"}
 TEACHER_SETS = ("minilm", "mpnet", "minilm+mpnet")
@@ -42,18 +42,18 @@ class TeacherRun(TaskRun):
 
     def backbone_teacher(self, backbone: str) -> Path:
         """The task's teacher on `backbone`; minilm is small_students.py's teacher stage."""
-        from rasa_kd import teacher
+        from rasa_kd.teachers import fine_tune
 
         if backbone == "minilm":
             return self.teacher()
         out = self.root / f"teacher-{backbone}"
-        options = teacher.TeacherOptions(train=self.file("train"), dev=self.file("dev"), out=out, model=backbone,
+        options = fine_tune.TeacherOptions(train=self.file("train"), dev=self.file("dev"), out=out, model=backbone,
                                          quiet=True)
-        self.stages.run_options(f"teacher-{backbone}", options, [self.data], out, teacher.train_from_options)
+        self.stages.run_options(f"teacher-{backbone}", options, [self.data], out, fine_tune.train_from_options)
         return out
 
     def labelled(self, teacher_set: str, teachers: List[Path], transfer: Path) -> Path:
-        from rasa_kd import label
+        from rasa_kd.transfer import label
 
         if teacher_set == "minilm":
             return self.root / "transfer-labelled"  # labelled by small_students.py's label stage
@@ -122,9 +122,9 @@ def ensemble_scores(teachers: List[Path], data: Path) -> Dict:
     """Test or dev scores of averaged teacher logits, as `rasa-kd label` averages them."""
     import numpy as np
 
-    from rasa_kd.label import load_teachers
-    from rasa_kd.metrics import classification_scores
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.transfer.label import load_teachers
+    from rasa_kd.evaluation.metrics import classification_scores
+    from rasa_kd.formats.nlu_yaml import read_examples
     examples = read_examples(data)
     texts = [e.text for e in examples]
     loaded = load_teachers(teachers)

@@ -35,7 +35,7 @@ from small_students import TaskRun, student_facts, system_entry, task_heading  #
 from report import options_text  # noqa: E402
 from run import publish, results_so_far  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
-from rasa_kd.presets import DEFAULT_PRESET  # noqa: E402
+from rasa_kd.students.presets import DEFAULT_PRESET  # noqa: E402
 
 LARGEST = 200_000
 # point -> (new rule sentences, DistilOptions over the default preset's)
@@ -58,7 +58,7 @@ class CurveRun(TaskRun):
         self.largest = largest
 
     def curve_transfer(self, teacher: Path) -> Path:
-        from rasa_kd import augment, label
+        from rasa_kd.transfer import augment, label
 
         transfer, labelled = self.root / "transfer-curve", self.root / "transfer-curve-labelled"
         options = augment.AugmentOptions(train=self.file("train"), out=transfer, size=self.largest, quiet=True,

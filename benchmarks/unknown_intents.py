@@ -37,7 +37,7 @@ OUT_OF_SCOPE = "out_of_scope"  # Sara's intent for what the assistant does not h
 
 
 class DietModel:
-    """A Rasa model behind the `labels` / `predict` interface of rasa_kd.evaluate's models:
+    """A Rasa model behind the `labels` / `predict` interface of rasa_kd.evaluation.evaluate's models:
     a probability row per text from Rasa's intent_ranking (ranks Rasa does not report are 0)."""
 
     def __init__(self, model: Path, labels: Sequence[str]):
@@ -56,8 +56,8 @@ class DietModel:
 
 
 def unknown_file(work: Path, n: int, seed: int = 0) -> Path:
-    from rasa_kd.convert import convert
-    from rasa_kd.nlu_io import read_examples, write_examples
+    from rasa_kd.nlu_data.convert import convert
+    from rasa_kd.formats.nlu_yaml import read_examples, write_examples
 
     path = work / f"mtod-en-unknown-{n}.yml"
     if not path.exists():
@@ -71,9 +71,9 @@ def unknown_file(work: Path, n: int, seed: int = 0) -> Path:
 
 
 def model_result(model, dev: Path, test: Path, unknown: Path) -> Dict:
-    from rasa_kd import calibration
-    from rasa_kd.evaluate import separation
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.evaluation import calibration
+    from rasa_kd.evaluation.evaluate import separation
+    from rasa_kd.formats.nlu_yaml import read_examples
 
     def gold_of(examples: List) -> List[int]:
         index = {label: i for i, label in enumerate(model.labels)}
@@ -127,8 +127,8 @@ def main(argv=None) -> int:
     parser.add_argument("--unknown-sentences", type=int, default=1000)
     args = parser.parse_args(argv)
     from rasa_kd.cli import quiet_environment
-    from rasa_kd.evaluate import open_model
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.evaluation.evaluate import open_model
+    from rasa_kd.formats.nlu_yaml import read_examples
 
     quiet_environment()
     small, work = WORK / "small" / "sara", WORK / "unknown-intents"

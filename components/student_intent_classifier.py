@@ -7,7 +7,7 @@ pipeline:
     # no `student:`: `rasa train` distils a student from the NLU data (teacher, augment,
     # label, distil, export; see components/student_training.py) with these keys:
     teacher: minilm            # minilm, mpnet (after `make mpnet`), a local teacher/checkpoint folder or a hub id; a list: an ensemble
-    preset: balanced           # fast | balanced | accurate (rasa_kd/presets.py)
+    preset: balanced           # fast | balanced | accurate (rasa_kd/students/presets.py)
     transfer_size: null        # new transfer sentences (default: the preset's rule)
     epochs: null               # most distillation epochs (default: the preset's)
     seed: 42
@@ -41,7 +41,7 @@ from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import (ACTION_TEXT, INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY,
-                                      PREDICTED_CONFIDENCE_KEY, TEXT)
+                                       PREDICTED_CONFIDENCE_KEY, TEXT)
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 

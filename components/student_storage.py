@@ -1,7 +1,7 @@
 """How the Rasa components find, fingerprint, store and load a rasa-kd student package.
 
 The component's `runtime` (`auto`, `int8`, `onnx` or `pytorch`; see
-`rasa_kd.students.package.resolve_runtime`) is resolved on the package named by
+`rasa_kd.formats.student_package.resolve_runtime`) is resolved on the package named by
 `student:` at training time, and only the files that runtime reads (student.json,
 its one weights file, the tokenizer files) are copied into Rasa's model storage: a
 trained model (`models/*.tar.gz`) is self-contained and carries exactly one runtime
@@ -19,10 +19,11 @@ from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.exceptions import InvalidConfigException
 
 from rasa_kd.errors import UserError
-from rasa_kd.students import package
+from rasa_kd.formats import student_package
+from rasa_kd.students import load
 
 PACKAGE_FOLDER = "student"
-MANIFEST = package.MANIFEST
+MANIFEST = student_package.MANIFEST
 DEFAULT_CONFIG = {"student": None, "runtime": "auto", "onnx": False}
 
 
@@ -47,15 +48,15 @@ def configured_runtime(config: Dict[str, Any]) -> str:
     """`runtime`, where the deprecated `onnx: true` still means `onnx` when runtime is `auto`."""
     runtime = config.get("runtime") or "auto"
     if runtime == "auto" and config.get("onnx"):
-        return package.deprecated_runtime_alias("the component key `onnx: true`", "onnx")
+        return student_package.deprecated_runtime_alias("the component key `onnx: true`", "onnx")
     return runtime
 
 
 def deployed_runtime(path: Path, config: Dict[str, Any], component: str) -> str:
     """The runtime the config resolves to on the package at `path`, whose weights file must exist."""
     try:
-        runtime = package.resolve_runtime(path, package.read_manifest(path), configured_runtime(config))
-        package.runtime_weights(path, runtime)
+        runtime = student_package.resolve_runtime(path, student_package.read_manifest(path), configured_runtime(config))
+        student_package.runtime_weights(path, runtime)
     except UserError as error:
         raise InvalidConfigException(f"{component}: {error}") from error
     return runtime
@@ -67,12 +68,12 @@ def package_fingerprint(config: Dict[str, Any]) -> str:
     if not path.is_dir():
         return f"missing:{path}"
     try:
-        manifest = package.read_manifest(path)
-        runtime = package.resolve_runtime(path, manifest, configured_runtime(config))
+        manifest = student_package.read_manifest(path)
+        runtime = student_package.resolve_runtime(path, manifest, configured_runtime(config))
     except UserError as error:  # training stops on it with one line; nothing to cache
         return f"invalid:{error}"
     digest = hashlib.sha256(runtime.encode())
-    for name in package.runtime_files(manifest, runtime):
+    for name in student_package.runtime_files(manifest, runtime):
         digest.update(name.encode())
         if (path / name).is_file():
             with open(path / name, "rb") as f:
@@ -83,8 +84,6 @@ def package_fingerprint(config: Dict[str, Any]) -> str:
 
 def load_student(folder: Path, runtime: str, component: str):
     """Load a package with rasa_kd.students; a bad package stops Rasa with one line."""
-    from rasa_kd.students import load
-
     try:
         return load(folder, runtime=runtime)
     except UserError as error:
@@ -101,11 +100,11 @@ def store_student(student, model_storage: ModelStorage, resource: Resource) -> N
     """Copy into the model only the files of the loaded student's runtime."""
     with model_storage.write_to(resource) as folder:
         target = Path(folder) / PACKAGE_FOLDER
-        for name in package.runtime_files(student.manifest, student.runtime):
+        for name in student_package.runtime_files(student.manifest, student.runtime):
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(student.path / name, target / name)
         # `auto` must find the one runtime stored, whatever the package recommended
-        package.update_manifest(target, runtime=student.runtime)
+        student_package.update_manifest(target, runtime=student.runtime)
 
 
 def load_stored_student(model_storage: ModelStorage, resource: Resource, component: str):

@@ -13,7 +13,9 @@ It also checks a pre-made `student:` package against the training data: a packag
 distilled from sentences that are not in this training data (the other folds of
 `rasa test nlu --cross-validation`, or a held-out test set) scores optimistically.
 """
+import dataclasses
 import hashlib
+import json
 import logging
 import tempfile
 import time
@@ -25,8 +27,14 @@ from rasa.shared.nlu.constants import INTENT, TEXT
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from rasa_kd.errors import UserError
+from rasa_kd.formats import student_package
+from rasa_kd.formats.nlu_yaml import Example, write_examples
+from rasa_kd.formats.student_package import check_runtime
+from rasa_kd.nlu_data.split import split_examples
+from rasa_kd.options import as_record
 from rasa_kd.pipeline import PipelineOptions
-from rasa_kd.resources import DEFAULT_TEACHER
+from rasa_kd.students.presets import distil_options, get_preset
+from rasa_kd.teachers.resources import DEFAULT_TEACHER
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +45,6 @@ TRAINING_CONFIG = {"teacher": DEFAULT_TEACHER, "preset": PipelineOptions.preset,
 
 
 def training_examples(training_data: TrainingData) -> List:
-    from rasa_kd.nlu_io import Example
-
     return [Example(message.get(TEXT), message.get(INTENT)) for message in training_data.intent_examples
             if message.get(TEXT) and message.get(INTENT)]
 
@@ -55,9 +61,6 @@ def check_examples(examples: Sequence, component: str) -> None:
 def check_config(config: Dict[str, Any], component: str) -> None:
     """Config mistakes stop `rasa train` with one line before any training starts: the library's
     own validation and message, prefixed with the component's name."""
-    from rasa_kd.presets import get_preset
-    from rasa_kd.students.package import check_runtime
-
     try:
         check_runtime(config.get("runtime") or "auto")
         if not config.get("student"):
@@ -75,10 +78,6 @@ def recipe_record(config: Dict[str, Any]) -> Dict[str, Any]:
     """What the configured preset resolves to in this rasa-kd: its student options, size rule
     and int8 check. When a release changes a preset's recipe, Rasa's cache must not hand back
     the student of the old one."""
-    import dataclasses
-
-    from rasa_kd.options import as_record
-    from rasa_kd.presets import distil_options, get_preset
 
     # Rasa's fingerprint hook may hand over the config as written, without the defaults
     preset = get_preset(config.get("preset") or TRAINING_CONFIG["preset"])
@@ -88,8 +87,6 @@ def recipe_record(config: Dict[str, Any]) -> Dict[str, Any]:
 def training_fingerprint(config: Dict[str, Any]) -> str:
     """The teachers' names, the content of those that are local folders, and the recipe
     the preset stands for (Rasa adds the config and the training data itself)."""
-    import json
-
     from rasa_kd.pipeline import input_fingerprint
 
     folders = [Path(t).expanduser() for t in teachers_of(config) if Path(t).expanduser().is_dir()]
@@ -104,9 +101,6 @@ def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:
 
 
 def write_splits(examples: Sequence, folder: Path, dev_fraction: float, seed: int) -> None:
-    from rasa_kd.nlu_io import write_examples
-    from rasa_kd.split import split_examples
-
     splits = split_examples(list(examples), 0.0, dev_fraction, seed)  # as `rasa-kd pipeline --test` splits
     train, dev = splits["train"], splits.get("dev", [])
     if not dev:  # a handful of examples: score dev on the training sentences rather than on nothing
@@ -140,8 +134,6 @@ def distil_training_data(training_data: TrainingData, config: Dict[str, Any], co
 
 def warn_if_leaky(package: Path, training_data: TrainingData, component: str) -> None:
     """Warn when a pre-made package was distilled from sentences outside this training data."""
-    from rasa_kd.students import package as student_package
-
     recorded = student_package.read_training_hashes(package)
     if not recorded:
         return

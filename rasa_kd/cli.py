@@ -9,7 +9,11 @@ import os
 import sys
 from typing import List, Optional
 
+from rasa_kd import __version__, console
 from rasa_kd.commands import COMMANDS, Command, resolve
+from rasa_kd.distributed import launcher_rank
+from rasa_kd.errors import UserError
+from rasa_kd.options import add_options, from_namespace
 
 EPILOG = """pipeline: convert -> teacher -> augment -> label -> distil -> export/evaluate
 files:    Rasa NLU YAML -> teacher folder -> Arrow transfer set -> student package -> Rasa model
@@ -35,8 +39,6 @@ def chosen_command(argv: List[str]) -> Optional[str]:
 
 
 def add_command_arguments(parser: argparse.ArgumentParser, command: Command) -> None:
-    from rasa_kd.options import add_options
-
     parser.description = command.description
     add_options(parser, resolve(command.options), track_given=command.from_namespace is not None)
     parser.set_defaults(command_spec=command)
@@ -50,7 +52,6 @@ def build_parser(argv: Optional[List[str]] = None, all_commands: bool = False) -
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from rasa_kd import __version__
 
     parser.add_argument("--version", action="version", version=f"rasa-kd {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -64,8 +65,6 @@ def build_parser(argv: Optional[List[str]] = None, all_commands: bool = False) -
 
 def options_of(command: Command, namespace: argparse.Namespace):
     """The command's options dataclass from the parsed flags."""
-    from rasa_kd.options import from_namespace
-
     if command.from_namespace:
         return resolve(command.from_namespace)(namespace)
     return from_namespace(resolve(command.options), namespace)
@@ -86,8 +85,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def run_command(argv: Optional[List[str]] = None) -> int:
     """Parse and run one command; a UserError becomes one stderr line and exit status 2."""
-    from rasa_kd import console
-
     console.configure()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
@@ -96,8 +93,6 @@ def run_command(argv: Optional[List[str]] = None) -> int:
     if command is None:
         parser.print_help()
         return 2
-    from rasa_kd.distributed import launcher_rank
-    from rasa_kd.errors import UserError
 
     try:
         resolve(command.function)(options_of(command, args))

@@ -5,7 +5,7 @@ dataclass becomes a command-line flag (`--field-name`, or the names given in its
 metadata), with the field's default and help text. The CLI parses into the
 dataclass; the pipeline, the benchmarks and the Rasa components build the same
 dataclass directly, and what a stage records (e.g. the recipe in student.json) is
-that object. A preset (see `rasa_kd.presets`) is a named set of field values.
+that object. A preset (see `rasa_kd.students.presets`) is a named set of field values.
 
     @dataclass
     class Options:
@@ -17,6 +17,8 @@ import dataclasses
 import typing
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Type, TypeVar
+
+from rasa_kd.errors import UserError
 
 T = TypeVar("T")
 
@@ -128,8 +130,6 @@ def parse_options(cls: Type[T], argv: Sequence[Any], prog: str = "rasa-kd",
 
 def check_required(options) -> None:
     """One UserError line for a required field left unset (None) when built in Python."""
-    from rasa_kd.errors import UserError
-
     missing = [f.name for f in dataclasses.fields(options)
                if f.metadata.get("required") and getattr(options, f.name) is None]
     if missing:

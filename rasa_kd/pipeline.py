@@ -17,6 +17,9 @@ run resumes at the first stage that did not finish, and a changed input or optio
 re-runs that stage and everything after it (--fresh re-runs everything). At the end
 it prints the config.yml snippet that uses the student.
 """
+# The stages are imported inside the functions that run them: the Rasa components import
+# this module for `PipelineOptions` when Rasa loads them, and `rasa run` must not load the
+# training stack (torch, transformers, datasets) for that.
 import dataclasses
 import hashlib
 import json
@@ -28,9 +31,10 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
+from rasa_kd.formats.nlu_yaml import read_examples
 from rasa_kd.options import as_record, option
-from rasa_kd.presets import DEFAULT_PRESET, Preset, distil_options, get_preset
-from rasa_kd.resources import DEFAULT_TEACHER
+from rasa_kd.students.presets import DEFAULT_PRESET, Preset, distil_options, get_preset
+from rasa_kd.teachers.resources import DEFAULT_TEACHER
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +140,6 @@ def config_snippet(student: Path, entities: bool = False) -> str:
 
 
 def has_entities(nlu: Path) -> bool:
-    from rasa_kd.nlu_io import read_examples
-
     return any(example.entities for example in read_examples(nlu))
 
 
@@ -179,7 +181,7 @@ def distil_into(options, work_root: Path, fresh: bool = False) -> None:
     """Distil with a work folder named by the recipe and the transfer set's content: the same
     options on the same data resume, anything else starts afresh in its own folder; the
     work folders go once the package is written."""
-    from rasa_kd import distil
+    from rasa_kd.students import distil
 
     record = [as_record(options), input_fingerprint([Path(options.transfer)])]
     work = work_root / f".distil-{hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]}"
@@ -196,8 +198,9 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     files; `exclude`: further files whose sentences the transfer set must not contain.
     Returns (the teacher folders, the student package). `rasa-kd pipeline` and the Rasa
     component that distils inside `rasa train` both build their student here."""
-    from rasa_kd import augment, export, label, teacher
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.students import export
+    from rasa_kd.teachers import fine_tune
+    from rasa_kd.transfer import augment, label
 
     out, preset = options.out, get_preset(options.preset)
     transfer, labelled, student = out / "transfer", out / "transfer-labelled", out / "student"
@@ -205,9 +208,9 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     backbones = options.teacher or [DEFAULT_TEACHER]
     teacher_dirs = [out / "teacher"] if len(backbones) == 1 else [out / f"teacher-{i}" for i in range(len(backbones))]
     for backbone, folder in zip(backbones, teacher_dirs):
-        teacher_options = teacher.TeacherOptions(train=train_file, dev=dev_file, model=backbone, out=folder,
+        teacher_options = fine_tune.TeacherOptions(train=train_file, dev=dev_file, model=backbone, out=folder,
                                                  seed=options.seed, quiet=options.quiet)
-        stages.run_options(folder.name, teacher_options, inputs, folder, teacher.train_from_options)
+        stages.run_options(folder.name, teacher_options, inputs, folder, fine_tune.train_from_options)
     size = options.size if options.size is not None else preset.transfer_size(len(read_examples(train_file)))
     augment_options = augment.AugmentOptions(method=options.augment, train=train_file, out=transfer, size=size,
                                              exclude=[dev_file, *exclude], seed=options.seed, quiet=options.quiet)
@@ -228,8 +231,6 @@ def check_test_intents(options: PipelineOptions) -> None:
     """Before any stage runs: test intents the training data lacks stop the run with one line
     (they would only be found at evaluation, after every stage), or with --allow-unknown-labels
     are scored as errors, said in one line."""
-    from rasa_kd.nlu_io import read_examples
-
     if not options.test:
         return
     if not Path(options.test).exists():
@@ -246,7 +247,8 @@ def check_test_intents(options: PipelineOptions) -> None:
 
 
 def run_pipeline(options: PipelineOptions) -> Dict:
-    from rasa_kd import evaluate, split
+    from rasa_kd.evaluation import evaluate
+    from rasa_kd.nlu_data import split
 
     get_preset(options.preset)  # a wrong name stops here, before the first stage
     check_test_intents(options)

@@ -58,7 +58,7 @@ def main() -> int:
     entities = has_entities(train)
     configs["student"].write_text(rasa_runner.student_config((BUILD / "student").resolve(), entities))
     configs["diet"].write_text(rasa_runner.DIET_CONFIG)
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.formats.nlu_yaml import read_examples
 
     texts = [example.text for example in read_examples(test)]
     results = {}

@@ -93,7 +93,7 @@ def toy_sentences(seed: int = 0, per_intent: int = 40) -> Dict[str, List[str]]:
 
 def write_toy_nlu(folder: Path, seed: int = 0) -> Dict[str, Path]:
     """train.yml (24 per intent), dev.yml (8), test.yml (8): disjoint, separable by keywords."""
-    from rasa_kd.nlu_io import Example, write_examples
+    from rasa_kd.formats.nlu_yaml import Example, write_examples
 
     folder.mkdir(parents=True, exist_ok=True)
     by_intent = toy_sentences(seed)
@@ -197,7 +197,7 @@ LABEL_SETTINGS = dict(batch_size=16, threads=1, quiet=True)
 
 def toy_augment_options(toy_nlu, toy_vectors, out: Path, **changes):
     """The rules augmentation of toy_transfer (seed 3, 400 sentences, dev and test excluded)."""
-    from rasa_kd.augment import AugmentOptions
+    from rasa_kd.transfer.augment import AugmentOptions
 
     options = AugmentOptions(method="rules", train=toy_nlu["train"], exclude=[toy_nlu["dev"], toy_nlu["test"]],
                              vectors=str(toy_vectors), size=400, seed=3, out=out, quiet=True)
@@ -221,7 +221,7 @@ def toy_vectors(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory, tiny_bert_dir, toy_nlu) -> Path:
-    from rasa_kd.teacher import TeacherOptions, train_from_options
+    from rasa_kd.teachers.fine_tune import TeacherOptions, train_from_options
 
     out = tmp_path_factory.mktemp("tiny_teacher") / "teacher"
     train_from_options(TeacherOptions(train=toy_nlu["train"], dev=toy_nlu["dev"], model=str(tiny_bert_dir),
@@ -231,7 +231,7 @@ def tiny_teacher_dir(tmp_path_factory, tiny_bert_dir, toy_nlu) -> Path:
 
 @pytest.fixture(scope="session")
 def toy_transfer(tmp_path_factory, toy_nlu, toy_vectors) -> Path:
-    from rasa_kd.augment import augment
+    from rasa_kd.transfer.augment import augment
 
     out = tmp_path_factory.mktemp("toy_transfer") / "transfer"
     augment(toy_augment_options(toy_nlu, toy_vectors, out))
@@ -240,7 +240,7 @@ def toy_transfer(tmp_path_factory, toy_nlu, toy_vectors) -> Path:
 
 @pytest.fixture(scope="session")
 def toy_transfer_labelled(tmp_path_factory, toy_transfer, tiny_teacher_dir) -> Path:
-    from rasa_kd.label import LabelOptions, label
+    from rasa_kd.transfer.label import LabelOptions, label
 
     out = tmp_path_factory.mktemp("toy_labelled") / "labelled"
     label(LabelOptions(teacher=[tiny_teacher_dir], transfer=toy_transfer, out=out, **LABEL_SETTINGS))

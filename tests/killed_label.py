@@ -5,7 +5,8 @@ The kill lives here, in the tests, not as a switch in the library."""
 import os
 import sys
 
-from rasa_kd import cli, label
+from rasa_kd import cli
+from rasa_kd.transfer import label
 
 EXIT_STATUS = 75
 

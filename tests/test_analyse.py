@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from rasa_kd import analyse, transfer
 from rasa_kd.errors import UserError
+from rasa_kd.evaluation import analyse
+from rasa_kd.formats import transfer_set
 from test_components import distil_student
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -30,7 +31,7 @@ def test_report_holds_scores_per_intent_f1_disagreements_and_pictures(student, t
     disagreeing = report["disagreements"]
     assert all(row["teacher"] != row["student"] for row in disagreeing)
     assert report["agreement"] == pytest.approx(1 - len(disagreeing) / report["n"], abs=1e-4)
-    labelled = transfer.open_transfer(toy_transfer_labelled).dataset
+    labelled = transfer_set.open_transfer(toy_transfer_labelled).dataset
     assert report["transfer"]["counted_by"] == "teacher's top label"
     assert sum(report["transfer"]["counts"].values()) == len(labelled)
     thinnest = report["transfer"]["thinnest"]
@@ -41,7 +42,7 @@ def test_report_holds_scores_per_intent_f1_disagreements_and_pictures(student, t
 
 def test_unlabelled_transfer_set_is_counted_by_source_sentence(toy_transfer):
     counted = analyse.transfer_counts(toy_transfer)
-    rows = transfer.open_transfer(toy_transfer).dataset
+    rows = transfer_set.open_transfer(toy_transfer).dataset
     assert counted["counted_by"] == "intent of the source sentence"
     assert sum(counted["counts"].values()) + counted["unassigned"] == len(rows)
 

@@ -21,7 +21,7 @@ def test_the_library_does_not_print():
 
 
 def test_the_log_level_decides_what_a_stage_says(toy_nlu, tmp_path, capsys):
-    from rasa_kd import split
+    from rasa_kd.nlu_data import split
 
     library = logging.getLogger("rasa_kd")
     level = library.level
@@ -40,17 +40,20 @@ def test_the_log_level_decides_what_a_stage_says(toy_nlu, tmp_path, capsys):
 # The layers, lowest first: a module may import (at module level) only from its own layer or below,
 # and no chain of imports, module-level or inside functions, may come back to where it started.
 LAYERS = [
-    ("foundations", {"rasa_kd", "rasa_kd.errors", "rasa_kd.console", "rasa_kd.metrics", "rasa_kd.options",
-                     "rasa_kd.outputs", "rasa_kd.commands", "rasa_kd.distributed", "rasa_kd.students.config",
-                     "rasa_kd.students.losses"}),
+    ("foundations", {"rasa_kd", "rasa_kd.errors", "rasa_kd.console", "rasa_kd.options", "rasa_kd.commands",
+                     "rasa_kd.distributed", "rasa_kd.formats", "rasa_kd.formats.outputs", "rasa_kd.nlu_data",
+                     "rasa_kd.teachers", "rasa_kd.transfer", "rasa_kd.evaluation", "rasa_kd.evaluation.metrics",
+                     "rasa_kd.students.config", "rasa_kd.students.losses"}),
     ("formats, configs and models", {
-        "rasa_kd.nlu_io", "rasa_kd.transfer", "rasa_kd.teacher_folder", "rasa_kd.resources", "rasa_kd.install",
-        "rasa_kd.distil_options", "rasa_kd.presets", "rasa_kd.students", "rasa_kd.students.package",
+        "rasa_kd.formats.nlu_yaml", "rasa_kd.formats.transfer_set", "rasa_kd.formats.student_package",
+        "rasa_kd.teachers.folder", "rasa_kd.teachers.resources", "rasa_kd.teachers.install",
+        "rasa_kd.students", "rasa_kd.students.distil_options", "rasa_kd.students.presets",
         "rasa_kd.students.tokenizers", "rasa_kd.students.bilstm", "rasa_kd.students.small_bert",
         "rasa_kd.students.runtime", "rasa_kd.students.data", "rasa_kd.students.build", "rasa_kd.students.training"}),
-    ("stages", {"rasa_kd.convert", "rasa_kd.split", "rasa_kd.teacher", "rasa_kd.augment", "rasa_kd.lm_augment",
-                "rasa_kd.label", "rasa_kd.distil", "rasa_kd.export", "rasa_kd.calibration", "rasa_kd.evaluate",
-                "rasa_kd.analyse"}),
+    ("stages", {"rasa_kd.nlu_data.convert", "rasa_kd.nlu_data.split", "rasa_kd.teachers.fine_tune",
+                "rasa_kd.transfer.augment", "rasa_kd.transfer.lm_augment", "rasa_kd.transfer.label",
+                "rasa_kd.students.distil", "rasa_kd.students.export", "rasa_kd.evaluation.calibration",
+                "rasa_kd.evaluation.evaluate", "rasa_kd.evaluation.analyse"}),
     ("the pipeline", {"rasa_kd.pipeline"}),
     ("faces: the CLI and the Rasa components", {"rasa_kd.cli", "rasa_kd.components",
                                                  "rasa_kd.components.student_featurizer",
@@ -139,3 +142,33 @@ def test_a_command_prints_each_line_once_when_the_root_logger_has_a_handler(toy_
                            str(tmp_path / "out")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count(f"-> {tmp_path / 'out'}") == 1 and "rasa_kd" not in done.stderr
+
+
+# The folders a newcomer sees, in the order the data flows through them.
+STEP_PACKAGES = ["nlu_data", "teachers", "transfer", "students", "evaluation"]
+TOP_LEVEL = {"__init__", "cli", "commands", "console", "distributed", "errors", "options", "pipeline"}
+
+
+def test_the_tree_shows_the_path():
+    library = ROOT / "rasa_kd"
+    packages = {path.parent.name for path in library.glob("*/__init__.py")}
+    assert packages == {*STEP_PACKAGES, "formats"}
+    assert {path.stem for path in library.glob("*.py")} == TOP_LEVEL
+
+
+def test_each_command_runs_from_its_step_package():
+    from rasa_kd.commands import COMMANDS
+
+    homes = {name: command.module.split(".")[1] for name, command in COMMANDS.items() if name != "pipeline"}
+    assert set(homes.values()) <= set(STEP_PACKAGES)
+    assert COMMANDS["pipeline"].module == "rasa_kd.pipeline"
+
+
+def test_serving_does_not_load_the_training_stack():
+    """`rasa run` with an ONNX student imports the components; torch and transformers stay out."""
+    import subprocess
+    import sys
+
+    code = "import sys, rasa_kd.components; print(sorted({'torch', 'transformers', 'datasets'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"

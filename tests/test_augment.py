@@ -7,15 +7,16 @@ import datasets
 import pytest
 
 from conftest import TOY_FILLER, TOY_INTENTS, argv_of, run_cli, stage_parser, toy_augment_options
-from rasa_kd import augment, transfer
-from rasa_kd.augment import AugmentOptions
-from rasa_kd.nlu_io import read_examples, write_examples
+from rasa_kd.formats import transfer_set
+from rasa_kd.formats.nlu_yaml import read_examples, write_examples
 from rasa_kd.options import from_namespace
+from rasa_kd.transfer import augment
+from rasa_kd.transfer.augment import AugmentOptions
 
 
 def test_transfer_set_format_and_only_new_unique_sentences(toy_transfer, toy_nlu):
-    data = transfer.open_transfer(toy_transfer, require=transfer.COLUMNS).dataset
-    assert data.features == transfer.features()
+    data = transfer_set.open_transfer(toy_transfer, require=transfer_set.COLUMNS).dataset
+    assert data.features == transfer_set.features()
     train = read_examples(toy_nlu["train"])
     n = len(train)
     assert data["text"][:n] == [e.text for e in train]
@@ -24,11 +25,11 @@ def test_transfer_set_format_and_only_new_unique_sentences(toy_transfer, toy_nlu
     made = data.select(range(n, len(data)))
     assert len(made) == 400 and set(made["source"]) == {"rules"} and set(made["intent"]) == {""}
     assert all(0 <= p < n for p in made["parent"])
-    keys = [transfer.normalised_key(t) for t in data["text"]]
+    keys = [transfer_set.normalised_key(t) for t in data["text"]]
     assert len(set(keys)) == len(keys)
-    held_out = {transfer.normalised_key(e.text) for name in ("dev", "test") for e in read_examples(toy_nlu[name])}
+    held_out = {transfer_set.normalised_key(e.text) for name in ("dev", "test") for e in read_examples(toy_nlu[name])}
     assert not held_out & set(keys)
-    meta = json.loads((toy_transfer / transfer.META_FILE).read_text())
+    meta = json.loads((toy_transfer / transfer_set.META_FILE).read_text())
     assert meta["format"] == "rasa-kd-transfer" and meta["version"] == 1
     assert meta["size"] == len(data) and meta["counts"] == {"original": n, "rules": 400}
     assert meta["seed"] == 3 and meta["method"] == "rules" and meta["params"]["rules"]["p_mask"] == 0.1
@@ -90,7 +91,7 @@ def test_punctuation_and_case_are_kept_around_replacements():
 
 
 def test_nearest_neighbours_come_from_the_same_cluster(toy_vectors):
-    from rasa_kd.resources import load_word_vectors
+    from rasa_kd.teachers.resources import load_word_vectors
 
     words, matrix = load_word_vectors(str(toy_vectors))
     neighbours = augment.nearest_neighbours({"pizza", "rain", "unknownword"}, words, matrix, limit=1000, k=3)
@@ -124,7 +125,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, fragment, toy_nlu, toy
 
 
 def test_option_defaults_are_the_command_line_defaults():
-    parsed = from_namespace(AugmentOptions, stage_parser("rasa_kd.augment").parse_args(["--train", "t.yml",
+    parsed = from_namespace(AugmentOptions, stage_parser("rasa_kd.transfer.augment").parse_args(["--train", "t.yml",
                                                                                        "--out", "o"]))
     assert parsed == AugmentOptions(train=Path("t.yml"), out=Path("o"))
     assert augment.rule_params(parsed) == augment.RuleParams()

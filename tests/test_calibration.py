@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rasa_kd import calibration
+from rasa_kd.evaluation import calibration
 
 
 def overconfident_model(n=3000, classes=5, seed=0, sharpness=6.0):
@@ -69,3 +69,16 @@ def test_reliability_diagram_is_a_png(tmp_path):
     logits, gold = overconfident_model(n=200)
     path = calibration.reliability_diagram(calibration.softmax(logits), gold, tmp_path / "out" / "r.png", "toy")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_separation_of_unknown_intents_by_hand():
+    from rasa_kd.evaluation.evaluate import separation
+
+    known = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.7, 0.3]])
+    unknown = np.array([[0.5, 0.5], [0.65, 0.35]])
+    report = separation(known, unknown, threshold=0.62)
+    # pairs ordered right: 0.5 is under all four known, 0.65 under three of four -> 7/8
+    assert report["auroc"] == pytest.approx(7 / 8) and report["n"] == 2
+    # 95 % of known confidences are at or above the 5 % quantile (0.615): one unknown passes it
+    assert report["fpr_at_95_tpr"] == pytest.approx(0.5) and report["under_threshold"] == pytest.approx(0.5)
+    assert separation(known, np.array([[0.95, 0.05]]), None)["auroc"] == 0.0  # above every known one

@@ -12,7 +12,7 @@ import pytest
 
 import rasa_runner
 from rasa_kd.errors import UserError
-from rasa_kd.nlu_io import Example, read_examples, write_examples
+from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
 
 CLASSIFIER_CONFIG = """recipe: default.v1
 language: en
@@ -43,7 +43,7 @@ policies: []
 
 
 def distil_student(transfer: Path, dev: Path, out: Path, seed: int) -> Path:
-    from rasa_kd import distil
+    from rasa_kd.students import distil
 
     distil.distil(distil.parse([
         "--transfer", str(transfer), "--dev", str(dev), "--out", str(out), "--hidden-size", "24",
@@ -62,12 +62,12 @@ def students(tmp_path_factory, toy_transfer_labelled, toy_nlu):
 @pytest.fixture(scope="module")
 def exported_student(tmp_path_factory, students):
     """students[0] with model.onnx and model.int8.onnx, whose student.json deploys int8."""
-    from rasa_kd import export
-    from rasa_kd.students import package
+    from rasa_kd.students import export
+    from rasa_kd.formats import student_package
 
     path = shutil.copytree(students[0], tmp_path_factory.mktemp("exported") / "student")
     export.export(path, onnx=True, quantized=True)
-    package.update_manifest(path, runtime="int8")
+    student_package.update_manifest(path, runtime="int8")
     return path
 
 
@@ -95,9 +95,9 @@ def stored_files(model: Path) -> set:
 
 
 def expected_files(student: Path, runtime: str) -> set:
-    from rasa_kd.students import package
+    from rasa_kd.formats import student_package
 
-    return set(package.runtime_files(package.read_manifest(student), runtime))
+    return set(student_package.runtime_files(student_package.read_manifest(student), runtime))
 
 
 def student_ranking(parsed) -> list:
@@ -359,10 +359,10 @@ def test_classifier_token_features_equal_the_featurizers(tmp_path, students, toy
 
 
 def test_explicit_runtime_overrides_the_package_recommendation(exported_student, toy_nlu, tmp_path):
-    from rasa_kd.students import package
+    from rasa_kd.formats import student_package
 
     recommends_onnx = shutil.copytree(exported_student, tmp_path / "onnx-recommended")
-    package.update_manifest(recommends_onnx, runtime="onnx")
+    student_package.update_manifest(recommends_onnx, runtime="onnx")
     model = train_in_project(tmp_path, recommends_onnx, "int8", toy_nlu)
     assert "model.int8.onnx" in stored_files(model) and "model.onnx" not in stored_files(model)
     assert rasa_runner.parse_messages(model, ["hello there"])[0]["intent"]["name"]  # loads the int8 it carries

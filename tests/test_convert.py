@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from rasa_kd import cli
-from rasa_kd.convert import convert
-from rasa_kd.nlu_io import read_examples
+from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.nlu_data.convert import convert
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # CI (.ci/run sets RASA_KD_REQUIRE_SHARED=1) has ../shared: there a missing folder fails these tests instead

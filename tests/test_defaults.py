@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from rasa_kd import augment, distil, export, pipeline, teacher
-from rasa_kd.distil_options import DistilOptions, resolved
+from rasa_kd import pipeline
 from rasa_kd.options import add_options, from_namespace
-from rasa_kd.presets import DEFAULT_PRESET, Preset, distil_options, get_preset
-from rasa_kd.resources import DEFAULT_TEACHER
+from rasa_kd.students import distil, export
 from rasa_kd.students.config import BiLSTMConfig, SmallBertConfig
+from rasa_kd.students.distil_options import DistilOptions, resolved
+from rasa_kd.students.presets import DEFAULT_PRESET, Preset, distil_options, get_preset
+from rasa_kd.teachers import fine_tune
+from rasa_kd.teachers.resources import DEFAULT_TEACHER
+from rasa_kd.transfer import augment
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = [*sorted((ROOT / "rasa_kd").rglob("*.py")), *sorted((ROOT / "components").glob("*.py"))]
@@ -52,7 +55,7 @@ def test_pipeline_component_and_teacher_use_the_same_defaults():
     assert component["teacher"] == DEFAULT_TEACHER
     assert (component["transfer_size"], component["epochs"], component["seed"], component["dev_fraction"]) == (
         options.size, options.epochs, options.seed, options.dev_fraction)
-    assert parsed(teacher.TeacherOptions, ["--train", "t.yml", "--out", "o"]).model == DEFAULT_TEACHER
+    assert parsed(fine_tune.TeacherOptions, ["--train", "t.yml", "--out", "o"]).model == DEFAULT_TEACHER
 
 
 @pytest.mark.parametrize("n_train", [10, 2_000, 10_000])

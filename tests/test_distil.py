@@ -3,7 +3,6 @@ import json
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ def distil_argv(world, out, *extra):
 
 
 def run_distil(world, out, *extra, callbacks=()):
-    from rasa_kd import distil
+    from rasa_kd.students import distil
 
     return distil.distil(distil.parse(distil_argv(world, out, *extra)), callbacks=callbacks)
 
@@ -105,7 +104,7 @@ def test_resume_from_last_checkpoint(toy_world, tmp_path, capsys):
 KILLED_AT_EPOCH = """
 import os, signal, sys
 from transformers import TrainerCallback
-from rasa_kd import distil
+from rasa_kd.students import distil
 
 class Kill(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
@@ -147,7 +146,7 @@ def test_transfer_labels_must_match_logits_width(toy_world, tmp_path):
 
 
 def test_dev_intents_must_be_student_labels(toy_world, tmp_path):
-    from rasa_kd.nlu_io import Example
+    from rasa_kd.formats.nlu_yaml import Example
 
     dev = write_nlu(tmp_path / "dev.yml", toy_examples(2, seed=1) + [Example("sing a song", "music")])
     with pytest.raises(UserError, match="intents the student does not know .*music"):
@@ -189,9 +188,9 @@ def test_originals_repeat_weighs_the_training_sentences(toy_world, tmp_path, rep
     recipe = manifest["recipe"]
     assert recipe["originals_repeat"] == repeat
     assert recipe["transfer_sources"] == {"rules": 40, **({"original": originals} if originals else {})}
-    from rasa_kd.students import package
+    from rasa_kd.formats import student_package
 
-    assert len(package.read_training_hashes(tmp_path / "student")) == 160  # left out: still the teacher's
+    assert len(student_package.read_training_hashes(tmp_path / "student")) == 160  # left out: still the teacher's
 
 
 def test_cli_help_and_one_line_errors(toy_world, tmp_path):

@@ -22,13 +22,13 @@ def torchrun(argv: List, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def logits_of(folder: Path) -> np.ndarray:
-    from rasa_kd.transfer import open_transfer
+    from rasa_kd.formats.transfer_set import open_transfer
 
     return np.asarray(open_transfer(folder, labelled=True).dataset["logits"], dtype=np.float32)
 
 
 def test_two_processes_label_what_one_process_labels(tiny_teacher_dir, toy_transfer, tmp_path):
-    from rasa_kd.label import LabelOptions, label, shards_dir
+    from rasa_kd.transfer.label import LabelOptions, label, shards_dir
 
     one, two = tmp_path / "one", tmp_path / "two"
     label(LabelOptions(teacher=[tiny_teacher_dir], transfer=toy_transfer, out=one, batch_size=16, shard_size=64,
@@ -60,7 +60,7 @@ def test_two_processes_resume_a_single_process_run(tiny_teacher_dir, toy_transfe
 
 
 def test_two_processes_distil_a_student_that_loads_and_predicts(toy_transfer_labelled, toy_nlu, tmp_path):
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.formats.nlu_yaml import read_examples
     from rasa_kd.students import load
 
     out = tmp_path / "student"

@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rasa_kd.errors import UserError
 from conftest import run_cli, stage_parser
+from rasa_kd.errors import UserError
+from rasa_kd.evaluation import calibration
+from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.students import load
 from test_students import LABELS, toy_examples, toy_world, write_nlu  # noqa: F401 (fixture)
 
 TEXTS = ["hello there", "goodbye my dear friend, see you later today!", "rain?", "", "book me a table now please"]
@@ -21,7 +24,7 @@ INT8_MIN_ARGMAX_AGREEMENT = 0.95
 
 
 def distilled(world, out, *extra):
-    from rasa_kd import distil
+    from rasa_kd.students import distil
 
     distil.distil(distil.parse(["--transfer", world["transfer"], "--dev", world["dev"], "--out", out,
                                 "--batch-size", "16", "--learning-rate", "3e-3", *extra]))
@@ -31,7 +34,7 @@ def distilled(world, out, *extra):
 @pytest.fixture(scope="module", params=["bilstm", "bilstm-words", "bert"])
 def exported(request, tmp_path_factory, toy_world):
     """A BiLSTM (wordpieces or GloVe-style words) or small-BERT package with model.onnx and model.int8.onnx."""
-    from rasa_kd import export
+    from rasa_kd.students import export
 
     bilstm = ["--hidden-size", "16", "--fc-size", "16", "--pooling", "last"]
     sizes = {"bilstm": bilstm, "bilstm-words": ["--vocab", "words", "--vectors", toy_world["vectors"], *bilstm],
@@ -72,7 +75,7 @@ def test_export_summary_and_int8(exported):
 
 
 def test_int8_is_close_to_fp32_onnx(exported, toy_world):
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.formats.nlu_yaml import read_examples
     from rasa_kd.students import load
 
     texts = [e.text for e in read_examples(toy_world["test"])] + TEXTS
@@ -100,10 +103,11 @@ def test_a_runtime_without_its_file_is_one_error_and_auto_takes_what_exists(toy_
 
 
 def test_deprecated_runtime_spellings_still_work_and_say_so_once(exported, caplog):
-    from rasa_kd.students import load, package
+    from rasa_kd.students import load
+    from rasa_kd.formats import student_package
 
-    package._DEPRECATIONS_SAID.clear()
-    with caplog.at_level("WARNING", logger="rasa_kd.students.package"):
+    student_package._DEPRECATIONS_SAID.clear()
+    with caplog.at_level("WARNING", logger="rasa_kd.formats.student_package"):
         first, second = load(exported, quantized=True), load(exported, quantized=True)
     assert first.runtime == second.runtime == "int8"
     assert [r.getMessage() for r in caplog.records] == ["load(quantized=True) is deprecated: use runtime 'int8'"]
@@ -116,11 +120,11 @@ WEIGHTS = {"pytorch": "model.safetensors", "onnx": "model.onnx", "int8": "model.
 
 @pytest.mark.parametrize("variant", ["auto", "pytorch", "onnx-alias", "int8-file"])
 def test_evaluate_student(exported, toy_world, variant):
-    from rasa_kd import evaluate
-    from rasa_kd.students import package
+    from rasa_kd.evaluation import evaluate
+    from rasa_kd.formats import student_package
 
-    runtime = {"auto": package.resolve_runtime(exported, package.read_manifest(exported)), "pytorch": "pytorch",
-               "onnx-alias": "onnx", "int8-file": "int8"}[variant]
+    deployed = student_package.resolve_runtime(exported, student_package.read_manifest(exported))
+    runtime = {"auto": deployed, "pytorch": "pytorch", "onnx-alias": "onnx", "int8-file": "int8"}[variant]
     path = exported / "model.int8.onnx" if variant == "int8-file" else exported
     metrics = evaluate.evaluate(path, toy_world["test"], onnx=variant == "onnx-alias", latency_examples=200,
                                 runtime="pytorch" if variant == "pytorch" else "auto", memory=False)
@@ -131,18 +135,28 @@ def test_evaluate_student(exported, toy_world, variant):
     assert set(metrics["scores"]) >= {"accuracy", "micro_f1", "macro_f1", "mcc"}
     assert metrics["parameters"]["embedding"] > 0 and metrics["parameters"]["other"] > 0
     assert metrics["latency_ms_batch1"] > 0 and metrics["sentences_per_second"] > 0 and metrics["size_bytes"] > 0
-    tokenizer = package.read_manifest(exported)["tokenizer"]["files"]
+    tokenizer = student_package.read_manifest(exported)["tokenizer"]["files"]
     assert set(metrics["files"]) == {WEIGHTS[runtime], "student.json", *tokenizer}
     confidence = metrics["calibration"]
-    assert 0 <= confidence["ece"] <= 1 and confidence["bins"] == 15
-    assert confidence["temperature"] == package.read_manifest(exported)["calibration"]["temperature"] > 0
+    # the ECE of the confidences this runtime gives on the test sentences, recomputed here
+    examples = read_examples(toy_world["test"])
+    student = load(exported, runtime=runtime)
+    gold = [student.labels.index(e.intent) for e in examples]
+    texts = [e.text for e in examples]
+    # int8 as deployed: one message at a time (its activation scales follow the batch)
+    probabilities = np.concatenate([student.predict([text]) for text in texts]) if runtime == "int8" else \
+        student.predict(texts)
+    expected = calibration.expected_calibration_error(probabilities, gold)
+    assert confidence["ece"] == pytest.approx(expected, abs=1e-4)
+    assert confidence["bins"] == 15
+    assert confidence["temperature"] == student_package.read_manifest(exported)["calibration"]["temperature"] > 0
     assert Path(confidence["reliability_diagram"]).read_bytes()[:4] == b"\x89PNG"
     fallback = confidence["fallback"]
     assert fallback["threshold"] is None or (fallback["precision"] >= 0.95 and 0 < fallback["kept"] <= 1)
 
 
 def test_evaluate_scores_onnx_as_pytorch(exported, toy_world, tmp_path):
-    from rasa_kd import evaluate
+    from rasa_kd.evaluation import evaluate
 
     scores = {runtime: evaluate.evaluate(exported, toy_world["test"], out=tmp_path / f"{runtime}.json",
                                          runtime=runtime, speed=False, memory=False)["scores"]
@@ -152,7 +166,7 @@ def test_evaluate_scores_onnx_as_pytorch(exported, toy_world, tmp_path):
 
 @pytest.mark.parametrize("runtime", ["pytorch", "onnx", "int8"])
 def test_evaluate_size_parts_add_up(exported, toy_world, tmp_path, runtime):
-    from rasa_kd import evaluate
+    from rasa_kd.evaluation import evaluate
 
     metrics = evaluate.evaluate(exported, toy_world["test"], out=tmp_path / "m.json", runtime=runtime,
                                 speed=False, memory=False)
@@ -163,7 +177,7 @@ def test_evaluate_size_parts_add_up(exported, toy_world, tmp_path, runtime):
 
 
 def test_evaluate_measures_memory_in_a_fresh_process(exported, toy_world, tmp_path, capsys):
-    from rasa_kd import evaluate
+    from rasa_kd.evaluation import evaluate
 
     metrics = evaluate.evaluate(exported, toy_world["test"], out=tmp_path / "m.json", speed=False)
     memory = metrics["memory_mb"]
@@ -172,10 +186,10 @@ def test_evaluate_measures_memory_in_a_fresh_process(exported, toy_world, tmp_pa
 
 
 def test_evaluate_runtime_flags():
-    from rasa_kd.evaluate import EvaluateOptions
+    from rasa_kd.evaluation.evaluate import EvaluateOptions
     from rasa_kd.options import from_namespace
 
-    parser = stage_parser("rasa_kd.evaluate")
+    parser = stage_parser("rasa_kd.evaluation.evaluate")
     parsed = [from_namespace(EvaluateOptions, parser.parse_args(["--model", "m", "--data", "d", *flags]))
               for flags in ([], ["--onnx"], ["--int8"], ["--runtime", "pytorch"])]
     assert [(o.runtime, o.onnx, o.int8) for o in parsed] == [
@@ -183,7 +197,7 @@ def test_evaluate_runtime_flags():
 
 
 def test_evaluate_teacher_folder(toy_world, tmp_path):
-    from rasa_kd import evaluate
+    from rasa_kd.evaluation import evaluate
 
     out = tmp_path / "m.json"
     metrics = evaluate.evaluate(toy_world["teacher"], toy_world["test"], out=out, latency_examples=20)
@@ -198,8 +212,8 @@ def test_evaluate_teacher_folder(toy_world, tmp_path):
 
 
 def test_evaluate_errors(toy_world, exported, tmp_path):
-    from rasa_kd import evaluate
-    from rasa_kd.nlu_io import Example
+    from rasa_kd.evaluation import evaluate
+    from rasa_kd.formats.nlu_yaml import Example
 
     unknown = write_nlu(tmp_path / "odd.yml", toy_examples(1, seed=1) + [Example("sing", "music")])
     with pytest.raises(UserError, match="intents the model does not know: music"):
@@ -222,7 +236,7 @@ def test_evaluate_errors(toy_world, exported, tmp_path):
 
 
 def test_export_needs_a_package(tmp_path):
-    from rasa_kd import export
+    from rasa_kd.students import export
 
     with pytest.raises(UserError, match="student package not found"):
         export.export(tmp_path / "nothing")
@@ -231,33 +245,32 @@ def test_export_needs_a_package(tmp_path):
 KILLED_WHILE_QUANTIZING = """
 import os, signal, sys
 from pathlib import Path
-import onnxruntime.quantization
-from rasa_kd import export
+from rasa_kd.students import export
 
 def half_written_then_killed(source, target, **kwargs):
     Path(target).write_bytes(Path(source).read_bytes()[:1000])
     os.kill(os.getpid(), signal.SIGKILL)
 
-onnxruntime.quantization.quantize_dynamic = half_written_then_killed
+export.quantize_dynamic = half_written_then_killed
 export.export(Path(sys.argv[1]), onnx=True, quantized=True, data=Path(sys.argv[2]))
 """
 
 
 def test_sigkill_during_export_leaves_a_loadable_package_and_the_rerun_completes(toy_world, tmp_path):
-    from rasa_kd import export
-    from rasa_kd.students import load, package
+    from rasa_kd.students import export, load
+    from rasa_kd.formats import student_package
 
     student = distilled(toy_world, tmp_path / "student", "--epochs", "2", "--hidden-size", "16", "--fc-size", "16")
-    manifest = package.read_manifest(student)
+    manifest = student_package.read_manifest(student)
     killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_QUANTIZING, str(student), str(toy_world["test"])],
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert not (student / "model.int8.onnx").exists() and package.read_manifest(student) == manifest
+    assert not (student / "model.int8.onnx").exists() and student_package.read_manifest(student) == manifest
     texts = [e.text for e in toy_examples(3, seed=5)]
     assert np.allclose(load(student, runtime="auto").predict(texts), load(student).predict(texts), atol=1e-5)
     export.export(student, onnx=True, quantized=True, data=toy_world["test"])
     assert not [p.name for p in student.iterdir() if p.name.startswith(".")]  # the killed run's temporary file
-    assert package.read_manifest(student)["runtime"] in ("int8", "onnx")
+    assert student_package.read_manifest(student)["runtime"] in ("int8", "onnx")
     assert load(student, runtime="int8").predict(texts).shape == (len(texts), len(LABELS))
 
 
@@ -274,16 +287,17 @@ def test_truncated_model_file_is_one_line_in_the_cli(exported, toy_world, tmp_pa
 
 
 def test_calibrate_command_refits_the_temperature_in_place(exported, toy_world, tmp_path, capsys):
-    from rasa_kd.students import load, package
+    from rasa_kd.students import load
+    from rasa_kd.formats import student_package
 
     copy = tmp_path / "student"
     shutil.copytree(exported, copy)
-    package.update_manifest(copy, calibration={"temperature": 1.0})
+    student_package.update_manifest(copy, calibration={"temperature": 1.0})
     texts = [e.text for e in toy_examples(6, seed=31)]
     before = load(copy).predict(texts)
     status, err = run_cli(["calibrate", "--model", str(copy), "--data", str(toy_world["dev"])], capsys)
     assert status == 0, err
-    record = package.read_manifest(copy)["calibration"]
+    record = student_package.read_manifest(copy)["calibration"]
     assert record["fitted_on"] == str(toy_world["dev"]) and record["nll_after"] <= record["nll_before"]
     after = load(copy).predict(texts)
     assert np.array_equal(before.argmax(axis=1), after.argmax(axis=1))
@@ -293,15 +307,21 @@ def test_calibrate_command_refits_the_temperature_in_place(exported, toy_world, 
 
 
 def test_evaluate_reports_unknown_intents(exported, toy_world, tmp_path, capsys):
-    from rasa_kd import evaluate
-    from rasa_kd.nlu_io import Example
+    from rasa_kd.evaluation import evaluate
+    from rasa_kd.formats.nlu_yaml import Example
 
     unknown = write_nlu(tmp_path / "unknown.yml", [Example(text, "never_seen") for text in
                                                    ("zzqx blorf", "the quarterly tax form", "purple elephants dance",
                                                     "!!!", "how tall is the eiffel tower")])
     metrics = evaluate.evaluate(exported, toy_world["test"], tmp_path / "m.json", speed=False, memory=False,
-                                unknown=unknown)
+                                unknown=unknown, runtime="pytorch")  # deterministic, for the recount below
     report = metrics["unknown_intents"]
-    assert report["n"] == 5 and 0 <= report["auroc"] <= 1 and 0 <= report["fpr_at_95_tpr"] <= 1
+    student = load(exported, runtime="pytorch")
+    known = student.predict([e.text for e in read_examples(toy_world["test"])]).max(axis=1)
+    unknown_top = student.predict([e.text for e in read_examples(unknown)]).max(axis=1)
+    # AUROC: the share of (known, unknown) pairs the top confidence orders right, ties half
+    pairs = [(k > u) + 0.5 * (k == u) for k in known for u in unknown_top]
+    assert report["n"] == 5 and report["auroc"] == pytest.approx(np.mean(pairs), abs=1e-3)
+    assert report["fpr_at_95_tpr"] == pytest.approx(np.mean(unknown_top >= np.quantile(known, 0.05)), abs=1e-4)
     assert report["threshold"] == metrics["calibration"]["fallback"]["threshold"]
     assert "unknown intents" in capsys.readouterr().out

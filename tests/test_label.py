@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import LABEL_SETTINGS, argv_of, run_cli, run_stage, stage_parser
-from rasa_kd import label, transfer
-from rasa_kd.label import LabelOptions
+from rasa_kd.formats import transfer_set
 from rasa_kd.options import from_namespace
-from rasa_kd.teacher_folder import TeacherFolder
+from rasa_kd.teachers.folder import TeacherFolder
+from rasa_kd.transfer import label
+from rasa_kd.transfer.label import LabelOptions
 
 TESTS = Path(__file__).resolve().parent
 
@@ -27,10 +28,10 @@ def label_options(teachers, source, out, **changes) -> LabelOptions:
 
 
 def test_labelled_set_keeps_columns_and_matches_the_teacher(toy_transfer_labelled, toy_transfer, tiny_teacher_dir):
-    labelled = transfer.open_transfer(toy_transfer_labelled, labelled=True, require=transfer.COLUMNS).dataset
+    labelled = transfer_set.open_transfer(toy_transfer_labelled, labelled=True, require=transfer_set.COLUMNS).dataset
     source = datasets.load_from_disk(str(toy_transfer))
-    assert labelled.select_columns(list(transfer.COLUMNS)).to_dict() == source.to_dict()
-    assert labelled.features == transfer.features(with_logits=True)
+    assert labelled.select_columns(list(transfer_set.COLUMNS)).to_dict() == source.to_dict()
+    assert labelled.features == transfer_set.features(with_logits=True)
     labels = json.loads((toy_transfer_labelled / "labels.json").read_text())
     assert labels == json.loads((tiny_teacher_dir / "labels.json").read_text())
     expected = TeacherFolder(tiny_teacher_dir).predict_logits(source["text"], batch_size=7)
@@ -57,7 +58,7 @@ def test_killed_run_resumes_without_losing_or_repeating_rows(toy_transfer_labell
     assert not out.exists()
     shards = sorted(p.name for p in label.shards_dir(out).glob("shard-*.npz"))
     assert shards == ["shard-00000.npz", "shard-00001.npz", "shard-00002.npz"]
-    assert run_stage("rasa_kd.label", argv) == 0
+    assert run_stage("rasa_kd.transfer.label", argv) == 0
     meta = json.loads((out / "label.json").read_text())
     rows = len(datasets.load_from_disk(str(toy_transfer)))
     assert meta["rows_resumed"] == 3 * 64 and meta["rows_labelled_this_run"] == rows - 3 * 64
@@ -120,7 +121,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, fragment, toy_transfer
 
 def test_option_defaults_are_the_command_line_defaults():
     argv = ["--teacher", "t", "--transfer", "s", "--out", "o"]
-    parsed = from_namespace(LabelOptions, stage_parser("rasa_kd.label").parse_args(argv))
+    parsed = from_namespace(LabelOptions, stage_parser("rasa_kd.transfer.label").parse_args(argv))
     assert parsed == LabelOptions(teacher=[Path("t")], transfer=Path("s"), out=Path("o"))
 
 
@@ -129,9 +130,9 @@ def test_token_ids_and_fingerprint_read_in_chunks_equal_the_whole(toy_transfer, 
     one pass, so shard folders of earlier runs still resume."""
     import hashlib
 
-    dataset = transfer.open_transfer(toy_transfer).dataset
+    dataset = transfer_set.open_transfer(toy_transfer).dataset
     folder = TeacherFolder(tiny_teacher_dir)
-    texts = dataset[transfer.TEXT]
+    texts = dataset[transfer_set.TEXT]
     chunked = label.TokenIds(folder, dataset, chunk=7)
     whole = folder.encode(texts)
     assert len(chunked) == len(whole) and all(chunked[i] == whole[i] for i in range(len(whole)))

@@ -4,7 +4,7 @@ import random
 import pytest
 
 from rasa_kd.errors import UserError
-from rasa_kd.lm_augment import finetune_lm, intent_quota, load_lm, sample_sentences
+from rasa_kd.transfer.lm_augment import finetune_lm, intent_quota, load_lm, sample_sentences
 
 COLOURS = ["red", "blue", "green", "yellow", "black", "white", "pink", "grey"]
 THINGS = ["car", "house", "cup", "shirt", "door", "bike", "lamp", "chair"]
@@ -104,8 +104,8 @@ def test_missing_model_gives_clear_error(tmp_path, monkeypatch):
 def test_augment_command_lm_and_mixed_methods(tmp_path, finetuned, toy_nlu, toy_vectors):
     import datasets
 
-    from rasa_kd.augment import AugmentOptions, augment
-    from rasa_kd.nlu_io import read_examples
+    from rasa_kd.transfer.augment import AugmentOptions, augment
+    from rasa_kd.formats.nlu_yaml import read_examples
 
     lm_dir, _ = finetuned
     out = tmp_path / "transfer"

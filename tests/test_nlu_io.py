@@ -1,7 +1,7 @@
 """Markup-safe Rasa YAML: whatever raw text we write, Rasa's own loader reads back exactly."""
 import pytest
 
-from rasa_kd.nlu_io import Example, read_examples, render_example, write_examples
+from rasa_kd.formats.nlu_yaml import Example, read_examples, render_example, write_examples
 
 AWKWARD_TEXTS = [
     "a sentence with [brackets](x) inside",

@@ -5,11 +5,11 @@ import stat
 import subprocess
 import sys
 
-from rasa_kd.outputs import atomic_file, atomic_output_dir, recover_interrupted
+from rasa_kd.formats.outputs import atomic_file, atomic_output_dir, recover_interrupted
 
 KILLED_WRITER = """
 import os, signal, sys
-from rasa_kd.outputs import atomic_output_dir
+from rasa_kd.formats.outputs import atomic_output_dir
 with atomic_output_dir(sys.argv[1], force=True) as tmp:
     (tmp / "new.txt").write_text("half")
     os.kill(os.getpid(), signal.SIGKILL)

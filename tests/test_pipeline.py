@@ -55,7 +55,7 @@ def test_without_a_test_file_it_holds_out_a_split_and_reruns_what_a_change_touch
     import dataclasses
     import shutil
 
-    from rasa_kd.nlu_io import Example, read_examples, write_examples
+    from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
 
     nlu = Path(shutil.copy(toy_nlu["train"], tmp_path / "nlu.yml"))
     # the default teacher (the offline MiniLM package): a tiny random BERT learns too little of the toy task
@@ -82,6 +82,26 @@ def test_without_a_test_file_it_holds_out_a_split_and_reruns_what_a_change_touch
     run_pipeline(changed)
     assert ran_stages(capsys) == STAGES
 
+
+def test_an_ensemble_of_teachers_and_the_accurate_preset(toy_nlu, tiny_bert_dir, tmp_path):
+    """`--teacher` twice fine-tunes one teacher per backbone and labels with their averaged logits."""
+    import shutil
+
+    from rasa_kd.students.presets import distil_options
+
+    other = Path(shutil.copytree(tiny_bert_dir, tmp_path / "other-backbone"))
+    options = PipelineOptions(nlu=toy_nlu["train"], test=toy_nlu["test"], out=tmp_path / "build",
+                              teacher=[str(tiny_bert_dir), str(other)], preset="accurate", size=200, epochs=1,
+                              quiet=True)
+    result = run_pipeline(options)
+    assert list(result["timings"]) == ["split", "teacher-0", "teacher-1", *STAGES[2:]]
+    assert all((options.out / f"teacher-{i}" / "config.json").is_file() for i in (0, 1))
+    labelled = json.loads((options.out / "transfer-labelled" / "label.json").read_text())
+    assert len(labelled["teachers"]) == 2
+    recipe = json.loads((options.out / "student" / "student.json").read_text())["recipe"]
+    accurate = distil_options("accurate")
+    assert recipe["preset"] == "accurate" and recipe["embedding_dim"] == accurate.embedding_dim
+    assert recipe["hidden_size"] == accurate.hidden_size
 
 def test_killed_run_resumes_at_the_first_unfinished_stage(toy_nlu, tiny_bert_dir, tmp_path):
     import os
@@ -127,7 +147,7 @@ def test_bad_input_is_one_line(toy_nlu, tmp_path):
 
 def test_test_intents_the_training_data_lacks_stop_before_the_first_stage(toy_nlu, tmp_path, caplog):
     from rasa_kd.errors import UserError
-    from rasa_kd.nlu_io import Example, read_examples, write_examples
+    from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
     from conftest import stage_parser
     from rasa_kd.pipeline import check_test_intents
 

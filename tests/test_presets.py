@@ -14,7 +14,7 @@ UNSEEN = ["zzqx blorf glarb", "สวัสดีครับ", "hello 🙂🙂"
 
 
 def distil(world, out, *extra):
-    from rasa_kd import distil as stage
+    from rasa_kd.students import distil as stage
 
     options = stage.parse(["--transfer", world["transfer"], "--dev", world["dev"], "--test", world["test"],
                            "--out", out, *extra])
@@ -24,7 +24,7 @@ def distil(world, out, *extra):
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory, toy_world):
     """A pruned wordpiece BiLSTM with 8-d embeddings, exported to ONNX (fp32 + int8)."""
-    from rasa_kd import export
+    from rasa_kd.students import export
 
     out = tmp_path_factory.mktemp("pruned") / "student"
     distil(toy_world, out, *TINY, "--embedding-dim", "8", "--learning-rate", "0.01", "--epochs", "8",
@@ -108,8 +108,8 @@ def test_small_bert_pruned_narrow_embeddings_from_teacher(toy_world, tmp_path):
 
 
 def test_presets_and_explicit_flags(toy_world, tmp_path):
-    from rasa_kd import distil as stage
-    from rasa_kd.presets import PRESETS, distil_options
+    from rasa_kd.students import distil as stage
+    from rasa_kd.students.presets import PRESETS, distil_options
 
     required = ["--transfer", "t", "--dev", "d", "--out", "o"]
     assert dataclasses.replace(stage.parse(required), transfer=None, dev=None, out=None) == stage.DistilOptions()
@@ -118,13 +118,14 @@ def test_presets_and_explicit_flags(toy_world, tmp_path):
     for argv in (["--hidden-size", "50", "--preset", "fast"], ["--preset", "fast", "--hidden-size", "50"]):
         options = stage.parse([*required, *argv])
         assert options.hidden_size == 50 and options.embedding_dim == PRESETS["fast"].distil["embedding_dim"]
-    assert distil_options("accurate").embedding_dim == 256 and distil_options().preset == "balanced"
+    dims = [distil_options(name).embedding_dim for name in ("fast", "balanced", "accurate")]
+    assert dims == sorted(set(dims)) and distil_options().preset == "balanced"  # each preset a step larger
     with pytest.raises(UserError, match="unknown preset"):
         distil_options("tiny")
 
 
 def test_transfer_size_scales_with_the_data():
-    from rasa_kd.presets import PRESETS
+    from rasa_kd.students.presets import PRESETS
 
     balanced = PRESETS["balanced"]
     sizes = [balanced.transfer_size(n) for n in (100, 2_000, 10_000)]
@@ -149,7 +150,7 @@ def test_small_bert_narrow_embeddings_without_teacher_layers(toy_world, tmp_path
 
 
 def test_presets_apply_their_bilstm_recipe_to_bilstms_only():
-    from rasa_kd import distil as stage
+    from rasa_kd.students import distil as stage
 
     bert = stage.parse(["--transfer", "t", "--dev", "d", "--out", "o", "--preset", "accurate", "--student", "bert"])
     assert bert.hidden_size is None and bert.preset == "accurate"  # the small-BERT default (204), not 256

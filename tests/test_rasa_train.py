@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import rasa_runner
-from rasa_kd.nlu_io import Example, read_examples, write_examples
+from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
 
 CONFIG = """recipe: default.v1
 language: en
@@ -107,7 +107,7 @@ def premade_config(student: Path) -> str:
 
 
 def test_premade_package_that_saw_other_sentences_is_flagged(toy_transfer_labelled, toy_nlu, tmp_path):
-    from rasa_kd import distil
+    from rasa_kd.students import distil
 
     student = tmp_path / "student"  # distilled from every toy training sentence
     distil.distil(distil.parse(["--transfer", toy_transfer_labelled, "--dev", toy_nlu["dev"], "--out", student,
@@ -161,7 +161,7 @@ def test_fingerprint_follows_the_preset_recipe(monkeypatch):
     """A release that changes what a preset means must not get the old student from Rasa's cache."""
     import dataclasses
 
-    from rasa_kd import presets
+    from rasa_kd.students import presets
     from rasa_kd.components import student_training
 
     config = {"teacher": "minilm", "preset": "fast"}
@@ -174,3 +174,29 @@ def test_fingerprint_follows_the_preset_recipe(monkeypatch):
     changed = dataclasses.replace(presets.PRESETS["fast"], distil={**presets.PRESETS["fast"].distil, "hidden_size": 64})
     monkeypatch.setitem(presets.PRESETS, "fast", changed)
     assert student_training.training_fingerprint(config) != before
+
+
+def test_an_ensemble_teacher_the_accurate_preset_and_the_onnx_runtime_in_rasa_train(tiny_bert_dir, toy_nlu,
+                                                                                     tmp_path):
+    """`teacher:` as a list fine-tunes and averages one teacher per backbone; `preset: accurate` and
+    `runtime: onnx` reach the student Rasa ships and serves."""
+    import json
+    import shutil
+
+    from rasa_kd.students.presets import distil_options
+
+    other = shutil.copytree(tiny_bert_dir, tmp_path / "other-backbone")
+    config = (CONFIG.replace("preset: fast", "preset: accurate\n    runtime: onnx")
+              .replace("transfer_size: 1000", "transfer_size: 200").replace("epochs: 10", "epochs: 1"))
+    (tmp_path / "config.yml").write_text(config.format(teacher=f"[{tiny_bert_dir}, {other}]"))
+    model = train(tmp_path, toy_nlu["train"], "ensemble")
+    assert "from 2 teacher(s)" in log_of(tmp_path, "ensemble")
+    with tarfile.open(model) as archive:
+        stored = {Path(member.name).name: member for member in archive.getmembers()
+                  if Path(member.name).parent.name == "student"}
+        manifest = json.load(archive.extractfile(stored["student.json"]))
+    assert "model.onnx" in stored and "model.int8.onnx" not in stored
+    accurate = distil_options("accurate")
+    assert manifest["recipe"]["preset"] == "accurate" and manifest["recipe"]["embedding_dim"] == accurate.embedding_dim
+    parsed = rasa_runner.parse_messages(model, ["hello there"])
+    assert parsed[0]["intent"]["name"] in {e.intent for e in read_examples(toy_nlu["train"])}

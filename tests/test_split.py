@@ -3,9 +3,9 @@ from pathlib import Path
 
 from conftest import stage_parser
 from rasa_kd import cli
-from rasa_kd.nlu_io import Example, read_examples, write_examples
+from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
+from rasa_kd.nlu_data.split import SplitOptions, split_from_options, stratified_split
 from rasa_kd.options import from_namespace
-from rasa_kd.split import SplitOptions, split_from_options, stratified_split
 
 
 def test_split_is_stratified_disjoint_and_keeps_entities(tmp_path):
@@ -33,7 +33,8 @@ def test_zero_fraction_holds_nothing_out():
 
 
 def test_option_defaults_are_the_command_line_defaults():
-    parsed = from_namespace(SplitOptions, stage_parser("rasa_kd.split").parse_args(["--nlu", "n.yml", "--out", "o"]))
+    parser = stage_parser("rasa_kd.nlu_data.split")
+    parsed = from_namespace(SplitOptions, parser.parse_args(["--nlu", "n.yml", "--out", "o"]))
     assert parsed == SplitOptions(nlu=Path("n.yml"), out=Path("o"))
 
 

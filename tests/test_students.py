@@ -32,7 +32,7 @@ def toy_sentence(rng: random.Random, intent: str) -> str:
 
 
 def toy_examples(n: int, seed: int):
-    from rasa_kd.nlu_io import Example
+    from rasa_kd.formats.nlu_yaml import Example
 
     rng = random.Random(seed)
     return [Example(toy_sentence(rng, intent), intent) for intent in LABELS for _ in range(n)]
@@ -92,7 +92,7 @@ def write_transfer(folder: Path, teacher: Path, n_per_intent: int = 40, n_augmen
 
 
 def write_nlu(path: Path, examples) -> Path:
-    from rasa_kd.nlu_io import write_examples
+    from rasa_kd.formats.nlu_yaml import write_examples
 
     write_examples(path, examples)
     return path
@@ -337,7 +337,7 @@ def test_wordpiece_tokenizer_round_trip(tmp_path, toy_world):
 @pytest.fixture(scope="session")
 def word_package(tmp_path_factory, toy_world):
     """A (briefly trained) word BiLSTM package written by `rasa-kd distil`."""
-    from rasa_kd import distil
+    from rasa_kd.students import distil
 
     out = tmp_path_factory.mktemp("pkg") / "student"
     distil.distil(distil.parse([

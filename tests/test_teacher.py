@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, stage_parser
-from rasa_kd import teacher
-from rasa_kd.nlu_io import Example, read_examples, write_examples
+from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
 from rasa_kd.options import from_namespace
-from rasa_kd.teacher import TeacherOptions, TeacherSettings
-from rasa_kd.teacher_folder import TeacherFolder, length_sorted_batches
+from rasa_kd.teachers import fine_tune
+from rasa_kd.teachers.fine_tune import TeacherOptions, TeacherSettings
+from rasa_kd.teachers.folder import TeacherFolder, length_sorted_batches
 
 
 def test_teacher_learns_the_toy_task(tiny_teacher_dir, toy_nlu):
@@ -60,10 +60,10 @@ def test_cls_pooling_with_a_split_dev_set(tiny_bert_dir, toy_nlu, tmp_path, caps
 def test_stratified_split_keeps_every_intent_and_singletons_in_train():
     examples = [Example(f"s{i}", "a") for i in range(20)] + [Example(f"t{i}", "b") for i in range(10)]
     examples.append(Example("only", "c"))
-    train, dev = teacher.stratified_split(examples, 0.1, seed=0)
+    train, dev = fine_tune.stratified_split(examples, 0.1, seed=0)
     assert sorted(e.intent for e in dev) == ["a", "a", "b"]
     assert {e.text for e in train} | {e.text for e in dev} == {e.text for e in examples}
-    assert teacher.stratified_split(examples, 0.1, seed=0) == (train, dev)
+    assert fine_tune.stratified_split(examples, 0.1, seed=0) == (train, dev)
 
 
 def test_length_sorted_batches_cover_every_row_once():
@@ -129,16 +129,16 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, fragment, bad_inputs, 
 
 
 def test_option_defaults_are_the_command_line_defaults():
-    parsed = from_namespace(TeacherOptions, stage_parser("rasa_kd.teacher").parse_args(["--train", "t.yml",
+    parsed = from_namespace(TeacherOptions, stage_parser("rasa_kd.teachers.fine_tune").parse_args(["--train", "t.yml",
                                                                                        "--out", "o"]))
     assert parsed == TeacherOptions(train=Path("t.yml"), out=Path("o"))
-    assert teacher.settings_of(parsed) == TeacherSettings()
+    assert fine_tune.settings_of(parsed) == TeacherSettings()
 
 
 def test_unknown_word_share(tiny_bert_dir):
     from transformers import AutoTokenizer
 
-    from rasa_kd.teacher import unknown_word_share
+    from rasa_kd.teachers.fine_tune import unknown_word_share
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
     assert unknown_word_share(tokenizer, ["ตั้งนาฬิกาปลุก"]) == 1.0
@@ -147,7 +147,7 @@ def test_unknown_word_share(tiny_bert_dir):
 
 
 def test_better_epoch_lets_the_loss_decide_within_one_dev_sentence():
-    from rasa_kd.teacher import better_epoch
+    from rasa_kd.teachers.fine_tune import better_epoch
 
     # a 28-sentence dev: epoch 5 has one sentence less right than epoch 2 but half its loss
     assert better_epoch((22 / 28, 0.77), (23 / 28, 1.50), 28)
@@ -158,11 +158,11 @@ def test_better_epoch_lets_the_loss_decide_within_one_dev_sentence():
 
 def test_a_teacher_that_predicts_one_class_is_reported(capsys):
     gold = ["acceptable", "unacceptable", "acceptable"]
-    teacher.warn_if_collapsed(gold, ["acceptable"] * 3, 2e-4)
+    fine_tune.warn_if_collapsed(gold, ["acceptable"] * 3, 2e-4)
     warning = capsys.readouterr().err
     assert "'acceptable' for every dev sentence" in warning and "--lr 0.0002" in warning
-    teacher.warn_if_collapsed(gold, ["acceptable", "unacceptable", "unacceptable"], 2e-4)
-    teacher.warn_if_collapsed(["greet", "greet"], ["greet", "greet"], 2e-4)  # a one-class dev set is no sign
+    fine_tune.warn_if_collapsed(gold, ["acceptable", "unacceptable", "unacceptable"], 2e-4)
+    fine_tune.warn_if_collapsed(["greet", "greet"], ["greet", "greet"], 2e-4)  # a one-class dev set is no sign
     assert capsys.readouterr().err == ""
 
 
@@ -172,12 +172,12 @@ def test_a_collapsed_teacher_is_trained_again_at_a_tenth_of_the_default_lr(monke
     def fit(hf_model, model_name, tokenizer, labels, train_set, dev_set, texts, settings, progress):
         rates.append(settings.lr)
         predicted = ["a", "a"] if len(rates) == 1 else ["a", "b"]  # the first fine-tuning diverges
-        return teacher.Fit(hf_model, None, predicted, train_seconds=10.0, dev_seconds=1.0)
+        return fine_tune.Fit(hf_model, None, predicted, train_seconds=10.0, dev_seconds=1.0)
 
-    monkeypatch.setattr(teacher, "fit", fit)
-    monkeypatch.setattr(teacher, "load_pretrained", lambda name, labels, seed: (None, "reloaded"))
+    monkeypatch.setattr(fine_tune, "fit", fit)
+    monkeypatch.setattr(fine_tune, "load_pretrained", lambda name, labels, seed: (None, "reloaded"))
     dev = [Example("x", "a"), Example("y", "b")]
-    kept, used, retried_from = teacher.fit_with_retry("loaded", None, None, ["a", "b"], None, None, dev,
+    kept, used, retried_from = fine_tune.fit_with_retry("loaded", None, None, ["a", "b"], None, None, dev,
                                                       TeacherSettings(), False)
     assert rates == [2e-4, pytest.approx(2e-5)] and used.lr == pytest.approx(2e-5) and retried_from == 2e-4
     assert kept.predicted == ["a", "b"] and kept.train_seconds == 20.0
@@ -185,7 +185,7 @@ def test_a_collapsed_teacher_is_trained_again_at_a_tenth_of_the_default_lr(monke
     assert "training again at 2e-05" in capsys.readouterr().err
 
     rates.clear()  # an explicit --lr is the user's: warned about, not changed
-    kept, used, retried_from = teacher.fit_with_retry("loaded", None, None, ["a", "b"], None, None, dev,
+    kept, used, retried_from = fine_tune.fit_with_retry("loaded", None, None, ["a", "b"], None, None, dev,
                                                       TeacherSettings(lr=1e-3), False)
     assert rates == [1e-3] and used.lr == 1e-3 and retried_from is None
     assert "'a' for every dev sentence" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""rasa-kd students: BiLSTM and small-BERT, the package format, and `load`.
+"""rasa-kd students: BiLSTM and small-BERT, distillation and export, and `load`.
 
     from rasa_kd.students import load
     student = load("build/student")            # PyTorch; load(path, runtime="auto") runs the deployed ONNX
@@ -7,7 +7,7 @@
     student.encode(["hi there"])               # sentence vectors [n, d]
     vectors, offsets = student.encode_tokens("hi there")   # [n_tokens, d], [(start, end), ...]
 
-The package format is documented in `rasa_kd.students.package`.
+The package format is documented in `rasa_kd.formats.student_package`.
 """
 
 

@@ -18,10 +18,16 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from rasa_kd.distil_options import DistilOptions
 from rasa_kd.errors import UserError
+from rasa_kd.students.bilstm import BiLSTMStudent
 from rasa_kd.students.config import BiLSTMConfig, SmallBertConfig
-from rasa_kd.teacher_folder import TeacherFolder
+from rasa_kd.students.data import word_counts
+from rasa_kd.students.distil_options import DistilOptions
+from rasa_kd.students.small_bert import SmallBertStudent, pca_projection
+from rasa_kd.students.tokenizers import (PAD, UNK, WordpieceTokenizer, WordTokenizer, is_wordpiece, piece_counts,
+                                         prune_wordpieces)
+from rasa_kd.teachers.folder import TeacherFolder
+from rasa_kd.teachers.resources import load_word_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +35,6 @@ logger = logging.getLogger(__name__)
 def word_vocabulary(counts, vectors: Tuple[List[str], np.ndarray], vocab_size: int, min_count: int,
                     seed: int = 0, fill: bool = True) -> Tuple[List[str], np.ndarray]:
     """(words starting with [PAD], [UNK]; their initial vectors) as described in the module docstring."""
-    from rasa_kd.students.tokenizers import PAD, UNK
-
     names, matrix = vectors
     index: Dict[str, int] = {}
     for i, word in enumerate(names):
@@ -60,7 +64,6 @@ def reduce_dimension(vectors: np.ndarray, dim: Optional[int], also: Optional[np.
     None or not smaller than their width); with `also`, (that, `also` projected the same way)."""
     if not dim or dim >= vectors.shape[1]:
         return vectors if also is None else (vectors, also)
-    from rasa_kd.students.small_bert import pca_projection
 
     mean, components = pca_projection(vectors, dim)
     reduced = ((vectors - mean) @ components).astype(np.float32)
@@ -75,7 +78,6 @@ def wordpiece_vocabulary(options: DistilOptions, teacher: TeacherFolder, transfe
     package carries only its own tokenizer.json, so no HF tokenizer files)."""
     from tqdm.auto import tqdm
 
-    from rasa_kd.students.tokenizers import WordpieceTokenizer, is_wordpiece, piece_counts, prune_wordpieces
 
     tokenizer = WordpieceTokenizer.from_pretrained(teacher.tokenizer, options.max_length, special_tokens=special_tokens)
     table = teacher.word_embeddings()
@@ -95,13 +97,7 @@ def wordpiece_vocabulary(options: DistilOptions, teacher: TeacherFolder, transfe
 
 def build_bilstm(options: DistilOptions, n_labels: int, teacher: Optional[TeacherFolder], transfer) -> Tuple:
     """(tokenizer, model, hf_tokenizer or None) for a BiLSTM student."""
-    from rasa_kd.students.bilstm import BiLSTMStudent
-    from rasa_kd.students.tokenizers import WordTokenizer
-
     if options.vocab == "words":
-        from rasa_kd.resources import load_word_vectors
-        from rasa_kd.students.data import word_counts
-
         from tqdm.auto import tqdm
 
         counts = word_counts(tqdm(transfer.texts(), total=len(transfer.dataset), desc="counting words", unit=" sentences"))
@@ -121,8 +117,6 @@ def build_bilstm(options: DistilOptions, n_labels: int, teacher: Optional[Teache
 
 def build_small_bert(options: DistilOptions, n_labels: int, teacher: TeacherFolder, transfer) -> Tuple:
     """(tokenizer, model, hf_tokenizer or None) for a small-BERT student."""
-    from rasa_kd.students.small_bert import SmallBertStudent
-
     teacher_config = teacher.base_model.config
     tokenizer, word, hf_tokenizer = wordpiece_vocabulary(options, teacher, transfer, special_tokens=True)
     max_positions = getattr(teacher_config, "max_position_embeddings", 512)

@@ -2,7 +2,7 @@
 
 `BiLSTMConfig` and `SmallBertConfig` hold what rebuilds a model (student.json's
 `config` entry is `as_dict()` of one of them) and the defaults of its
-hyper-parameters; `rasa_kd.distil_options.DistilOptions` takes its defaults from
+hyper-parameters; `rasa_kd.students.distil_options.DistilOptions` takes its defaults from
 here. This module imports nothing heavy, so option parsing and `--help` stay fast.
 """
 import dataclasses

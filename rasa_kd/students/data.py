@@ -1,4 +1,4 @@
-"""Feeding a labelled transfer set (opened with `rasa_kd.transfer.open_transfer`) and NLU
+"""Feeding a labelled transfer set (opened with `rasa_kd.formats.transfer_set.open_transfer`) and NLU
 examples to the Trainer without copying them into memory: rows are tokenised batch by
 batch in a `set_transform`, and the collator pads each batch.
 """
@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
-from rasa_kd.transfer import INTENT, LOGITS, TEXT, TransferSet
+from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.formats.transfer_set import INTENT, LOGITS, TEXT, TransferSet
+from rasa_kd.students.tokenizers import split_words
 
 REQUIRED_COLUMNS = (TEXT, INTENT, LOGITS)
 
@@ -21,8 +23,6 @@ def check_labels_known(examples, labels: Sequence[str], path: Path) -> None:
 
 
 def word_counts(texts) -> Counter:
-    from rasa_kd.students.tokenizers import split_words
-
     counts = Counter()
     for text in texts:
         counts.update(split_words(text)[0])
@@ -87,7 +87,6 @@ def read_split(path: Optional[Path], labels: Sequence[str]) -> Optional[list]:
     """Examples of a dev/test NLU file, checked against the labels; None without a path."""
     if path is None:
         return None
-    from rasa_kd.nlu_io import read_examples
 
     examples = read_examples(path)
     if not examples:

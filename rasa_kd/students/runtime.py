@@ -5,7 +5,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from rasa_kd.errors import UserError
-from rasa_kd.students import package
+from rasa_kd.formats import student_package
 from rasa_kd.students.tokenizers import load_tokenizer
 
 BATCH_SIZE = 64
@@ -27,8 +27,8 @@ class TorchBackend:
 
     @classmethod
     def from_package(cls, path: Path, manifest) -> "TorchBackend":
-        model = package.build_model(manifest)
-        package.load_weights(model, path)
+        model = student_package.build_model(manifest)
+        student_package.load_weights(model, path)
         return cls(model)
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray):
@@ -139,22 +139,22 @@ class Student:
 
 
 def load(path, runtime: str = "pytorch", threads: int = 0, *, onnx: bool = False, quantized: bool = False) -> Student:
-    """Load a student package (see `rasa_kd.students.package`); no teacher is needed.
+    """Load a student package (see `rasa_kd.formats.student_package`); no teacher is needed.
 
     runtime: `auto` (the runtime student.json recommends, see
-    `package.resolve_runtime`), `int8` (model.int8.onnx), `onnx` (model.onnx) or
+    `student_package.resolve_runtime`), `int8` (model.int8.onnx), `onnx` (model.onnx) or
     `pytorch` (model.safetensors, the default). A runtime whose file is missing stops
     with one UserError line naming the `rasa-kd export` that makes it. `onnx=True` and
     `quantized=True` are deprecated spellings of runtime="onnx" / "int8".
     """
     if quantized:
-        runtime = package.deprecated_runtime_alias("load(quantized=True)", "int8")
+        runtime = student_package.deprecated_runtime_alias("load(quantized=True)", "int8")
     elif onnx:
-        runtime = package.deprecated_runtime_alias("load(onnx=True)", "onnx")
+        runtime = student_package.deprecated_runtime_alias("load(onnx=True)", "onnx")
     path = Path(path)
-    manifest = package.read_manifest(path)
-    runtime = package.resolve_runtime(path, manifest, runtime)
-    weights = package.runtime_weights(path, runtime)
+    manifest = student_package.read_manifest(path)
+    runtime = student_package.resolve_runtime(path, manifest, runtime)
+    weights = student_package.runtime_weights(path, runtime)
     tokenizer = load_tokenizer(path, manifest["tokenizer"])
     backend = TorchBackend.from_package(path, manifest) if runtime == "pytorch" else OnnxBackend(weights, threads)
     student = Student(path, manifest, tokenizer, backend)

@@ -22,6 +22,7 @@ longest text in the batch, truncated to `max_length`) and, per text, the
 padding). Every text gets at least one position, so empty texts work.
 """
 import copy
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -197,8 +198,6 @@ def is_character_piece(token: str) -> bool:
 
 
 def is_wordpiece(tokenizer: "WordpieceTokenizer") -> bool:
-    import json
-
     return json.loads(tokenizer.backend.to_str()).get("model", {}).get("type") == "WordPiece"
 
 
@@ -220,7 +219,6 @@ def prune_wordpieces(tokenizer: "WordpieceTokenizer", counts: Counter, min_count
     `keep_characters` every one-character piece, and the `keep_common` most common pieces
     of the teacher's vocabulary (so frequent words the transfer set lacks keep their own
     teacher embedding instead of being spelt in pieces)."""
-    import json
 
     from tokenizers import Tokenizer
 

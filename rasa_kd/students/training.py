@@ -15,8 +15,8 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from rasa_kd.distil_options import DistilOptions
-from rasa_kd.metrics import classification_scores
+from rasa_kd.evaluation.metrics import classification_scores
+from rasa_kd.students.distil_options import DistilOptions
 from rasa_kd.students.losses import distillation_loss, hidden_state_loss
 
 

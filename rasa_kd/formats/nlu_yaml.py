@@ -19,8 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import rasa.shared.utils.io
 from rasa.shared.constants import LATEST_TRAINING_DATA_FORMAT_VERSION
 from rasa.shared.exceptions import RasaException
-from rasa.shared.nlu.training_data.formats.rasa_yaml import (KEY_INTENT, KEY_INTENT_EXAMPLES, KEY_NLU,
-                                                            RasaYAMLWriter)
+from rasa.shared.nlu.training_data.formats.rasa_yaml import KEY_INTENT, KEY_INTENT_EXAMPLES, KEY_NLU, RasaYAMLWriter
 from rasa.shared.nlu.training_data.loading import load_data
 from rasa.shared.nlu.training_data.training_data import TrainingData
 from rasa.shared.utils.validation import KEY_TRAINING_DATA_FORMAT_VERSION

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from rasa_kd.errors import UserError
-from rasa_kd.nlu_io import Example, read_examples, write_examples
+from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
+from rasa_kd.formats.outputs import atomic_output_dir
 from rasa_kd.options import option
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,6 @@ def split_examples(examples: Sequence[Example], test_fraction: float, dev_fracti
 
 def split_nlu(nlu: Path, out: Path, test_fraction: float, dev_fraction: float = 0.0,
               seed: int = 42, force: bool = False) -> Dict[str, int]:
-    from rasa_kd.outputs import atomic_output_dir
-
     splits = split_examples(read_examples(nlu), test_fraction, dev_fraction, seed)
     with atomic_output_dir(out, force) as folder:
         for name, split in splits.items():

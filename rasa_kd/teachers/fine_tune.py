@@ -6,13 +6,13 @@ evaluates on the dev set after every epoch and keeps the weights of the best epo
 it stops early after `--patience` epochs without improvement.
 
 Pooling (--pooling): `cls`, the model's own head, or `mean` of the token states; see
-`rasa_kd.teacher_folder`.
+`rasa_kd.teachers.folder`.
 
 Several processes (`torchrun` / `accelerate launch -m rasa_kd.cli teacher ...`, see
 rasa_kd.distributed): the Trainer trains data-parallel, --batch-size per process; the
 main process writes the folder.
 
-Output: a teacher folder (written all-or-nothing; format in `rasa_kd.teacher_folder`,
+Output: a teacher folder (written all-or-nothing; format in `rasa_kd.teachers.folder`,
 which is also how every later stage loads it: `TeacherFolder(path)`). Its metrics.json
 holds the dev scores, epochs, training time, parameter count, dev labelling speed and
 the settings used.
@@ -25,13 +25,22 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from transformers import TrainerCallback
+import datasets
+import numpy as np
+import torch
+import transformers
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, PrinterCallback,
+                          Trainer, TrainerCallback, TrainingArguments)
 
 from rasa_kd.errors import UserError
 from rasa_kd.options import option
-from rasa_kd.resources import DEFAULT_TEACHER
-from rasa_kd.teacher_folder import METRICS_FILE, POOLINGS, predict_logits, with_pooling, write_teacher_files
-from rasa_kd.split import stratified_split  # noqa: F401 - also part of this module's API
+from rasa_kd.teachers.folder import METRICS_FILE, POOLINGS, predict_logits, with_pooling, write_teacher_files
+from rasa_kd.teachers.resources import DEFAULT_TEACHER, hub_error, resolve_model
+from rasa_kd.nlu_data.split import stratified_split  # noqa: F401 - also part of this module's API
+from rasa_kd import distributed
+from rasa_kd.evaluation.metrics import classification_scores
+from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +100,6 @@ class TeacherOptions(TeacherSettings):
 
 def load_pretrained(name: Optional[str], labels: Sequence[str], seed: int):
     """(tokenizer, sequence-classification model with a fresh head) from a shortcut, folder or hub id."""
-    import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from rasa_kd.resources import hub_error, resolve_model
 
     resolved = resolve_model(name)
     transformers.set_seed(seed)
@@ -120,8 +125,6 @@ def load_pretrained(name: Optional[str], labels: Sequence[str], seed: int):
 
 def read_train_dev(train_path: Path, dev_path: Optional[Path], fraction: float, seed: int):
     """(train examples, dev examples, labels, dev source) with the bad-input checks."""
-    from rasa_kd.nlu_io import read_examples
-
     train = read_examples(train_path)
     labels = sorted({e.intent for e in train})
     if len(labels) < 2:
@@ -142,8 +145,6 @@ def read_train_dev(train_path: Path, dev_path: Optional[Path], fraction: float, 
 
 
 def tokenized_dataset(tokenizer, examples, labels: Sequence[str], max_length: int):
-    import datasets
-
     index = {label: i for i, label in enumerate(labels)}
     data = datasets.Dataset.from_dict({"text": [e.text for e in examples],
                                        "label": [index[e.intent] for e in examples]})
@@ -191,10 +192,6 @@ class KeepBest(TrainerCallback):
 def fine_tune(model, tokenizer, train_set, dev_set, labels: Sequence[str], settings: TeacherSettings,
               work: Path, progress: bool):
     """Train with the Trainer; returns the KeepBest callback (best weights already loaded)."""
-    import numpy as np
-    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
-
-    from rasa_kd.metrics import classification_scores
 
     def compute_metrics(prediction):
         predicted = np.argmax(prediction.predictions, axis=-1)
@@ -223,8 +220,6 @@ def fine_tune(model, tokenizer, train_set, dev_set, labels: Sequence[str], setti
 
 
 def _cuda_available() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -319,11 +314,6 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
                   settings: TeacherSettings, force: bool = False, progress: bool = True,
                   threads: Optional[int] = None, allow_unknown_tokens: bool = False) -> Dict:
     """Fine-tune, evaluate on dev and write the teacher folder; returns metrics.json's content."""
-    import torch
-
-    from rasa_kd import distributed
-    from rasa_kd.metrics import classification_scores
-    from rasa_kd.outputs import atomic_output_dir, check_output_dir
 
     if settings.pooling not in POOLINGS:
         raise UserError(f"--pooling must be cls or mean, got {settings.pooling!r}")

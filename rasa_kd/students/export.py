@@ -28,11 +28,18 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import torch
+from onnx import TensorProto
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.transformers.optimizer import optimize_model
 
 from rasa_kd.errors import UserError
+from rasa_kd.formats import student_package
+from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.formats.outputs import atomic_file
 from rasa_kd.options import option
-from rasa_kd.outputs import atomic_file
-from rasa_kd.presets import Preset
+from rasa_kd.students import load
+from rasa_kd.students.presets import Preset
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +65,6 @@ class ExportOptions:
 
 def export_onnx(student, target: Path, opset: int = 17) -> None:
     """Trace the student's torch model to `target` with dynamic batch and length."""
-    import torch
-
     model = student.backend.model.eval()
     batch = student.tokenizer(["hello there my friend", "hi"])
     inputs = (torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"]))
@@ -75,8 +80,6 @@ def export_onnx(student, target: Path, opset: int = 17) -> None:
 def fuse_transformer(student, onnx_file: Path) -> Dict[str, int]:
     """Rewrite a BERT student's graph in place with onnxruntime's fused contrib ops
     (Attention, BiasGelu, SkipLayerNormalization); returns the fused-op counts."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
     config = student.manifest["config"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -90,9 +93,6 @@ def fuse_transformer(student, onnx_file: Path) -> Dict[str, int]:
 
 
 def quantize(source: Path, target: Path) -> None:
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # onnxruntime logs a generic "consider pre-processing" warning
@@ -129,16 +129,13 @@ def export(model: Path, onnx: bool = True, quantized: bool = False, data: Option
            opset: int = 17, tolerance: float = 1e-3, fuse: bool = True,
            int8_max_drop: float = Preset.int8_max_drop) -> Dict:
     """Export and check; returns the summary also written to export.json."""
-    from rasa_kd.nlu_io import read_examples
-    from rasa_kd.students import load, package
-
     if not (onnx or quantized):
         raise UserError("nothing to export: give --onnx and/or --quantize")
     reference = load(model)
     examples = read_examples(data) if data else []
     texts = [e.text for e in examples][:512] or SAMPLE_TEXTS
     summary = {"opset": opset, "check_sentences": len(texts)}
-    onnx_file = model / package.ONNX
+    onnx_file = model / student_package.ONNX
     export_onnx(reference, onnx_file, opset)
     if fuse and reference.architecture == "bert":
         try:
@@ -146,7 +143,7 @@ def export(model: Path, onnx: bool = True, quantized: bool = False, data: Option
         except Exception as error:  # the optimizer's pattern matching is best effort: keep the plain graph
             logger.info(f"{onnx_file}: fusion skipped, plain graph kept ({str(error).splitlines()[0][:100]})")
     exported = load(model, runtime="onnx")
-    summary["onnx"] = {"file": package.ONNX, "bytes": onnx_file.stat().st_size,
+    summary["onnx"] = {"file": student_package.ONNX, "bytes": onnx_file.stat().st_size,
                        "max_abs_diff": max_differences(reference, exported, texts)}
     diff = summary["onnx"]["max_abs_diff"]["logits"]
     logger.info(f"{onnx_file}: {onnx_file.stat().st_size / 1e6:.1f} MB; max |ONNX - PyTorch|: logits {diff:.2e}, "
@@ -157,8 +154,8 @@ def export(model: Path, onnx: bool = True, quantized: bool = False, data: Option
         summary["int8"] = quantize_and_check(model, reference, texts, examples)
     summary["runtime"], summary["runtime_reason"] = deployed_runtime(summary.get("int8"), int8_max_drop)
     logger.info(f"deployed runtime: {summary['runtime']} ({summary['runtime_reason']})")
-    package.write_json(summary, model / "export.json")
-    package.update_manifest(model, runtime=summary["runtime"], runtime_reason=summary["runtime_reason"])
+    student_package.write_json(summary, model / "export.json")
+    student_package.update_manifest(model, runtime=summary["runtime"], runtime_reason=summary["runtime_reason"])
     return summary
 
 
@@ -175,12 +172,10 @@ def deployed_runtime(int8: Optional[Dict], max_drop: float) -> Tuple[str, str]:
 
 
 def quantize_and_check(model: Path, reference, texts, examples) -> Dict:
-    from rasa_kd.students import load, package
-
-    int8_file = model / package.ONNX_INT8
-    quantize(model / package.ONNX, int8_file)
+    int8_file = model / student_package.ONNX_INT8
+    quantize(model / student_package.ONNX, int8_file)
     int8 = load(model, runtime="int8")
-    report = {"file": package.ONNX_INT8, "bytes": int8_file.stat().st_size,
+    report = {"file": student_package.ONNX_INT8, "bytes": int8_file.stat().st_size,
               "max_abs_diff": max_differences(reference, int8, texts)}
     logger.info(f"{int8_file}: {int8_file.stat().st_size / 1e6:.1f} MB; max |int8 - PyTorch|: logits "
                 f"{report['max_abs_diff']['logits']:.2e}, probabilities {report['max_abs_diff']['probabilities']:.2e}")

@@ -51,14 +51,19 @@ student.json (JSON object, UTF-8):
 `(start, end)` character offsets into `text`). A missing, corrupt or newer package
 raises `rasa_kd.errors.UserError` with one line naming the problem.
 """
+import hashlib
 import json
 import logging
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from rasa_kd import __version__
 from rasa_kd.errors import UserError
+from rasa_kd.formats.outputs import atomic_file
+from rasa_kd.formats.transfer_set import normalised_key
 from rasa_kd.students.config import ARCHITECTURES
+from rasa_kd.students.tokenizers import describe, save_hf_tokenizer_files
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +166,6 @@ def runtime_files(manifest: Dict, runtime: str) -> List[str]:
 
 
 def sentence_hash(text: str) -> str:
-    import hashlib
-
-    from rasa_kd.transfer import normalised_key
-
     return hashlib.sha1(normalised_key(text).encode("utf-8")).hexdigest()[:16]
 
 
@@ -180,6 +181,7 @@ def read_training_hashes(path) -> set:
 
 def build_model(manifest: Dict, **init):
     """An untrained torch model of the manifest's architecture and config."""
+    # torch only here: a package served by onnxruntime (int8) never imports it
     if manifest["architecture"] == "bilstm":
         from rasa_kd.students.bilstm import BiLSTMStudent
 
@@ -225,8 +227,6 @@ def write_json(obj, path: Path) -> None:
 
 def update_manifest(path, **entries) -> Dict:
     """Set top-level entries of a package's student.json, replacing the file atomically."""
-    from rasa_kd.outputs import atomic_file
-
     manifest = read_manifest(path)
     manifest.update(entries)
     with atomic_file(Path(path) / MANIFEST) as tmp:
@@ -239,8 +239,6 @@ def save_package(folder, model, tokenizer, labels: List[str], *, teacher: Option
     """Write a complete package into `folder` (the caller makes the folder atomic); returns the manifest."""
     from safetensors.torch import save_file
 
-    from rasa_kd import __version__
-    from rasa_kd.students.tokenizers import describe, save_hf_tokenizer_files
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

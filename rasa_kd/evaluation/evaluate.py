@@ -32,19 +32,38 @@ MODEL/metrics-<data file stem>.json, with -onnx or -int8 added for ONNX runs).
 """
 import json
 import logging
-from dataclasses import dataclass
 import os
 import statistics
 import struct
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+import numpy as np
+
+import onnx
+
+import torch
+
+from onnx import numpy_helper
+
+from sklearn.metrics import roc_auc_score
+
 from rasa_kd.errors import UserError
+from rasa_kd.evaluation import calibration
+from rasa_kd.evaluation.calibration import softmax
+from rasa_kd.evaluation.metrics import classification_scores
+from rasa_kd.formats import student_package
+from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.formats.student_package import RUNTIMES, deprecated_runtime_alias
 from rasa_kd.options import option
-from rasa_kd.students.package import RUNTIMES
+from rasa_kd.students import load
+from rasa_kd.students.bilstm import BiLSTMStudent
+from rasa_kd.students.small_bert import SmallBertStudent
+from rasa_kd.teachers.folder import TeacherFolder
 
 logger = logging.getLogger(__name__)
 
@@ -119,28 +138,22 @@ class ModelFiles:
 
 class TeacherModel(ModelFiles):
     """A teacher folder behind the students' `labels` / `predict_labels` interface (its own
-    pooling and max length, see `rasa_kd.teacher_folder`)."""
+    pooling and max length, see `rasa_kd.teachers.folder`)."""
 
     kind = "teacher"
     runtime = "pytorch"
 
     def __init__(self, path: Path, threads: int = 0):
-        import torch
-
-        from rasa_kd.teacher_folder import TeacherFolder
-
         if threads:
             torch.set_num_threads(threads)
         self.path, self.torch = path, torch
         self.folder = TeacherFolder(path)
         self.model, self.labels = self.folder.classifier, self.folder.labels
         model_type = self.model.config.model_type.replace("-", "_")
-        self.libraries = ("torch", "rasa_kd.teacher_folder", f"transformers.models.{model_type}.modeling_{model_type}")
+        self.libraries = ("torch", "rasa_kd.teachers.folder", f"transformers.models.{model_type}.modeling_{model_type}")
 
     def predict(self, texts: Sequence[str]):
         """Probabilities (softmax of the logits; teachers are not temperature-scaled)."""
-        from rasa_kd.calibration import softmax
-
         return softmax(self.folder.predict_logits(list(texts)))
 
     def predict_labels(self, texts: Sequence[str]) -> List[str]:
@@ -170,14 +183,10 @@ class StudentModel(ModelFiles):
     """A student package loaded with one runtime, with the files and parameter counts evaluate reports."""
 
     def __init__(self, path: Path, runtime: str, threads: int):
-        from rasa_kd.students import load, package
-
-        self.path, self.package = path, package
-        self.manifest = package.read_manifest(path)
-        self.runtime = package.resolve_runtime(path, self.manifest, runtime)
+        self.path = path
+        self.manifest = student_package.read_manifest(path)
+        self.runtime = student_package.resolve_runtime(path, self.manifest, runtime)
         if threads and self.runtime == "pytorch":
-            import torch
-
             torch.set_num_threads(threads)
         self.student = load(path, runtime=self.runtime, threads=threads)
         self.labels, self.kind = self.student.labels, KINDS[self.runtime]
@@ -189,8 +198,6 @@ class StudentModel(ModelFiles):
         """Probabilities as deployed: int8 one message at a time (dynamic int8 scales
         activations per batch, and Rasa parses one message at a time)."""
         if self.runtime == "int8" and len(texts) > 1:
-            import numpy as np
-
             return np.concatenate([self.student.predict([text]) for text in texts])
         return self.student.predict(texts)
 
@@ -202,32 +209,27 @@ class StudentModel(ModelFiles):
         return dict(self.manifest.get("parameters", {}))
 
     def weight_files(self) -> List[Path]:
-        return [self.path / self.package.RUNTIME_FILES[self.runtime]]
+        return [self.path / student_package.RUNTIME_FILES[self.runtime]]
 
     def tokenizer_files(self) -> List[Path]:
-        others = {self.package.MANIFEST, self.package.RUNTIME_FILES[self.runtime]}
-        names = [n for n in self.package.runtime_files(self.manifest, self.runtime) if n not in others]
+        others = {student_package.MANIFEST, student_package.RUNTIME_FILES[self.runtime]}
+        names = [n for n in student_package.runtime_files(self.manifest, self.runtime) if n not in others]
         return existing(self.path, names)
 
     def manifest_files(self) -> List[Path]:
-        return [self.path / self.package.MANIFEST]
+        return [self.path / student_package.MANIFEST]
 
     def is_embedding(self, tensor_name: str) -> bool:
         return student_class(self.manifest["architecture"]).is_embedding_parameter(tensor_name)
 
 
 def student_class(architecture: str):
-    from rasa_kd.students.bilstm import BiLSTMStudent
-    from rasa_kd.students.small_bert import SmallBertStudent
-
     return {"bilstm": BiLSTMStudent, "bert": SmallBertStudent}[architecture]
 
 
 def onnx_file_runtime(path: Path) -> str:
     """The runtime of a student's .onnx file given as --model."""
-    from rasa_kd.students import package
-
-    runtimes = {name: runtime for runtime, name in package.RUNTIME_FILES.items() if name.endswith(".onnx")}
+    runtimes = {name: runtime for runtime, name in student_package.RUNTIME_FILES.items() if name.endswith(".onnx")}
     if path.name not in runtimes:
         raise UserError(f"{path}: not a student's ONNX file (expected {' or '.join(runtimes)})")
     return runtimes[path.name]
@@ -235,12 +237,10 @@ def onnx_file_runtime(path: Path) -> str:
 
 def open_model(path: Path, runtime: str = "auto", threads: int = 0):
     """A StudentModel or TeacherModel for `path` (see the module docstring)."""
-    from rasa_kd.students import package
-
     path = Path(path)
     if path.is_file() and path.suffix == ".onnx":
         return StudentModel(path.parent, onnx_file_runtime(path), threads)
-    if (path / package.MANIFEST).is_file():
+    if (path / student_package.MANIFEST).is_file():
         return StudentModel(path, runtime, threads)
     if (path / "config.json").is_file() and (path / "labels.json").is_file():
         if runtime not in ("auto", "pytorch"):
@@ -285,8 +285,6 @@ def onnx_embedding_bytes(path: Path) -> int:
     """Bytes of the initializers that embedding lookups read: the data input of Gather
     nodes, the word/position/segment tables of a fused (Q)EmbedLayerNormalization, and,
     for an int8 table `X_quantized`, onnxruntime's `X_scale` and `X_zero_point`."""
-    import onnx
-
     graph = onnx.load(str(path)).graph
     sizes = {tensor.name: onnx_tensor_bytes(tensor) for tensor in graph.initializer}
     tables = {name for node in graph.node if node.op_type in EMBEDDING_LOOKUPS
@@ -297,8 +295,6 @@ def onnx_embedding_bytes(path: Path) -> int:
 
 
 def onnx_tensor_bytes(tensor) -> int:
-    from onnx import numpy_helper
-
     return len(tensor.raw_data) if tensor.raw_data else numpy_helper.to_array(tensor).nbytes
 
 
@@ -314,7 +310,7 @@ for name in libraries:
         importlib.import_module(name)
     except ModuleNotFoundError:  # a teacher type without its own transformers module
         pass
-from rasa_kd.evaluate import MB, open_model
+from rasa_kd.evaluation.evaluate import MB, open_model
 process = psutil.Process()
 before = process.memory_info().rss
 model = open_model(path, runtime, int(threads))
@@ -377,10 +373,6 @@ def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: boo
              precision: float = DEFAULT_PRECISION, unknown: Optional[Path] = None) -> Dict:
     """Score, size and time a model; writes and returns the metrics dict. `onnx` and
     `int8` are deprecated spellings of `runtime` "onnx" and "int8"."""
-    from rasa_kd.metrics import classification_scores
-    from rasa_kd.nlu_io import read_examples
-    from rasa_kd.students.package import deprecated_runtime_alias
-
     if int8 or onnx:
         runtime = deprecated_runtime_alias("--int8" if int8 else "--onnx", "int8" if int8 else "onnx")
 
@@ -408,8 +400,6 @@ def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: boo
     if memory:
         metrics["memory_mb"] = resident_memory(model, threads)
     if speed:
-        import torch
-
         metrics.update(latency_ms_batch1=latency_ms(model, texts, latency_examples),
                        latency_examples=max(latency_examples, 0), throughput_batch=batch_size,
                        sentences_per_second=throughput(model, texts, batch_size),
@@ -425,8 +415,6 @@ def confidence_report(model, examples, probabilities, out: Path, precision: floa
     """ECE (15 bins), the reliability diagram (PNG beside the metrics JSON) and the
     FallbackClassifier threshold that keeps `precision` on this data. Examples of
     intents the model does not know count as wrong at any confidence."""
-    from rasa_kd import calibration
-
     index = {label: i for i, label in enumerate(model.labels)}
     gold = [index.get(e.intent, -1) for e in examples]
     picture = out.with_suffix(".reliability.png")
@@ -441,8 +429,6 @@ def confidence_report(model, examples, probabilities, out: Path, precision: floa
 def unknown_report(model, known_probabilities, unknown: Path, threshold: Optional[float]) -> Dict:
     """How well the top confidence tells `unknown`'s sentences (intents the model was never
     trained on) from the known-intent data: see `separation`."""
-    from rasa_kd.nlu_io import read_examples
-
     texts = [e.text for e in read_examples(unknown)]
     if not texts:
         raise UserError(f"{unknown}: no examples")
@@ -452,9 +438,6 @@ def unknown_report(model, known_probabilities, unknown: Path, threshold: Optiona
 def separation(known_probabilities, unknown_probabilities, threshold: Optional[float]) -> Dict:
     """AUROC of the top confidence (known = positive), the false-positive rate at 95 % true-positive
     rate, and the share of unknown sentences under `threshold`."""
-    import numpy as np
-    from sklearn.metrics import roc_auc_score
-
     known, unknown = known_probabilities.max(axis=1), unknown_probabilities.max(axis=1)
     cut = np.quantile(known, 0.05)  # 95 % of known sentences are at or above it
     scores = np.concatenate([known, unknown])

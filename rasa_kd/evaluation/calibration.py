@@ -19,10 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+from scipy.optimize import minimize_scalar
 
+from rasa_kd.errors import UserError
+from rasa_kd.formats import student_package
+from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.formats.student_package import RUNTIMES
 from rasa_kd.options import option
-from rasa_kd.students.package import RUNTIMES
+from rasa_kd.students import load
+from rasa_kd.students.runtime import softmax as runtime_softmax
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +40,6 @@ TEMPERATURE_RANGE = (0.05, 20.0)
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """The students' softmax, in float64, of logits / temperature."""
-    from rasa_kd.students.runtime import softmax as runtime_softmax
-
     return runtime_softmax(np.asarray(logits, dtype=np.float64) / temperature)
 
 
@@ -71,8 +77,6 @@ def negative_log_likelihood(logits: np.ndarray, gold: Sequence[int], temperature
 def fit_temperature(logits: np.ndarray, gold: Sequence[int]) -> float:
     """The T in TEMPERATURE_RANGE minimising the NLL of `gold` under softmax(logits / T)
     (a bounded 1-D search on log T; the NLL is convex in 1/T)."""
-    from scipy.optimize import minimize_scalar
-
     logits = np.asarray(logits, dtype=np.float64)
     if not len(logits):
         return 1.0
@@ -122,10 +126,7 @@ def kept_at(probabilities: np.ndarray, gold: Sequence[int], threshold: Optional[
 def reliability_diagram(probabilities: np.ndarray, gold: Sequence[int], path: Path, title: str,
                         bins: int = BINS) -> Path:
     """Accuracy and mean confidence per confidence bin, with the diagonal, saved as a PNG."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     confidences, correct = top_and_correct(probabilities, gold)
     counts, _, accuracy = bin_table(confidences, correct, bins)
@@ -151,10 +152,6 @@ def reliability_diagram(probabilities: np.ndarray, gold: Sequence[int], path: Pa
 def calibrate_package(path: Path, data: Path, runtime: str = "auto") -> Dict[str, float]:
     """Fit the temperature of the package at `path` on the NLU file `data` with the given
     runtime's logits, and record it in student.json; returns the record."""
-    from rasa_kd.errors import UserError
-    from rasa_kd.nlu_io import read_examples
-    from rasa_kd.students import load, package
-
     student = load(path, runtime=runtime)
     examples = [e for e in read_examples(data) if e.intent in student.labels]
     if not examples:
@@ -162,7 +159,7 @@ def calibrate_package(path: Path, data: Path, runtime: str = "auto") -> Dict[str
     logits = student.logits([e.text for e in examples])
     record = {**calibrate(logits, [student.labels.index(e.intent) for e in examples]),
               "fitted_on": str(data), "runtime": student.runtime}
-    package.update_manifest(path, calibration=record)
+    student_package.update_manifest(path, calibration=record)
     return record
 
 

@@ -16,7 +16,7 @@ Every made sentence is new: not a training sentence, not in an --exclude file, n
 made before (compared after whitespace and case normalisation). Seeded: the same
 inputs and --seed give the same transfer set.
 
-Output folder (written all-or-nothing; format in rasa_kd/transfer.py):
+Output folder (written all-or-nothing; format in rasa_kd/formats/transfer_set.py):
   Arrow dataset   columns text, source (original|rules|lm), parent, intent
                   (training sentences first, source=original, parent=own index)
   transfer.json   format, version, size, counts by source, seed, method, params,
@@ -32,10 +32,20 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+import datasets
+
+import numpy as np
+
+from tqdm import tqdm
+
 from rasa_kd.errors import UserError
-from rasa_kd.lm_augment import LmParams
+from rasa_kd.formats import transfer_set
+from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
 from rasa_kd.options import option
-from rasa_kd.presets import Preset, transfer_size
+from rasa_kd.students.presets import Preset, transfer_size
+from rasa_kd.teachers.resources import DEFAULT_VECTORS, load_word_vectors
+from rasa_kd.transfer.lm_augment import LmParams, lm_method as sample_lm
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +67,8 @@ class RuleParams:
     p_ng: float = option(0.25, "per-sentence n-gram probability", group=RULES)
     max_ngram: int = option(5, "largest n of the n-gram", group=RULES)
     neighbours: int = option(10, "a replacement is drawn from this many nearest words", group=RULES)
-    vectors: str = option("glove50", "word vectors: glove50 (offline GloVe 6B 50-d) or a word2vec/GloVe text file",
+    vectors: str = option(DEFAULT_VECTORS,
+                          "word vectors: glove50 (offline GloVe 6B 50-d) or a word2vec/GloVe text file",
                           group=RULES)
     vocab_limit: int = option(50_000, "replacement candidates: the N most frequent words of the vectors",
                               group=RULES)
@@ -75,8 +86,6 @@ def nearest_neighbours(vocabulary: Set[str], words: Sequence[str], matrix, limit
                        chunk: int = 512) -> Dict[str, List[str]]:
     """word -> its k nearest candidate words by cosine, for the words of `vocabulary` that
     have a vector. Candidates: the first `limit` (most frequent) alphabetic words."""
-    import numpy as np
-
     index = {w: i for i, w in enumerate(words)}
     candidates = [i for i, w in enumerate(words[:limit]) if CANDIDATE_WORD.match(w)]
     cand = matrix[candidates]
@@ -152,7 +161,6 @@ def rules_method(originals: Sequence, size: int, accept: Callable[[str], bool], 
     """Up to `size` accepted (text, parent) pairs from passes over the training sentences."""
     params = rule_params(args)
     vocabulary = {word_core(t)[1].lower() for e in originals for t in e.text.split()}
-    from rasa_kd.resources import load_word_vectors
 
     words, matrix = load_word_vectors(params.vectors)
     neighbours = nearest_neighbours(vocabulary, words, matrix, params.vocab_limit, params.neighbours)
@@ -198,9 +206,7 @@ def rule_params(args) -> RuleParams:
 
 
 def lm_method(*args, **kwargs):
-    """Tang & Lin (2019): sentences sampled from a fine-tuned causal LM (rasa_kd.lm_augment)."""
-    from rasa_kd.lm_augment import lm_method as sample_lm
-
+    """Tang & Lin (2019): sentences sampled from a fine-tuned causal LM (rasa_kd.transfer.lm_augment)."""
     return sample_lm(*args, **kwargs)
 
 
@@ -256,11 +262,6 @@ def split_size(size: int, parts: int) -> List[int]:
 
 def augment(args: AugmentOptions) -> Dict:
     """Build the transfer set in args.out; returns transfer.json's content."""
-    from tqdm import tqdm
-
-    from rasa_kd import transfer
-    from rasa_kd.nlu_io import read_examples
-    from rasa_kd.outputs import atomic_output_dir, check_output_dir
 
     methods = parse_methods(args.method)
     originals = read_examples(args.train)
@@ -269,10 +270,10 @@ def augment(args: AugmentOptions) -> Dict:
     if size < 0:
         raise UserError(f"--size must be at least 0, got {size}")
     check_output_dir(Path(args.out), args.force)
-    seen: Set[str] = {transfer.normalised_key(t) for t in [e.text for e in originals] + excluded}
+    seen: Set[str] = {transfer_set.normalised_key(t) for t in [e.text for e in originals] + excluded}
 
     def accept(text: str) -> bool:
-        key = transfer.normalised_key(text)
+        key = transfer_set.normalised_key(text)
         if not key or key in seen:
             return False
         seen.add(key)
@@ -287,22 +288,21 @@ def augment(args: AugmentOptions) -> Dict:
     bar.close()
     seconds = time.time() - started
     data = {
-        transfer.TEXT: [e.text for e in originals] + [r[0] for r in rows],
-        transfer.SOURCE: ["original"] * len(originals) + [r[1] for r in rows],
-        transfer.PARENT: list(range(len(originals))) + [r[2] for r in rows],
-        transfer.INTENT: [e.intent for e in originals] + [""] * len(rows),
+        transfer_set.TEXT: [e.text for e in originals] + [r[0] for r in rows],
+        transfer_set.SOURCE: ["original"] * len(originals) + [r[1] for r in rows],
+        transfer_set.PARENT: list(range(len(originals))) + [r[2] for r in rows],
+        transfer_set.INTENT: [e.intent for e in originals] + [""] * len(rows),
     }
-    counts = dict(Counter(data[transfer.SOURCE]))
-    meta = {"format": transfer.FORMAT, "version": transfer.VERSION, "size": len(data[transfer.TEXT]),
+    counts = dict(Counter(data[transfer_set.SOURCE]))
+    meta = {"format": transfer_set.FORMAT, "version": transfer_set.VERSION, "size": len(data[transfer_set.TEXT]),
             "requested": size, "counts": counts, "seed": args.seed, "method": ",".join(methods),
             "params": {name: info.pop("params", {}) for name, info in infos.items()},
             "methods": infos, "train": str(args.train), "exclude": [str(p) for p in args.exclude or []],
             "rejected": sum(info.get("rejected", 0) for info in infos.values()), "seconds": round(seconds, 2)}
-    import datasets
 
     with atomic_output_dir(args.out, args.force) as tmp:
-        datasets.Dataset.from_dict(data, features=transfer.features()).save_to_disk(str(tmp))
-        (tmp / transfer.META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
+        datasets.Dataset.from_dict(data, features=transfer_set.features()).save_to_disk(str(tmp))
+        (tmp / transfer_set.META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
                                               encoding="utf-8")
     made = len(rows)
     if made < size:

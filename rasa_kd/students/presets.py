@@ -18,8 +18,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Union
 
-from rasa_kd.distil_options import DEFAULT_PRESET, DistilOptions, resolved
 from rasa_kd.errors import UserError
+from rasa_kd.students.distil_options import DEFAULT_PRESET, DistilOptions, resolved
 
 __all__ = ["DEFAULT_PRESET", "PRESET_NAMES", "PRESETS", "Preset", "distil_options", "transfer_size", "get_preset"]
 

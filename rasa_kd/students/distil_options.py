@@ -3,7 +3,7 @@ the pipeline and the Rasa components to import at the top.
 
 Architecture defaults (sizes, dropout, learning rates) come from
 `rasa_kd.students.config`; the field defaults here are the `balanced` preset (see
-`rasa_kd.presets`), and the recipe recorded in student.json is these fields.
+`rasa_kd.students.presets`), and the recipe recorded in student.json is these fields.
 """
 import dataclasses
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ from rasa_kd.options import option
 from rasa_kd.students.config import (ARCHITECTURES, BILSTM_MODES, BILSTM_POOLINGS, DROPOUT, PROJECTIONS, BiLSTMConfig,
                                      SmallBertConfig, config_class)
 
-DEFAULT_PRESET = "balanced"  # the names and their recipes: rasa_kd.presets
+DEFAULT_PRESET = "balanced"  # the names and their recipes: rasa_kd.students.presets
 FILES, STUDENT, TRAINING = "files", "student", "training"
 FILE_FIELDS = ("transfer", "dev", "test", "out", "work", "teacher", "force", "fresh")
 
@@ -23,7 +23,7 @@ FILE_FIELDS = ("transfer", "dev", "test", "out", "work", "teacher", "force", "fr
 @dataclass
 class DistilOptions:
     """Everything `rasa-kd distil` needs. The field defaults are the `balanced` preset
-    (see `rasa_kd.presets`); the recipe recorded in student.json is these fields."""
+    (see `rasa_kd.students.presets`); the recipe recorded in student.json is these fields."""
 
     transfer: Path = option(help="labelled transfer set (Arrow folder from `rasa-kd label`)", group=FILES)
     dev: Path = option(help="dev NLU YAML, scored every epoch to pick the best one", group=FILES)

@@ -22,8 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
+import yaml
+
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
 from rasa_kd.errors import UserError, at, require_dir, require_file
-from rasa_kd.nlu_io import Example, normalise_text
+from rasa_kd.formats.nlu_yaml import Example, load_training_data, normalise_text, write_examples, write_training_data
+from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
 from rasa_kd.options import option
 
 logger = logging.getLogger(__name__)
@@ -247,9 +252,6 @@ def convert_mtod(source: Path, args) -> Conversion:
 
 def convert_rasa(source: Path, args) -> Conversion:
     """Rasa YAML passes through: a file, or a folder whose `tests/` subfolder is the test split."""
-    from rasa.shared.nlu.training_data.training_data import TrainingData
-
-    from rasa_kd.nlu_io import load_training_data
 
     if not source.exists():
         raise UserError(f"{source}: not found")
@@ -280,8 +282,6 @@ def full_intent(message) -> str:
 
 def count_yaml_examples(path: Path) -> int:
     """Intent examples in a Rasa YAML file before Rasa drops duplicates."""
-    import yaml
-
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -341,8 +341,6 @@ CONVERTERS = {"cola": convert_cola, "sst2": convert_sst2, "trec": convert_trec, 
 
 def write_split(split: Split, folder: Path) -> Dict:
     """Write one split, read it back with Rasa's loader and check the round trip."""
-    from rasa_kd.nlu_io import load_training_data, write_examples, write_training_data
-
     path = folder / f"{split.name}.yml"
     if split.training_data is not None:
         write_training_data(path, split.training_data)
@@ -403,9 +401,6 @@ class ConvertOptions:
 def convert(dataset: str, source, out, force: bool = False, **options) -> Dict:
     """Convert `dataset` from `source` into the folder `out`; returns the conversion report.
     `options`: the other fields of ConvertOptions (None keeps a default)."""
-    import yaml
-
-    from rasa_kd.outputs import atomic_output_dir, check_output_dir
 
     args = ConvertOptions(dataset=dataset, source=Path(source), out=Path(out), force=force,
                           **{key: value for key, value in options.items() if value is not None})
@@ -422,7 +417,6 @@ def convert(dataset: str, source, out, force: bool = False, **options) -> Dict:
         (folder / "conversion.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print_report(dataset, out, report)
     return report
-
 
 
 def convert_from_options(options: ConvertOptions) -> Dict:

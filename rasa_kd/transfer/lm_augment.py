@@ -23,7 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import datasets
+import hashlib
+import shutil
+
+import torch
+
+from tqdm import tqdm
+
+from transformers import (AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments,
+                          set_seed)
+
 from rasa_kd.errors import UserError
+from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.formats.outputs import atomic_output_dir
+from rasa_kd.formats.transfer_set import normalised_key
 from rasa_kd.options import option
 
 logger = logging.getLogger(__name__)
@@ -39,8 +53,6 @@ def training_sequence(text: str, intent: Optional[str]) -> str:
 
 def load_lm(name_or_path: str):
     """(model, tokenizer) of any AutoModelForCausalLM checkpoint: a local folder or a hub id."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     path = Path(name_or_path).expanduser()
     if path.exists() and not (path / "config.json").is_file():
         raise UserError(f"{path}: not a model folder (no config.json)")
@@ -69,8 +81,6 @@ def _sequence_ids(tokenizer, text: str, max_length: int) -> List[int]:
 def _collate(tokenizer):
     """Pad a batch; labels ignore padding by attention mask, not by pad id (GPT-2's pad is its
     EOS, and a pad-id mask would hide every EOS, so the LM would never learn to stop)."""
-    import torch
-
     def collate(features):
         longest = max(len(f["input_ids"]) for f in features)
         ids = torch.full((len(features), longest), tokenizer.pad_token_id, dtype=torch.long)
@@ -87,9 +97,6 @@ def finetune_lm(lm: str, train: Sequence[Tuple[str, Optional[str]]], dev: Sequen
                 out: Path, epochs: int = 10, learning_rate: float = 5e-4, batch_size: int = 32,
                 max_length: int = 64, seed: int = 42, patience: int = 2) -> Dict[str, float]:
     """Fine-tune `lm` on (text, intent-or-None) pairs; saves the best model by dev loss to `out`."""
-    import datasets
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
-
     set_seed(seed)
     model, tokenizer = load_lm(lm)
 
@@ -119,13 +126,11 @@ def finetune_lm(lm: str, train: Sequence[Tuple[str, Optional[str]]], dev: Sequen
     metrics = {"dev_loss_before": start_loss, "dev_loss_after": end_loss,
                "dev_perplexity_before": math.exp(min(start_loss, 50)),
                "dev_perplexity_after": math.exp(min(end_loss, 50))}
-    from rasa_kd.outputs import atomic_output_dir
 
     with atomic_output_dir(out, force=True) as folder:  # a killed save never looks finished
         trainer.save_model(str(folder))
         tokenizer.save_pretrained(str(folder))
         (folder / "lm_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    import shutil
 
     shutil.rmtree(checkpoints, ignore_errors=True)
     return metrics
@@ -169,8 +174,6 @@ class Sampler:
 
     def __init__(self, lm_dir: Path, top_k: int, top_p: float, temperature: float,
                  max_new_tokens: int, batch_size: int):
-        import torch
-
         self.torch = torch
         self.model, self.tokenizer = load_lm(str(lm_dir))
         self.model.eval()
@@ -199,9 +202,6 @@ def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str]
     `quota` (intent -> count) samples per intent with the intent prefix; without it,
     sampling is unconditional. Sentences in `exclude` and repeats are rejected.
     """
-    from tqdm import tqdm
-
-    from rasa_kd.transfer import normalised_key
 
     shard_dir = work / SHARDS_FOLDER
     shard_dir.mkdir(parents=True, exist_ok=True)
@@ -277,8 +277,6 @@ class LmParams:
 
 def prepare_lm(args, originals: Sequence, work: Path, seed: int) -> Tuple[Path, Dict]:
     """The fine-tuned LM folder: --lm-from, one fine-tuned by an earlier run, or a new one."""
-    from rasa_kd.nlu_io import read_examples
-
     if args.lm_from:
         if not (Path(args.lm_from) / "config.json").is_file():
             raise UserError(f"{args.lm_from}: not a fine-tuned LM folder (no config.json)")
@@ -304,8 +302,6 @@ def lm_method(originals: Sequence, size: int, accept, seed: int, args, progress)
 
     Sentences the sampler returns can still be refused by `accept` (an --exclude sentence,
     or one another method made); it then samples more, resuming from its shards."""
-    import hashlib
-
     work = Path(args.lm_work or f"{args.out}.lm-work")
     lm_dir, finetune_info = prepare_lm(args, originals, work, seed)
     settings = dict(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,

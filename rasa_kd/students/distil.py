@@ -26,7 +26,7 @@ the initial student and writes checkpoints and the package (see rasa_kd.distribu
 
 Output: the student package OUT (written atomically): student.json, model.safetensors
 and vocab.txt (words) or the teacher's tokenizer files (wordpieces); see
-`rasa_kd.students.package` for the format.
+`rasa_kd.formats.student_package` for the format.
 """
 import argparse
 import json
@@ -37,12 +37,24 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from rasa_kd.distil_options import FILE_FIELDS, DistilOptions, check, resolved
+import torch
+
+from transformers import EarlyStoppingCallback, set_seed
+
+from rasa_kd import distributed
 from rasa_kd.errors import UserError
+from rasa_kd.evaluation.calibration import calibrate
+from rasa_kd.evaluation.metrics import classification_scores
+from rasa_kd.formats import student_package
+from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
+from rasa_kd.formats.transfer_set import open_transfer
 from rasa_kd.options import UNSET, add_options, as_record, check_required, from_namespace
-from rasa_kd.presets import distil_options, get_preset
-from rasa_kd.teacher_folder import TeacherFolder
-from rasa_kd.transfer import open_transfer
+from rasa_kd.students import build, data, training
+from rasa_kd.students.distil_options import FILE_FIELDS, DistilOptions, check, resolved
+from rasa_kd.students.presets import distil_options, get_preset
+from rasa_kd.students.runtime import Student, TorchBackend
+from rasa_kd.students.tokenizers import load_tokenizer
+from rasa_kd.teachers.folder import TeacherFolder
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +77,6 @@ def parse(argv: List) -> DistilOptions:
 
 
 def recipe_of(args) -> Dict:
-    from rasa_kd import distributed
-
     recipe = {key: value for key, value in as_record(args).items() if key not in FILE_FIELDS}
     recipe["vectors"] = recipe["vectors"] if args.student == "bilstm" and args.vocab == "words" else None
     # a checkpoint's steps per epoch depend on the number of processes: another number starts afresh
@@ -77,8 +87,6 @@ def recipe_of(args) -> Dict:
 def prepare_work(work: Path, recipe: Dict, transfer_path: Path, fresh: bool) -> None:
     """Make the work folder; refuse to resume one that was made with other settings. Under a
     launcher every process checks and the main process writes."""
-    from rasa_kd import distributed
-
     recipe_file = work / "recipe.json"
     stamp = {"transfer": str(transfer_path.resolve()), **recipe}
     if recipe_file.is_file() and not fresh:
@@ -98,18 +106,14 @@ def prepare_work(work: Path, recipe: Dict, transfer_path: Path, fresh: bool) -> 
 
 def initial_student(args, transfer, teacher, work: Path):
     """(tokenizer, model, hf_tokenizer): from <work>/init when resuming, else built and saved there."""
-    from rasa_kd.students import build, package
-    from rasa_kd.students.tokenizers import load_tokenizer
-
     init = work / "init"
-    if (init / package.MANIFEST).is_file():
-        manifest = package.read_manifest(init)
-        model = package.build_model(manifest)
-        package.load_weights(model, init)
+    if (init / student_package.MANIFEST).is_file():
+        manifest = student_package.read_manifest(init)
+        model = student_package.build_model(manifest)
+        student_package.load_weights(model, init)
         unpruned_wordpieces = manifest["tokenizer"]["kind"] == "wordpieces" and not manifest["tokenizer"].get("pruned")
         hf_tokenizer = teacher.tokenizer if unpruned_wordpieces else None
         return load_tokenizer(init, manifest["tokenizer"]), model, hf_tokenizer
-    from transformers import set_seed
 
     set_seed(args.seed)
     if args.student == "bilstm":
@@ -118,7 +122,7 @@ def initial_student(args, transfer, teacher, work: Path):
         tokenizer, model, hf_tokenizer = build.build_small_bert(args, len(transfer.labels), teacher, transfer)
     tmp = work / "init.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    package.save_package(tmp, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer)
+    student_package.save_package(tmp, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer)
     tmp.rename(init)
     return tokenizer, model, hf_tokenizer
 
@@ -142,31 +146,22 @@ def find_teacher(options: DistilOptions, transfer) -> Optional[TeacherFolder]:
 
 def logits_on(model, tokenizer, examples, labels):
     """Logits [n, len(labels)] of an in-memory model on NLU examples."""
-    from rasa_kd.students.runtime import Student, TorchBackend
-
     student = Student(Path("."), {"labels": labels, "architecture": model.architecture}, tokenizer, TorchBackend(model))
     return student.logits([e.text for e in examples])
 
 
 def scores_of(logits, examples, labels) -> Dict[str, float]:
     """Classification scores of `logits` against the examples' intents."""
-    from rasa_kd.metrics import classification_scores
-
     return classification_scores([e.intent for e in examples], [labels[i] for i in logits.argmax(axis=1)])
 
 
 def calibration_on(logits, examples, labels) -> Dict[str, float]:
     """Temperature scaling fitted on `examples` (dev), with NLL and ECE before and after."""
-    from rasa_kd.calibration import calibrate
-
     return {**calibrate(logits, [labels.index(e.intent) for e in examples]), "fitted_on": "dev"}
 
 
 def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callbacks=()):
     """Run the Trainer (resuming from the last checkpoint) and return it with the best model loaded."""
-    from transformers import EarlyStoppingCallback
-
-    from rasa_kd.students import data, training
 
     train_set = data.training_dataset(transfer, tokenizer)
     callbacks = list(callbacks) + ([EarlyStoppingCallback(args.patience)] if args.patience else [])
@@ -219,10 +214,6 @@ def with_originals_repeated(dataset, repeat: int, path: Path):
 def distil(args: DistilOptions, callbacks=()) -> Dict:
     """The whole stage; returns the written student.json (in the main process; the others of
     a launcher return {}). `callbacks`: extra TrainerCallbacks."""
-    from rasa_kd import distributed
-    from rasa_kd.outputs import atomic_output_dir, check_output_dir
-    from rasa_kd.students import data, package
-
     check_required(args)
     check(args)
     get_preset(args.preset)
@@ -240,13 +231,12 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     recipe = recipe_of(args)
     prepare_work(work, recipe, args.transfer, args.fresh)
     if distributed.launched():  # torchrun would give each process one thread
-        import torch
 
         torch.set_num_threads(distributed.threads_per_process())
     started = time.time()
     with distributed.main_first():  # the others load the student the main process built and saved
         tokenizer, model, hf_tokenizer = initial_student(args, transfer, teacher, work)
-    logger.info(f"{args.student} student: {package.count_parameters(model)['total']:,} parameters, "
+    logger.info(f"{args.student} student: {student_package.count_parameters(model)['total']:,} parameters, "
                 f"{len(transfer.dataset):,} transfer sentences, {len(transfer.labels)} labels")
     trainer = train(args, transfer, tokenizer, model, dev, work, teacher, callbacks)
     if not distributed.is_main():  # trained data-parallel; the main process writes the package
@@ -266,10 +256,10 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
                   train_steps=trainer.state.global_step,
                   training_seconds=round(time.time() - started, 1))
     with atomic_output_dir(args.out, args.force) as folder:
-        manifest = package.save_package(folder, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer,
+        manifest = student_package.save_package(folder, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer,
                                         teacher=teacher.identity() if teacher else {}, recipe=recipe, metrics=metrics)
-        manifest = package.update_manifest(folder, calibration=calibration)
-        package.write_training_hashes(folder, original_texts)
+        manifest = student_package.update_manifest(folder, calibration=calibration)
+        student_package.write_training_hashes(folder, original_texts)
     print_summary(args.out, metrics)
     return manifest
 

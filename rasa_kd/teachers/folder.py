@@ -12,7 +12,7 @@ embeddings and hidden-state loss) and the benchmarks use: labels, settings, an
 identity by content hash, the classifier with the folder's pooling applied, its base
 model, and logits for texts. The models load on first use. A folder without
 labels.json is a plain base checkpoint: students can still take its vocabulary and
-embeddings. Fine-tuning stays in `rasa_kd.teacher`.
+embeddings. Fine-tuning stays in `rasa_kd.teachers.fine_tune`.
 
 Pooling: `cls` is the model's own head (BERT: pooler on [CLS] -> dropout -> linear);
 `mean` averages the last hidden states over the non-padding tokens and applies the

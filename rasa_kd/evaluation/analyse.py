@@ -22,16 +22,24 @@ an unlabelled one by the intent of the training sentence each row came from.
 """
 import json
 import logging
-from dataclasses import dataclass
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_fscore_support
 
 from rasa_kd.errors import UserError
+from rasa_kd.evaluation.evaluate import open_model
+from rasa_kd.evaluation.metrics import classification_scores
+from rasa_kd.formats import transfer_set
+from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
+from rasa_kd.formats.student_package import RUNTIMES
 from rasa_kd.options import option
-from rasa_kd.students.package import RUNTIMES
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +57,6 @@ def predictions(model, texts: Sequence[str]) -> Dict:
 
 def per_intent_f1(gold: Sequence[str], teacher: Sequence[str], student: Sequence[str]) -> List[Dict]:
     """One row per gold intent: support, teacher and student precision/recall/F1; largest student loss first."""
-    from sklearn.metrics import precision_recall_fscore_support
-
     intents = sorted(set(gold))
     rows = {intent: {"intent": intent} for intent in intents}
     for name, predicted in (("teacher", teacher), ("student", student)):
@@ -73,21 +79,19 @@ def disagreements(texts, gold, teacher: Dict, student: Dict) -> List[Dict]:
 
 def transfer_counts(path: Path) -> Dict[str, object]:
     """Transfer sentences per intent (see the module docstring for how each row is assigned)."""
-    from rasa_kd import transfer
-
-    required = (transfer.PARENT, transfer.INTENT)
-    labelled = transfer.LOGITS in transfer.open_transfer(path, require=required).dataset.column_names and (
-        Path(path) / transfer.LABELS_FILE).is_file()
-    opened = transfer.open_transfer(path, labelled=labelled, require=required)
+    required = (transfer_set.PARENT, transfer_set.INTENT)
+    labelled = transfer_set.LOGITS in transfer_set.open_transfer(path, require=required).dataset.column_names and (
+        Path(path) / transfer_set.LABELS_FILE).is_file()
+    opened = transfer_set.open_transfer(path, labelled=labelled, require=required)
     dataset = opened.dataset
     if labelled:
         labels = opened.labels
-        tops = np.asarray(dataset[transfer.LOGITS], dtype=np.float32).argmax(axis=1)
+        tops = np.asarray(dataset[transfer_set.LOGITS], dtype=np.float32).argmax(axis=1)
         return {"counted_by": "teacher's top label", "counts": dict(Counter(labels[i] for i in tops))}
-    intents, parents = dataset[transfer.INTENT], dataset[transfer.PARENT]
-    counts = Counter(intents[parent] for parent in parents if parent != transfer.NO_PARENT)
+    intents, parents = dataset[transfer_set.INTENT], dataset[transfer_set.PARENT]
+    counts = Counter(intents[parent] for parent in parents if parent != transfer_set.NO_PARENT)
     return {"counted_by": "intent of the source sentence", "counts": dict(counts),
-            "unassigned": sum(parent == transfer.NO_PARENT for parent in parents)}
+            "unassigned": sum(parent == transfer_set.NO_PARENT for parent in parents)}
 
 
 def thin_intents(counts: Dict[str, int], intents: Sequence[str], f1_rows: List[Dict]) -> List[Dict]:
@@ -101,11 +105,7 @@ def thin_intents(counts: Dict[str, int], intents: Sequence[str], f1_rows: List[D
 
 
 def confusion_picture(gold, predicted, labels: Sequence[str], path: Path, title: str) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
 
     side = min(4 + 0.35 * len(labels), 30)
     figure, axis = plt.subplots(figsize=(side, side), dpi=100)
@@ -120,10 +120,7 @@ def confusion_picture(gold, predicted, labels: Sequence[str], path: Path, title:
 
 
 def confidence_picture(gold, teacher: Dict, student: Dict, path: Path) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100, sharey=True)
     for axis, (name, result) in zip(axes, (("teacher", teacher), ("student", student))):
@@ -141,11 +138,6 @@ def confidence_picture(gold, teacher: Dict, student: Dict, path: Path) -> None:
 def analyse(teacher_path: Path, student_path: Path, data: Path, out: Optional[Path] = None,
             transfer_path: Optional[Path] = None, runtime: str = "auto", force: bool = False) -> Dict:
     """Write the report folder (see the module docstring); returns analysis.json's content."""
-    from rasa_kd.evaluate import open_model
-    from rasa_kd.metrics import classification_scores
-    from rasa_kd.nlu_io import read_examples
-    from rasa_kd.outputs import atomic_output_dir, check_output_dir
-
     student_path, data = Path(student_path), Path(data)
     out = Path(out) if out else student_path.parent / f"analysis-{data.stem}"
     check_output_dir(out, force)
