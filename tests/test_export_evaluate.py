@@ -182,6 +182,7 @@ def test_evaluate_measures_memory_in_a_fresh_process(exported, toy_world, tmp_pa
     metrics = evaluate.evaluate(exported, toy_world["test"], out=tmp_path / "m.json", speed=False)
     memory = metrics["memory_mb"]
     assert memory["rss_loaded_mb"] > memory["rss_model_mb"] > 0
+    assert memory["torch_loaded"] is False  # the deployed ONNX student, as Rasa serves it
     assert "memory (RSS)" in capsys.readouterr().out
 
 

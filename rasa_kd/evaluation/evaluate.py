@@ -301,8 +301,10 @@ def onnx_tensor_bytes(tensor) -> int:
 # ------------------------------------------------------------------ memory
 
 
+# Loads through the serving code only (not this module, which imports torch for the teachers).
 MEMORY_PROBE = """
 import importlib, json, sys
+from pathlib import Path
 import psutil
 path, runtime, threads, *libraries = sys.argv[1:]
 for name in libraries:
@@ -310,13 +312,17 @@ for name in libraries:
         importlib.import_module(name)
     except ModuleNotFoundError:  # a teacher type without its own transformers module
         pass
-from rasa_kd.evaluation.evaluate import MB, open_model
 process = psutil.Process()
 before = process.memory_info().rss
-model = open_model(path, runtime, int(threads))
-model.predict_labels(["hello there"])
+if runtime == "pytorch" and not (Path(path) / "student.json").is_file():
+    from rasa_kd.teachers.folder import TeacherFolder
+    TeacherFolder(path).predict_logits(["hello there"])
+else:
+    from rasa_kd.students import load
+    load(path, runtime=runtime, threads=int(threads)).predict_labels(["hello there"])
 after = process.memory_info().rss
-print(json.dumps({"rss_loaded_mb": after / MB, "rss_model_mb": (after - before) / MB}))
+print(json.dumps({"rss_loaded_mb": after / 1e6, "rss_model_mb": (after - before) / 1e6,
+                  "torch_loaded": "torch" in sys.modules}))
 """
 
 
