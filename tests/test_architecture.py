@@ -47,6 +47,7 @@ LAYERS = [
     ("formats, configs and models", {
         "rasa_kd.formats.nlu_yaml", "rasa_kd.formats.transfer_set", "rasa_kd.formats.student_package",
         "rasa_kd.teachers.folder", "rasa_kd.teachers.resources", "rasa_kd.teachers.install",
+        "rasa_kd.teachers.use_multilingual",
         "rasa_kd.students", "rasa_kd.students.distil_options", "rasa_kd.students.presets",
         "rasa_kd.students.tokenizers", "rasa_kd.students.bilstm", "rasa_kd.students.small_bert",
         "rasa_kd.students.runtime", "rasa_kd.students.data", "rasa_kd.students.build", "rasa_kd.students.training"}),

@@ -169,7 +169,7 @@ def test_a_teacher_that_predicts_one_class_is_reported(capsys):
 def test_a_collapsed_teacher_is_trained_again_at_a_tenth_of_the_default_lr(monkeypatch, capsys):
     rates = []
 
-    def fit(hf_model, model_name, tokenizer, labels, train_set, dev_set, texts, settings, progress):
+    def fit(hf_model, model_name, tokenizer, labels, train, train_set, dev_set, texts, settings, progress):
         rates.append(settings.lr)
         predicted = ["a", "a"] if len(rates) == 1 else ["a", "b"]  # the first fine-tuning diverges
         return fine_tune.Fit(hf_model, None, predicted, train_seconds=10.0, dev_seconds=1.0)
@@ -177,7 +177,7 @@ def test_a_collapsed_teacher_is_trained_again_at_a_tenth_of_the_default_lr(monke
     monkeypatch.setattr(fine_tune, "fit", fit)
     monkeypatch.setattr(fine_tune, "load_pretrained", lambda name, labels, seed: (None, "reloaded"))
     dev = [Example("x", "a"), Example("y", "b")]
-    kept, used, retried_from = fine_tune.fit_with_retry("loaded", None, None, ["a", "b"], None, None, dev,
+    kept, used, retried_from = fine_tune.fit_with_retry("loaded", None, None, ["a", "b"], None, None, None, dev,
                                                       TeacherSettings(), False)
     assert rates == [2e-4, pytest.approx(2e-5)] and used.lr == pytest.approx(2e-5) and retried_from == 2e-4
     assert kept.predicted == ["a", "b"] and kept.train_seconds == 20.0
@@ -185,7 +185,7 @@ def test_a_collapsed_teacher_is_trained_again_at_a_tenth_of_the_default_lr(monke
     assert "training again at 2e-05" in capsys.readouterr().err
 
     rates.clear()  # an explicit --lr is the user's: warned about, not changed
-    kept, used, retried_from = fine_tune.fit_with_retry("loaded", None, None, ["a", "b"], None, None, dev,
+    kept, used, retried_from = fine_tune.fit_with_retry("loaded", None, None, ["a", "b"], None, None, None, dev,
                                                       TeacherSettings(lr=1e-3), False)
     assert rates == [1e-3] and used.lr == 1e-3 and retried_from is None
     assert "'a' for every dev sentence" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from rasa_kd.students.config import BiLSTMConfig, SmallBertConfig
 from rasa_kd.students.data import word_counts
 from rasa_kd.students.distil_options import DistilOptions
 from rasa_kd.students.small_bert import SmallBertStudent, pca_projection
-from rasa_kd.students.tokenizers import (PAD, UNK, WordpieceTokenizer, WordTokenizer, is_wordpiece, piece_counts,
+from rasa_kd.students.tokenizers import (PAD, UNK, WordpieceTokenizer, WordTokenizer, is_prunable, piece_counts,
                                          prune_wordpieces)
 from rasa_kd.teachers.folder import TeacherFolder
 from rasa_kd.teachers.resources import load_word_vectors
@@ -78,13 +78,12 @@ def wordpiece_vocabulary(options: DistilOptions, teacher: TeacherFolder, transfe
     package carries only its own tokenizer.json, so no HF tokenizer files)."""
     from tqdm.auto import tqdm
 
-
     tokenizer = WordpieceTokenizer.from_pretrained(teacher.tokenizer, options.max_length, special_tokens=special_tokens)
     table = teacher.word_embeddings()
     if not options.prune_vocab:
         return tokenizer, table, teacher.tokenizer
-    if not is_wordpiece(tokenizer):
-        logger.info(f"vocabulary not pruned: the teacher's tokenizer is not WordPiece ({teacher.path})")
+    if not is_prunable(tokenizer):
+        logger.info(f"vocabulary not pruned: the teacher's tokenizer is neither WordPiece nor Unigram ({teacher.path})")
         return tokenizer, table, teacher.tokenizer
     texts = tqdm(transfer.texts(), total=len(transfer.dataset), desc="counting wordpieces", unit=" sentences")
     pruned, kept = prune_wordpieces(tokenizer, piece_counts(tokenizer.backend, texts, special_tokens),

@@ -197,8 +197,12 @@ def is_character_piece(token: str) -> bool:
     return len(token) == 1 or (token.startswith("##") and len(token) == 3)
 
 
-def is_wordpiece(tokenizer: "WordpieceTokenizer") -> bool:
-    return json.loads(tokenizer.backend.to_str()).get("model", {}).get("type") == "WordPiece"
+PRUNABLE = ("WordPiece", "Unigram")
+
+
+def is_prunable(tokenizer: "WordpieceTokenizer") -> bool:
+    """Whether `prune_wordpieces` can prune the tokenizer's vocabulary (WordPiece or Unigram)."""
+    return json.loads(tokenizer.backend.to_str()).get("model", {}).get("type") in PRUNABLE
 
 
 def common_pieces(vocab: Dict[str, int], special: set, n: int) -> set:
@@ -218,23 +222,32 @@ def prune_wordpieces(tokenizer: "WordpieceTokenizer", counts: Counter, min_count
     Kept: special/added tokens, every piece with `counts[id] >= min_count`, with
     `keep_characters` every one-character piece, and the `keep_common` most common pieces
     of the teacher's vocabulary (so frequent words the transfer set lacks keep their own
-    teacher embedding instead of being spelt in pieces)."""
+    teacher embedding instead of being spelt in pieces). WordPiece (BERT) and Unigram
+    (SentencePiece: USE-multilingual) vocabularies list their most common pieces first."""
 
     from tokenizers import Tokenizer
 
     data = json.loads(tokenizer.backend.to_str())
-    if data.get("model", {}).get("type") != "WordPiece":
-        raise UserError(f"vocabulary pruning needs a WordPiece tokenizer, the teacher's is "
-                        f"{data.get('model', {}).get('type')!r}; use --no-prune-vocab")
-    vocab: Dict[str, int] = data["model"]["vocab"]
-    special = {entry["id"] for entry in data.get("added_tokens", [])}
-    special.add(vocab[data["model"]["unk_token"]])
+    model = data.get("model", {})
+    if model.get("type") == "WordPiece":
+        vocab: Dict[str, int] = model["vocab"]
+        unk = vocab[model["unk_token"]]
+    elif model.get("type") == "Unigram":
+        vocab = {piece: i for i, (piece, _) in enumerate(model["vocab"])}
+        unk = model["unk_id"]
+    else:
+        raise UserError(f"vocabulary pruning needs a WordPiece or Unigram tokenizer, the teacher's is "
+                        f"{model.get('type')!r}; use --no-prune-vocab")
+    special = {entry["id"] for entry in data.get("added_tokens", [])} | {unk}
     always = set(special) | common_pieces(vocab, special, keep_common)
     if keep_characters:
         always |= {i for token, i in vocab.items() if is_character_piece(token)}
     kept = sorted(i for i in vocab.values() if i in always or counts.get(i, 0) >= min_count)
     new_id = {old: new for new, old in enumerate(kept)}
-    data["model"]["vocab"] = {token: new_id[i] for token, i in vocab.items() if i in new_id}
+    if model["type"] == "WordPiece":
+        model["vocab"] = {token: new_id[i] for token, i in vocab.items() if i in new_id}
+    else:
+        model["vocab"], model["unk_id"] = [model["vocab"][i] for i in kept], new_id[unk]
     for entry in data.get("added_tokens", []):
         entry["id"] = new_id[entry["id"]]
     data["post_processor"] = _remap_special_ids(data.get("post_processor"), new_id)

