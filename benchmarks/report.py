@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_ORDER = ("full", "quick", "smoke")
 TASK_ORDER = ("sara", "sst2", "cola", "trec", "trec50", "mtod-es", "mtod-th")
-TEACHER_NAMES = {"minilm": "MiniLM-L6", "mpnet": "MPNet-base"}
+TEACHER_NAMES = {"minilm": "MiniLM-L6", "mpnet": "MPNet-base", "usem": "USE-multilingual"}
 LABELS = {"bilstm": "BiLSTM student (ONNX)",
           "bert": "small-BERT student (ONNX)", "diet": "Rasa default pipeline (DIET)",
           "student_in_rasa": "Rasa + StudentIntentClassifier"}
@@ -125,8 +125,9 @@ def params(system: Dict) -> str:
 
 
 def teacher_name(result: Dict) -> str:
-    model = result["recipe"].get("teacher_model", "minilm")
-    return TEACHER_NAMES.get(model, Path(model).name or model)
+    chosen = (result["systems"].get("teacher") or {}).get("chosen")  # the data's choice (benchmarks/run.py)
+    models = chosen["teachers"] if chosen else [result["recipe"].get("teacher_model", "minilm")]
+    return " + ".join(TEACHER_NAMES.get(model, Path(model).name or model) for model in models)
 
 
 def system_label(result: Dict, key: str) -> str:

@@ -54,6 +54,7 @@ class Task:
     select: Optional[str] = None  # converted split for model selection; None: 10 % of train
     options: Dict = field(default_factory=dict)  # convert options
     english: bool = True  # GloVe word vectors apply
+    language: Optional[str] = None  # Rasa's `language:` key, for the teacher choice (None: read from the data)
     target: Tuple[str, float] = ("ratio", 0.99)  # best student vs teacher on the headline metric
     reference: Dict = field(default_factory=dict)  # Sučík 2020 (BERT-large teacher), headline metric
     full: Dict = field(default_factory=dict)  # Budget values over the full budget's, for large tasks
@@ -72,8 +73,10 @@ TASKS = {
                  reference={"teacher": 0.599, "bilstm": 0.442, "bert": 0.450}),
     "trec": Task("trec", "trec", ("test",), "accuracy", options={"labels": "coarse"}),
     "trec50": Task("trec", "trec", ("test",), "accuracy", options={"labels": "fine"}),
-    "mtod-es": Task("mtod", "mtod", ("test",), "accuracy", select="dev", options={"lang": "es"}, english=False),
-    "mtod-th": Task("mtod", "mtod", ("test",), "accuracy", select="dev", options={"lang": "th"}, english=False),
+    "mtod-es": Task("mtod", "mtod", ("test",), "accuracy", select="dev", options={"lang": "es"}, english=False,
+                    language="es"),
+    "mtod-th": Task("mtod", "mtod", ("test",), "accuracy", select="dev", options={"lang": "th"}, english=False,
+                    language="th"),
 }
 # Sučík 2020 latencies (ms/example, CPU): LSTM ~0.7-1, BERT_S ~11, BERT-large teacher ~750.
 REFERENCE_LATENCY_MS = {"bilstm": "0.7-1", "bert": "11", "teacher": "750 (BERT-large)"}
@@ -163,11 +166,13 @@ def data_counts(converted: Path, data: Path) -> Dict:
 # ---------------------------------------------------------------- the run
 
 
-def entry_key(budget: str, teacher_model: str) -> str:
-    """The results-file key and work folder of a run: the budget, with the teacher when it is not
-    the default, so that a run with another teacher stands beside the default one."""
+def entry_key(budget: str, teacher_model: Optional[str]) -> str:
+    """The results-file key and work folder of a run: the budget, with the teacher when one is
+    named, so that a run with another teacher stands beside the default one."""
+    if not teacher_model:
+        return budget
     name = Path(teacher_model).name or teacher_model  # a folder or hub id: its last part
-    return budget if teacher_model == "minilm" else f"{budget}-{re.sub(r'[^A-Za-z0-9._]+', '-', name)}"
+    return f"{budget}-{re.sub(r'[^A-Za-z0-9._]+', '-', name)}"
 
 
 class Run:
@@ -201,27 +206,36 @@ class Run:
                         [self.converted], self.data,
                         lambda: prepare_data(self.converted, self.data, self.task, self.budget, self.args.seed))
 
-    def teacher(self) -> Path:
-        from rasa_kd.teachers import fine_tune
+    def teachers(self) -> List[Path]:
+        """The teacher folder(s): --teacher-model, else the data's choice as `rasa-kd pipeline` makes it."""
+        from rasa_kd.formats.nlu_yaml import read_examples
+        from rasa_kd.teachers import choice, fine_tune
 
-        out = self.work / "teacher"
-        options = fine_tune.TeacherOptions(train=self.data / "train.yml", dev=self.data / "select.yml",
-                                         model=self.args.teacher_model, epochs=self.budget.teacher_epochs,
-                                         seed=self.args.seed, out=out, **self.budget.teacher)
-        self.stages.run_options("teacher", options, [self.data], out, fine_tune.train_from_options)
-        return out
+        texts = [e.text for e in read_examples(self.data / "train.yml")]
+        override = [self.args.teacher_model] if self.args.teacher_model else None
+        self.picked, self.picked_texts = choice.choose_teachers(texts, self.task.language, override), texts
+        folders = ([self.work / "teacher"] if len(self.picked.teachers) == 1
+                   else [self.work / f"teacher-{i}" for i in range(len(self.picked.teachers))])
+        for backbone, out in zip(self.picked.teachers, folders):
+            options = fine_tune.TeacherOptions(train=self.data / "train.yml", dev=self.data / "select.yml",
+                                             model=backbone, epochs=self.budget.teacher_epochs,
+                                             seed=self.args.seed, out=out, **self.budget.teacher)
+            self.stages.run_options(out.name, options, [self.data], out, fine_tune.train_from_options)
+        return folders
 
-    def transfer(self, teacher: Path) -> Path:
+    def transfer(self, teachers: List[Path]) -> Path:
         from rasa_kd.transfer import augment, label
 
         transfer, labelled = self.work / "transfer", self.work / "transfer-labelled"
         vectors = {"vectors": self.args.vectors} if self.args.vectors not in (None, "none") else {}
         options = augment.AugmentOptions(method="rules", train=self.data / "train.yml", out=transfer,
                                          exclude=[self.data / "select.yml", *self.reports.values()],
-                                         seed=self.args.seed, size=self.transfer_size(), **vectors)
+                                         seed=self.args.seed, size=self.transfer_size(), language=self.task.language,
+                                         segmenter=augment.segmenter_for(self.picked_texts, self.picked.teachers[0]),
+                                         **vectors)
         self.stages.run_options("augment", options, [self.data], transfer, augment.augment)
-        self.stages.run_options("label", label.LabelOptions(teacher=[teacher], transfer=transfer, out=labelled),
-                                [transfer, teacher], labelled, label.label)
+        self.stages.run_options("label", label.LabelOptions(teacher=teachers, transfer=transfer, out=labelled),
+                                [transfer, *teachers], labelled, label.label)
         return labelled
 
     def transfer_size(self) -> int:
@@ -325,14 +339,15 @@ class Run:
         self.prepare()
         chosen, systems = self.args.systems, {}
         if set(chosen) - {"diet"}:  # every system but DIET stems from the teacher
-            teacher = self.teacher()
+            teachers = self.teachers()
             needed = [kind for kind in STUDENTS if kind in chosen or (kind == "bilstm" and "student_in_rasa" in chosen)]
             if "bert" in needed:
-                self.check_bert_teacher(teacher)
-            labelled = self.transfer(teacher)
+                self.check_bert_teacher(teachers[0])
+            labelled = self.transfer(teachers)
             students = {kind: self.student(kind, labelled) for kind in needed}
-            if "teacher" in chosen:
-                systems["teacher"] = self.model_system("teacher", teacher)
+            if "teacher" in chosen:  # an ensemble's first teacher (the students' vocabulary comes from it)
+                systems["teacher"] = self.model_system("teacher", teachers[0])
+                systems["teacher"]["chosen"] = self.picked.record()
             for kind in STUDENTS:
                 if kind in chosen:
                     systems[kind] = self.model_system(kind, students[kind])
@@ -353,7 +368,7 @@ class Run:
         model_type = json.loads((teacher / "config.json").read_text()).get("model_type")
         if model_type != "bert":
             raise UserError(f"the {self.args.budget} budget's small BERT starts from the teacher's layers, which needs "
-                            f"a BERT teacher ({self.args.teacher_model} is {model_type}): leave bert out of --systems")
+                            f"a BERT teacher ({teacher.name} is {model_type}): leave bert out of --systems")
 
     def earlier_entry(self) -> Optional[Dict]:
         """This budget's entry in the results file when it was made from the same prepared data
@@ -372,7 +387,7 @@ class Run:
         return hashlib.sha1("".join(file_digest(f) for f in files).encode()).hexdigest()
 
     def recipe(self) -> Dict:
-        recipe = {"budget": asdict(self.budget), "teacher_model": self.args.teacher_model,
+        recipe = {"budget": asdict(self.budget), "teacher_model": self.args.teacher_model or "chosen by the data",
                   "augment": "rules", "bilstm": bilstm_options(self.task, self.args.vectors),
                   "student_in_rasa": "bilstm (deployed runtime)", "diet_config": diet_config(self.budget.diet_epochs),
                   "select": self.task.select or "10 % of train (stratified)"}
@@ -577,9 +592,10 @@ def parse_args(argv=None):
                              "epochs), full (the real recipe; hours for SST-2/CoLA) or smoke (tiny, for tests)")
     parser.add_argument("--source", type=Path, help="raw dataset folder (default ../shared/data/<task's source>)")
     parser.add_argument("--data", type=Path, help="custom task: folder with train.yml, dev.yml, test.yml")
-    parser.add_argument("--teacher-model", default="minilm",
-                        help="teacher backbone: minilm (default), mpnet (after `make mpnet`), a folder or hub id; "
-                             "another than minilm works and records apart, as <budget>-<teacher>")
+    parser.add_argument("--teacher-model",
+                        help="teacher backbone: minilm, usem, mpnet (after `make mpnet`), a folder or hub id "
+                             "(default: chosen by the data, as `rasa-kd pipeline` chooses); a named one records "
+                             "apart, as <budget>-<teacher>")
     parser.add_argument("--vectors", help="English tasks: a BiLSTM on word vectors (glove50 or a word2vec/GloVe "
                                           "text file) instead of the teacher's wordpieces (the default)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work",

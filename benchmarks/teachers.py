@@ -1,7 +1,7 @@
 """Teacher choice: what a stronger backbone or an ensemble buys the default student, and what it costs.
 
-    .venv/bin/python benchmarks/teachers.py --tasks sara                        # minilm, mpnet, minilm+mpnet
-    .venv/bin/python benchmarks/teachers.py --tasks sara --teachers mpnet
+    .venv/bin/python benchmarks/teachers.py --tasks sara               # minilm, mpnet, usem and their ensembles
+    .venv/bin/python benchmarks/teachers.py --tasks sara --teachers minilm minilm+usem
 
 Needs `make mpnet` (the MPNet-base teacher) for the mpnet sets. Runs in the work
 folders of benchmarks/small_students.py (benchmarks/work/small/<task>) and reuses
@@ -32,8 +32,8 @@ from run import publish, results_json, results_so_far  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
 from rasa_kd.students.presets import DEFAULT_PRESET  # noqa: E402
 
-BACKBONES = {"minilm": "MiniLM-L6 (22M)", "mpnet": "MPNet-base (110M)"}
-TEACHER_SETS = ("minilm", "mpnet", "minilm+mpnet")
+BACKBONES = {"minilm": "MiniLM-L6 (22M)", "mpnet": "MPNet-base (110M)", "usem": "USE-multilingual (69M)"}
+TEACHER_SETS = ("minilm", "mpnet", "minilm+mpnet", "usem", "minilm+usem")
 
 
 class TeacherRun(TaskRun):

@@ -6,7 +6,9 @@ pipeline:
   - name: rasa_kd.components.StudentIntentClassifier
     # no `student:`: `rasa train` distils a student from the NLU data (teacher, augment,
     # label, distil, export; see components/student_training.py) with these keys:
-    teacher: minilm            # minilm, mpnet (after `make mpnet`), a local teacher/checkpoint folder or a hub id; a list: an ensemble
+    teacher: null              # null: chosen by the data (minilm for English, usem for other scripts); minilm, usem,
+                               # mpnet (after `make mpnet`), a local teacher/checkpoint folder or a hub id; a list: an ensemble
+    language: null             # null: Rasa's `language:` key; with the data's script and words it picks the teacher
     preset: balanced           # fast | balanced | accurate (rasa_kd/students/presets.py)
     transfer_size: null        # new transfer sentences (default: the preset's rule)
     epochs: null               # most distillation epochs (default: the preset's)
@@ -82,6 +84,7 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
     @classmethod
     def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                execution_context: ExecutionContext) -> "StudentIntentClassifier":
+        config = student_training.with_rasa_language(config, execution_context)
         return cls(config, model_storage, resource, node_name=execution_context.node_name)
 
     def train(self, training_data: TrainingData) -> Resource:

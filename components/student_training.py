@@ -34,14 +34,16 @@ from rasa_kd.nlu_data.split import split_examples
 from rasa_kd.options import as_record
 from rasa_kd.pipeline import PipelineOptions
 from rasa_kd.students.presets import distil_options, get_preset
-from rasa_kd.teachers.resources import DEFAULT_TEACHER
 
 logger = logging.getLogger(__name__)
 
 # The component's keys take their defaults from `rasa-kd pipeline`'s options (one home per default).
-TRAINING_CONFIG = {"teacher": DEFAULT_TEACHER, "preset": PipelineOptions.preset, "transfer_size": PipelineOptions.size,
+# `teacher: null` and `language: null`: the teacher is chosen by the data and Rasa's `language:` key.
+TRAINING_CONFIG = {"teacher": PipelineOptions.teacher, "language": PipelineOptions.language,
+                   "preset": PipelineOptions.preset, "transfer_size": PipelineOptions.size,
                    "epochs": PipelineOptions.epochs, "seed": PipelineOptions.seed,
                    "dev_fraction": PipelineOptions.dev_fraction}
+TRAINING_DATA_NODE = "nlu_training_data_provider"  # the node of Rasa's graph whose config holds `language:`
 
 
 def training_examples(training_data: TrainingData) -> List:
@@ -70,8 +72,22 @@ def check_config(config: Dict[str, Any], component: str) -> None:
 
 
 def teachers_of(config: Dict[str, Any]) -> List[str]:
-    teacher = config.get("teacher") or DEFAULT_TEACHER
+    """The configured teachers; none: the data chooses (rasa_kd.teachers.choice)."""
+    teacher = config.get("teacher")
+    if not teacher:
+        return []
     return [str(t) for t in teacher] if isinstance(teacher, (list, tuple)) else [str(teacher)]
+
+
+def with_rasa_language(config: Dict[str, Any], execution_context) -> Dict[str, Any]:
+    """The component's config with `language` from Rasa's `language:` key unless set on the component:
+    Rasa hands components no language, but its training graph gives it to the node that reads the data."""
+    if config.get("language"):
+        return config
+    schema = execution_context.graph_schema
+    node = schema.nodes.get(TRAINING_DATA_NODE) if schema is not None else None
+    language = node.config.get("language") if node is not None else None
+    return {**config, "language": language} if language else config
 
 
 def recipe_record(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -85,17 +101,20 @@ def recipe_record(config: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def training_fingerprint(config: Dict[str, Any]) -> str:
-    """The teachers' names, the content of those that are local folders, and the recipe
-    the preset stands for (Rasa adds the config and the training data itself)."""
+    """The teachers' names, the content of those that are local folders, the recipe the preset
+    stands for and the teacher choice's rule (Rasa adds the config and the training data itself)."""
     from rasa_kd.pipeline import input_fingerprint
 
+    from rasa_kd.teachers import choice
+
     folders = [Path(t).expanduser() for t in teachers_of(config) if Path(t).expanduser().is_dir()]
-    record = [teachers_of(config), input_fingerprint(folders), recipe_record(config)]
+    record = [teachers_of(config), input_fingerprint(folders), recipe_record(config), choice.rule_record()]
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:
-    return PipelineOptions(nlu=work / "data", out=work, teacher=teachers_of(config), preset=config["preset"],
+    return PipelineOptions(nlu=work / "data", out=work, teacher=teachers_of(config) or None,
+                           language=config.get("language"), preset=config["preset"],
                            size=config.get("transfer_size"), epochs=config.get("epochs"), seed=int(config["seed"]),
                            dev_fraction=float(config["dev_fraction"]), quiet=False)
 

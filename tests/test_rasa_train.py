@@ -170,10 +170,15 @@ def test_fingerprint_follows_the_preset_recipe(monkeypatch):
     assert before != student_training.training_fingerprint({**config, "preset": "balanced"})
     # the config as written in config.yml, without the component's defaults
     assert student_training.training_fingerprint({}) == student_training.training_fingerprint(
-        {"teacher": "minilm", "preset": student_training.TRAINING_CONFIG["preset"]})
+        {"teacher": None, "preset": student_training.TRAINING_CONFIG["preset"]})
     changed = dataclasses.replace(presets.PRESETS["fast"], distil={**presets.PRESETS["fast"].distil, "hidden_size": 64})
     monkeypatch.setitem(presets.PRESETS, "fast", changed)
-    assert student_training.training_fingerprint(config) != before
+    changed_preset = student_training.training_fingerprint(config)
+    assert changed_preset != before
+    from rasa_kd.teachers import choice  # and a release that changes the teacher choice
+
+    monkeypatch.setattr(choice, "ENGLISH_WORDS_MIN", 0.7)
+    assert student_training.training_fingerprint(config) != changed_preset
 
 
 def test_an_ensemble_teacher_the_accurate_preset_and_the_onnx_runtime_in_rasa_train(tiny_bert_dir, toy_nlu,

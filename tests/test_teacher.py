@@ -177,7 +177,7 @@ def test_a_collapsed_teacher_is_trained_again_at_a_tenth_of_the_default_lr(monke
     monkeypatch.setattr(fine_tune, "fit", fit)
     monkeypatch.setattr(fine_tune, "load_pretrained", lambda name, labels, seed: (None, "reloaded"))
     dev = [Example("x", "a"), Example("y", "b")]
-    kept, used, retried_from = fine_tune.fit_with_retry("loaded", None, None, ["a", "b"], None, None, None, dev,
+    kept, used, retried_from = fine_tune.fit_with_retry("loaded", None, None, ["a", "b"], None, [None] * 320, None, dev,
                                                       TeacherSettings(), False)
     assert rates == [2e-4, pytest.approx(2e-5)] and used.lr == pytest.approx(2e-5) and retried_from == 2e-4
     assert kept.predicted == ["a", "b"] and kept.train_seconds == 20.0
@@ -185,7 +185,15 @@ def test_a_collapsed_teacher_is_trained_again_at_a_tenth_of_the_default_lr(monke
     assert "training again at 2e-05" in capsys.readouterr().err
 
     rates.clear()  # an explicit --lr is the user's: warned about, not changed
-    kept, used, retried_from = fine_tune.fit_with_retry("loaded", None, None, ["a", "b"], None, None, None, dev,
+    kept, used, retried_from = fine_tune.fit_with_retry("loaded", None, None, ["a", "b"], None, [None] * 320, None, dev,
                                                       TeacherSettings(lr=1e-3), False)
     assert rates == [1e-3] and used.lr == 1e-3 and retried_from is None
     assert "'a' for every dev sentence" in capsys.readouterr().err
+
+
+def test_a_small_training_set_gets_at_least_min_steps():
+    settings = TeacherSettings()  # 6 epochs, batch 32, patience 3, 300 steps at least
+    assert fine_tune.schedule(270, settings) == {"epochs": 34, "patience": 17}  # 9 steps an epoch
+    assert fine_tune.schedule(1_600, settings) == {}  # 50 steps x 6 epochs = 300: as given
+    assert fine_tune.schedule(2_853, settings) == {}
+    assert fine_tune.schedule(270, TeacherSettings(min_steps=0)) == {}

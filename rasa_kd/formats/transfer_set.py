@@ -13,6 +13,10 @@ Format (a folder; `datasets.Dataset.save_to_disk`, memory-mapped Arrow):
   logits   list<float32>        only after `rasa-kd label`: one teacher logit per label,
                                 in the order of the folder's labels.json
 
+A masked word or piece is written `[MASK]` (`MASK`): every teacher's tokenizer reads it as
+its mask token (BERT-style ones have it; the multilingual teacher's adds it), and a student
+made from the teacher's pieces keeps it.
+
 Originals come first, in the order of the training file as Rasa loads it, so that
 `parent` indexes rows 0..n_original-1. Every `text` is unique; no text equals (after
 whitespace and case normalisation) a sentence of the excluded dev/test files.
@@ -34,6 +38,7 @@ from rasa_kd.errors import UserError
 
 FORMAT = "rasa-kd-transfer"
 VERSION = 1
+MASK = "[MASK]"
 META_FILE = "transfer.json"
 LABELS_FILE = "labels.json"
 LABEL_META_FILE = "label.json"

@@ -243,11 +243,13 @@ def prune_wordpieces(tokenizer: "WordpieceTokenizer", counts: Counter, min_count
     if keep_characters:
         always |= {i for token, i in vocab.items() if is_character_piece(token)}
     kept = sorted(i for i in vocab.values() if i in always or counts.get(i, 0) >= min_count)
+    # added tokens outside the model's vocabulary (USE-multilingual's [MASK]) come after it, as before
+    kept += sorted(special - set(vocab.values()))
     new_id = {old: new for new, old in enumerate(kept)}
     if model["type"] == "WordPiece":
         model["vocab"] = {token: new_id[i] for token, i in vocab.items() if i in new_id}
     else:
-        model["vocab"], model["unk_id"] = [model["vocab"][i] for i in kept], new_id[unk]
+        model["vocab"], model["unk_id"] = [model["vocab"][i] for i in kept if i < len(vocab)], new_id[unk]
     for entry in data.get("added_tokens", []):
         entry["id"] = new_id[entry["id"]]
     data["post_processor"] = _remap_special_ids(data.get("post_processor"), new_id)

@@ -23,7 +23,8 @@ from rasa_kd.teachers.install import cache_root, installed_model
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TEACHER = "minilm"
+DEFAULT_TEACHER = "minilm"  # English data; rasa_kd.teachers.choice picks between the two
+MULTILINGUAL_TEACHER = "usem"
 DEFAULT_VECTORS = "glove50"
 
 
@@ -47,8 +48,7 @@ def usem_path() -> Path:
     weights, sp_model = use_multilingual.package_resources()
     folder = cache_root() / "use-multilingual-v3"
     source = folder / use_multilingual.SOURCE_FILE
-    current = source.is_file() and json.loads(source.read_text(encoding="utf-8")).get("package") == \
-        use_multilingual.PIP_NAME
+    current = source.is_file() and json.loads(source.read_text(encoding="utf-8")) == use_multilingual.source_record()
     if not current:
         logger.info(f"usem: converting the USE-multilingual weights into {folder} (once, about a minute)")
         use_multilingual.convert(folder, weights, sp_model, force=True)

