@@ -41,7 +41,7 @@ def pipeline_run(task: TaskRun, seed: int, work: Path) -> Dict:
     teacher, student = result["metrics"]["teacher"], result["metrics"]["student"]
     choice = json.loads((out / CHOICE_FILE).read_text())
     return {"teacher": teacher["scores"]["accuracy"], "student": student["scores"]["accuracy"],
-            "student_mb": round(student["size_bytes"] / 1e6, 2), "runtime": student.get("runtime"),
+            "student_mb": round(student["size_bytes"] / 1e6, 2), "runtime": student.get("kind"),
             "teachers": choice["teachers"], "why": choice["reason"],
             "minutes": round(sum(result["timings"].values()) / 60, 1)}
 
