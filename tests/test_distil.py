@@ -31,7 +31,9 @@ def test_wordpiece_multichannel_bilstm_beats_chance(toy_world, tmp_path):
     assert manifest["tokenizer"]["kind"] == "wordpieces" and manifest["config"]["mode"] == "multichannel"
     assert manifest["metrics"]["test"]["accuracy"] >= 0.8  # chance: 0.25
     assert (tmp_path / "student" / "tokenizer.json").is_file()
-    assert manifest["teacher"]["fingerprint"] and manifest["recipe"]["transfer_sources"] == {"original": 160, "rules": 160}
+    # a 40-sentence dev file: epochs are also scored on 10 % of the augmented sentences, held out of training
+    assert manifest["recipe"]["selection"] == "teacher" and manifest["recipe"]["held_out"] == 16
+    assert manifest["teacher"]["fingerprint"] and manifest["recipe"]["transfer_sources"] == {"original": 160, "rules": 144}
     history = manifest["recipe"]["dev_history"]
     assert [round(h["epoch"]) for h in history] == list(range(1, 9)) and 0 <= history[-1]["accuracy"] <= 1
 
@@ -91,7 +93,7 @@ def test_resume_from_last_checkpoint(toy_world, tmp_path, capsys):
     with pytest.raises(Interrupt):
         run_distil(toy_world, tmp_path / "resumed", *argv, callbacks=[interrupt_after_epoch(2)])
     assert not (tmp_path / "resumed").exists()
-    assert sorted(p.name for p in (tmp_path / "resumed.work" / "checkpoints").iterdir()) == ["checkpoint-20", "checkpoint-40"]
+    assert sorted(p.name for p in (tmp_path / "resumed.work" / "checkpoints").iterdir()) == ["checkpoint-19", "checkpoint-38"]
     capsys.readouterr()
     run_distil(toy_world, tmp_path / "resumed", *argv)
     assert "resuming from" in capsys.readouterr().out
@@ -177,8 +179,8 @@ def test_missing_transfer_and_bad_options(toy_world, tmp_path):
 def test_transfer_limit_keeps_the_originals_first(toy_world, tmp_path):
     manifest = run_distil(toy_world, tmp_path / "student", *TINY_BILSTM, "--epochs", "1", "--transfer-limit", "200")
     recipe = manifest["recipe"]
-    assert recipe["transfer_limit"] == 200 and recipe["transfer_sentences"] == 200
-    assert recipe["transfer_sources"] == {"original": 160, "rules": 40}
+    assert recipe["transfer_limit"] == 200 and recipe["transfer_sentences"] == 200 - recipe["held_out"]
+    assert recipe["transfer_sources"] == {"original": 160, "rules": 36}  # 4 held out to score epochs on
 
 
 @pytest.mark.parametrize("repeat, originals", [(0, 0), (3, 480)])
@@ -187,10 +189,19 @@ def test_originals_repeat_weighs_the_training_sentences(toy_world, tmp_path, rep
                           "--originals-repeat", str(repeat))
     recipe = manifest["recipe"]
     assert recipe["originals_repeat"] == repeat
-    assert recipe["transfer_sources"] == {"rules": 40, **({"original": originals} if originals else {})}
+    assert recipe["transfer_sources"] == {"rules": 36, **({"original": originals} if originals else {})}
     from rasa_kd.formats import student_package
 
     assert len(student_package.read_training_hashes(tmp_path / "student")) == 160  # left out: still the teacher's
+
+
+def test_selection_dev_or_last_holds_nothing_out_and_last_keeps_the_last_epoch(toy_world, tmp_path):
+    on_dev = run_distil(toy_world, tmp_path / "dev", *TINY_BILSTM, "--epochs", "2", "--selection", "dev")["recipe"]
+    assert on_dev["selection"] == "dev" and on_dev["held_out"] == 0 and on_dev["transfer_sentences"] == 320
+    # a learning rate of 0: no epoch is better than the first, so patience 1 would stop after the second
+    last = run_distil(toy_world, tmp_path / "last", *TINY_BILSTM, "--epochs", "3", "--selection", "last",
+                      "--patience", "1", "--learning-rate", "0")["recipe"]
+    assert last["selection"] == "last" and last["best_epoch"] == 3 and len(last["dev_history"]) == 3
 
 
 def test_cli_help_and_one_line_errors(toy_world, tmp_path):

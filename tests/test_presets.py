@@ -87,8 +87,19 @@ def test_int8_is_deployed_only_when_it_keeps_dev_accuracy(pruned):
     summary = json.loads((pruned / "export.json").read_text())
     manifest = json.loads((pruned / "student.json").read_text())
     assert manifest["runtime"] == summary["runtime"]
-    expected = "int8" if summary["int8"]["accuracy_change"] >= -0.005 else "onnx"
+    limit = max(0.005, 1 / summary["int8"]["data_examples"])
+    expected = "int8" if summary["int8"]["accuracy_change"] >= -limit - 1e-9 else "onnx"
     assert summary["runtime"] == expected and summary["runtime_reason"]
+
+
+@pytest.mark.parametrize("change, examples, runtime", [(-1 / 58, 58, "int8"), (-2 / 58, 58, "onnx"),
+                                                       (-4 / 1000, 1000, "int8"), (-6 / 1000, 1000, "onnx"),
+                                                       (0.01, 30, "int8")])
+def test_int8_may_lose_one_dev_example_or_half_a_point(change, examples, runtime):
+    from rasa_kd.students.export import deployed_runtime
+
+    chosen, why = deployed_runtime({"accuracy_change": change, "data_examples": examples}, 0.005)
+    assert chosen == runtime and f"on {examples} examples" in why
 
 
 def test_words_vocabulary_pruned_to_the_transfer_set(toy_world, tmp_path):
@@ -175,6 +186,29 @@ def test_pruning_keeps_the_most_common_pieces(tmp_path):
     assert pruned.backend.encode("world", add_special_tokens=False).tokens == ["[UNK]"]
     only_seen, _ = prune_wordpieces(tokenizer, seen, keep_characters=False, keep_common=0)
     assert "hello" not in only_seen.backend.get_vocab() and "bell" in only_seen.backend.get_vocab()
+
+
+def test_pruning_keeps_the_common_pieces_and_characters_of_the_data_s_scripts(tmp_path):
+    from collections import Counter
+
+    from transformers import BertTokenizerFast
+
+    from rasa_kd.students.tokenizers import WordpieceTokenizer, prune_wordpieces
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "!", "e", "h", "l", "o", "ก", "า", "中",
+             "##l", "##o", "##า", "中文", "กา", "hello", "hell"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = WordpieceTokenizer.from_pretrained(BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")), 16,
+                                                   special_tokens=False)
+
+    def kept_for(text):
+        _, kept = prune_wordpieces(tokenizer, Counter(tokenizer([text])["input_ids"][0].tolist()), keep_common=10)
+        return {vocab[i] for i in kept} - {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+
+    # English data: Latin letters only, so no Thai or Chinese characters or pieces
+    assert kept_for("hello") == {"!", "e", "h", "l", "o", "##l", "##o", "hello", "hell"}
+    # Thai beside English (2 of 7 letters: a main script): its characters and common pieces too
+    assert kept_for("hello กา") == {"!", "e", "h", "l", "o", "##l", "##o", "hello", "hell", "ก", "า", "##า", "กา"}
 
 
 def test_a_wrong_preset_or_runtime_is_the_same_one_line_everywhere(capsys, tmp_path):

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
-from rasa_kd.formats.nlu_yaml import read_examples
-from rasa_kd.formats.transfer_set import INTENT, LOGITS, TEXT, TransferSet
+from rasa_kd.formats.nlu_yaml import Example, read_examples
+from rasa_kd.formats.transfer_set import INTENT, LOGITS, SOURCE, TEXT, TransferSet
 from rasa_kd.students.tokenizers import split_words
 
 REQUIRED_COLUMNS = (TEXT, INTENT, LOGITS)
@@ -97,3 +97,21 @@ def read_split(path: Optional[Path], labels: Sequence[str]) -> Optional[list]:
 
 def texts_and_intents(examples) -> Tuple[List[str], List[str]]:
     return [e.text for e in examples], [e.intent for e in examples]
+
+
+def hold_out(transfer: TransferSet, share: float, most: int, seed: int) -> List[Example]:
+    """Takes a random `share` (at most `most`) of the augmented sentences out of `transfer.dataset`
+    and returns them as examples labelled with the teacher's top intent (originals stay: they
+    are the only gold the student sees)."""
+    import numpy as np
+
+    dataset = transfer.dataset
+    sources = dataset.data.column(SOURCE).to_pylist() if SOURCE in dataset.column_names else [None] * len(dataset)
+    augmented = [i for i, source in enumerate(sources) if source != "original"]
+    n = min(most, int(share * len(augmented)))
+    if not n:
+        return []
+    chosen = set(np.random.default_rng(seed).choice(augmented, n, replace=False).tolist())
+    rows = dataset.select(sorted(chosen)).select_columns([TEXT, LOGITS]).to_dict()
+    transfer.dataset = dataset.select([i for i in range(len(dataset)) if i not in chosen]).flatten_indices()
+    return [Example(text, transfer.labels[int(np.argmax(logits))]) for text, logits in zip(rows[TEXT], rows[LOGITS])]

@@ -15,7 +15,10 @@ Losses: mse on logits (default); ce = soft cross-entropy at --temperature T (tim
 --hard-weight α mixes in cross-entropy on the gold intents of the original sentences.
 
 Training runs `transformers.Trainer`, scores the dev file every epoch, keeps the best
-epoch (--best-metric) and resumes from the last checkpoint when re-run with the same
+epoch (--best-metric) and stops after --patience epochs without a better one; with a dev
+file of under 300 sentences (--selection auto) the epochs are scored on the dev file plus
+10 % of the augmented sentences (at most 2,000, held out of training) labelled with the
+teacher's intent, as one flipped sentence of 30 is 3 points. It resumes from the last checkpoint when re-run with the same
 settings (--fresh starts over). Work folder (default OUT.work): init/ (the untrained
 student), checkpoints/checkpoint-N/ (Trainer checkpoints), recipe.json.
 
@@ -50,7 +53,8 @@ from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
 from rasa_kd.formats.transfer_set import open_transfer
 from rasa_kd.options import UNSET, add_options, as_record, check_required, from_namespace
 from rasa_kd.students import build, data, training
-from rasa_kd.students.distil_options import FILE_FIELDS, DistilOptions, check, resolved
+from rasa_kd.students.distil_options import (FILE_FIELDS, HELD_OUT_MAX, HELD_OUT_SHARE, DistilOptions, check,
+                                             resolved, selection_for)
 from rasa_kd.students.presets import distil_options, get_preset
 from rasa_kd.students.runtime import Student, TorchBackend
 from rasa_kd.students.tokenizers import load_tokenizer
@@ -160,15 +164,17 @@ def calibration_on(logits, examples, labels) -> Dict[str, float]:
     return {**calibrate(logits, [labels.index(e.intent) for e in examples]), "fitted_on": "dev"}
 
 
-def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callbacks=()):
-    """Run the Trainer (resuming from the last checkpoint) and return it with the best model loaded."""
+def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callbacks=(), selection: str = "dev"):
+    """Run the Trainer (resuming from the last checkpoint) and return it with the best model loaded
+    (the last one with selection `last`). `dev`: the examples scored every epoch."""
 
     train_set = data.training_dataset(transfer, tokenizer)
-    callbacks = list(callbacks) + ([EarlyStoppingCallback(args.patience)] if args.patience else [])
+    stops = args.patience and selection != "last"
+    callbacks = list(callbacks) + ([EarlyStoppingCallback(args.patience)] if stops else [])
     if args.hidden_weight:
         model = training.HiddenStateDistillation(model, teacher.base_model, getattr(tokenizer, "teacher_ids", None))
     trainer = training.DistillationTrainer(
-        model=model, args=training.training_arguments(args, work / "checkpoints"),
+        model=model, args=training.training_arguments(args, work / "checkpoints", best=selection != "last"),
         train_dataset=train_set, eval_dataset=data.examples_dataset(dev, tokenizer, transfer.labels),
         data_collator=data.Collator(tokenizer.pad_id), compute_metrics=training.metrics_function(transfer.labels),
         callbacks=callbacks, loss=args.loss, temperature=args.temperature, hard_weight=args.hard_weight,
@@ -226,6 +232,10 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     transfer.dataset = with_originals_repeated(transfer.dataset, args.originals_repeat, args.transfer)
     dev = data.read_split(args.dev, transfer.labels)
     test = data.read_split(args.test, transfer.labels)
+    selection = selection_for(args, len(dev))
+    held_out = data.hold_out(transfer, HELD_OUT_SHARE, HELD_OUT_MAX, args.seed) if selection == "teacher" else []
+    logger.info(f"selection: {selection} ({len(dev)} dev sentences" +
+                (f", {len(held_out):,} transfer sentences held out with the teacher's intents)" if held_out else ")"))
     teacher = find_teacher(args, transfer)
     work = args.work or args.out.with_name(args.out.name + ".work")
     recipe = recipe_of(args)
@@ -238,7 +248,7 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
         tokenizer, model, hf_tokenizer = initial_student(args, transfer, teacher, work)
     logger.info(f"{args.student} student: {student_package.count_parameters(model)['total']:,} parameters, "
                 f"{len(transfer.dataset):,} transfer sentences, {len(transfer.labels)} labels")
-    trainer = train(args, transfer, tokenizer, model, dev, work, teacher, callbacks)
+    trainer = train(args, transfer, tokenizer, model, dev + held_out, work, teacher, callbacks, selection)
     if not distributed.is_main():  # trained data-parallel; the main process writes the package
         return {}
     # Trainer may have moved the model to a GPU; scoring, calibration and the package run on CPU
@@ -252,7 +262,9 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
         metrics["test"] = scores_of(logits_on(model, tokenizer, test, transfer.labels), test, transfer.labels)
     recipe.update(transfer=str(args.transfer), transfer_sentences=len(transfer.dataset),
                   transfer_sources=transfer.source_counts(), dev=str(args.dev), test=str(args.test) if test else None,
-                  best_epoch=best_epoch(trainer), dev_history=dev_history(trainer),
+                  selection=selection, held_out=len(held_out),
+                  best_epoch=best_epoch(trainer) if selection != "last" else trainer.state.epoch,
+                  dev_history=dev_history(trainer),
                   train_steps=trainer.state.global_step,
                   training_seconds=round(time.time() - started, 1))
     with atomic_output_dir(args.out, args.force) as folder:

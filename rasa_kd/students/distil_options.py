@@ -18,6 +18,12 @@ from rasa_kd.students.config import (ARCHITECTURES, BILSTM_MODES, BILSTM_POOLING
 DEFAULT_PRESET = "balanced"  # the names and their recipes: rasa_kd.students.presets
 FILES, STUDENT, TRAINING = "files", "student", "training"
 FILE_FIELDS = ("transfer", "dev", "test", "out", "work", "teacher", "force", "fresh")
+SELECTIONS = ("auto", "dev", "teacher", "last")
+# below this many dev sentences one flipped sentence moves dev accuracy by more than 0.3 points: too
+# noisy to pick an epoch or stop on alone (a 300-example assistant's 10 % dev split is 30 sentences)
+SMALL_DEV = 300
+SMALL_DEV_SELECTION = "teacher"
+HELD_OUT_SHARE, HELD_OUT_MAX = 0.1, 2_000  # teacher selection: transfer sentences held out of training
 
 
 @dataclass
@@ -105,6 +111,11 @@ class DistilOptions:
     lr_scheduler: str = option("linear", "transformers scheduler name", group=TRAINING)
     best_metric: str = option("accuracy", "dev metric that picks the best epoch", group=TRAINING,
                               choices=("accuracy", "micro_f1", "macro_f1", "mcc"))
+    selection: str = option("auto", "what picks the epoch and stops training: dev (the dev file's gold intents), "
+                                    "teacher (the dev file plus agreement with the teacher on held-out transfer "
+                                    "sentences), last (no early stopping: the last epoch), auto (dev with "
+                                    f"{SMALL_DEV} or more dev sentences, else {SMALL_DEV_SELECTION})",
+                            group=TRAINING, choices=SELECTIONS)
     seed: int = option(42, "random seed", group=TRAINING)
 
 
@@ -132,3 +143,10 @@ def resolved(options: DistilOptions) -> DistilOptions:
     architecture = config_class(options.student)
     return dataclasses.replace(options, learning_rate=options.learning_rate or architecture.LEARNING_RATE,
                                hidden_size=options.hidden_size or architecture.hidden_size)
+
+
+def selection_for(options: DistilOptions, dev_sentences: int) -> str:
+    """The selection `options.selection` means for a dev file of `dev_sentences`."""
+    if options.selection != "auto":
+        return options.selection
+    return "dev" if dev_sentences >= SMALL_DEV else SMALL_DEV_SELECTION

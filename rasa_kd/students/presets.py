@@ -11,7 +11,7 @@ accurate also keep the teacher vocabulary's most common pieces, so that frequent
 the transfer set lacks are not spelt in pieces; fast keeps only the transfer set's, to
 stay small), scales the transfer set with the training data (`transfer_size`), stops
 distilling when dev accuracy has not improved for `patience` epochs, and deploys int8
-ONNX when its dev accuracy is within `int8_max_drop` of fp32 (else fp32 ONNX, said in
+ONNX when its dev accuracy is within `int8_max_drop` (or one dev example) of fp32 (else fp32 ONNX, said in
 the export log and student.json).
 """
 import dataclasses

@@ -11,8 +11,9 @@
   tokenizer is the same WordPiece tokenizer over the kept pieces (ids renumbered in
   the teacher's order), so a word spelt with kept pieces is split as before, one that
   needs a dropped piece is re-split with kept ones, and one that cannot be written
-  with them becomes `[UNK]` (the one-character pieces are kept by default, so that
-  happens only to characters the teacher does not know). Training and inference both use the pruned
+  with them becomes `[UNK]` (the one-character pieces of the scripts the transfer set
+  uses are kept by default, so that happens only to characters the teacher does not
+  know or of a script the training data never used). Training and inference both use the pruned
   `tokenizer.json`, so they see identical ids; the kept pieces' teacher ids are
   recorded in student.json (`tokenizer.teacher_ids`) for losses that run the teacher.
 
@@ -26,11 +27,12 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from rasa_kd.errors import UserError
+from rasa_kd.nlu_data.scripts import letter_script, main_scripts, scripts_of
 
 PAD, UNK = "[PAD]", "[UNK]"
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -198,6 +200,9 @@ def is_character_piece(token: str) -> bool:
 
 
 PRUNABLE = ("WordPiece", "Unigram")
+# a script with this share of the transfer set's letters is one of its main scripts (MTOD-th: Thai
+# 99 %, Latin 1 %), whose common pieces pruning keeps
+MAIN_SCRIPT_SHARE = 0.1
 
 
 def is_prunable(tokenizer: "WordpieceTokenizer") -> bool:
@@ -205,14 +210,26 @@ def is_prunable(tokenizer: "WordpieceTokenizer") -> bool:
     return json.loads(tokenizer.backend.to_str()).get("model", {}).get("type") in PRUNABLE
 
 
-def common_pieces(vocab: Dict[str, int], special: set, n: int) -> set:
-    """The ids of the vocabulary's `n` most common pieces of two or more characters.
-    WordPiece vocabularies (BERT's, and those the `tokenizers` trainers write) list them
-    from the most frequent on, after the special, `[unusedN]` and one-character tokens, so
-    the lowest ids are the most common."""
+def common_pieces(vocab: Dict[str, int], special: set, n: int, scripts: Optional[Set[str]] = None) -> set:
+    """The ids of the vocabulary's `n` most common pieces of two or more characters (with
+    `scripts`, among those whose letters are all of these scripts). WordPiece vocabularies
+    (BERT's, and those the `tokenizers` trainers write) list them from the most frequent on,
+    after the special, `[unusedN]` and one-character tokens, so the lowest ids are the most
+    common; Unigram vocabularies list them by score, the most likely first."""
     ordinary = sorted(i for token, i in vocab.items() if i not in special and not is_character_piece(token)
-                      and not (token.startswith("[") and token.endswith("]")))
+                      and not (token.startswith("[") and token.endswith("]"))
+                      and (scripts is None or scripts_of(token) <= scripts))
     return set(ordinary[:n])
+
+
+def seen_letters(vocab: Dict[str, int], counts: Counter) -> Counter:
+    """Letters per script in the counted text (script -> letters), from the pieces seen."""
+    letters: Counter = Counter()
+    for token, i in vocab.items():
+        for script in (letter_script(char) for char in token) if counts.get(i) else ():
+            if script:
+                letters[script] += counts[i]
+    return letters
 
 
 def prune_wordpieces(tokenizer: "WordpieceTokenizer", counts: Counter, min_count: int = 1,
@@ -220,10 +237,13 @@ def prune_wordpieces(tokenizer: "WordpieceTokenizer", counts: Counter, min_count
     """(the pruned tokenizer, the kept pieces' ids in the original vocabulary, in new-id order).
 
     Kept: special/added tokens, every piece with `counts[id] >= min_count`, with
-    `keep_characters` every one-character piece, and the `keep_common` most common pieces
-    of the teacher's vocabulary (so frequent words the transfer set lacks keep their own
-    teacher embedding instead of being spelt in pieces). WordPiece (BERT) and Unigram
-    (SentencePiece: USE-multilingual) vocabularies list their most common pieces first."""
+    `keep_characters` every one-character piece of the scripts the counted text uses (and
+    those that are no letter), and the `keep_common` most common pieces of the teacher's
+    vocabulary written in the text's main scripts (MAIN_SCRIPT_SHARE of its letters or more),
+    so frequent words the transfer set lacks keep their own teacher embedding instead of
+    being spelt in pieces, and a multilingual vocabulary keeps no Chinese for a Thai
+    assistant. WordPiece (BERT) and Unigram (SentencePiece: USE-multilingual) vocabularies
+    list their most common pieces first."""
 
     from tokenizers import Tokenizer
 
@@ -239,9 +259,10 @@ def prune_wordpieces(tokenizer: "WordpieceTokenizer", counts: Counter, min_count
         raise UserError(f"vocabulary pruning needs a WordPiece or Unigram tokenizer, the teacher's is "
                         f"{model.get('type')!r}; use --no-prune-vocab")
     special = {entry["id"] for entry in data.get("added_tokens", [])} | {unk}
-    always = set(special) | common_pieces(vocab, special, keep_common)
+    letters = seen_letters(vocab, counts)
+    always = set(special) | common_pieces(vocab, special, keep_common, main_scripts(letters, MAIN_SCRIPT_SHARE))
     if keep_characters:
-        always |= {i for token, i in vocab.items() if is_character_piece(token)}
+        always |= {i for token, i in vocab.items() if is_character_piece(token) and scripts_of(token) <= set(letters)}
     kept = sorted(i for i in vocab.values() if i in always or counts.get(i, 0) >= min_count)
     # added tokens outside the model's vocabulary (USE-multilingual's [MASK]) come after it, as before
     kept += sorted(special - set(vocab.values()))

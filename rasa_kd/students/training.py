@@ -81,7 +81,9 @@ def metrics_function(labels: Sequence[str]):
     return compute_metrics
 
 
-def training_arguments(options: DistilOptions, output_dir: Path):
+def training_arguments(options: DistilOptions, output_dir: Path, best: bool = True):
+    """The Trainer's arguments; `best`: load the best checkpoint by the dev metric at the end
+    (else the last one stays)."""
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=options.epochs,
@@ -94,7 +96,7 @@ def training_arguments(options: DistilOptions, output_dir: Path):
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=2,
-        load_best_model_at_end=True,
+        load_best_model_at_end=best,
         metric_for_best_model=options.best_metric,
         greater_is_better=True,
         logging_strategy="epoch",

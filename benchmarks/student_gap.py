@@ -1,0 +1,121 @@
+"""The student-teacher gap on small assistants (issue 32's leads, one at a time), on the builds of
+benchmarks/small_assistants.py: the same teacher and labelled transfer set, students distilled with
+one recipe change each, scored on the task's selection dev set (the pool's dev split: recipes are
+compared there, never on test) and on test (reported).
+
+    .venv/bin/python benchmarks/small_assistants.py --seeds 0        # the builds, first
+    .venv/bin/python benchmarks/student_gap.py                       # every lead on every build
+    .venv/bin/python benchmarks/student_gap.py --tasks sara --leads selection-last
+
+Leads (DistilOptions values over the default preset's):
+  selection-dev      epochs picked and stopped on the build's 10 % dev split alone (before issue 30:
+                     ~30 sentences at 300 training examples)
+  selection-teacher  ... on that dev split plus 10 % of the augmented sentences held out of training,
+                     labelled with the teacher's intent (the default below 300 dev sentences)
+  selection-last     no early stopping: all 8 epochs, the last kept
+
+Scores are the PyTorch student's accuracy (the int8 check is export's); an intent of dev/test that
+the 300-sentence sample lacks counts as an error. Per build: benchmarks/work/gap/<task>-<seed>/<lead>.
+Writes benchmarks/results/student_gap.{json,md}.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+from statistics import mean
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from run import publish, results_so_far  # noqa: E402
+from rasa_kd.cli import quiet_environment  # noqa: E402
+from rasa_kd.pipeline import Stages, distil_into  # noqa: E402
+from teacher_choice import SEEDS, TASKS  # noqa: E402
+
+LEADS = {
+    "selection-dev": {"selection": "dev"},
+    "selection-teacher": {"selection": "teacher"},
+    "selection-last": {"selection": "last"},
+}
+
+
+def accuracy(student, nlu: Path) -> float:
+    from rasa_kd.formats.nlu_yaml import read_examples
+
+    examples = read_examples(nlu)
+    predicted = student.predict_labels([e.text for e in examples])
+    return sum(p == e.intent for p, e in zip(predicted, examples)) / len(examples)
+
+
+def lead_run(task: str, seed: int, lead: str, work: Path) -> Dict:
+    from rasa_kd.students import load
+    from rasa_kd.students.presets import distil_options
+
+    build = work / "small" / f"{task}-{seed}" / "pipeline"
+    if not (build / "transfer-labelled").is_dir():
+        raise SystemExit(f"{build}: no build; run benchmarks/small_assistants.py --tasks {task} --seeds {seed}")
+    pool = work / "choice" / task / "pool"
+    folder = work / "gap" / f"{task}-{seed}"
+    out = folder / lead
+    options = distil_options(transfer=build / "transfer-labelled", dev=build / "data" / "dev.yml", out=out,
+                             **LEADS[lead])
+    Stages(folder).run_options(lead, options, [build / "transfer-labelled", build / "data"], out,
+                               lambda o: distil_into(o, folder))
+    student = load(out)
+    recipe = json.loads((out / "student.json").read_text())["recipe"]
+    return {"dev": accuracy(student, pool / "dev.yml"), "test": accuracy(student, pool / "test.yml"),
+            "best_epoch": recipe["best_epoch"], "epochs_run": len(recipe["dev_history"]),
+            "minutes": round(recipe["training_seconds"] / 60, 2)}
+
+
+def teacher_test(task: str, seed: int, work: Path) -> float:
+    metrics = work / "small" / f"{task}-{seed}" / "pipeline" / "metrics-teacher.json"
+    return json.loads(metrics.read_text())["scores"]["accuracy"]
+
+
+def summary(tasks: Dict) -> List[str]:
+    lines = ["| task | lead | dev | test | test x teacher | epochs run | best epoch | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, leads in tasks.items():
+        for lead, seeds in leads.items():
+            runs = list(seeds.values())
+            lines.append(f"| {name} | {lead} | {mean(r['dev'] for r in runs):.4f} | {mean(r['test'] for r in runs):.4f} "
+                         f"| {mean(r['test'] / r['teacher_test'] for r in runs):.3f} "
+                         f"| {mean(r['epochs_run'] for r in runs):.1f} | {mean(r['best_epoch'] for r in runs):.1f} "
+                         f"| {len(runs)} |")
+    lines += ["", "Mean over tasks (dev decides):", "", "| lead | dev | test | test x teacher |", "|---|---|---|---|"]
+    for lead in LEADS:
+        runs = [r for leads in tasks.values() for r in leads.get(lead, {}).values()]
+        if runs:
+            lines.append(f"| {lead} | {mean(r['dev'] for r in runs):.4f} | {mean(r['test'] for r in runs):.4f} "
+                         f"| {mean(r['test'] / r['teacher_test'] for r in runs):.3f} |")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), default=list(TASKS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[SEEDS[0]])
+    parser.add_argument("--leads", nargs="+", choices=tuple(LEADS), default=list(LEADS))
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work")
+    args = parser.parse_args(argv)
+    quiet_environment()
+    result = results_so_far("student_gap", "benchmarks/student_gap.py")
+    for task in args.tasks:
+        for seed in args.seeds:
+            for lead in args.leads:
+                entry = {**lead_run(task, seed, lead, args.work), "teacher_test": teacher_test(task, seed, args.work)}
+                result["tasks"].setdefault(task, {}).setdefault(lead, {})[str(seed)] = entry
+                print(f"{task} seed {seed} {lead}: dev {entry['dev']:.4f} test {entry['test']:.4f}", flush=True)
+                publish("student_gap", result, "\n".join(
+                    ["# The student-teacher gap on small assistants (300 training sentences)", "",
+                     "Default-preset BiLSTM students on the builds of benchmarks/small_assistants.py, one recipe "
+                     "change each (benchmarks/student_gap.py); dev = the pool's dev split, never trained on.", "",
+                     *summary(result["tasks"])]) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
