@@ -35,11 +35,10 @@ NOTES = {
             "from one teacher and is pulled towards another); larger transfer sets (`benchmarks/transfer_curve.py`"
             ": dev accuracy flat from 20k to 200k rule sentences; the default BiLSTM's best test score, 0.865 at "
             "100k, is its worst dev score of the four).",
-    "mtod-th": "The offline teacher, all-MiniLM-L6-v2, is English-only: its uncased WordPiece vocabulary maps Thai "
-               "script almost entirely to [UNK], so the teacher (and every student, which copies it) stays near the "
-               "majority class while DIET's character n-grams read Thai well. The student/teacher ratio target is "
-               "met but meaningless here; this task needs a multilingual teacher (`--teacher-model` with a hub id "
-               "such as a multilingual MiniLM), which cannot be downloaded on this machine.",
+    "mtod-th": "The full run has the teacher the data chooses since issue 30: USE-multilingual (99 % Thai letters), "
+               "fine-tuned from its logistic-regression probe; its students read USE's SentencePiece pieces. The "
+               "quick run (2026-11-29) is the English MiniLM before that choice existed: its vocabulary maps Thai "
+               "almost entirely to [UNK], so teacher and students stayed near the majority class.",
     "cola": "Full (all 7,688 training examples after the 10 % selection split, 40k transfer sentences). With the "
             "MiniLM teacher (`full`, 2 h) the teacher reaches MCC 0.185 on GLUE dev (target 0.45: missed; BERT-large "
             "0.599): all-MiniLM-L6-v2 was trained for sentence similarity, which blurs grammaticality. The students "
@@ -72,8 +71,8 @@ NOTES = {
             "gave 0.973x (BiLSTM) and 0.983x (small BERT); `benchmarks/small_students.py` found the fast, balanced "
             "and accurate presets at 0.973x-0.983x; the quick budget's 600 examples give 0.919x. DIET's 100 "
             "epochs on the full set took 18 minutes here (44 min run in all).",
-    "mtod-es": "Spanish with an English-only teacher (all-MiniLM-L6-v2): shared Latin-script wordpieces carry most "
-               "of the signal.",
+    "mtod-es": "Run with the English MiniLM alone (before issue 30; Spanish now gets MiniLM + USE-multilingual "
+               "by default): shared Latin-script wordpieces carry most of the signal.",
 }
 
 
