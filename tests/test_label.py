@@ -138,3 +138,10 @@ def test_token_ids_and_fingerprint_read_in_chunks_equal_the_whole(toy_transfer, 
     assert len(chunked) == len(whole) and all(chunked[i] == whole[i] for i in range(len(whole)))
     assert chunked.lengths.tolist() == [len(ids) for ids in whole]
     assert label.text_fingerprint(dataset, chunk=7) == hashlib.sha1("\n".join(texts).encode("utf-8")).hexdigest()
+
+
+def test_sources_are_read_through_a_selection():
+    rows = {"text": ["a", "b", "c"], "source": ["original", "rules", "lm"]}
+    selected = datasets.Dataset.from_dict(rows).select([2, 0])
+    assert transfer_set.sources_of(selected) == ["lm", "original"]
+    assert transfer_set.sources_of(datasets.Dataset.from_dict({"text": ["a"]})) == [None]

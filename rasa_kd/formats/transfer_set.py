@@ -31,6 +31,7 @@ Metadata files next to the Arrow files:
   label.json      {"teachers", "rows", "sentences_per_s", "seconds", ...} (from label)
 """
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
@@ -85,14 +86,19 @@ class TransferSet:
     def source_counts(self) -> Dict[str, int]:
         if SOURCE not in self.dataset.column_names:
             return {}
-        import pyarrow.compute as pc
-
-        counts = pc.value_counts(self.dataset.data.column(SOURCE)).to_pylist()
-        return {item["values"]: item["counts"] for item in counts}
+        return dict(Counter(sources_of(self.dataset)))
 
     def teacher_paths(self) -> List[str]:
         teachers = self.meta.get("teachers") or ([self.meta["teacher"]] if self.meta.get("teacher") else [])
         return [str(t) for t in teachers]
+
+
+def sources_of(dataset) -> List[Optional[str]]:
+    """Each row's source, read through the dataset's indices (`dataset.data` alone ignores a
+    `select`); None for every row of a set without the column."""
+    if SOURCE not in dataset.column_names:
+        return [None] * len(dataset)
+    return dataset.select_columns([SOURCE])[SOURCE]
 
 
 def _read_json(file: Path, what: str):

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.formats.nlu_yaml import Example, read_examples
-from rasa_kd.formats.transfer_set import INTENT, LOGITS, SOURCE, TEXT, TransferSet
+from rasa_kd.formats.transfer_set import INTENT, LOGITS, TEXT, TransferSet, sources_of
 from rasa_kd.students.tokenizers import split_words
 
 REQUIRED_COLUMNS = (TEXT, INTENT, LOGITS)
@@ -106,8 +106,7 @@ def hold_out(transfer: TransferSet, share: float, most: int, seed: int) -> List[
     import numpy as np
 
     dataset = transfer.dataset
-    sources = dataset.data.column(SOURCE).to_pylist() if SOURCE in dataset.column_names else [None] * len(dataset)
-    augmented = [i for i, source in enumerate(sources) if source != "original"]
+    augmented = [i for i, source in enumerate(sources_of(dataset)) if source != "original"]
     n = min(most, int(share * len(augmented)))
     if not n:
         return []

@@ -15,10 +15,10 @@ Losses: mse on logits (default); ce = soft cross-entropy at --temperature T (tim
 --hard-weight α mixes in cross-entropy on the gold intents of the original sentences.
 
 Training runs `transformers.Trainer`, scores the dev file every epoch, keeps the best
-epoch (--best-metric) and stops after --patience epochs without a better one; with a dev
-file of under 300 sentences (--selection auto) the epochs are scored on the dev file plus
-10 % of the augmented sentences (at most 2,000, held out of training) labelled with the
-teacher's intent, as one flipped sentence of 30 is 3 points. It resumes from the last checkpoint when re-run with the same
+epoch (--best-metric) and stops after --patience epochs without a better one; with a small
+dev file (--selection auto; distil_options.SMALL_DEV) the epochs are also scored on a held-out
+share of the augmented sentences labelled with the teacher's intent, as one flipped sentence
+of 30 is 3 points. It resumes from the last checkpoint when re-run with the same
 settings (--fresh starts over). Work folder (default OUT.work): init/ (the untrained
 student), checkpoints/checkpoint-N/ (Trainer checkpoints), recipe.json.
 
@@ -50,7 +50,7 @@ from rasa_kd.evaluation.calibration import calibrate
 from rasa_kd.evaluation.metrics import classification_scores
 from rasa_kd.formats import student_package
 from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
-from rasa_kd.formats.transfer_set import open_transfer
+from rasa_kd.formats.transfer_set import SOURCE, open_transfer, sources_of
 from rasa_kd.options import UNSET, add_options, as_record, check_required, from_namespace
 from rasa_kd.students import build, data, training
 from rasa_kd.students.distil_options import (FILE_FIELDS, HELD_OUT_MAX, HELD_OUT_SHARE, DistilOptions, check,
@@ -206,14 +206,13 @@ def dev_history(trainer) -> List[Dict[str, float]]:
 
 def with_originals_repeated(dataset, repeat: int, path: Path):
     """The transfer rows with each original sentence `repeat` times (0: none), originals first."""
-    if repeat == 1 or "source" not in dataset.column_names:
+    if repeat == 1 or SOURCE not in dataset.column_names:
         return dataset
-    sources = dataset.data.column("source").to_pylist()
+    sources = sources_of(dataset)
     originals = [i for i, source in enumerate(sources) if source == "original"]
     others = [i for i, source in enumerate(sources) if source != "original"]
     if not others and repeat == 0:
         raise UserError(f"{path}: --originals-repeat 0 leaves no sentences (the transfer set holds only originals)")
-    # flattened: code that reads the Arrow table (`dataset.data`) must see the repeats
     return dataset.select(originals * repeat + others).flatten_indices()
 
 
