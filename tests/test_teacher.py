@@ -169,7 +169,7 @@ def test_a_teacher_that_predicts_one_class_is_reported(capsys):
 def test_a_collapsed_teacher_is_trained_again_at_a_tenth_of_the_default_lr(monkeypatch, capsys):
     rates = []
 
-    def fit(hf_model, model_name, tokenizer, labels, train, train_set, dev_set, texts, settings, progress):
+    def fit(hf_model, model_name, tokenizer, labels, train, train_set, dev_set, texts, settings, progress, tags=None):
         rates.append(settings.lr)
         predicted = ["a", "a"] if len(rates) == 1 else ["a", "b"]  # the first fine-tuning diverges
         return fine_tune.Fit(hf_model, None, predicted, train_seconds=10.0, dev_seconds=1.0)

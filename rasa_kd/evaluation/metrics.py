@@ -15,3 +15,20 @@ def classification_scores(gold: Sequence[str], predicted: Sequence[str]) -> Dict
         "macro_f1": float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0)),
         "mcc": float(matthews_corrcoef(gold, predicted)),
     }
+
+
+def tag_scores(gold: Sequence[str], predicted: Sequence[str], outside: str = "O") -> Dict[str, float]:
+    """Entity micro precision, recall and F1 per tagged position, as Rasa's entity report counts
+    them: each position's entity type (BIO prefix dropped) against the gold one, `outside` not an entity."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    def entity_type(tag: str) -> str:
+        return tag.split("-", 1)[1] if "-" in tag else tag
+
+    gold_types, predicted_types = [entity_type(t) for t in gold], [entity_type(t) for t in predicted]
+    labels = sorted((set(gold_types) | set(predicted_types)) - {outside})
+    if not labels:
+        return {"entity_precision": 0.0, "entity_recall": 0.0, "entity_f1": 0.0}
+    precision, recall, f1, _ = precision_recall_fscore_support(gold_types, predicted_types, labels=labels,
+                                                               average="micro", zero_division=0)
+    return {"entity_precision": float(precision), "entity_recall": float(recall), "entity_f1": float(f1)}

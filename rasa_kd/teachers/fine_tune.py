@@ -8,6 +8,11 @@ it stops early after `--patience` epochs without improvement.
 Pooling (--pooling): `cls`, the model's own head, or `mean` of the token states; see
 `rasa_kd.teachers.folder`.
 
+Entities (--entities auto; off by default for now): when the training data has entity annotations, the teacher also
+learns a token-classification head (BIO tags, `rasa_kd.nlu_data.entity_tags`) on the same
+forward pass, loss = intent cross-entropy + --tag-weight x tag cross-entropy, and epochs are
+chosen on the mean of dev intent micro-F1 and dev entity F1 (`rasa_kd.teachers.tag_head`).
+
 Several processes (`torchrun` / `accelerate launch -m rasa_kd.cli teacher ...`, see
 rasa_kd.distributed): the Trainer trains data-parallel, --batch-size per process; the
 main process writes the folder.
@@ -36,14 +41,17 @@ from transformers import (AutoModelForSequenceClassification, DataCollatorWithPa
 
 from rasa_kd import distributed
 from rasa_kd.errors import UserError
-from rasa_kd.evaluation.metrics import classification_scores
+from rasa_kd.evaluation.metrics import classification_scores, tag_scores
 from rasa_kd.formats.nlu_yaml import read_examples
 from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
+from rasa_kd.nlu_data.entity_tags import IGNORE, LABELLINGS, entity_types, piece_tags, tag_names
 from rasa_kd.nlu_data.split import stratified_split  # noqa: F401 - also part of this module's API
 from rasa_kd.options import option
-from rasa_kd.teachers.folder import (METRICS_FILE, POOLINGS, is_sentence_encoder, linear_head, load_tokenizer,
-                                     predict_logits, sentence_vectors, with_pooling, write_teacher_files)
+from rasa_kd.teachers.folder import (METRICS_FILE, load_tokenizer, predict_logits, predict_tag_logits,
+                                     sentence_vectors, write_teacher_files)
+from rasa_kd.teachers.pooling import POOLINGS, is_sentence_encoder, linear_head, with_pooling
 from rasa_kd.teachers.resources import DEFAULT_TEACHER, hub_error, resolve_model
+from rasa_kd.teachers.tag_head import JointTeacher, can_tag
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +63,7 @@ DEFAULT_LR, RETRY_LR_FACTOR = 2e-4, 0.1
 
 FINE_TUNING = "fine-tuning"
 ENCODER_MODES = ("fine-tune", "frozen")
+ENTITY_MODES = ("auto", "off")
 # The frozen encoder's head: L2-regularised logistic regression at C = 10 (issue 30's table:
 # USE-multilingual vectors, five languages, 300 training sentences each).
 FROZEN_HEAD_C = 10.0
@@ -85,6 +94,13 @@ class TeacherSettings:
                                  "--epochs, and patience with them (from about 1,800 sentences on: --epochs as "
                                  "given)", group=FINE_TUNING)
     dev_fraction: float = option(0.1, "dev share split from --train when --dev is not given", group=FINE_TUNING)
+    # off until the students learn the tags too (issue 31): a joint teacher changes the intent training
+    entities: str = option("off", "auto: when the training data has entity annotations, also learn a token head "
+                                  "that tags them (a joint teacher; not with --encoder frozen); off: intents only",
+                           choices=ENTITY_MODES, group=FINE_TUNING)
+    labelling: str = option("first", "which pieces the tag head learns: first (each word's first piece) or all",
+                            choices=LABELLINGS, group=FINE_TUNING)
+    tag_weight: float = option(1.0, "weight of the tag loss beside the intent loss", group=FINE_TUNING)
 
 
 # The settings are inherited so that their fields are flat: each is a flag of
@@ -158,12 +174,36 @@ def read_train_dev(train_path: Path, dev_path: Optional[Path], fraction: float, 
     return train, dev, labels, f"stratified {fraction:g} of {train_path}"
 
 
-def tokenized_dataset(tokenizer, examples, labels: Sequence[str], max_length: int):
+def tokenized_dataset(tokenizer, examples, labels: Sequence[str], max_length: int,
+                      tags: Optional[Sequence[str]] = None, labelling: str = "first"):
+    """input_ids, attention_mask, label and, with `tags`, the BIO tag id of each piece."""
     index = {label: i for i, label in enumerate(labels)}
     data = datasets.Dataset.from_dict({"text": [e.text for e in examples],
                                        "label": [index[e.intent] for e in examples]})
-    return data.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
+    data = data.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
                     batched=True, remove_columns=["text"])
+    if tags is None:
+        return data
+    return data.add_column("tags", gold_tags(tokenizer, examples, tags, labelling, max_length))
+
+
+def gold_tags(tokenizer, examples, tags: Sequence[str], labelling: str, max_length: int) -> List[List[int]]:
+    encoded = tokenizer([e.text for e in examples], truncation=True, max_length=max_length,
+                        return_offsets_mapping=True)
+    return [piece_tags(encoded["offset_mapping"][row], encoded.word_ids(row), example.entities, tags, labelling)
+            for row, example in enumerate(examples)]
+
+
+class TagCollator(DataCollatorWithPadding):
+    """Pads the pieces as the tokenizer does, and `tags` to the same length with IGNORE."""
+
+    def __call__(self, features):
+        tags = [feature.pop("tags") for feature in features] if "tags" in features[0] else None
+        batch = super().__call__(features)
+        if tags is not None:
+            length = batch["input_ids"].shape[1]
+            batch["tags"] = torch.tensor([row + [IGNORE] * (length - len(row)) for row in tags], dtype=torch.long)
+        return batch
 
 
 # ---------------------------------------------------------------- training
@@ -189,9 +229,10 @@ class KeepBest(TrainerCallback):
         self.history: List[Dict] = []
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        key = (metrics["eval_micro_f1"], metrics["eval_loss"])
+        key = (metrics.get("eval_selection", metrics["eval_micro_f1"]), metrics["eval_loss"])
         self.history.append({"epoch": round(state.epoch or 0, 2), "dev_micro_f1": metrics["eval_micro_f1"],
-                             "dev_loss": metrics["eval_loss"]})
+                             "dev_loss": metrics["eval_loss"],
+                             **({"dev_entity_f1": metrics["eval_entity_f1"]} if "eval_entity_f1" in metrics else {})})
         if self.best_key is None or better_epoch(key, self.best_key, metrics.get("eval_n") or 1):
             self.best_key, self.best_epoch, self.wait = key, state.epoch, 0
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -203,27 +244,40 @@ class KeepBest(TrainerCallback):
             control.should_training_stop = True
 
 
+def dev_scores(prediction, labels: Sequence[str], tags: Optional[Sequence[str]]) -> Dict[str, float]:
+    """The Trainer's dev metrics; with tags also entity F1 per tagged piece and `selection`, the
+    mean of intent micro-F1 and entity F1 that picks the epoch."""
+    joint = isinstance(prediction.predictions, tuple)
+    logits, gold = (prediction.predictions[0], prediction.label_ids[0]) if joint else \
+        (prediction.predictions, prediction.label_ids)
+    predicted = np.argmax(logits, axis=-1)
+    scores = classification_scores([labels[i] for i in gold], [labels[i] for i in predicted])
+    collapsed = collapsed_class(list(gold), list(predicted)) is not None
+    scores["collapsed"] = float(collapsed)
+    if joint and tags is not None:
+        gold_tags, tagged = prediction.label_ids[1], np.argmax(prediction.predictions[1], axis=-1)
+        keep = gold_tags != IGNORE
+        scores.update(tag_scores([tags[i] for i in gold_tags[keep]], [tags[i] for i in tagged[keep]]))
+        scores["selection"] = (scores["micro_f1"] + scores["entity_f1"]) / 2
+    return scores
+
+
 def fine_tune(model, tokenizer, train_set, dev_set, labels: Sequence[str], settings: TeacherSettings,
               work: Path, progress: bool):
     """Train with the Trainer; returns the KeepBest callback (best weights already loaded)."""
-
-    def compute_metrics(prediction):
-        predicted = np.argmax(prediction.predictions, axis=-1)
-        scores = classification_scores([labels[i] for i in prediction.label_ids], [labels[i] for i in predicted])
-        collapsed = collapsed_class(list(prediction.label_ids), list(predicted)) is not None
-        return {**scores, "collapsed": float(collapsed)}
+    tags = model.tags if isinstance(model, JointTeacher) else None
 
     args = TrainingArguments(
         output_dir=str(work), num_train_epochs=settings.epochs, learning_rate=settings.lr,
         per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=64,
         warmup_ratio=settings.warmup, weight_decay=settings.weight_decay, seed=settings.seed,
-        data_seed=settings.seed, label_smoothing_factor=settings.label_smoothing,
+        data_seed=settings.seed, label_smoothing_factor=0.0 if tags else settings.label_smoothing,
         eval_strategy="epoch", save_strategy="no", logging_strategy="epoch", report_to=[],
         disable_tqdm=not progress, group_by_length=True, dataloader_pin_memory=False,
-        use_cpu=not _cuda_available())
+        use_cpu=not _cuda_available(), label_names=["labels", "tags"] if tags else None)
     keep_best = KeepBest(settings.patience)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+                      data_collator=TagCollator(tokenizer), compute_metrics=lambda p: dev_scores(p, labels, tags),
                       callbacks=[keep_best])
     if not progress:
         trainer.remove_callback(PrinterCallback)
@@ -286,10 +340,12 @@ class Fit:
     predicted: List[str]
     train_seconds: float
     dev_seconds: float
+    joint: Optional[JointTeacher] = None  # with entity tags: the model with its tag head
 
 
 def fit(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train, train_set, dev_set,
-        dev_texts: Sequence[str], settings: TeacherSettings, progress: bool) -> Fit:
+        dev_texts: Sequence[str], settings: TeacherSettings, progress: bool,
+        tags: Optional[Sequence[str]] = None) -> Fit:
     """Fine-tune the freshly loaded backbone `hf_model` at settings.lr and predict the dev set.
     A sentence encoder's head starts from logistic regression on its frozen vectors of `train`
     (linear probing, then fine-tuning): its vectors have unit length, and a head from random
@@ -298,6 +354,8 @@ def fit(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], t
     started = time.time()
     if is_sentence_encoder(hf_model):
         set_linear_head(hf_model, model.eval(), tokenizer, labels, train, settings.max_length)
+    if tags:
+        model = JointTeacher(hf_model, settings.pooling, tags, settings.tag_weight, settings.label_smoothing)
     with tempfile.TemporaryDirectory(prefix="rasa-kd-teacher-") as work:
         keep_best = fine_tune(model, tokenizer, train_set, dev_set, labels, settings, Path(work), progress)
     train_seconds = time.time() - started
@@ -305,7 +363,8 @@ def fit(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], t
     started = time.time()
     logits = predict_logits(model, tokenizer, dev_texts, settings.max_length)
     predicted = [labels[i] for i in logits.argmax(axis=1)]
-    return Fit(hf_model, keep_best, predicted, train_seconds, time.time() - started)
+    return Fit(hf_model, keep_best, predicted, train_seconds, time.time() - started,
+               model if tags else None)
 
 
 def fit_frozen(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train, dev,
@@ -359,12 +418,13 @@ def schedule(n_train: int, settings: TeacherSettings) -> Dict:
 
 
 def fit_with_retry(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train, train_set, dev_set,
-                   dev, settings: TeacherSettings, progress: bool) -> Tuple[Fit, TeacherSettings, Optional[float]]:
+                   dev, settings: TeacherSettings, progress: bool,
+                   tags: Optional[Sequence[str]] = None) -> Tuple[Fit, TeacherSettings, Optional[float]]:
     """Fine-tune the loaded backbone at --lr, or at the default and, when the teacher collapsed to
     one class, a reloaded one at a tenth of it; (the fit kept, its settings, the rate retried from or None)."""
     gold, texts = [e.intent for e in dev], [e.text for e in dev]
     used = replace(settings, lr=settings.lr or DEFAULT_LR, **schedule(len(train_set), settings))
-    result = fit(hf_model, model_name, tokenizer, labels, train, train_set, dev_set, texts, used, progress)
+    result = fit(hf_model, model_name, tokenizer, labels, train, train_set, dev_set, texts, used, progress, tags)
     label = collapsed_class(gold, result.predicted)
     if label is None or settings.lr is not None:
         warn_if_collapsed(gold, result.predicted, used.lr)
@@ -373,10 +433,31 @@ def fit_with_retry(hf_model, model_name: Optional[str], tokenizer, labels: Seque
     logger.warning(f"teacher: predicts {label!r} for every dev sentence at lr {used.lr:g} (fine-tuning diverged); "
                    f"training again at {retry.lr:g}")
     _, fresh_model = load_pretrained(model_name, labels, settings.seed)
-    second = fit(fresh_model, model_name, tokenizer, labels, train, train_set, dev_set, texts, retry, progress)
+    second = fit(fresh_model, model_name, tokenizer, labels, train, train_set, dev_set, texts, retry, progress, tags)
     second.train_seconds += result.train_seconds
     warn_if_collapsed(gold, second.predicted, retry.lr)
     return second, retry, used.lr
+
+
+def teacher_tags(train, settings: TeacherSettings, hf_model, model_name: Optional[str]) -> Optional[List[str]]:
+    """The BIO tags a joint teacher learns, or None: intents only."""
+    types = entity_types(train)
+    if settings.entities == "off" or not types:
+        return None
+    if settings.encoder == "frozen" or not can_tag(hf_model):
+        logger.info(f"teacher: {model_name or DEFAULT_TEACHER} with --encoder {settings.encoder} learns no entity "
+                    f"tags: intents only")
+        return None
+    return tag_names(types)
+
+
+def dev_entity_scores(joint: JointTeacher, tokenizer, dev, settings: TeacherSettings) -> Dict[str, float]:
+    """Entity precision, recall and F1 per tagged piece of the dev set (see dev_scores)."""
+    gold = gold_tags(tokenizer, dev, joint.tags, settings.labelling, settings.max_length)
+    predicted = predict_tag_logits(joint, tokenizer, [e.text for e in dev], settings.max_length)
+    pairs = [(joint.tags[g], joint.tags[int(p)]) for row, logits in zip(gold, predicted)
+             for g, p in zip(row, logits.argmax(axis=-1)) if g != IGNORE]
+    return tag_scores([g for g, _ in pairs], [p for _, p in pairs])
 
 
 def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Optional[str], out: Path,
@@ -388,6 +469,9 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         raise UserError(f"--pooling must be cls or mean, got {settings.pooling!r}")
     if settings.encoder not in ENCODER_MODES:
         raise UserError(f"--encoder must be fine-tune or frozen, got {settings.encoder!r}")
+    if settings.entities not in ENTITY_MODES or settings.labelling not in LABELLINGS:
+        raise UserError(f"--entities must be auto or off and --labelling first or all, got "
+                        f"{settings.entities!r} and {settings.labelling!r}")
     train, dev, labels, dev_source = read_train_dev(train_path, dev_path, settings.dev_fraction, settings.seed)
     check_output_dir(Path(out), force)
     torch.set_num_threads(threads or distributed.threads_per_process())
@@ -396,14 +480,15 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         settings = replace(settings, pooling="cls")  # its own head reads its own sentence vector
     unknown_share = (unknown_word_share(tokenizer, [e.text for e in train]) if allow_unknown_tokens
                      else check_language(tokenizer, train, train_path, model_name))
-    train_set = tokenized_dataset(tokenizer, train, labels, settings.max_length)
-    dev_set = tokenized_dataset(tokenizer, dev, labels, settings.max_length)
+    tags = teacher_tags(train, settings, hf_model, model_name)
+    train_set = tokenized_dataset(tokenizer, train, labels, settings.max_length, tags, settings.labelling)
+    dev_set = tokenized_dataset(tokenizer, dev, labels, settings.max_length, tags, settings.labelling)
     if settings.encoder == "frozen":
         kept, used, retried_from = fit_frozen(hf_model, model_name, tokenizer, labels, train, dev, settings,
                                               held_out=dev_path is None), settings, None
     else:
         kept, used, retried_from = fit_with_retry(hf_model, model_name, tokenizer, labels, train, train_set, dev_set,
-                                                  dev, settings, progress)
+                                                  dev, settings, progress, tags)
     metrics = {
         "model": model_name or DEFAULT_TEACHER,
         "labels": len(labels),
@@ -412,7 +497,9 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         "dev_examples": len(dev),
         "dev_source": dev_source,
         "head_refit_with_dev": settings.encoder == "frozen" and dev_path is None,
-        "dev": classification_scores([e.intent for e in dev], kept.predicted),
+        "dev": {**classification_scores([e.intent for e in dev], kept.predicted),
+                **(dev_entity_scores(kept.joint, tokenizer, dev, used) if kept.joint else {})},
+        "tags": tags,
         "best_epoch": kept.keep_best.best_epoch,
         "history": kept.keep_best.history,
         "lr_retried_from": retried_from,
@@ -427,7 +514,9 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
     with atomic_output_dir(out, force) as tmp:
         kept.hf_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_teacher_files(tmp, labels, used.pooling, used.max_length)
+        write_teacher_files(tmp, labels, used.pooling, used.max_length, used.labelling if tags else None)
+        if kept.joint:
+            kept.joint.save_head(tmp)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

@@ -5,6 +5,7 @@
     labels.json                      label names, in the order of the model's logits
     rasa_kd_teacher.json             {"format": "rasa-kd-teacher", "version": 1,
                                       "pooling": "cls"|"mean", "max_length": N}
+    tags.json, tag_head.safetensors  a joint teacher's entity tag head (`rasa_kd.teachers.tag_head`)
     metrics.json                     dev scores and the settings used (not needed to run it)
 
 `TeacherFolder(path)` is what `label`, `evaluate`, `distil` (the student's vocabulary,
@@ -14,11 +15,7 @@ model, and logits for texts. The models load on first use. A folder without
 labels.json is a plain base checkpoint: students can still take its vocabulary and
 embeddings. Fine-tuning stays in `rasa_kd.teachers.fine_tune`.
 
-Pooling: `cls` is the model's own head (BERT: pooler on [CLS] -> dropout -> linear);
-`mean` averages the last hidden states over the non-padding tokens and applies the
-same dropout -> linear classifier (sentence-transformers checkpoints such as the
-default all-MiniLM-L6-v2 were trained with mean pooling). A sentence encoder (USE-multilingual,
-`rasa_kd.teachers.use_multilingual`) has its own pooling: its head reads its sentence vector.
+Pooling (`cls`, `mean`, a sentence encoder's own): `rasa_kd.teachers.pooling`.
 """
 import functools
 import hashlib
@@ -30,15 +27,15 @@ import numpy as np
 import torch
 import transformers
 from transformers import AutoTokenizer
-from transformers.modeling_outputs import SequenceClassifierOutput
 
 from rasa_kd.errors import UserError
-from rasa_kd.teachers import use_multilingual  # noqa: F401 - registers its model type with the Auto classes
+from rasa_kd.nlu_data.entity_tags import LABELLINGS
+from rasa_kd.teachers.pooling import POOLINGS, MeanPooledClassifier, with_pooling
+from rasa_kd.teachers.tag_head import JointTeacher, read_tags
 
 TEACHER_FILE = "rasa_kd_teacher.json"
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
-POOLINGS = ("cls", "mean")
 DEFAULT_SETTINGS = {"pooling": "cls", "max_length": 64}  # what a folder without rasa_kd_teacher.json means
 
 
@@ -56,6 +53,8 @@ def read_settings(path) -> Dict:
             raise UserError(f"{file}: not valid JSON") from error
     if settings["pooling"] not in POOLINGS:
         raise UserError(f"{file}: unknown pooling {settings['pooling']!r} (expected cls or mean)")
+    if settings.get("labelling", LABELLINGS[0]) not in LABELLINGS:
+        raise UserError(f"{file}: unknown labelling {settings['labelling']!r} (expected {' or '.join(LABELLINGS)})")
     return settings
 
 
@@ -70,11 +69,15 @@ def read_labels(path) -> List[str]:
     return labels
 
 
-def write_teacher_files(folder: Path, labels: Sequence[str], pooling: str, max_length: int) -> None:
-    """labels.json and rasa_kd_teacher.json: what makes a model folder a teacher folder."""
+def write_teacher_files(folder: Path, labels: Sequence[str], pooling: str, max_length: int,
+                        labelling: Optional[str] = None) -> None:
+    """labels.json and rasa_kd_teacher.json: what makes a model folder a teacher folder
+    (`labelling`: a joint teacher's, see `rasa_kd.teachers.tag_head`)."""
     (folder / LABELS_FILE).write_text(json.dumps(list(labels), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / TEACHER_FILE).write_text(json.dumps({"format": "rasa-kd-teacher", "version": 1, "pooling": pooling,
-                                                   "max_length": max_length}, indent=1) + "\n")
+    settings = {"format": "rasa-kd-teacher", "version": 1, "pooling": pooling, "max_length": max_length}
+    if labelling:
+        settings["labelling"] = labelling
+    (folder / TEACHER_FILE).write_text(json.dumps(settings, indent=1) + "\n")
 
 
 def content_hash(folder: Path) -> str:
@@ -87,58 +90,6 @@ def content_hash(folder: Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
-
-
-# ---------------------------------------------------------------- pooling
-
-
-class MeanPooledClassifier(torch.nn.Module):
-    """A sequence-classification model whose linear classifier reads the masked mean of the
-    last hidden states instead of the [CLS] pooler. Its weights are those of `model`, so
-    `model.save_pretrained` saves a normal HF folder."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.config = model.config
-        self.linear_head = linear_head(model)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None):
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        base = getattr(self.model, self.model.base_model_prefix)
-        hidden = base(**inputs).last_hidden_state
-        if attention_mask is None:
-            attention_mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        logits = self.model.classifier(self.model.dropout(pooled)) if self.linear_head \
-            else self.model.classifier(pooled.unsqueeze(1))  # RoBERTa/MPNet heads read position 0
-        loss = None
-        if labels is not None:
-            loss = torch.nn.functional.cross_entropy(logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
-
-def linear_head(model) -> bool:
-    """BERT-style: dropout then a linear classifier over the pooled vector."""
-    return isinstance(getattr(model, "classifier", None), torch.nn.Linear) and hasattr(model, "dropout")
-
-
-def first_position_head(model) -> bool:
-    """RoBERTa/MPNet-style: a classifier module (dense, dropout, out_proj) that reads position 0."""
-    return hasattr(getattr(model, "classifier", None), "out_proj")
-
-
-def with_pooling(model, pooling: str, name: str = "model"):
-    """`model` itself for cls pooling; a mean-pooling wrapper sharing its weights for mean."""
-    if pooling == "cls":
-        return model
-    if not (linear_head(model) or first_position_head(model)):
-        raise UserError(f"{name}: --pooling mean needs a BERT-, RoBERTa- or MPNet-style classification head "
-                        f"({type(model).__name__} has another); use --pooling cls")
-    return MeanPooledClassifier(model)
 
 
 # ---------------------------------------------------------------- batched inference
@@ -159,8 +110,9 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> List[List[
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]]):
-    """float32 logits (numpy) for a batch of token-id lists, padded to the longest."""
+def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]], field: str = "logits"):
+    """float32 logits (numpy) for a batch of token-id lists, padded to the longest (`field`
+    tag_logits: a joint teacher's per piece, [batch, longest, tags])."""
     longest = max(len(row) for row in ids)
     input_ids = torch.full((len(ids), longest), tokenizer.pad_token_id or 0, dtype=torch.long)
     mask = torch.zeros((len(ids), longest), dtype=torch.long)
@@ -169,7 +121,7 @@ def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]]):
         mask[row, :len(seq)] = 1
     device = next(model.parameters()).device
     with torch.inference_mode():
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+        logits = getattr(model(input_ids=input_ids.to(device), attention_mask=mask.to(device)), field)
     return logits.float().cpu().numpy()
 
 
@@ -179,6 +131,18 @@ def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64,
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     for batch in length_sorted_batches([len(x) for x in ids], batch_size):
         out[batch] = batch_logits(model, tokenizer, [ids[i] for i in batch])
+    return out
+
+
+def predict_tag_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64,
+                       batch_size: int = 64) -> List[np.ndarray]:
+    """A joint teacher's tag logits per text, [its pieces (with specials), tags] float32, in input order."""
+    ids = encode(tokenizer, texts, max_length)
+    out: List[Optional[np.ndarray]] = [None] * len(texts)
+    for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+        logits = batch_logits(model, tokenizer, [ids[i] for i in batch], field="tag_logits")
+        for row, index in enumerate(batch):
+            out[index] = logits[row, :len(ids[index])]
     return out
 
 
@@ -206,11 +170,6 @@ def load_tokenizer(name_or_path: str):
     return AutoTokenizer.from_pretrained(name_or_path, use_fast=True, fix_mistral_regex=False)
 
 
-def is_sentence_encoder(model) -> bool:
-    """A model whose own head reads a sentence vector it computes (USE): pooled only its own way."""
-    return isinstance(model, use_multilingual.UseForSequenceClassification)
-
-
 # ---------------------------------------------------------------- the folder
 
 
@@ -227,7 +186,7 @@ class TeacherFolder:
         self.settings = read_settings(self.path)
         self.max_length = int(max_length or self.settings["max_length"])
         self.device = device
-        self._tokenizer = self._hf_model = self._classifier = self._base_model = self._hash = None
+        self._tokenizer = self._hf_model = self._classifier = self._base_model = self._hash = self._joint = None
 
     def __repr__(self) -> str:
         return f"TeacherFolder({str(self.path)!r})"
@@ -236,6 +195,15 @@ class TeacherFolder:
     def labels(self) -> Optional[List[str]]:
         """labels.json's names (the logits' order); None for a plain base checkpoint."""
         return read_labels(self.path) if (self.path / LABELS_FILE).is_file() else None
+
+    @functools.cached_property
+    def tags(self) -> Optional[List[str]]:
+        """tags.json's entity tag names (the tag head's outputs); None for an intent-only teacher."""
+        return read_tags(self.path)
+
+    @property
+    def labelling(self) -> str:
+        return self.settings.get("labelling", LABELLINGS[0])
 
     @property
     def pooling(self) -> str:
@@ -279,6 +247,18 @@ class TeacherFolder:
                                 f"{self._hf_model.config.num_labels} outputs")
             self._classifier = with_pooling(self._hf_model, self.pooling, str(self.path)).eval()
         return self._classifier
+
+    @property
+    def joint(self) -> JointTeacher:
+        """The classifier with its tag head: forward returns `.logits` and `.tag_logits` per piece."""
+        if self._joint is None:
+            if self.tags is None:
+                raise UserError(f"{self.path}: an intent-only teacher (no tags.json): it tags no entities")
+            self.classifier  # noqa: B018 - loads the model the head sits on
+            self._joint = JointTeacher(self._hf_model, self.pooling, self.tags).load_head(self.path).eval()
+            if self.device is not None:
+                self._joint.to(self.device)
+        return self._joint
 
     @property
     def base_model(self):

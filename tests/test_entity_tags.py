@@ -1,0 +1,156 @@
+"""Entity tags over pieces and back (`rasa_kd.nlu_data.entity_tags`), and the joint teacher
+(`rasa_kd.teachers.tag_head`): an intent classifier that also tags the data's entities."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import TINY_TEACHER_SETTINGS
+from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
+from rasa_kd.nlu_data.entity_tags import IGNORE, OUTSIDE, entity_spans, entity_types, piece_tags, tag_names
+from rasa_kd.teachers.folder import TeacherFolder, load_tokenizer
+
+from test_entities import entity_examples
+
+TAGS = tag_names(["city", "topping"])
+
+
+def entity(text, surface, kind, occurrence=0):
+    start = -1
+    for _ in range(occurrence + 1):
+        start = text.index(surface, start + 1)
+    return {"start": start, "end": start + len(surface), "entity": kind, "value": surface}
+
+
+CASES = [  # text, entities: multi-piece words, non-ASCII, punctuation, start and end of the text
+    ("pepperoni pizza please", [("pepperoni", "topping")]),
+    ("i want jalapeño pizza now", [("jalapeño", "topping")]),
+    ("a slice, anchovies!", [("anchovies", "topping")]),
+    ("weather in são paulo?", [("são paulo", "city")]),
+    ("forecast for zürich", [("zürich", "city")]),
+]
+
+
+def encode(tokenizer, text):
+    encoded = tokenizer([text], return_offsets_mapping=True)
+    return encoded["offset_mapping"][0], encoded.word_ids(0)
+
+
+def one_hot(tags):
+    probabilities = np.zeros((len(tags), len(TAGS)), dtype=np.float32)
+    for row, tag in enumerate(tags):
+        probabilities[row, OUTSIDE_ID if tag == IGNORE else tag] = 1.0
+    return probabilities
+
+
+OUTSIDE_ID = TAGS.index(OUTSIDE)
+
+
+def test_tag_names_are_outside_then_b_and_i_per_type_in_sorted_order():
+    examples = [Example("x", "a", [{"start": 0, "end": 1, "entity": "topping"}]),
+                Example("y", "a", [{"start": 0, "end": 1, "entity": "city"}])]
+    assert entity_types(examples) == ["city", "topping"]
+    assert tag_names(entity_types(examples)) == ["O", "B-city", "I-city", "B-topping", "I-topping"]
+
+
+@pytest.mark.parametrize("labelling", ["first", "all"])
+@pytest.mark.parametrize("text, marked", CASES)
+def test_gold_tags_decode_back_to_the_gold_spans(tiny_bert_dir, text, marked, labelling):
+    tokenizer = load_tokenizer(str(tiny_bert_dir))
+    offsets, word_ids = encode(tokenizer, text)
+    gold = [entity(text, surface, kind) for surface, kind in marked]
+    tags = piece_tags(offsets, word_ids, gold, TAGS, labelling)
+    assert tags[0] == IGNORE and tags[-1] == IGNORE  # [CLS], [SEP]
+    if labelling == "first":  # later pieces of a word carry no tag
+        assert all(tag == IGNORE for tag, word, previous in zip(tags[1:], word_ids[1:], word_ids)
+                   if word is not None and word == previous)
+    decoded = entity_spans(one_hot(tags), offsets, word_ids, TAGS, labelling)
+    assert [(e["start"], e["end"], e["entity"]) for e in decoded] == [(g["start"], g["end"], g["entity"]) for g in gold]
+    assert all(e["confidence"] == 1.0 for e in decoded)
+
+
+def test_adjacent_entities_of_one_type_stay_apart(tiny_bert_dir):
+    text = "cheese pepperoni"
+    gold = [entity(text, "cheese", "topping"), entity(text, "pepperoni", "topping")]
+    offsets, word_ids = encode(load_tokenizer(str(tiny_bert_dir)), text)
+    tags = piece_tags(offsets, word_ids, gold, TAGS, "all")
+    assert [TAGS[t] for t in tags if t != IGNORE][:2] == ["B-topping", "B-topping"]
+    decoded = entity_spans(one_hot(tags), offsets, word_ids, TAGS, "all")
+    assert [(e["start"], e["end"]) for e in decoded] == [(0, 6), (7, 16)]
+
+
+def test_an_inside_tag_after_outside_starts_an_entity():
+    probabilities = one_hot([OUTSIDE_ID, TAGS.index("I-city"), TAGS.index("I-city")])
+    spans = entity_spans(probabilities, [(0, 2), (3, 5), (6, 8)], [0, 1, 2], TAGS, "all")
+    assert spans == [{"start": 3, "end": 8, "entity": "city", "confidence": 1.0}]
+
+
+@pytest.fixture(scope="module")
+def joint_teacher(tmp_path_factory, tiny_bert_dir, toy_nlu):
+    from rasa_kd.teachers.fine_tune import TeacherOptions, train_from_options
+
+    folder = tmp_path_factory.mktemp("joint")
+    train, dev = entity_examples(), [e for e in entity_examples() if "pizza" in e.text][:4]
+    write_examples(folder / "train.yml", read_examples(toy_nlu["train"]) + train)
+    write_examples(folder / "dev.yml", read_examples(toy_nlu["dev"]) + dev)
+    # all pieces: the tiny random BERT spells most entity words letter by letter, and learns them
+    # with every piece tagged (with first pieces only it stays at one intent for two epochs and stops)
+    settings = {**TINY_TEACHER_SETTINGS, "epochs": 15, "patience": 15, "labelling": "all", "entities": "auto"}
+    metrics = train_from_options(TeacherOptions(train=folder / "train.yml", dev=folder / "dev.yml",
+                                                model=str(tiny_bert_dir), out=folder / "teacher", **settings))
+    return folder / "teacher", metrics
+
+
+def test_joint_teacher_writes_its_tag_head_and_scores_entities_on_dev(joint_teacher):
+    path, metrics = joint_teacher
+    assert json.loads((path / "tags.json").read_text()) == TAGS
+    assert (path / "tag_head.safetensors").is_file()
+    assert metrics["tags"] == TAGS and metrics["dev"]["entity_f1"] > 0.5
+    assert all("dev_entity_f1" in epoch for epoch in metrics["history"])
+
+
+def test_joint_teacher_tags_a_training_sentence_and_keeps_its_intents(joint_teacher):
+    from rasa_kd.teachers.folder import predict_tag_logits
+
+    teacher = TeacherFolder(joint_teacher[0])
+    text = "pizza with pepperoni please"
+    logits = predict_tag_logits(teacher.joint, teacher.tokenizer, [text], teacher.max_length)[0]
+    offsets, word_ids = encode(teacher.tokenizer, text)
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    spans = entity_spans(probabilities, offsets, word_ids, teacher.tags, teacher.labelling)
+    assert [(text[e["start"]:e["end"]], e["entity"]) for e in spans] == [("pepperoni", "topping")]
+    # the intent logits are the classifier's own: the head adds, it changes nothing
+    joint_intents = teacher.joint(**{k: v for k, v in teacher.tokenizer([text], return_tensors="pt").items()
+                                     if k != "token_type_ids"}).logits.detach().numpy()
+    assert np.allclose(joint_intents, teacher.predict_logits([text]), atol=1e-5)
+
+
+def test_data_without_entities_or_entities_off_gives_an_intent_only_teacher(tiny_teacher_dir, tmp_path,
+                                                                            tiny_bert_dir, joint_teacher):
+    from rasa_kd.teachers.fine_tune import TeacherOptions, train_from_options
+
+    assert not (tiny_teacher_dir / "tags.json").exists() and TeacherFolder(tiny_teacher_dir).tags is None
+    train = joint_teacher[0].parent / "train.yml"
+    settings = {**TINY_TEACHER_SETTINGS, "epochs": 1}
+    metrics = train_from_options(TeacherOptions(train=train, model=str(tiny_bert_dir), out=tmp_path / "t",
+                                                **settings))  # entities off: the default
+    assert metrics["tags"] is None and not (tmp_path / "t" / "tags.json").exists()
+
+
+def test_the_multilingual_sentence_encoder_tags_thai_pieces(tiny_use, tmp_path):
+    """USE-m has one vector per piece (its n-gram token vectors) for the head to read, and Thai
+    has no spaces: with `all` an entity is a run of pieces inside one word."""
+    from rasa_kd.teachers.fine_tune import TeacherOptions, train_from_options
+    from rasa_kd.teachers.folder import predict_tag_logits
+
+    alarm, rain = "ตั้งนาฬิกาปลุก", "ฝนตกวันนี้"
+    examples = [Example(alarm, "alarm", [entity(alarm, "นาฬิกา", "device")]),
+                Example(rain, "weather", [entity(rain, "วันนี้", "date")])] * 4
+    write_examples(tmp_path / "train.yml", examples)
+    settings = {**TINY_TEACHER_SETTINGS, "epochs": 2, "labelling": "all", "entities": "auto"}
+    metrics = train_from_options(TeacherOptions(train=tmp_path / "train.yml", dev=tmp_path / "train.yml",
+                                                model=str(tiny_use["base"]), out=tmp_path / "t", **settings))
+    teacher = TeacherFolder(tmp_path / "t")
+    assert metrics["tags"] == teacher.tags == ["O", "B-date", "I-date", "B-device", "I-device"]
+    logits = predict_tag_logits(teacher.joint, teacher.tokenizer, [alarm], teacher.max_length)[0]
+    assert logits.shape == (len(teacher.encode([alarm])[0]), 5)
