@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import TINY_TEACHER_SETTINGS
+from conftest import LABEL_SETTINGS, TINY_TEACHER_SETTINGS, toy_augment_options
 from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
 from rasa_kd.nlu_data.entity_tags import IGNORE, OUTSIDE, entity_spans, entity_types, piece_tags, tag_names
 from rasa_kd.teachers.folder import TeacherFolder, load_tokenizer
@@ -154,3 +154,67 @@ def test_the_multilingual_sentence_encoder_tags_thai_pieces(tiny_use, tmp_path):
     assert metrics["tags"] == teacher.tags == ["O", "B-date", "I-date", "B-device", "I-device"]
     logits = predict_tag_logits(teacher.joint, teacher.tokenizer, [alarm], teacher.max_length)[0]
     assert logits.shape == (len(teacher.encode([alarm])[0]), 5)
+
+
+# ---------------------------------------------------------------- tags on the transfer set
+
+
+@pytest.fixture(scope="module")
+def tagged_transfer(joint_teacher, toy_nlu, toy_vectors, tmp_path_factory):
+    from rasa_kd.transfer.augment import augment
+    from rasa_kd.transfer.label import LabelOptions, label
+
+    folder = tmp_path_factory.mktemp("tagged")
+    augment(toy_augment_options(toy_nlu, toy_vectors, folder / "transfer", train=joint_teacher[0].parent / "train.yml",
+                                size=200))
+    label(LabelOptions(teacher=[joint_teacher[0]], transfer=folder / "transfer", out=folder / "labelled",
+                       **LABEL_SETTINGS))
+    return folder / "labelled"
+
+
+def test_a_joint_teacher_labels_every_sentence_with_tags_per_piece(tagged_transfer, joint_teacher):
+    from rasa_kd.formats.transfer_set import open_transfer
+
+    transfer = open_transfer(tagged_transfer, labelled=True)
+    teacher = TeacherFolder(joint_teacher[0])
+    assert transfer.tags == TAGS and transfer.meta["version"] == 2 and transfer.meta["tags"] == len(TAGS)
+    rows = transfer.dataset.select(range(0, len(transfer.dataset), 17))
+    expected = teacher.predict_tags(rows["text"])
+    for row, (logits, spans) in zip(rows, expected):
+        assert np.allclose(np.array(row["tag_logits"]), logits, atol=1e-5)
+        assert [tuple(span) for span in row["tag_spans"]] == [tuple(span) for span in spans]
+        assert all(row["text"][start:end].strip() for start, end in row["tag_spans"])
+
+
+def test_a_set_labelled_before_tags_reads_as_intent_only(toy_transfer_labelled):
+    from rasa_kd.formats.transfer_set import open_transfer
+
+    transfer = open_transfer(toy_transfer_labelled, labelled=True)
+    assert transfer.tags is None and "tag_logits" not in transfer.dataset.column_names
+
+
+def test_an_intent_only_teacher_beside_a_joint_one_leaves_the_tags_to_it(joint_teacher, tiny_teacher_dir,
+                                                                          tagged_transfer, tmp_path):
+    """An ensemble's intent logits are averaged over all its teachers, its tags over the joint ones."""
+    from rasa_kd.formats.transfer_set import open_transfer
+    from rasa_kd.transfer.label import LabelOptions, label
+
+    # the toy teacher knows the toy intents only; the joint teacher's labels include the same four
+    assert TeacherFolder(tiny_teacher_dir).labels == TeacherFolder(joint_teacher[0]).labels
+    label(LabelOptions(teacher=[tiny_teacher_dir, joint_teacher[0]], transfer=tagged_transfer, out=tmp_path / "out",
+                       **LABEL_SETTINGS))
+    both, joint_only = open_transfer(tmp_path / "out", labelled=True), open_transfer(tagged_transfer, labelled=True)
+    assert both.dataset["tag_logits"][:20] == joint_only.dataset["tag_logits"][:20]
+    assert both.dataset["logits"][:20] != joint_only.dataset["logits"][:20]
+
+
+def test_tags_without_their_columns_are_one_line(tagged_transfer, tmp_path):
+    import shutil
+
+    from rasa_kd.errors import UserError
+    from rasa_kd.formats.transfer_set import open_transfer
+
+    broken = shutil.copytree(tagged_transfer, tmp_path / "broken")
+    (broken / "tags.json").unlink()
+    with pytest.raises(UserError, match="tags.json and the columns"):
+        open_transfer(broken, labelled=True)

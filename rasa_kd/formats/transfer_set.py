@@ -12,6 +12,10 @@ Format (a folder; `datasets.Dataset.save_to_disk`, memory-mapped Arrow):
   intent   string               gold intent of originals, "" for generated sentences
   logits   list<float32>        only after `rasa-kd label`: one teacher logit per label,
                                 in the order of the folder's labels.json
+  tag_logits  list<list<float32>>  only after `rasa-kd label` with a joint teacher (one with
+                                an entity tag head): per piece of the (first) tagging teacher's
+                                tokenizer, special tokens left out, one logit per tag of tags.json
+  tag_spans   list<list<int32>>    the character span [start, end] of each of those pieces
 
 A masked word or piece is written `[MASK]` (`MASK`): every teacher's tokenizer reads it as
 its mask token (BERT-style ones have it; the multilingual teacher's adds it), and a student
@@ -28,7 +32,10 @@ Metadata files next to the Arrow files:
   transfer.json   {"format": "rasa-kd-transfer", "version": 1, "size", "counts" (by source),
                    "seed", "method", "params", "train", "exclude", ...}   (from augment)
   labels.json     teacher label names, the logits order                   (from label)
+  tags.json       entity tag names, the tag_logits order (joint teachers)  (from label)
   label.json      {"teachers", "rows", "sentences_per_s", "seconds", ...} (from label)
+Versions: label.json's "version" is 2 from the entity tags on; a set labelled before (no
+version, no tags.json, no tag columns) reads as an intent-only set.
 """
 import json
 from collections import Counter
@@ -42,9 +49,12 @@ VERSION = 1
 MASK = "[MASK]"
 META_FILE = "transfer.json"
 LABELS_FILE = "labels.json"
+TAGS_FILE = "tags.json"
+LABEL_VERSION = 2
 LABEL_META_FILE = "label.json"
 
 TEXT, SOURCE, PARENT, INTENT, LOGITS = "text", "source", "parent", "intent", "logits"
+TAG_LOGITS, TAG_SPANS = "tag_logits", "tag_spans"
 COLUMNS = (TEXT, SOURCE, PARENT, INTENT)
 SOURCES = ("original", "rules", "lm")
 NO_PARENT = -1
@@ -69,8 +79,10 @@ class TransferSet:
     """An opened transfer set: `dataset` (memory-mapped Arrow), `labels` (labels.json, the logits'
     order; None before labelling), `meta` (label.json) and `augment_meta` (transfer.json)."""
 
-    def __init__(self, path: Path, dataset, labels: Optional[List[str]], meta: Dict, augment_meta: Dict):
+    def __init__(self, path: Path, dataset, labels: Optional[List[str]], meta: Dict, augment_meta: Dict,
+                 tags: Optional[List[str]] = None):
         self.path, self.dataset, self.labels, self.meta, self.augment_meta = path, dataset, labels, meta, augment_meta
+        self.tags = tags  # tags.json: entity tag names, the tag_logits order; None without entity tags
 
     def texts(self, batch_size: int = 10_000) -> Iterator[str]:
         for batch in self.dataset.select_columns([TEXT]).iter(batch_size=batch_size):
@@ -114,17 +126,22 @@ def read_meta(path) -> Dict:
     return _read_json(file, "transfer-set metadata") if file.is_file() else {}
 
 
-def read_labels(path) -> List[str]:
-    """labels.json: the label names in the order of the logits columns."""
-    file = Path(path) / LABELS_FILE
+def read_labels(path, file_name: str = LABELS_FILE) -> List[str]:
+    """labels.json: the label names in the order of the logits columns (tags.json: the tag names)."""
+    file = Path(path) / file_name
     if not file.is_file():
-        raise UserError(f"{path}: not a labelled transfer set (no labels.json; run `rasa-kd label`)")
+        raise UserError(f"{path}: not a labelled transfer set (no {file_name}; run `rasa-kd label`)")
     labels = _read_json(file, "label names")
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
         raise UserError(f"{file}: expected a JSON list of label names")
     if len(set(labels)) != len(labels):
         raise UserError(f"{file}: label names repeat")
     return labels
+
+
+def read_tags(path) -> Optional[List[str]]:
+    """tags.json (a set labelled by a joint teacher), else None."""
+    return read_labels(path, TAGS_FILE) if (Path(path) / TAGS_FILE).is_file() else None
 
 
 def open_transfer(path, labelled: bool = False, require: Sequence[str] = ()) -> TransferSet:
@@ -158,10 +175,12 @@ def open_transfer(path, labelled: bool = False, require: Sequence[str] = ()) -> 
         raise UserError(f"{path}: the transfer set is empty")
     if dataset.data.column(TEXT).null_count:
         raise UserError(f"{path}: column text has {dataset.data.column(TEXT).null_count} empty (null) rows")
+    tags = read_tags(path) if labelled else None
     if labelled:
         check_logits(dataset, labels, path)
+        check_tags(dataset, tags, path)
     meta = _read_json(path / LABEL_META_FILE, "labelling metadata") if (path / LABEL_META_FILE).is_file() else {}
-    return TransferSet(path, dataset, labels, meta, read_meta(path))
+    return TransferSet(path, dataset, labels, meta, read_meta(path), tags)
 
 
 def check_logits(dataset, labels: Sequence[str], path: Path) -> None:
@@ -176,3 +195,19 @@ def check_logits(dataset, labels: Sequence[str], path: Path) -> None:
     unknown = sorted(intents - set(labels))
     if unknown:
         raise UserError(f"{path}: gold intents not among labels.json: {', '.join(unknown[:10])}")
+
+
+def check_tags(dataset, tags: Optional[Sequence[str]], path: Path) -> None:
+    """tags.json and the tag columns come together, one tag logit per tag and one span per piece."""
+    present = [c for c in (TAG_LOGITS, TAG_SPANS) if c in dataset.column_names]
+    if tags is None and not present:
+        return
+    if tags is None or len(present) < 2:
+        raise UserError(f"{path}: entity tags need tags.json and the columns {TAG_LOGITS} and {TAG_SPANS} "
+                        f"together (re-run `rasa-kd label`)")
+    first = dataset[0]
+    if first[TAG_LOGITS] and len(first[TAG_LOGITS][0]) != len(tags):
+        raise UserError(f"{path}: tags.json names {len(tags)} tags but the tag logits have "
+                        f"{len(first[TAG_LOGITS][0])} columns (re-run `rasa-kd label`)")
+    if len(first[TAG_LOGITS]) != len(first[TAG_SPANS]):
+        raise UserError(f"{path}: tag logits and tag spans differ in length (re-run `rasa-kd label`)")

@@ -21,7 +21,7 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ import transformers
 from transformers import AutoTokenizer
 
 from rasa_kd.errors import UserError
-from rasa_kd.nlu_data.entity_tags import LABELLINGS
+from rasa_kd.nlu_data.entity_tags import LABELLINGS, is_special
 from rasa_kd.teachers.pooling import POOLINGS, MeanPooledClassifier, with_pooling
 from rasa_kd.teachers.tag_head import JointTeacher, read_tags
 
@@ -293,6 +293,20 @@ class TeacherFolder:
     def predict_logits(self, texts: Sequence[str], batch_size: int = 64):
         """Logits [n, len(labels)] (float32 numpy), in input order."""
         return predict_logits(self.classifier, self.tokenizer, texts, self.max_length, batch_size)
+
+    def predict_tags(self, texts: Sequence[str], batch_size: int = 64) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """A joint teacher's tags per text: (tag logits [pieces, tags] float32, their character spans
+        [pieces, 2] int32), the special tokens left out; in input order."""
+        logits = predict_tag_logits(self.joint, self.tokenizer, texts, self.max_length, batch_size)
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+                                 return_offsets_mapping=True)
+        out = []
+        for row, rows_logits in enumerate(logits):
+            keep = [i for i, (span, word) in enumerate(zip(encoded["offset_mapping"][row], encoded.word_ids(row)))
+                    if not is_special(span, word)]
+            spans = np.array([encoded["offset_mapping"][row][i] for i in keep], dtype=np.int32).reshape(-1, 2)
+            out.append((rows_logits[keep], spans))
+        return out
 
     def word_embeddings(self):
         return self.base_model.get_input_embeddings().weight.detach().float().cpu().numpy().copy()

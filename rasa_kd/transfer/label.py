@@ -4,9 +4,14 @@ Rows are sorted by token length and run in batches (`torch.inference_mode`, all
 available cores), so padding stays small. With several --teacher folders (an
 ensemble) the teachers must have identical labels.json; their logits are averaged.
 
+Entities: teachers with an entity tag head (`rasa-kd teacher --entities auto`) also give
+each sentence's tag logits per piece (`tag_logits`, `tag_spans`): the pieces are the first
+such teacher's; another joint teacher's logits (same tags.json) are averaged in at the piece
+that covers each piece's first character.
+
 Resumable: work goes to shards next to the output, `.<OUT name>.label-shards/`
-(`plan.json` plus `shard-00012.npz`, each holding the row `indices` (int64) and
-their `logits` (float32), written atomically). Shard k always holds the same rows,
+(`plan.json` plus `shard-00012.npz`, each holding the row `indices` (int64), their
+`logits` (float32) and, with entity tags, their tag logits and spans, written atomically). Shard k always holds the same rows,
 so a killed run, re-run with the same arguments, labels only the missing shards:
 no row is lost or repeated, and the logits equal those of an uninterrupted run.
 A changed transfer set, teacher or batching starts afresh. The shards are deleted
@@ -23,6 +28,7 @@ run resumes with any number of processes.
 Output folder (written all-or-nothing; format in rasa_kd/formats/transfer_set.py):
   Arrow dataset   the transfer set's columns + `logits` (list of float32, one per label)
   labels.json     the teacher's label names, the order of the logits
+  tags.json       with joint teachers: the entity tag names, the order of tag_logits
   label.json      teachers, rows, throughput (sentences/s), seconds, batching, threads
   transfer.json   copied from the transfer set (when it has one)
 """
@@ -75,13 +81,18 @@ class LabelOptions:
 
 
 def load_teachers(paths: Sequence[Path], max_length: int = None, device=None) -> List[TeacherFolder]:
-    """The ensemble's teacher folders, checked to share one label list."""
+    """The ensemble's teacher folders, checked to share one label list (and its taggers one tag list)."""
     teachers = [TeacherFolder(p, max_length, device) for p in paths]
     for folder in teachers:
         if not folder.is_classifier:
             raise UserError(f"{folder.path}: not a teacher folder (needs config.json and labels.json; "
                             f"make one with `rasa-kd teacher`)")
     same_labels(teachers)
+    taggers = [t for t in teachers if t.tags]
+    for other in taggers[1:]:
+        if other.tags != taggers[0].tags:
+            raise UserError(f"{other.path}: tags.json differs from {taggers[0].path}'s (an ensemble of joint "
+                            f"teachers needs identical tag lists in the same order)")
     return teachers
 
 
@@ -114,10 +125,11 @@ def shard_path(work: Path, k: int) -> Path:
     return work / f"shard-{k:05d}.npz"
 
 
-def write_shard(path: Path, indices, logits) -> None:
+def write_shard(path: Path, indices, logits, tags: Optional[Dict[str, np.ndarray]] = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, indices=np.asarray(indices, dtype=np.int64), logits=np.asarray(logits, dtype=np.float32))
+        np.savez(f, indices=np.asarray(indices, dtype=np.int64), logits=np.asarray(logits, dtype=np.float32),
+                 **(tags or {}))
     os.replace(tmp, path)
 
 
@@ -160,27 +172,78 @@ def label_shard(teachers: List[TeacherFolder], encoded: List[TokenIds], rows: Li
     return out / len(teachers)
 
 
+def on_pieces(spans: np.ndarray, other_spans: np.ndarray, other_logits: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Another teacher's tag logits on these pieces: at its piece that covers (or, in a gap, follows)
+    each piece's first character; the piece's own logits where it has none (truncated)."""
+    out = own.copy()
+    if not len(other_spans):
+        return out
+    found = np.searchsorted(other_spans[:, 1], spans[:, 0], side="right")
+    has = found < len(other_spans)
+    out[has] = other_logits[found[has]]
+    return out
+
+
+def tag_shard(taggers: List[TeacherFolder], texts: Sequence[str], batch_size: int) -> Dict[str, np.ndarray]:
+    """The taggers' averaged tag logits of `texts`, flat: tag_lengths [rows], tag_logits
+    [pieces, tags], tag_spans [pieces, 2] (the first tagger's pieces)."""
+    first, *others = [tagger.predict_tags(texts, batch_size) for tagger in taggers]
+    rows = []
+    for row, (logits, spans) in enumerate(first):
+        total = logits.copy()
+        for other in others:
+            total += on_pieces(spans, other[row][1], other[row][0], logits)
+        rows.append((total / len(taggers), spans))
+    width = len(taggers[0].tags)
+    return {"tag_lengths": np.array([len(spans) for _, spans in rows], dtype=np.int64),
+            "tag_logits": np.concatenate([l for l, _ in rows]).astype(np.float32) if rows else np.zeros((0, width)),
+            "tag_spans": np.concatenate([s for _, s in rows]).astype(np.int32) if rows else np.zeros((0, 2))}
+
+
 def assemble(work: Path, n_shards: int, n_rows: int, n_labels: int):
-    """The N x labels logits from the shards, checking every row appears exactly once."""
+    """The N x labels logits from the shards, checking every row appears exactly once, and the
+    rows' (tag logits, tag spans) when the shards hold tags (else None)."""
     logits = np.zeros((n_rows, n_labels), dtype=np.float32)
     seen = np.zeros(n_rows, dtype=np.int64)
+    tags: Optional[List] = None
     for k in range(n_shards):
         with np.load(shard_path(work, k)) as shard:
             logits[shard["indices"]] = shard["logits"]
             np.add.at(seen, shard["indices"], 1)
+            if "tag_lengths" in shard:
+                tags = tags or [None] * n_rows
+                ends = np.cumsum(shard["tag_lengths"])
+                for row, end, length in zip(shard["indices"], ends, shard["tag_lengths"]):
+                    tags[row] = (shard["tag_logits"][end - length:end], shard["tag_spans"][end - length:end])
     if not (seen == 1).all():
         raise UserError(f"{work}: shards cover {int((seen > 0).sum())} of {n_rows} rows "
                         f"({int((seen > 1).sum())} repeated); delete the folder and re-run")
-    return logits
+    return logits, tags
 
 
-def with_logits(dataset, logits):
-    if "logits" in dataset.column_names:
-        dataset = dataset.remove_columns("logits")
+def nested_lists(rows: Sequence[np.ndarray], value_type) -> pa.Array:
+    """Arrow list<list<value_type>> from one 2-D array per row."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    width = rows[0].shape[1] if len(rows) else 0
+    flat = np.concatenate([r.reshape(-1, width) for r in rows]) if len(rows) else np.zeros((0, width))
+    inner = pa.ListArray.from_arrays(pa.array(np.arange(0, len(flat) * width + 1, width, dtype=np.int32)),
+                                     pa.array(flat.reshape(-1), type=value_type))
+    return pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)), inner)
+
+
+def with_logits(dataset, logits, tags: Optional[Sequence] = None):
+    """The dataset with the logits column (and, given per-row (tag logits, spans), the tag columns)."""
+    stale = [c for c in (transfer_set.LOGITS, transfer_set.TAG_LOGITS, transfer_set.TAG_SPANS)
+             if c in dataset.column_names]
+    if stale:
+        dataset = dataset.remove_columns(stale)
     n, width = logits.shape
     offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
     column = pa.ListArray.from_arrays(offsets, pa.array(logits.reshape(-1), type=pa.float32()))
-    table = dataset.data.table.append_column("logits", column)
+    table = dataset.data.table.append_column(transfer_set.LOGITS, column)
+    if tags is not None:
+        table = table.append_column(transfer_set.TAG_LOGITS, nested_lists([t[0] for t in tags], pa.float32()))
+        table = table.append_column(transfer_set.TAG_SPANS, nested_lists([t[1] for t in tags], pa.int32()))
     return datasets.Dataset(datasets.table.InMemoryTable(table))
 
 
@@ -199,8 +262,10 @@ def label(args: LabelOptions) -> Dict:
     encoded = [TokenIds(t, dataset) for t in teachers]
     order = length_order(encoded[0].lengths.tolist())
     shards = shard_rows(order, args.batch_size, args.shard_size)
+    taggers = [t for t in teachers if t.tags]
     plan = {"transfer": str(Path(args.transfer).resolve()), "rows": n_rows, "fingerprint": text_fingerprint(dataset),
-            "teachers": [t.identity() for t in teachers], "batch_size": args.batch_size, "shards": len(shards)}
+            "teachers": [t.identity() for t in teachers], "batch_size": args.batch_size, "shards": len(shards),
+            "tags": taggers[0].tags if taggers else None}
     work = shards_dir(out)
     if distributed.is_main():
         prepare_work(work, plan)
@@ -213,16 +278,19 @@ def label(args: LabelOptions) -> Dict:
                disable=args.quiet or not distributed.is_main())
     started = time.time()
     for k in mine:
-        write_shard(shard_path(work, k), shards[k], label_shard(teachers, encoded, shards[k], args.batch_size))
+        tags = tag_shard(taggers, dataset.select(shards[k])[TEXT], args.batch_size) if taggers else None
+        write_shard(shard_path(work, k), shards[k], label_shard(teachers, encoded, shards[k], args.batch_size), tags)
         bar.update(len(shards[k]))
     bar.close()
     distributed.barrier()
     seconds = time.time() - started
     if not distributed.is_main():
         return {}
-    logits = assemble(work, len(shards), n_rows, len(teachers[0].labels))
+    logits, tags = assemble(work, len(shards), n_rows, len(teachers[0].labels))
     labelled_now = n_rows - resumed
-    meta = {"teachers": [str(t.path) for t in teachers], "labels": len(teachers[0].labels), "rows": n_rows,
+    meta = {"version": transfer_set.LABEL_VERSION, "teachers": [str(t.path) for t in teachers],
+            "labels": len(teachers[0].labels), "tags": len(taggers[0].tags) if taggers else 0,
+            "taggers": [str(t.path) for t in taggers], "rows": n_rows,
             "rows_labelled_this_run": labelled_now, "rows_resumed": resumed, "seconds": round(seconds, 2),
             "sentences_per_s": round(labelled_now / max(seconds, 1e-9), 1),
             "batch_size": args.batch_size, "max_length": [t.max_length for t in teachers],
@@ -230,9 +298,12 @@ def label(args: LabelOptions) -> Dict:
             "threads": torch.get_num_threads(), "transfer": str(args.transfer),
             "agreement_with_gold": gold_agreement(dataset, logits, teachers[0].labels)}
     with atomic_output_dir(out, args.force) as tmp:
-        with_logits(dataset, logits).save_to_disk(str(tmp))
+        with_logits(dataset, logits, tags).save_to_disk(str(tmp))
         (tmp / transfer_set.LABELS_FILE).write_text(json.dumps(teachers[0].labels, indent=1, ensure_ascii=False) + "\n",
                                                 encoding="utf-8")
+        if taggers:
+            (tmp / transfer_set.TAGS_FILE).write_text(json.dumps(taggers[0].tags, indent=1, ensure_ascii=False)
+                                                      + "\n", encoding="utf-8")
         (tmp / transfer_set.LABEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         source_meta = Path(args.transfer) / transfer_set.META_FILE
         if source_meta.is_file():
