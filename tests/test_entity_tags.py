@@ -7,7 +7,8 @@ import pytest
 
 from conftest import LABEL_SETTINGS, TINY_TEACHER_SETTINGS, toy_augment_options
 from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
-from rasa_kd.nlu_data.entity_tags import IGNORE, OUTSIDE, entity_spans, entity_types, piece_tags, tag_names
+from rasa_kd.nlu_data.entity_tags import (IGNORE, OUTSIDE, covering_pieces, entity_spans, entity_types, piece_tags,
+                                          spread_to_pieces, tag_names)
 from rasa_kd.teachers.folder import TeacherFolder, load_tokenizer
 
 from test_entities import entity_examples
@@ -83,6 +84,25 @@ def test_an_inside_tag_after_outside_starts_an_entity():
     probabilities = one_hot([OUTSIDE_ID, TAGS.index("I-city"), TAGS.index("I-city")])
     spans = entity_spans(probabilities, [(0, 2), (3, 5), (6, 8)], [0, 1, 2], TAGS, "all")
     assert spans == [{"start": 3, "end": 8, "entity": "city", "confidence": 1.0}]
+
+
+def test_a_first_labelled_tagging_spreads_to_the_later_pieces_of_each_word(tiny_bert_dir):
+    """`first` decodes words from their first piece; spread, every piece decodes to the same span."""
+    text = "weather in são paulo?"
+    offsets, word_ids = encode(load_tokenizer(str(tiny_bert_dir)), text)
+    gold = [entity(text, "são paulo", "city")]
+    first = one_hot(piece_tags(offsets, word_ids, gold, TAGS, "first"))
+    spread = spread_to_pieces(np.log(first + 1e-6), word_ids, TAGS)
+    inside = [TAGS[i] for i, (start, _) in zip(spread.argmax(axis=1), offsets) if start >= gold[0]["start"]][:-2]
+    assert inside[0] == "B-city" and set(inside[1:]) == {"I-city"}  # up to "?" and [SEP]
+    decoded = entity_spans(np.exp(spread), offsets, word_ids, TAGS, "all")
+    assert [(e["start"], e["end"]) for e in decoded] == [(gold[0]["start"], gold[0]["end"])]
+
+
+def test_covering_pieces_finds_the_piece_under_each_first_character():
+    pieces = np.array([[0, 5], [6, 8], [8, 12]])
+    assert covering_pieces([[0, 2], [2, 5], [6, 7], [9, 12], [5, 6], [13, 14]], pieces).tolist() == [0, 0, 1, 2, 1, -1]
+    assert covering_pieces([[0, 1]], np.zeros((0, 2))).tolist() == [-1]
 
 
 @pytest.fixture(scope="module")

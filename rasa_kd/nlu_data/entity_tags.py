@@ -110,3 +110,31 @@ def entity_spans(probabilities: np.ndarray, offsets: Sequence[Span], word_ids: S
         scores = entity.pop("scores")
         entity["confidence"] = float(sum(scores) / len(scores))
     return entities
+
+
+def covering_pieces(spans: np.ndarray, other_spans: np.ndarray) -> np.ndarray:
+    """For each span [n, 2], the index of the span of `other_spans` [m, 2] (sorted, disjoint) that
+    covers or, in a gap, follows its first character; -1 where there is none (past the end)."""
+    spans, other_spans = np.asarray(spans).reshape(-1, 2), np.asarray(other_spans).reshape(-1, 2)
+    if not len(other_spans):
+        return np.full(len(spans), -1, dtype=np.int64)
+    found = np.searchsorted(other_spans[:, 1], spans[:, 0], side="right")
+    return np.where(found < len(other_spans), found, -1)
+
+
+def spread_to_pieces(logits: np.ndarray, word_ids: Sequence[Optional[int]], names: Sequence[str]) -> np.ndarray:
+    """Tag logits of a `first`-labelled model for every piece: a word's later pieces take its first
+    piece's logits with each `B-x` folded into `I-x` (they continue what the first piece began)."""
+    out = np.array(logits, dtype=np.float32, copy=True)
+    begins = [i for i, name in enumerate(names) if name.startswith("B-")]
+    insides = [names.index("I-" + names[i][2:]) for i in begins]
+    first = None
+    for row, word in enumerate(word_ids):
+        if word is None or first is None or word_ids[first] != word:
+            first = row if word is not None else None
+            continue
+        source = logits[first]
+        out[row] = source
+        out[row, insides] = np.logaddexp(source[begins], source[insides])
+        out[row, begins] = source.min() - 10.0  # a later piece never begins an entity
+    return out

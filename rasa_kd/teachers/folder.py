@@ -29,7 +29,7 @@ import transformers
 from transformers import AutoTokenizer
 
 from rasa_kd.errors import UserError
-from rasa_kd.nlu_data.entity_tags import LABELLINGS, is_special
+from rasa_kd.nlu_data.entity_tags import LABELLINGS, is_special, spread_to_pieces
 from rasa_kd.teachers.pooling import POOLINGS, MeanPooledClassifier, with_pooling
 from rasa_kd.teachers.tag_head import JointTeacher, read_tags
 
@@ -296,13 +296,17 @@ class TeacherFolder:
 
     def predict_tags(self, texts: Sequence[str], batch_size: int = 64) -> List[Tuple[np.ndarray, np.ndarray]]:
         """A joint teacher's tags per text: (tag logits [pieces, tags] float32, their character spans
-        [pieces, 2] int32), the special tokens left out; in input order."""
+        [pieces, 2] int32), the special tokens left out; in input order. Every piece has its tag
+        (`first`-labelled teachers: spread to the later pieces of each word, `spread_to_pieces`)."""
         logits = predict_tag_logits(self.joint, self.tokenizer, texts, self.max_length, batch_size)
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
                                  return_offsets_mapping=True)
         out = []
         for row, rows_logits in enumerate(logits):
-            keep = [i for i, (span, word) in enumerate(zip(encoded["offset_mapping"][row], encoded.word_ids(row)))
+            word_ids = encoded.word_ids(row)
+            if self.labelling == "first":
+                rows_logits = spread_to_pieces(rows_logits, word_ids, self.tags)
+            keep = [i for i, (span, word) in enumerate(zip(encoded["offset_mapping"][row], word_ids))
                     if not is_special(span, word)]
             spans = np.array([encoded["offset_mapping"][row][i] for i in keep], dtype=np.int32).reshape(-1, 2)
             out.append((rows_logits[keep], spans))

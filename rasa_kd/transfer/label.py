@@ -57,6 +57,7 @@ from rasa_kd.errors import UserError
 from rasa_kd.formats import transfer_set
 from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
 from rasa_kd.formats.transfer_set import TEXT
+from rasa_kd.nlu_data.entity_tags import covering_pieces
 from rasa_kd.options import option
 from rasa_kd.teachers.folder import TeacherFolder, length_order, same_labels
 
@@ -173,14 +174,11 @@ def label_shard(teachers: List[TeacherFolder], encoded: List[TokenIds], rows: Li
 
 
 def on_pieces(spans: np.ndarray, other_spans: np.ndarray, other_logits: np.ndarray, own: np.ndarray) -> np.ndarray:
-    """Another teacher's tag logits on these pieces: at its piece that covers (or, in a gap, follows)
-    each piece's first character; the piece's own logits where it has none (truncated)."""
+    """Another teacher's tag logits on these pieces (`covering_pieces`); the piece's own logits where
+    it has none (truncated)."""
     out = own.copy()
-    if not len(other_spans):
-        return out
-    found = np.searchsorted(other_spans[:, 1], spans[:, 0], side="right")
-    has = found < len(other_spans)
-    out[has] = other_logits[found[has]]
+    found = covering_pieces(spans, other_spans)
+    out[found >= 0] = other_logits[found[found >= 0]]
     return out
 
 
