@@ -93,8 +93,8 @@ def test_a_first_labelled_tagging_spreads_to_the_later_pieces_of_each_word(tiny_
     gold = [entity(text, "são paulo", "city")]
     first = one_hot(piece_tags(offsets, word_ids, gold, TAGS, "first"))
     spread = spread_to_pieces(np.log(first + 1e-6), word_ids, TAGS)
-    inside = [TAGS[i] for i, (start, _) in zip(spread.argmax(axis=1), offsets) if start >= gold[0]["start"]][:-2]
-    assert inside[0] == "B-city" and set(inside[1:]) == {"I-city"}  # up to "?" and [SEP]
+    inside = [TAGS[i] for i, (start, _) in zip(spread.argmax(axis=1), offsets) if start >= gold[0]["start"]][:-1]
+    assert inside[0] == "B-city" and set(inside[1:]) == {"I-city"}  # all but the "?"
     decoded = entity_spans(np.exp(spread), offsets, word_ids, TAGS, "all")
     assert [(e["start"], e["end"]) for e in decoded] == [(gold[0]["start"], gold[0]["end"])]
 
