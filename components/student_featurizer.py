@@ -125,10 +125,10 @@ def featurize(student: Any, messages: List[Message], attribute: Text, origin: Te
     """Add the student's sentence and per-Rasa-token features of `attribute` to `messages`
     (from one forward pass) and return each message's intent probabilities from that pass."""
     analyses = student.analyse([message.get(attribute) or "" for message in messages])
-    for message, (_, sentence, vectors, offsets) in zip(messages, analyses):
-        sequence = pool_onto_tokens(np.asarray(vectors, dtype=np.float32), offsets,
+    for message, analysis in zip(messages, analyses):
+        sequence = pool_onto_tokens(np.asarray(analysis.tokens, dtype=np.float32), analysis.offsets,
                                     message.get(TOKENS_NAMES[attribute]) or [])
         for kind, matrix in ((FEATURE_TYPE_SEQUENCE, sequence),
-                             (FEATURE_TYPE_SENTENCE, np.asarray(sentence, dtype=np.float32)[None, :])):
+                             (FEATURE_TYPE_SENTENCE, np.asarray(analysis.sentence, dtype=np.float32)[None, :])):
             message.add_features(Features(matrix, kind, attribute, origin))
-    return [probabilities for probabilities, *_ in analyses]
+    return [analysis.probabilities for analysis in analyses]

@@ -226,7 +226,9 @@ def truncate(path: Path) -> None:
 
 def newer_format(student: Path) -> None:
     manifest = json.loads((student / "student.json").read_text())
-    (student / "student.json").write_text(json.dumps({**manifest, "format_version": manifest["format_version"] + 1}))
+    from rasa_kd.formats.student_package import FORMAT_VERSION
+
+    (student / "student.json").write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
 
 
 BROKEN_PACKAGES = {  # case -> (how the copied package is broken, what the one line says)

@@ -238,3 +238,56 @@ def test_tags_without_their_columns_are_one_line(tagged_transfer, tmp_path):
     (broken / "tags.json").unlink()
     with pytest.raises(UserError, match="tags.json and the columns"):
         open_transfer(broken, labelled=True)
+
+
+# ---------------------------------------------------------------- the student's token head
+
+TINY_BILSTM = ["--hidden-size", "16", "--fc-size", "16", "--batch-size", "16", "--learning-rate", "1e-2"]
+
+
+@pytest.fixture(scope="module")
+def tagging_student(tagged_transfer, joint_teacher, tmp_path_factory):
+    from rasa_kd.students import distil
+
+    out = tmp_path_factory.mktemp("tagging") / "student"
+    dev = joint_teacher[0].parent / "dev.yml"
+    manifest = distil.distil(distil.parse(["--transfer", tagged_transfer, "--dev", dev, "--out", out, *TINY_BILSTM,
+                                           "--epochs", "20", "--patience", "0"]))
+    return out, manifest
+
+
+def test_a_student_learns_the_teachers_tags_from_the_same_forward_pass(tagging_student):
+    from rasa_kd.students import load
+
+    path, manifest = tagging_student
+    assert manifest["tags"] == TAGS and manifest["config"]["n_tags"] == len(TAGS) and manifest["format_version"] == 2
+    assert manifest["metrics"]["dev"]["entity_f1"] > 0.5
+    assert [h["selection"] for h in manifest["recipe"]["dev_history"]]  # epochs chosen on intents and entities
+    student = load(path)
+    # sentences kept out of training (the toy intents use "pepperoni" and "cheese" without entities)
+    pizza, city = student.analyse(["i want mushrooms pizza now", "forecast for zürich, please"])
+    assert student.labels[int(np.argmax(pizza.probabilities))] == "order_pizza"
+    assert [(e["start"], e["end"], e["entity"]) for e in pizza.entities] == [(7, 16, "topping")]
+    assert [(e["start"], e["end"], e["entity"]) for e in city.entities] == [(13, 19, "city")]
+    assert 0 < pizza.entities[0]["confidence"] <= 1
+
+
+def test_the_onnx_student_gives_the_same_entities_in_one_call(tagging_student, tmp_path):
+    import shutil
+
+    from rasa_kd.students import load
+    from rasa_kd.students.export import export
+
+    path = shutil.copytree(tagging_student[0], tmp_path / "student")
+    export(path, onnx=True, quantized=True)
+    texts = ["i want mushrooms pizza now", "weather in lisbon?", "forecast for zürich, please", "hello"]
+    def spans(entities):
+        return [[(e["start"], e["end"], e["entity"]) for e in row] for row in entities]
+
+    torch_entities = load(path, runtime="pytorch").entities(texts)
+    for runtime in ("onnx", "int8"):
+        entities = load(path, runtime=runtime).entities(texts)
+        assert spans(entities) == spans(torch_entities)
+        assert [e["confidence"] for row in entities for e in row] == pytest.approx(
+            [e["confidence"] for row in torch_entities for e in row], abs=1e-4 if runtime == "onnx" else 0.05)
+    assert [o.name for o in load(path, runtime="onnx").backend.session.get_outputs()][-1] == "tag_logits"

@@ -381,8 +381,9 @@ def test_analyse_gives_predict_encode_and_encode_tokens_in_one_pass(word_package
     texts = ["  Hello, rain!", "book a table for my friend please now", ""]  # padded in one batch
     analyses = student.analyse(texts)
     assert len(analyses) == 3
-    for text, (probabilities, sentence, vectors, offsets), expected_probabilities, expected_sentence in zip(
+    for text, (probabilities, sentence, vectors, offsets, entities), expected_probabilities, expected_sentence in zip(
             texts, analyses, student.predict(texts), student.encode(texts)):
+        assert entities == []  # a student without entity tags
         expected_vectors, expected_offsets = student.encode_tokens(text)
         assert np.allclose(probabilities, expected_probabilities, atol=1e-5)
         assert np.allclose(sentence, expected_sentence, atol=1e-5)
@@ -412,7 +413,7 @@ def corrupt(package: Path, tmp_path: Path, change) -> Path:
     (lambda p: (p / "model.safetensors").unlink(), r"model.safetensors: not found \(use the complete package"),
     (lambda p: (p / "vocab.txt").write_text("a\nb\n"), "not a rasa-kd word vocabulary"),
     (lambda p: (p / "student.json").write_text(json.dumps({
-        **json.loads((p / "student.json").read_text()), "format_version": 2})), "newer than this rasa-kd reads"),
+        **json.loads((p / "student.json").read_text()), "format_version": 3})), "newer than this rasa-kd reads"),
     (lambda p: (p / "student.json").write_text(json.dumps({
         **json.loads((p / "student.json").read_text()), "labels": LABELS[:3]})), "names 3 labels but the model has 4 outputs"),
     (lambda p: (p / "student.json").write_text(json.dumps({

@@ -24,11 +24,13 @@ A student package is a folder:
 student.json (JSON object, UTF-8):
 
     format          "rasa-kd-student"
-    format_version  1 (a reader refuses packages with a newer version)
+    format_version  1, or 2 with entity tags (a reader refuses packages with a newer version)
     architecture    "bilstm" or "bert"
     config          the architecture's hyperparameters (enough to rebuild the model:
                     sizes, embedding mode, pooling, vocab_size, n_labels, ...)
     labels          label names in the order of the model's outputs
+    tags            optional: entity tag names (BIO, `rasa_kd.nlu_data.entity_tags`) in the
+                    order of the token head's outputs (config n_tags)
     tokenizer       {"kind": "words" | "wordpieces", "max_length": int, "vocab_size": int,
                      "file": "vocab.txt" | "tokenizer.json", ...}
     teacher         {"path", "name", "model_type", "fingerprint"}: the teacher that
@@ -68,7 +70,8 @@ from rasa_kd.students.tokenizers import describe, save_hf_tokenizer_files
 logger = logging.getLogger(__name__)
 
 FORMAT = "rasa-kd-student"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+INTENT_ONLY_VERSION = 1  # what a package without entity tags is written as: every reader since 1 reads it
 MANIFEST = "student.json"
 WEIGHTS = "model.safetensors"
 ONNX = "model.onnx"
@@ -112,6 +115,9 @@ def read_manifest(path) -> Dict:
     if not isinstance(config, dict) or config.get("n_labels") != len(labels):
         outputs = config.get("n_labels") if isinstance(config, dict) else None
         raise UserError(f"{manifest_path}: names {len(labels)} labels but the model has {outputs} outputs")
+    if len(manifest.get("tags") or []) != config.get("n_tags", 0):
+        raise UserError(f"{manifest_path}: names {len(manifest.get('tags') or [])} entity tags but the model has "
+                        f"{config.get('n_tags', 0)} tag outputs")
     return manifest
 
 
@@ -235,7 +241,8 @@ def update_manifest(path, **entries) -> Dict:
 
 
 def save_package(folder, model, tokenizer, labels: List[str], *, teacher: Optional[Dict] = None,
-                 recipe: Optional[Dict] = None, metrics: Optional[Dict] = None, hf_tokenizer=None) -> Dict:
+                 recipe: Optional[Dict] = None, metrics: Optional[Dict] = None, hf_tokenizer=None,
+                 tags: Optional[List[str]] = None) -> Dict:
     """Write a complete package into `folder` (the caller makes the folder atomic); returns the manifest."""
     from safetensors.torch import save_file
 
@@ -249,10 +256,11 @@ def save_package(folder, model, tokenizer, labels: List[str], *, teacher: Option
     token_dim = model.student_config.sentence_dim
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if tags else INTENT_ONLY_VERSION,
         "architecture": model.architecture,
         "config": model.student_config.as_dict(),
         "labels": list(labels),
+        **({"tags": list(tags)} if tags else {}),
         "tokenizer": {**describe(tokenizer), "files": files},
         "teacher": teacher or {},
         "recipe": recipe or {},

@@ -14,7 +14,8 @@ model exportable to ONNX with dynamic batch and length).
 
 `forward(input_ids, attention_mask)` returns `(logits, sentence, tokens)`:
 logits [n, n_labels], the pooled sentence vector [n, 2*hidden] and the token
-vectors [n, length, 2*hidden] (zeros at padding).
+vectors [n, length, 2*hidden] (zeros at padding); with entity tags (`n_tags`)
+also `tag_logits` [n, length, n_tags] from a linear token head on the token vectors.
 """
 from typing import Dict, Optional, Union
 
@@ -61,6 +62,7 @@ class BiLSTMStudent(nn.Module):
         self.fc = nn.Linear(2 * hidden, config.fc_size)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.fc_size, config.n_labels)
+        self.tag_classifier = nn.Linear(2 * hidden, config.n_tags) if config.n_tags else None
 
     def _set_vectors(self, vectors: torch.Tensor) -> None:
         for embedding in (self.static_embedding, self.trained_embedding):
@@ -96,7 +98,9 @@ class BiLSTMStudent(nn.Module):
             last = gather_positions(forward_states, (lengths - 1).unsqueeze(1)).squeeze(1)
             sentence = torch.cat([last, backward_states[:, 0]], dim=-1)
         hidden = self.dropout(torch.relu(self.fc(sentence)))
-        return self.classifier(hidden), sentence, tokens
+        if self.tag_classifier is None:
+            return self.classifier(hidden), sentence, tokens
+        return self.classifier(hidden), sentence, tokens, self.tag_classifier(self.dropout(tokens))
 
     @staticmethod
     def is_embedding_parameter(name: str) -> bool:

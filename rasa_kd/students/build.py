@@ -110,7 +110,8 @@ def build_bilstm(options: DistilOptions, n_labels: int, teacher: Optional[Teache
     vectors = reduce_dimension(vectors, options.embedding_dim)
     config = BiLSTMConfig(vocab_size=int(vectors.shape[0]), embedding_dim=int(vectors.shape[1]), n_labels=n_labels,
                           mode=options.embedding_mode, hidden_size=options.hidden_size or BiLSTMConfig.hidden_size,
-                          pooling=options.pooling, fc_size=options.fc_size, dropout=options.dropout, unk_id=unk_id)
+                          pooling=options.pooling, fc_size=options.fc_size, dropout=options.dropout, unk_id=unk_id,
+                          n_tags=len(transfer.tags or []))
     return tokenizer, BiLSTMStudent(config, vectors=vectors), hf_tokenizer
 
 
@@ -133,7 +134,7 @@ def build_small_bert(options: DistilOptions, n_labels: int, teacher: TeacherFold
                              intermediate_size=options.intermediate, dropout=options.dropout,
                              type_vocab_size=int(getattr(teacher_config, "type_vocab_size", 0) or
                                                  SmallBertConfig.type_vocab_size),
-                             projection=options.projection)
+                             projection=options.projection, n_tags=len(transfer.tags or []))
     model = SmallBertStudent(config)
     if options.init_from_teacher:
         if not model.widths_match(teacher_config) or teacher_config.model_type != "bert":

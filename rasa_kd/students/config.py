@@ -46,6 +46,7 @@ class BiLSTMConfig(StudentConfig):
     fc_size: int = 400
     dropout: float = DROPOUT
     unk_id: Optional[int] = None
+    n_tags: int = 0  # entity tags per piece (a token head on the BiLSTM states); 0: intents only
 
     def __post_init__(self):
         if self.mode not in BILSTM_MODES or self.pooling not in BILSTM_POOLINGS:
@@ -73,6 +74,7 @@ class SmallBertConfig(StudentConfig):
     type_vocab_size: int = 2
     dropout: float = DROPOUT
     projection: str = "linear"
+    n_tags: int = 0  # entity tags per piece (a token head on the last hidden states); 0: intents only
 
     def __post_init__(self):
         if self.projection not in PROJECTIONS:

@@ -173,12 +173,15 @@ def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callb
     callbacks = list(callbacks) + ([EarlyStoppingCallback(args.patience)] if stops else [])
     if args.hidden_weight:
         model = training.HiddenStateDistillation(model, teacher.base_model, getattr(tokenizer, "teacher_ids", None))
+    tagging = bool(transfer.tags)
     trainer = training.DistillationTrainer(
-        model=model, args=training.training_arguments(args, work / "checkpoints", best=selection != "last"),
-        train_dataset=train_set, eval_dataset=data.examples_dataset(dev, tokenizer, transfer.labels),
-        data_collator=data.Collator(tokenizer.pad_id), compute_metrics=training.metrics_function(transfer.labels),
+        model=model, args=training.training_arguments(args, work / "checkpoints", best=selection != "last",
+                                                      tagging=tagging),
+        train_dataset=train_set, eval_dataset=data.examples_dataset(dev, tokenizer, transfer.labels, transfer.tags),
+        data_collator=data.Collator(tokenizer.pad_id),
+        compute_metrics=training.metrics_function(transfer.labels, transfer.tags),
         callbacks=callbacks, loss=args.loss, temperature=args.temperature, hard_weight=args.hard_weight,
-        hidden_weight=args.hidden_weight,
+        hidden_weight=args.hidden_weight, tag_weight=args.tag_weight,
     )
     resume = training.last_checkpoint(work / "checkpoints")
     if resume:
@@ -254,6 +257,10 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     model = getattr(trainer.model, "student", trainer.model).cpu()
     dev_logits = logits_on(model, tokenizer, dev, transfer.labels)  # scored and calibrated on one pass
     metrics = {"dev": scores_of(dev_logits, dev, transfer.labels)}
+    if transfer.tags:  # entity scores of the model kept, on the dev file's gold entities
+        entity_scores = trainer.evaluate(data.examples_dataset(dev, tokenizer, transfer.labels, transfer.tags))
+        metrics["dev"].update({key[len("eval_"):]: value for key, value in entity_scores.items()
+                               if key.startswith("eval_entity_")})
     calibration = calibration_on(dev_logits, dev, transfer.labels)
     logger.info(f"calibration: temperature {calibration['temperature']:.3f} "
                 f"(dev ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f})")
@@ -268,7 +275,8 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
                   training_seconds=round(time.time() - started, 1))
     with atomic_output_dir(args.out, args.force) as folder:
         manifest = student_package.save_package(folder, model, tokenizer, transfer.labels, hf_tokenizer=hf_tokenizer,
-                                        teacher=teacher.identity() if teacher else {}, recipe=recipe, metrics=metrics)
+                                        teacher=teacher.identity() if teacher else {}, recipe=recipe, metrics=metrics,
+                                        tags=transfer.tags)
         manifest = student_package.update_manifest(folder, calibration=calibration)
         student_package.write_training_hashes(folder, original_texts)
     print_summary(args.out, metrics)

@@ -94,6 +94,8 @@ class DistilOptions:
     hidden_weight: float = option(0.0, "bert: weight β of an MSE between the student's last hidden states "
                                        "(through a learned projection) and the teacher's last layer; runs the "
                                        "teacher on every batch", group=TRAINING)
+    tag_weight: float = option(1.0, "weight γ of the entity-tag loss (soft cross-entropy per piece against the "
+                                    "teacher's tags) when the transfer set carries them", group=TRAINING)
     epochs: float = option(8, "most epochs over the transfer set", group=TRAINING)
     patience: int = option(3, "stop after N epochs without dev improvement (0: never)", group=TRAINING)
     transfer_limit: Optional[int] = option(None, "train on the first N transfer sentences only: the originals, "
@@ -123,6 +125,8 @@ def check(options: DistilOptions) -> None:
     """One UserError line for a value out of range."""
     if not 0 <= options.hard_weight <= 1:
         raise UserError(f"--hard-weight must be between 0 and 1, got {options.hard_weight}")
+    if options.tag_weight < 0:
+        raise UserError(f"--tag-weight must be at least 0, got {options.tag_weight}")
     if options.hidden_weight < 0 or (options.hidden_weight and options.student != "bert"):
         raise UserError(f"--hidden-weight must be at least 0 and needs --student bert, got {options.hidden_weight}")
     if options.temperature <= 0:

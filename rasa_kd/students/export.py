@@ -2,7 +2,8 @@
 
 --onnx      writes STUDENT/model.onnx (opset 17, dynamic batch and length; inputs
             input_ids and attention_mask int64 [batch, length]; outputs logits
-            [batch, labels], sentence [batch, d], tokens [batch, length, d]) and
+            [batch, labels], sentence [batch, d], tokens [batch, length, d], and for a
+            student with entity tags tag_logits [batch, length, tags]) and
             checks its outputs against PyTorch on sample sentences (max abs diff).
             BERT students are then passed through onnxruntime's transformer optimizer
             (attention, bias-GELU and skip-LayerNorm fusion: same outputs, about
@@ -69,11 +70,15 @@ def export_onnx(student, target: Path, opset: int = 17) -> None:
     batch = student.tokenizer(["hello there my friend", "hi"])
     inputs = (torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"]))
     dynamic = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
-               "logits": {0: "batch"}, "sentence": {0: "batch"}, "tokens": {0: "batch", 1: "length"}}
+               "logits": {0: "batch"}, "sentence": {0: "batch"}, "tokens": {0: "batch", 1: "length"},
+               "tag_logits": {0: "batch", 1: "length"}}
+    names = OUTPUT_NAMES + ["tag_logits"] if student.tags else OUTPUT_NAMES
+    if not student.tags:
+        del dynamic["tag_logits"]
     with atomic_file(target) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
         torch.onnx.export(model, inputs, str(tmp), input_names=["input_ids", "attention_mask"],
-                          output_names=OUTPUT_NAMES, dynamic_axes=dynamic, opset_version=opset,
+                          output_names=names, dynamic_axes=dynamic, opset_version=opset,
                           do_constant_folding=True, dynamo=False)
 
 

@@ -5,6 +5,9 @@
   multiplied by T² so gradients keep their scale across temperatures.
 * hard weight α: `(1 - α) * soft + α * CE(student, gold)`, the gold part averaged
   over the rows that have a gold label (id >= 0: the original sentences).
+* entity tags (`--tag-weight γ`, a transfer set with the teacher's tags): `+ γ * soft
+  cross-entropy` of the student's tag distribution per piece against the teacher's, over
+  the pieces that have one.
 * hidden states (small BERT, `--hidden-weight β`): `+ β * MSE(W·student_tokens,
   teacher_tokens)` over real (unpadded) tokens, W a learned projection to the
   teacher's width (Jiao et al. 2020); the teacher runs on each batch.
@@ -47,3 +50,13 @@ def hidden_state_loss(student_tokens: torch.Tensor, teacher_tokens: torch.Tensor
     mask = attention_mask.unsqueeze(-1).to(student_tokens.dtype)
     squared = ((student_tokens - teacher_tokens) ** 2) * mask
     return squared.sum() / (mask.sum() * student_tokens.shape[-1]).clamp(min=1.0)
+
+
+def tag_loss(student_tags: torch.Tensor, teacher_tags: torch.Tensor, tag_mask: torch.Tensor) -> torch.Tensor:
+    """Soft cross-entropy per piece [n, length, tags] against the teacher's tag logits, averaged over
+    the pieces where `tag_mask` [n, length] is 1; zero (with a gradient path) when there are none."""
+    mask = tag_mask.to(student_tags.dtype)
+    if not bool(mask.any()):
+        return student_tags.sum() * 0.0
+    per_piece = -(F.softmax(teacher_tags, dim=-1) * F.log_softmax(student_tags, dim=-1)).sum(dim=-1)
+    return (per_piece * mask).sum() / mask.sum()

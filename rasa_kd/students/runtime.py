@@ -1,11 +1,12 @@
 """A loaded student: tokenizer + model (PyTorch or onnxruntime) behind one small interface."""
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from rasa_kd.errors import UserError
 from rasa_kd.formats import student_package
+from rasa_kd.nlu_data.entity_tags import entity_spans
 from rasa_kd.students.tokenizers import load_tokenizer
 
 BATCH_SIZE = 64
@@ -61,6 +62,16 @@ class OnnxBackend:
         return tuple(self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask}))
 
 
+class Analysis(NamedTuple):
+    """What one forward pass gives for a text (`Student.analyse`)."""
+
+    probabilities: np.ndarray  # calibrated, [n_labels]
+    sentence: np.ndarray  # [d]
+    tokens: np.ndarray  # [n_tokens, d], special tokens and empty spans left out
+    offsets: List[Tuple[int, int]]  # each token's characters
+    entities: List[Dict[str, Any]]  # {start, end, entity, confidence}; [] for a student without tags
+
+
 class Student:
     """`labels`, `predict`, `encode`, `encode_tokens`; `manifest` is the package's student.json."""
 
@@ -68,6 +79,7 @@ class Student:
         self.path = Path(path)
         self.manifest = manifest
         self.labels: List[str] = list(manifest["labels"])
+        self.tags: Optional[List[str]] = manifest.get("tags")  # entity tags; None: intents only
         self.tokenizer = tokenizer
         self.backend = backend
         self.runtime = "pytorch" if backend.name == "torch" else "onnx"
@@ -118,24 +130,33 @@ class Student:
         Special tokens ([CLS], [SEP]) and empty spans are left out; a text with no
         tokens gives an empty [0, d] array.
         """
-        _, _, vectors, offsets = self.analyse([text])[0]
-        return vectors, offsets
+        analysis = self.analyse([text])[0]
+        return analysis.tokens, analysis.offsets
 
 
-    def analyse(self, texts: Sequence[str]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray, List[Tuple[int, int]]]]:
+    def analyse(self, texts: Sequence[str]) -> List[Analysis]:
         """Everything one forward pass gives, per text: calibrated probabilities [n_labels]
         (as `predict`), the sentence vector [d] (as `encode`), token vectors [n_tokens, d]
-        and their character spans (as `encode_tokens`), in batches of BATCH_SIZE."""
+        and their character spans (as `encode_tokens`) and, for a student with entity tags,
+        the entities its token head finds; in batches of BATCH_SIZE."""
         results = []
         for start in range(0, len(texts), BATCH_SIZE):
             batch = self.tokenizer(list(texts[start:start + BATCH_SIZE]))
-            logits, sentences, tokens = self.backend(batch["input_ids"], batch["attention_mask"])[:3]
+            outputs = self.backend(batch["input_ids"], batch["attention_mask"])
+            logits, sentences, tokens = outputs[:3]
+            tag_probabilities = softmax(outputs[3].astype(np.float32)) if self.tags and len(outputs) > 3 else None
             probabilities = softmax(logits.astype(np.float32) / np.float32(self.temperature))
             for row, offsets in enumerate(batch["offsets"]):
                 keep = [i for i, (begin, end) in enumerate(offsets) if end > begin]
-                results.append((probabilities[row], sentences[row], tokens[row][keep],
-                                [tuple(offsets[i]) for i in keep]))
+                spans = [tuple(offsets[i]) for i in keep]
+                entities = [] if tag_probabilities is None else entity_spans(
+                    tag_probabilities[row][keep], spans, list(range(len(keep))), self.tags, "all")
+                results.append(Analysis(probabilities[row], sentences[row], tokens[row][keep], spans, entities))
         return results
+
+    def entities(self, texts: Sequence[str]) -> List[List[Dict[str, Any]]]:
+        """Per text, the entities {start, end, entity, confidence} of the token head ([] without tags)."""
+        return [analysis.entities for analysis in self.analyse(list(texts))]
 
 
 def load(path, runtime: str = "pytorch", threads: int = 0, *, onnx: bool = False, quantized: bool = False) -> Student:

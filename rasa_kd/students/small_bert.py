@@ -15,7 +15,8 @@ the teacher's, `init_from_teacher` copies the teacher's embeddings, evenly space
 encoder layers and pooler instead.
 
 `forward(input_ids, attention_mask)` returns `(logits, sentence, tokens)`: the
-sentence vector is BERT's pooled [CLS] output, tokens the last hidden states.
+sentence vector is BERT's pooled [CLS] output, tokens the last hidden states; with
+entity tags (`n_tags`) also `tag_logits` [n, length, n_tags] from a linear head on them.
 """
 from typing import Dict, Optional, Union
 
@@ -67,6 +68,7 @@ class SmallBertStudent(nn.Module):
             self.projection = nn.Linear(config.teacher_embedding_dim, config.hidden_size)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.hidden_size, config.n_labels)
+        self.tag_classifier = nn.Linear(config.hidden_size, config.n_tags) if config.n_tags else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         token_types = torch.zeros_like(input_ids)
@@ -77,7 +79,9 @@ class SmallBertStudent(nn.Module):
             output = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_types)
         sentence = output.pooler_output
         tokens = output.last_hidden_state * attention_mask.unsqueeze(-1).to(sentence.dtype)
-        return self.classifier(self.dropout(sentence)), sentence, tokens
+        if self.tag_classifier is None:
+            return self.classifier(self.dropout(sentence)), sentence, tokens
+        return self.classifier(self.dropout(sentence)), sentence, tokens, self.tag_classifier(self.dropout(tokens))
 
     @staticmethod
     def is_embedding_parameter(name: str) -> bool:

@@ -1,7 +1,8 @@
 """`transformers.Trainer` for distillation: only `compute_loss` is overridden.
 
 Training batches carry `teacher_logits` and `gold` (label id, -1 for augmented
-sentences); dev batches carry `gold` only and are scored with cross-entropy.
+sentences), and with entity tags `teacher_tags` and `tag_mask`; dev batches carry `gold`
+(and `gold_tags`) only and are scored with cross-entropy.
 Checkpoints go to `<work>/checkpoints` every epoch; the best by the dev metric is
 kept and loaded at the end, and a re-run resumes from the last checkpoint.
 """
@@ -15,15 +16,18 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from rasa_kd.evaluation.metrics import classification_scores
+from rasa_kd.evaluation.metrics import classification_scores, tag_scores
+from rasa_kd.nlu_data.entity_tags import IGNORE
 from rasa_kd.students.distil_options import DistilOptions
-from rasa_kd.students.losses import distillation_loss, hidden_state_loss
+from rasa_kd.students.losses import distillation_loss, hidden_state_loss, tag_loss
+
+SELECTION = "selection"  # the dev metric of a student with entity tags: mean of intent micro-F1 and entity F1
 
 
 class HiddenStateDistillation(nn.Module):
     """The student plus a frozen teacher and a learned projection, for the hidden-state loss.
 
-    forward returns the student's outputs plus the hidden-state MSE (in training mode;
+    forward returns the student's outputs plus, last, the hidden-state MSE (in training mode;
     None in eval mode, where the teacher is not run). `.student` is the model to save.
     teacher_ids: for a pruned vocabulary, the teacher's id of each student id."""
 
@@ -52,38 +56,52 @@ class DistillationTrainer(Trainer):
     """Trainer whose loss is the distillation loss of `rasa_kd.students.losses`."""
 
     def __init__(self, *args, loss: str = "mse", temperature: float = 1.0, hard_weight: float = 0.0,
-                 hidden_weight: float = 0.0, **kwargs):
+                 hidden_weight: float = 0.0, tag_weight: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_kind, self.temperature, self.hard_weight = loss, temperature, hard_weight
-        self.hidden_weight = hidden_weight
+        self.hidden_weight, self.tag_weight = hidden_weight, tag_weight
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(inputs["input_ids"], inputs["attention_mask"])
         logits = outputs[0]
+        tag_logits = outputs[3] if len(outputs) > 3 + bool(self.hidden_weight) else None
         teacher = inputs.get("teacher_logits")
         if teacher is None:
             loss = F.cross_entropy(logits, inputs["gold"])
         else:
             loss = distillation_loss(logits, teacher, inputs["gold"], self.loss_kind, self.temperature,
                                      self.hard_weight)
-            if self.hidden_weight and len(outputs) > 3 and outputs[3] is not None:
-                loss = loss + self.hidden_weight * outputs[3]
-        return (loss, {"logits": logits}) if return_outputs else loss
+            if self.hidden_weight and outputs[-1] is not None:
+                loss = loss + self.hidden_weight * outputs[-1]
+            if tag_logits is not None and "teacher_tags" in inputs:
+                loss = loss + self.tag_weight * tag_loss(tag_logits, inputs["teacher_tags"], inputs["tag_mask"])
+        if not return_outputs:
+            return loss
+        return loss, ({"logits": logits} if tag_logits is None else {"logits": logits, "tag_logits": tag_logits})
 
 
-def metrics_function(labels: Sequence[str]):
+def metrics_function(labels: Sequence[str], tags: Optional[Sequence[str]] = None):
+    """Dev scores; with `tags` also entity precision/recall/F1 per piece of the gold-tagged dev
+    sentences and SELECTION, the mean of intent micro-F1 and entity F1."""
+
     def compute_metrics(prediction) -> Dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        gold = prediction.label_ids
+        gold = prediction.label_ids[0] if isinstance(prediction.label_ids, tuple) else prediction.label_ids
         scores = classification_scores([labels[i] for i in gold], [labels[i] for i in np.argmax(logits, axis=1)])
-        return {k: v for k, v in scores.items() if k != "n"}
+        scores = {k: v for k, v in scores.items() if k != "n"}
+        if tags and isinstance(prediction.label_ids, tuple):
+            gold_tags, predicted = prediction.label_ids[1], np.argmax(prediction.predictions[1], axis=-1)
+            keep = gold_tags != IGNORE
+            scores.update(tag_scores([tags[i] for i in gold_tags[keep]], [tags[i] for i in predicted[keep]]))
+            scores[SELECTION] = (scores["micro_f1"] + scores["entity_f1"]) / 2
+        return scores
 
     return compute_metrics
 
 
-def training_arguments(options: DistilOptions, output_dir: Path, best: bool = True):
+def training_arguments(options: DistilOptions, output_dir: Path, best: bool = True, tagging: bool = False):
     """The Trainer's arguments; `best`: load the best checkpoint by the dev metric at the end
-    (else the last one stays)."""
+    (else the last one stays); `tagging`: the student also tags entities (dev metric SELECTION)."""
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=options.epochs,
@@ -97,10 +115,10 @@ def training_arguments(options: DistilOptions, output_dir: Path, best: bool = Tr
         save_strategy="epoch",
         save_total_limit=2,
         load_best_model_at_end=best,
-        metric_for_best_model=options.best_metric,
+        metric_for_best_model=SELECTION if tagging else options.best_metric,
         greater_is_better=True,
         logging_strategy="epoch",
-        label_names=["gold"],
+        label_names=["gold", "gold_tags"] if tagging else ["gold"],
         remove_unused_columns=False,
         report_to=[],
         seed=options.seed,
