@@ -121,9 +121,10 @@ def featurize_training_data(student: Any, training_data: TrainingData, origin: T
             featurize(student, messages[start:start + BATCH_SIZE], attribute, origin)
 
 
-def featurize(student: Any, messages: List[Message], attribute: Text, origin: Text) -> List[np.ndarray]:
+def featurize(student: Any, messages: List[Message], attribute: Text, origin: Text) -> List[Any]:
     """Add the student's sentence and per-Rasa-token features of `attribute` to `messages`
-    (from one forward pass) and return each message's intent probabilities from that pass."""
+    (from one forward pass) and return each message's analysis from that pass
+    (`rasa_kd.students.runtime.Analysis`: intent probabilities, entities, ...)."""
     analyses = student.analyse([message.get(attribute) or "" for message in messages])
     for message, analysis in zip(messages, analyses):
         sequence = pool_onto_tokens(np.asarray(analysis.tokens, dtype=np.float32), analysis.offsets,
@@ -131,4 +132,4 @@ def featurize(student: Any, messages: List[Message], attribute: Text, origin: Te
         for kind, matrix in ((FEATURE_TYPE_SEQUENCE, sequence),
                              (FEATURE_TYPE_SENTENCE, np.asarray(analysis.sentence, dtype=np.float32)[None, :])):
             message.add_features(Features(matrix, kind, attribute, origin))
-    return [analysis.probabilities for analysis in analyses]
+    return analyses

@@ -18,7 +18,16 @@ pipeline:
     ranking_length: 10         # intents in `intent_ranking` (0 = all)
     runtime: auto              # auto | int8 | onnx | pytorch
     token_features: false      # true: also hand the student's token vectors to later components
+    entities: false            # true: the one student also extracts the data's entities
 ```
+
+`entities: true` distils intents and entities into one student (a joint teacher with a tag
+head, a student with a token head: `rasa-kd pipeline --entities`) and makes the component
+Rasa's entity extractor too, as DIET's `entity_recognition` does: from the same forward pass
+that gives the intent, each message gets the student's entities (`extractor`
+StudentIntentClassifier, `confidence_entity`, spans widened to whole Rasa tokens), so
+`EntitySynonymMapper` and `rasa test nlu`'s entity report work as with any extractor. Nothing
+is trained at load time. A `student:` package made with entities extracts them whatever the key.
 
 `token_features: true` makes the component a featurizer as well: from the same forward
 pass it adds the student's sentence vector and one row per Rasa token (as
@@ -41,8 +50,12 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.nlu.constants import TOKENS_NAMES
+from rasa.nlu.extractors.extractor import EntityExtractorMixin
 from rasa.shared.exceptions import InvalidConfigException
-from rasa.shared.nlu.constants import (ACTION_TEXT, INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY,
+from rasa.shared.nlu.constants import (ACTION_TEXT, ENTITIES, ENTITY_ATTRIBUTE_CONFIDENCE_TYPE,
+                                       ENTITY_ATTRIBUTE_END, ENTITY_ATTRIBUTE_START, ENTITY_ATTRIBUTE_TYPE,
+                                       ENTITY_ATTRIBUTE_VALUE, INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY,
                                        PREDICTED_CONFIDENCE_KEY, TEXT)
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
@@ -56,8 +69,9 @@ NAME = "StudentIntentClassifier"
 # Also a featurizer, so that Rasa hands later components the training data this one featurized
 # (`process_training_data`); without `token_features` that step passes the data through.
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER,
+                           DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR,
                            DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=True)
-class StudentIntentClassifier(GraphComponent, IntentClassifier):
+class StudentIntentClassifier(GraphComponent, IntentClassifier, EntityExtractorMixin):
     """Predicts intents with a rasa-kd student package; the package travels inside the model."""
 
     @staticmethod
@@ -134,10 +148,12 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
             featurize_training_data(self.student, training_data, self.node_name)
         return training_data
 
-    def _featurize(self, messages: List[Message]) -> List[Any]:
-        """Features of the text and action text of the messages that have them (as
-        StudentFeaturizer adds them); intent probabilities of every message's text, from
-        the featurizing pass where there is one."""
+    def _analyse(self, messages: List[Message]) -> List[Any]:
+        """One forward pass per message text: its analysis (intent probabilities, entities), in
+        message order. With `token_features`, the features of the text and action text of the
+        messages that have them are added from that pass (as StudentFeaturizer adds them)."""
+        if not self.component_config.get("token_features"):
+            return self.student.analyse([message.get(TEXT) or "" for message in messages])
         with_text = [m for m in messages if m.get(TEXT)]
         by_message = dict(zip(map(id, with_text), featurize(self.student, with_text, TEXT, self.node_name)
                               if with_text else []))
@@ -146,19 +162,20 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
             featurize(self.student, with_action_text, ACTION_TEXT, self.node_name)
         without_text = [m for m in messages if id(m) not in by_message]
         if without_text:
-            by_message.update(zip(map(id, without_text), self.student.predict([""] * len(without_text))))
+            by_message.update(zip(map(id, without_text), self.student.analyse([""] * len(without_text))))
         return [by_message[id(m)] for m in messages]
 
     def process(self, messages: List[Message]) -> List[Message]:
         """Set `intent` and a sorted `intent_ranking` on each message (and, with
-        `token_features`, add the student's features from the same forward pass)."""
+        `token_features`, add the student's features from the same forward pass; for a student
+        with entity tags, its entities)."""
         if self.student is None or not messages:
             return messages
-        if self.component_config.get("token_features"):
-            probabilities = self._featurize(messages)
-        else:
-            probabilities = self.student.predict([message.get(TEXT) or "" for message in messages])
-        for message, row in zip(messages, probabilities):
+        analyses = self._analyse(messages)
+        for message, analysis in zip(messages, analyses):
+            if self.student.tags and message.get(TEXT):
+                self._set_entities(message, analysis.entities)
+        for message, row in zip(messages, (analysis.probabilities for analysis in analyses)):
             ranking = sorted(
                 ({INTENT_NAME_KEY: label, PREDICTED_CONFIDENCE_KEY: float(p)}
                  for label, p in zip(self.student.labels, row)),
@@ -169,3 +186,23 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier):
             message.set(INTENT, ranking[0], add_to_output=True)
             message.set(INTENT_RANKING_KEY, ranking[:length] if length else ranking, add_to_output=True)
         return messages
+
+    def _set_entities(self, message: Message, found: List[Dict[str, Any]]) -> None:
+        """The student's entities, widened to whole Rasa tokens, added to the message's."""
+        text = message.get(TEXT) or ""
+        tokens = message.get(TOKENS_NAMES[TEXT]) or []
+        entities = []
+        for entity in found:
+            start, end = token_aligned(entity["start"], entity["end"], tokens)
+            entities.append({ENTITY_ATTRIBUTE_START: start, ENTITY_ATTRIBUTE_END: end,
+                             ENTITY_ATTRIBUTE_VALUE: text[start:end], ENTITY_ATTRIBUTE_TYPE: entity["entity"],
+                             ENTITY_ATTRIBUTE_CONFIDENCE_TYPE: float(entity["confidence"])})
+        message.set(ENTITIES, message.get(ENTITIES, []) + self.add_extractor_name(entities), add_to_output=True)
+
+
+def token_aligned(start: int, end: int, tokens) -> tuple:
+    """(start, end) widened to the Rasa tokens it overlaps (unchanged where it overlaps none)."""
+    overlapping = [token for token in tokens if token.start < end and token.end > start]
+    if not overlapping:
+        return start, end
+    return min(start, overlapping[0].start), max(end, overlapping[-1].end)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from rasa.shared.exceptions import InvalidConfigException
-from rasa.shared.nlu.constants import INTENT, TEXT
+from rasa.shared.nlu.constants import ENTITIES, INTENT, TEXT
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from rasa_kd.errors import UserError
@@ -42,13 +42,14 @@ logger = logging.getLogger(__name__)
 TRAINING_CONFIG = {"teacher": PipelineOptions.teacher, "language": PipelineOptions.language,
                    "preset": PipelineOptions.preset, "transfer_size": PipelineOptions.size,
                    "epochs": PipelineOptions.epochs, "seed": PipelineOptions.seed,
-                   "dev_fraction": PipelineOptions.dev_fraction}
+                   "dev_fraction": PipelineOptions.dev_fraction, "entities": PipelineOptions.entities}
 TRAINING_DATA_NODE = "nlu_training_data_provider"  # the node of Rasa's graph whose config holds `language:`
 
 
 def training_examples(training_data: TrainingData) -> List:
-    return [Example(message.get(TEXT), message.get(INTENT)) for message in training_data.intent_examples
-            if message.get(TEXT) and message.get(INTENT)]
+    return [Example(message.get(TEXT), message.get(INTENT),
+                    [e for e in message.get(ENTITIES) or [] if "start" in e and "end" in e])
+            for message in training_data.intent_examples if message.get(TEXT) and message.get(INTENT)]
 
 
 def check_examples(examples: Sequence, component: str) -> None:
@@ -116,7 +117,8 @@ def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:
     return PipelineOptions(nlu=work / "data", out=work, teacher=teachers_of(config) or None,
                            language=config.get("language"), preset=config["preset"],
                            size=config.get("transfer_size"), epochs=config.get("epochs"), seed=int(config["seed"]),
-                           dev_fraction=float(config["dev_fraction"]), quiet=False)
+                           dev_fraction=float(config["dev_fraction"]), entities=bool(config.get("entities")),
+                           quiet=False)
 
 
 def write_splits(examples: Sequence, folder: Path, dev_fraction: float, seed: int) -> None:

@@ -170,6 +170,8 @@ class PipelineOptions:
     size: Optional[int] = option(None, "new transfer sentences (default: the preset's rule, 10x the training "
                                        "sentences within 10k-40k for balanced)")
     seed: int = option(42, "random seed for every stage")
+    entities: bool = option(False, "also distil the data's entities: the teacher learns a tag head, the student "
+                                   "a token head (intents and entities from one small model)")
     allow_unknown_labels: bool = option(False, "score --test intents that --nlu lacks as errors (default: stop "
                                                "before the first stage, naming them)")
     fresh: bool = option(False, "re-run every stage, ignoring what earlier runs recorded")
@@ -221,7 +223,8 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     teacher_dirs = [out / "teacher"] if len(backbones) == 1 else [out / f"teacher-{i}" for i in range(len(backbones))]
     for backbone, folder in zip(backbones, teacher_dirs):
         teacher_options = fine_tune.TeacherOptions(train=train_file, dev=dev_file, model=backbone, out=folder,
-                                                 seed=options.seed, quiet=options.quiet)
+                                                 seed=options.seed, quiet=options.quiet,
+                                                 entities="auto" if options.entities else "off")
         stages.run_options(folder.name, teacher_options, inputs, folder, fine_tune.train_from_options)
     size = options.size if options.size is not None else preset.transfer_size(len(train))
     augment_options = augment.AugmentOptions(method=options.augment, train=train_file, out=transfer, size=size,

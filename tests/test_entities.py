@@ -127,3 +127,74 @@ def test_config_snippet_adds_the_entity_extractor_only_for_data_with_entities(tm
     assert "token_features: true" in config_snippet(Path("student"), entities=True)
     assert "CRFEntityExtractor" not in config_snippet(Path("student"))
     assert "token_features" not in config_snippet(Path("student"))
+
+
+# ---------------------------------------------------------------- one student for intents and entities
+
+JOINT_CONFIG = INTENTS_CONFIG.replace("    seed: 1\n", "    seed: 1\n    entities: true\n").replace(
+    "policies: []", "  - name: EntitySynonymMapper\npolicies: []")
+
+
+@pytest.fixture(scope="module")
+def joint_assistant(tmp_path_factory, tiny_teacher_dir, toy_nlu):
+    folder = tmp_path_factory.mktemp("joint")
+    nlu = folder / "nlu.yml"
+    write_examples(nlu, read_examples(toy_nlu["train"]) + entity_examples())
+    (folder / "config.yml").write_text(JOINT_CONFIG.format(teacher=tiny_teacher_dir))
+    model = rasa_runner.train_nlu(folder / "config.yml", nlu, folder / "models", "joint", cwd=folder)
+    return folder, model
+
+
+@pytest.fixture(scope="module")
+def joint_server(joint_assistant):
+    folder, model = joint_assistant
+    with rasa_runner.RasaServer(model, folder / "server.log") as running:
+        yield running
+
+
+@pytest.mark.parametrize("text, entity, value", HELD_OUT)
+def test_the_joint_student_finds_unseen_entities_on_rasa_tokens_over_http(joint_server, text, entity, value):
+    parsed = joint_server.parse(text)
+    found = [e for e in parsed["entities"] if e["entity"] == entity]
+    assert [e["value"] for e in found] == [value] and parsed["intent"]["name"] in {"order_pizza", "weather"}
+    assert found[0]["extractor"] == "StudentIntentClassifier" and 0 < found[0]["confidence_entity"] <= 1
+    spans = rasa_token_spans(text)
+    assert found[0]["start"] in {s for s, _ in spans} and found[0]["end"] in {e for _, e in spans}
+
+
+def test_the_joint_model_is_small_and_loads_without_training(joint_assistant):
+    import tarfile
+    import time
+
+    _, model = joint_assistant
+    with tarfile.open(model) as archive:
+        names = archive.getnames()
+    assert not any("CRF" in name for name in names)  # no extractor that keeps its training data
+    started = time.perf_counter()
+    with rasa_runner.loaded_agent(model) as parse:
+        loaded = time.perf_counter() - started
+        assert parse("pizza with mushrooms please")["intent"]["name"] == "order_pizza"
+    assert loaded < 60  # a sanity bound only; Agent.load seconds are measured in benchmarks/entities.py
+
+
+def test_rasa_test_nlu_reports_the_joint_students_entities(joint_assistant, toy_nlu):
+    folder, model = joint_assistant
+    test = folder / "test.yml"
+    held_out = [Example("slice with cheese please", "order_pizza",
+                        [{"start": 11, "end": 17, "value": "cheese", "entity": "topping"}]),
+                Example("weather in lisbon!", "weather", [{"start": 11, "end": 17, "value": "lisbon", "entity": "city"}])]
+    write_examples(test, read_examples(toy_nlu["test"]) + held_out)
+    scores = rasa_runner.test_nlu(model, test, folder / "results", cwd=folder)
+    report = scores["entities"]["StudentIntentClassifier"]
+    assert set(report["per_entity"]) >= {"city"} and 0 < report["micro_f1"] <= 1
+
+
+def test_entity_spans_widen_to_whole_rasa_tokens():
+    from rasa.nlu.tokenizers.tokenizer import Token
+
+    from rasa_kd.components.student_intent_classifier import token_aligned
+
+    tokens = [Token("weather", 0), Token("in", 8), Token("são", 11), Token("paulo", 15)]
+    assert token_aligned(12, 17, tokens) == (11, 20)  # part of "são" and of "paulo"
+    assert token_aligned(0, 7, tokens) == (0, 7)  # the first token exactly
+    assert token_aligned(30, 32, tokens) == (30, 32)  # past the tokens: left as it is
