@@ -191,9 +191,13 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier, EntityExtractorM
         """The student's entities, widened to whole Rasa tokens, added to the message's."""
         text = message.get(TEXT) or ""
         tokens = message.get(TOKENS_NAMES[TEXT]) or []
-        entities = []
+        entities: List[Dict[str, Any]] = []
         for entity in found:
             start, end = token_aligned(entity["start"], entity["end"], tokens)
+            if entities and start < entities[-1][ENTITY_ATTRIBUTE_END]:  # two inside one Rasa token: one entity
+                if entity["confidence"] <= entities[-1][ENTITY_ATTRIBUTE_CONFIDENCE_TYPE]:
+                    continue
+                entities.pop()
             entities.append({ENTITY_ATTRIBUTE_START: start, ENTITY_ATTRIBUTE_END: end,
                              ENTITY_ATTRIBUTE_VALUE: text[start:end], ENTITY_ATTRIBUTE_TYPE: entity["entity"],
                              ENTITY_ATTRIBUTE_CONFIDENCE_TYPE: float(entity["confidence"])})

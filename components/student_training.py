@@ -46,9 +46,10 @@ TRAINING_CONFIG = {"teacher": PipelineOptions.teacher, "language": PipelineOptio
 TRAINING_DATA_NODE = "nlu_training_data_provider"  # the node of Rasa's graph whose config holds `language:`
 
 
-def training_examples(training_data: TrainingData) -> List:
+def training_examples(training_data: TrainingData, entities: bool = False) -> List:
+    """The intent examples (with `entities`, their entity annotations too: a joint teacher learns them)."""
     return [Example(message.get(TEXT), message.get(INTENT),
-                    [e for e in message.get(ENTITIES) or [] if "start" in e and "end" in e])
+                    [e for e in message.get(ENTITIES) or [] if "start" in e and "end" in e] if entities else [])
             for message in training_data.intent_examples if message.get(TEXT) and message.get(INTENT)]
 
 
@@ -136,7 +137,7 @@ def distil_training_data(training_data: TrainingData, config: Dict[str, Any], co
     temporary work folder still exists, e.g. to load and store the student)."""
     from rasa_kd.pipeline import Stages, build_student
 
-    examples = training_examples(training_data)
+    examples = training_examples(training_data, bool(config.get("entities")))
     check_examples(examples, component)
     started = time.time()
     logger.info(f"{component}: distilling a student from {len(examples)} examples "

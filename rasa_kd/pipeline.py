@@ -130,14 +130,19 @@ ENTITY_COMPONENTS = """  - name: CRFEntityExtractor
 """
 
 
-def config_snippet(student: Path, entities: bool = False) -> str:
-    """The Rasa pipeline that deploys `student`; with `entities`, also the recommended entity extractor."""
+JOINT_ENTITIES = "    entities: true        # the student extracts the entities too\n  - name: EntitySynonymMapper\n"
+
+
+def config_snippet(student: Path, entities: bool = False, joint: bool = False) -> str:
+    """The Rasa pipeline that deploys `student`; with `entities`, also the recommended entity extractor
+    (`joint`: the student's own token head)."""
+    extraction = (JOINT_ENTITIES if joint else TOKEN_FEATURES + ENTITY_COMPONENTS) if entities else ""
     return f"""pipeline:
   - name: WhitespaceTokenizer
   - name: rasa_kd.components.StudentIntentClassifier
     student: {student}
     runtime: auto         # what `rasa-kd export` chose: int8 ONNX when it kept dev accuracy
-{TOKEN_FEATURES + ENTITY_COMPONENTS if entities else ""}  - name: FallbackClassifier
+{extraction}  - name: FallbackClassifier
     threshold: {FALLBACK_THRESHOLD}"""
 
 
@@ -287,6 +292,6 @@ def run_pipeline(options: PipelineOptions) -> Dict:
                        m, test_file, f, allow_unknown_labels=options.allow_unknown_labels))
         results[name] = json.loads(metrics_file.read_text())
     logger.info("\nstage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.timings.items()))
-    snippet = config_snippet(student, has_entities(data / "train.yml"))
+    snippet = config_snippet(student, has_entities(data / "train.yml"), joint=options.entities)
     logger.info(f"\nAdd the student to your config.yml:\n\n{snippet}\n")
     return {"timings": stages.timings, "metrics": results, "student": str(student)}

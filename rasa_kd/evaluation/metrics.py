@@ -1,6 +1,10 @@
 """Classification scores, all from scikit-learn, shared by every stage that evaluates."""
 from typing import Dict, Sequence
 
+import numpy as np
+
+from rasa_kd.nlu_data.entity_tags import IGNORE
+
 
 def classification_scores(gold: Sequence[str], predicted: Sequence[str]) -> Dict[str, float]:
     """accuracy, micro-F1, macro-F1 (over gold and predicted labels) and Matthews correlation, as floats."""
@@ -18,8 +22,9 @@ def classification_scores(gold: Sequence[str], predicted: Sequence[str]) -> Dict
 
 
 def tag_scores(gold: Sequence[str], predicted: Sequence[str], outside: str = "O") -> Dict[str, float]:
-    """Entity micro precision, recall and F1 per tagged position, as Rasa's entity report counts
-    them: each position's entity type (BIO prefix dropped) against the gold one, `outside` not an entity."""
+    """Entity micro precision, recall and F1 per tagged position (a model's pieces; Rasa's entity
+    report counts the same way per Rasa token): each position's entity type (BIO prefix dropped)
+    against the gold one, `outside` not an entity."""
     from sklearn.metrics import precision_recall_fscore_support
 
     def entity_type(tag: str) -> str:
@@ -32,3 +37,15 @@ def tag_scores(gold: Sequence[str], predicted: Sequence[str], outside: str = "O"
     precision, recall, f1, _ = precision_recall_fscore_support(gold_types, predicted_types, labels=labels,
                                                                average="micro", zero_division=0)
     return {"entity_precision": float(precision), "entity_recall": float(recall), "entity_f1": float(f1)}
+
+
+def piece_tag_scores(gold_ids, predicted_ids, names: Sequence[str]) -> Dict[str, float]:
+    """`tag_scores` of tag ids (arrays of any shape) over the positions with a gold tag (not IGNORE)."""
+    gold_ids, predicted_ids = np.asarray(gold_ids).reshape(-1), np.asarray(predicted_ids).reshape(-1)
+    keep = gold_ids != IGNORE
+    return tag_scores([names[i] for i in gold_ids[keep]], [names[i] for i in predicted_ids[keep]])
+
+
+def joint_selection(scores: Dict[str, float]) -> float:
+    """What picks the epoch of a model with intents and entities: the mean of intent micro-F1 and entity F1."""
+    return (scores["micro_f1"] + scores["entity_f1"]) / 2

@@ -34,8 +34,8 @@ Metadata files next to the Arrow files:
   labels.json     teacher label names, the logits order                   (from label)
   tags.json       entity tag names, the tag_logits order (joint teachers)  (from label)
   label.json      {"teachers", "rows", "sentences_per_s", "seconds", ...} (from label)
-Versions: label.json's "version" is 2 from the entity tags on; a set labelled before (no
-version, no tags.json, no tag columns) reads as an intent-only set.
+Versions: label.json's "version" is 2 in a set with entity tags; an intent-only set (as every
+set labelled before them: no version, no tags.json, no tag columns) reads as before.
 """
 import json
 from collections import Counter

@@ -34,7 +34,9 @@ def tag_names(types: Sequence[str]) -> List[str]:
 
 
 def is_special(span: Span, word_id: Optional[int]) -> bool:
-    return word_id is None or tuple(span) == (0, 0)
+    """A position no tag belongs to: a special token (no word) or an empty span (padding, a bare
+    SentencePiece word marker)."""
+    return word_id is None or span[1] <= span[0]
 
 
 def piece_tags(offsets: Sequence[Span], word_ids: Sequence[Optional[int]], entities: Sequence[Dict[str, Any]],
@@ -122,16 +124,19 @@ def covering_pieces(spans: np.ndarray, other_spans: np.ndarray) -> np.ndarray:
     return np.where(found < len(other_spans), found, -1)
 
 
-def spread_to_pieces(logits: np.ndarray, word_ids: Sequence[Optional[int]], names: Sequence[str]) -> np.ndarray:
+def spread_to_pieces(logits: np.ndarray, offsets: Sequence[Span], word_ids: Sequence[Optional[int]],
+                     names: Sequence[str]) -> np.ndarray:
     """Tag logits of a `first`-labelled model for every piece: a word's later pieces take its first
-    piece's logits with each `B-x` folded into `I-x` (they continue what the first piece began)."""
+    (tagged) piece's logits with each `B-x` folded into `I-x` (they continue what the first began)."""
     out = np.array(logits, dtype=np.float32, copy=True)
     begins = [i for i, name in enumerate(names) if name.startswith("B-")]
     insides = [names.index("I-" + names[i][2:]) for i in begins]
     first = None
-    for row, word in enumerate(word_ids):
-        if word is None or first is None or word_ids[first] != word:
-            first = row if word is not None else None
+    for row, (span, word) in enumerate(zip(offsets, word_ids)):
+        if is_special(span, word):
+            continue
+        if first is None or word_ids[first] != word:
+            first = row
             continue
         source = logits[first]
         out[row] = source

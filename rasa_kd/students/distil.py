@@ -47,7 +47,7 @@ from transformers import EarlyStoppingCallback, set_seed
 from rasa_kd import distributed
 from rasa_kd.errors import UserError
 from rasa_kd.evaluation.calibration import calibrate
-from rasa_kd.evaluation.metrics import classification_scores
+from rasa_kd.evaluation.metrics import classification_scores, piece_tag_scores
 from rasa_kd.formats import student_package
 from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
 from rasa_kd.formats.transfer_set import SOURCE, open_transfer, sources_of
@@ -154,6 +154,20 @@ def logits_on(model, tokenizer, examples, labels):
     return student.logits([e.text for e in examples])
 
 
+def entity_scores_on(model, tokenizer, examples, labels, tags) -> Dict[str, float]:
+    """Entity scores per piece of an in-memory tagging model on NLU examples' gold entities."""
+    dataset = data.examples_dataset(examples, tokenizer, labels, tags)
+    collate = data.Collator(tokenizer.pad_id)
+    gold, predicted = [], []
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(dataset), 64):
+            batch = collate([dataset[i] for i in range(start, min(start + 64, len(dataset)))])
+            gold.append(batch["gold_tags"].reshape(-1))
+            predicted.append(model(batch["input_ids"], batch["attention_mask"])[3].argmax(dim=-1).reshape(-1))
+    return piece_tag_scores(torch.cat(gold).numpy(), torch.cat(predicted).numpy(), tags)
+
+
 def scores_of(logits, examples, labels) -> Dict[str, float]:
     """Classification scores of `logits` against the examples' intents."""
     return classification_scores([e.intent for e in examples], [labels[i] for i in logits.argmax(axis=1)])
@@ -257,10 +271,8 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     model = getattr(trainer.model, "student", trainer.model).cpu()
     dev_logits = logits_on(model, tokenizer, dev, transfer.labels)  # scored and calibrated on one pass
     metrics = {"dev": scores_of(dev_logits, dev, transfer.labels)}
-    if transfer.tags:  # entity scores of the model kept, on the dev file's gold entities
-        entity_scores = trainer.evaluate(data.examples_dataset(dev, tokenizer, transfer.labels, transfer.tags))
-        metrics["dev"].update({key[len("eval_"):]: value for key, value in entity_scores.items()
-                               if key.startswith("eval_entity_")})
+    if transfer.tags:
+        metrics["dev"].update(entity_scores_on(model, tokenizer, dev, transfer.labels, transfer.tags))
     calibration = calibration_on(dev_logits, dev, transfer.labels)
     logger.info(f"calibration: temperature {calibration['temperature']:.3f} "
                 f"(dev ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f})")

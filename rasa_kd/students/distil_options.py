@@ -111,7 +111,8 @@ class DistilOptions:
     weight_decay: float = option(0.0, "AdamW weight decay", group=TRAINING)
     warmup_ratio: float = option(0.0, "share of steps for linear warm-up", group=TRAINING)
     lr_scheduler: str = option("linear", "transformers scheduler name", group=TRAINING)
-    best_metric: str = option("accuracy", "dev metric that picks the best epoch", group=TRAINING,
+    best_metric: str = option("accuracy", "dev metric that picks the best epoch (a student that also learns "
+                                          "entity tags: the mean of intent micro-F1 and entity F1)", group=TRAINING,
                               choices=("accuracy", "micro_f1", "macro_f1", "mcc"))
     selection: str = option("auto", "what picks the epoch and stops training: dev (the dev file's gold intents), "
                                     "teacher (the dev file plus agreement with the teacher on held-out transfer "

@@ -111,8 +111,8 @@ def quantize(source: Path, target: Path) -> None:
 
 
 def max_differences(reference, other, texts: List[str]) -> Dict[str, float]:
-    """Max |difference| of logits, probabilities and sentence vectors of two loaded students."""
-    diffs = {"logits": 0.0, "probabilities": 0.0, "sentence": 0.0}
+    """Max |difference| of logits, probabilities and sentence vectors (and tag logits) of two loaded students."""
+    diffs = {"logits": 0.0, "probabilities": 0.0, "sentence": 0.0, **({"tag_logits": 0.0} if reference.tags else {})}
     for start in range(0, len(texts), 64):
         chunk = texts[start:start + 64]
         batch = reference.tokenizer(chunk)
@@ -120,6 +120,8 @@ def max_differences(reference, other, texts: List[str]) -> Dict[str, float]:
         b = other.backend(batch["input_ids"], batch["attention_mask"])
         diffs["logits"] = max(diffs["logits"], float(np.abs(a[0] - b[0]).max()))
         diffs["sentence"] = max(diffs["sentence"], float(np.abs(a[1] - b[1]).max()))
+        if reference.tags:
+            diffs["tag_logits"] = max(diffs["tag_logits"], float(np.abs(a[3] - b[3]).max()))
         diffs["probabilities"] = max(diffs["probabilities"],
                                      float(np.abs(reference.predict(chunk) - other.predict(chunk)).max()))
     return diffs

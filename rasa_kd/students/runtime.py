@@ -6,7 +6,7 @@ import numpy as np
 
 from rasa_kd.errors import UserError
 from rasa_kd.formats import student_package
-from rasa_kd.nlu_data.entity_tags import entity_spans
+from rasa_kd.nlu_data.entity_tags import entity_spans, is_special
 from rasa_kd.students.tokenizers import load_tokenizer
 
 BATCH_SIZE = 64
@@ -147,7 +147,7 @@ class Student:
             tag_probabilities = softmax(outputs[3].astype(np.float32)) if self.tags and len(outputs) > 3 else None
             probabilities = softmax(logits.astype(np.float32) / np.float32(self.temperature))
             for row, offsets in enumerate(batch["offsets"]):
-                keep = [i for i, (begin, end) in enumerate(offsets) if end > begin]
+                keep = [i for i, span in enumerate(offsets) if not is_special(span, 0)]
                 spans = [tuple(offsets[i]) for i in keep]
                 entities = [] if tag_probabilities is None else entity_spans(
                     tag_probabilities[row][keep], spans, list(range(len(keep))), self.tags, "all")

@@ -16,8 +16,7 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from rasa_kd.evaluation.metrics import classification_scores, tag_scores
-from rasa_kd.nlu_data.entity_tags import IGNORE
+from rasa_kd.evaluation.metrics import classification_scores, joint_selection, piece_tag_scores
 from rasa_kd.students.distil_options import DistilOptions
 from rasa_kd.students.losses import distillation_loss, hidden_state_loss, tag_loss
 
@@ -90,10 +89,9 @@ def metrics_function(labels: Sequence[str], tags: Optional[Sequence[str]] = None
         scores = classification_scores([labels[i] for i in gold], [labels[i] for i in np.argmax(logits, axis=1)])
         scores = {k: v for k, v in scores.items() if k != "n"}
         if tags and isinstance(prediction.label_ids, tuple):
-            gold_tags, predicted = prediction.label_ids[1], np.argmax(prediction.predictions[1], axis=-1)
-            keep = gold_tags != IGNORE
-            scores.update(tag_scores([tags[i] for i in gold_tags[keep]], [tags[i] for i in predicted[keep]]))
-            scores[SELECTION] = (scores["micro_f1"] + scores["entity_f1"]) / 2
+            scores.update(piece_tag_scores(prediction.label_ids[1], np.argmax(prediction.predictions[1], axis=-1),
+                                           tags))
+            scores[SELECTION] = joint_selection(scores)
         return scores
 
     return compute_metrics

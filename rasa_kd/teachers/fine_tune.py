@@ -2,11 +2,12 @@
 
 Training uses `transformers.Trainer` with `AutoModelForSequenceClassification`,
 evaluates on the dev set after every epoch and keeps the weights of the best epoch
-(dev micro-F1; epochs within one dev sentence of each other are compared by dev loss);
+(dev micro-F1, with entities the mean of it and entity F1; epochs within one dev sentence
+of each other are compared by dev loss);
 it stops early after `--patience` epochs without improvement.
 
 Pooling (--pooling): `cls`, the model's own head, or `mean` of the token states; see
-`rasa_kd.teachers.folder`.
+`rasa_kd.teachers.pooling`.
 
 Entities (--entities auto; off by default for now): when the training data has entity annotations, the teacher also
 learns a token-classification head (BIO tags, `rasa_kd.nlu_data.entity_tags`) on the same
@@ -41,7 +42,7 @@ from transformers import (AutoModelForSequenceClassification, DataCollatorWithPa
 
 from rasa_kd import distributed
 from rasa_kd.errors import UserError
-from rasa_kd.evaluation.metrics import classification_scores, tag_scores
+from rasa_kd.evaluation.metrics import classification_scores, joint_selection, piece_tag_scores
 from rasa_kd.formats.nlu_yaml import read_examples
 from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
 from rasa_kd.nlu_data.entity_tags import IGNORE, LABELLINGS, entity_types, piece_tags, tag_names
@@ -255,10 +256,8 @@ def dev_scores(prediction, labels: Sequence[str], tags: Optional[Sequence[str]])
     collapsed = collapsed_class(list(gold), list(predicted)) is not None
     scores["collapsed"] = float(collapsed)
     if joint and tags is not None:
-        gold_tags, tagged = prediction.label_ids[1], np.argmax(prediction.predictions[1], axis=-1)
-        keep = gold_tags != IGNORE
-        scores.update(tag_scores([tags[i] for i in gold_tags[keep]], [tags[i] for i in tagged[keep]]))
-        scores["selection"] = (scores["micro_f1"] + scores["entity_f1"]) / 2
+        scores.update(piece_tag_scores(prediction.label_ids[1], np.argmax(prediction.predictions[1], axis=-1), tags))
+        scores["selection"] = joint_selection(scores)
     return scores
 
 
@@ -439,14 +438,15 @@ def fit_with_retry(hf_model, model_name: Optional[str], tokenizer, labels: Seque
     return second, retry, used.lr
 
 
-def teacher_tags(train, settings: TeacherSettings, hf_model, model_name: Optional[str]) -> Optional[List[str]]:
+def teacher_tags(train, settings: TeacherSettings, hf_model, tokenizer,
+                 model_name: Optional[str]) -> Optional[List[str]]:
     """The BIO tags a joint teacher learns, or None: intents only."""
     types = entity_types(train)
     if settings.entities == "off" or not types:
         return None
-    if settings.encoder == "frozen" or not can_tag(hf_model):
-        logger.info(f"teacher: {model_name or DEFAULT_TEACHER} with --encoder {settings.encoder} learns no entity "
-                    f"tags: intents only")
+    if settings.encoder == "frozen" or not can_tag(hf_model) or not getattr(tokenizer, "is_fast", False):
+        logger.info(f"teacher: {model_name or DEFAULT_TEACHER} learns no entity tags (--encoder {settings.encoder}, "
+                    f"or no per-piece states or fast tokenizer): intents only")
         return None
     return tag_names(types)
 
@@ -455,9 +455,8 @@ def dev_entity_scores(joint: JointTeacher, tokenizer, dev, settings: TeacherSett
     """Entity precision, recall and F1 per tagged piece of the dev set (see dev_scores)."""
     gold = gold_tags(tokenizer, dev, joint.tags, settings.labelling, settings.max_length)
     predicted = predict_tag_logits(joint, tokenizer, [e.text for e in dev], settings.max_length)
-    pairs = [(joint.tags[g], joint.tags[int(p)]) for row, logits in zip(gold, predicted)
-             for g, p in zip(row, logits.argmax(axis=-1)) if g != IGNORE]
-    return tag_scores([g for g, _ in pairs], [p for _, p in pairs])
+    return piece_tag_scores(np.concatenate([np.asarray(row, dtype=np.int64) for row in gold]),
+                            np.concatenate([logits.argmax(axis=-1) for logits in predicted]), joint.tags)
 
 
 def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Optional[str], out: Path,
@@ -480,7 +479,7 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         settings = replace(settings, pooling="cls")  # its own head reads its own sentence vector
     unknown_share = (unknown_word_share(tokenizer, [e.text for e in train]) if allow_unknown_tokens
                      else check_language(tokenizer, train, train_path, model_name))
-    tags = teacher_tags(train, settings, hf_model, model_name)
+    tags = teacher_tags(train, settings, hf_model, tokenizer, model_name)
     train_set = tokenized_dataset(tokenizer, train, labels, settings.max_length, tags, settings.labelling)
     dev_set = tokenized_dataset(tokenizer, dev, labels, settings.max_length, tags, settings.labelling)
     if settings.encoder == "frozen":
@@ -499,7 +498,7 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         "head_refit_with_dev": settings.encoder == "frozen" and dev_path is None,
         "dev": {**classification_scores([e.intent for e in dev], kept.predicted),
                 **(dev_entity_scores(kept.joint, tokenizer, dev, used) if kept.joint else {})},
-        "tags": tags,
+        **({"tags": tags} if tags else {}),
         "best_epoch": kept.keep_best.best_epoch,
         "history": kept.keep_best.history,
         "lr_retried_from": retried_from,

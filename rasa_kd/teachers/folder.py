@@ -305,7 +305,7 @@ class TeacherFolder:
         for row, rows_logits in enumerate(logits):
             word_ids = encoded.word_ids(row)
             if self.labelling == "first":
-                rows_logits = spread_to_pieces(rows_logits, word_ids, self.tags)
+                rows_logits = spread_to_pieces(rows_logits, encoded["offset_mapping"][row], word_ids, self.tags)
             keep = [i for i, (span, word) in enumerate(zip(encoded["offset_mapping"][row], word_ids))
                     if not is_special(span, word)]
             spans = np.array([encoded["offset_mapping"][row][i] for i in keep], dtype=np.int32).reshape(-1, 2)

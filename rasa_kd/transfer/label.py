@@ -210,9 +210,9 @@ def assemble(work: Path, n_shards: int, n_rows: int, n_labels: int):
             np.add.at(seen, shard["indices"], 1)
             if "tag_lengths" in shard:
                 tags = tags or [None] * n_rows
-                ends = np.cumsum(shard["tag_lengths"])
-                for row, end, length in zip(shard["indices"], ends, shard["tag_lengths"]):
-                    tags[row] = (shard["tag_logits"][end - length:end], shard["tag_spans"][end - length:end])
+                lengths, tag_logits, tag_spans = shard["tag_lengths"], shard["tag_logits"], shard["tag_spans"]
+                for row, end, length in zip(shard["indices"], np.cumsum(lengths), lengths):
+                    tags[row] = (tag_logits[end - length:end], tag_spans[end - length:end])
     if not (seen == 1).all():
         raise UserError(f"{work}: shards cover {int((seen > 0).sum())} of {n_rows} rows "
                         f"({int((seen > 1).sum())} repeated); delete the folder and re-run")
@@ -263,7 +263,7 @@ def label(args: LabelOptions) -> Dict:
     taggers = [t for t in teachers if t.tags]
     plan = {"transfer": str(Path(args.transfer).resolve()), "rows": n_rows, "fingerprint": text_fingerprint(dataset),
             "teachers": [t.identity() for t in teachers], "batch_size": args.batch_size, "shards": len(shards),
-            "tags": taggers[0].tags if taggers else None}
+            **({"tags": taggers[0].tags} if taggers else {})}
     work = shards_dir(out)
     if distributed.is_main():
         prepare_work(work, plan)
@@ -286,9 +286,9 @@ def label(args: LabelOptions) -> Dict:
         return {}
     logits, tags = assemble(work, len(shards), n_rows, len(teachers[0].labels))
     labelled_now = n_rows - resumed
-    meta = {"version": transfer_set.LABEL_VERSION, "teachers": [str(t.path) for t in teachers],
-            "labels": len(teachers[0].labels), "tags": len(taggers[0].tags) if taggers else 0,
-            "taggers": [str(t.path) for t in taggers], "rows": n_rows,
+    meta = {**({"version": transfer_set.LABEL_VERSION, "tags": len(taggers[0].tags),
+                "taggers": [str(t.path) for t in taggers]} if taggers else {}),
+            "teachers": [str(t.path) for t in teachers], "labels": len(teachers[0].labels), "rows": n_rows,
             "rows_labelled_this_run": labelled_now, "rows_resumed": resumed, "seconds": round(seconds, 2),
             "sentences_per_s": round(labelled_now / max(seconds, 1e-9), 1),
             "batch_size": args.batch_size, "max_length": [t.max_length for t in teachers],
