@@ -50,11 +50,10 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
-from rasa.nlu.constants import TOKENS_NAMES
+from rasa.nlu.constants import ENTITY_ATTRIBUTE_CONFIDENCE_TYPE, TOKENS_NAMES
 from rasa.nlu.extractors.extractor import EntityExtractorMixin
 from rasa.shared.exceptions import InvalidConfigException
-from rasa.shared.nlu.constants import (ACTION_TEXT, ENTITIES, ENTITY_ATTRIBUTE_CONFIDENCE_TYPE,
-                                       ENTITY_ATTRIBUTE_END, ENTITY_ATTRIBUTE_START, ENTITY_ATTRIBUTE_TYPE,
+from rasa.shared.nlu.constants import (ACTION_TEXT, ENTITIES, ENTITY_ATTRIBUTE_END, ENTITY_ATTRIBUTE_START, ENTITY_ATTRIBUTE_TYPE,
                                        ENTITY_ATTRIBUTE_VALUE, INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY,
                                        PREDICTED_CONFIDENCE_KEY, TEXT)
 from rasa.shared.nlu.training_data.message import Message
