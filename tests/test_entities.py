@@ -91,14 +91,19 @@ def test_intent_and_entity_in_one_parse(server):
     assert [(e["entity"], e["value"]) for e in parsed["entities"]] == [("topping", "pepperoni")]
 
 
-def test_rasa_test_nlu_reports_entities_per_extractor(assistant, toy_nlu):
-    folder, model = assistant
+def entity_test_scores(folder, model, toy_nlu):
+    """`rasa test nlu` on the toy test set plus two unseen sentences with entities."""
     test = folder / "test.yml"
     held_out = [Example("slice with cheese please", "order_pizza",
                         [{"start": 11, "end": 17, "value": "cheese", "entity": "topping"}]),
                 Example("weather in lisbon!", "weather", [{"start": 11, "end": 17, "value": "lisbon", "entity": "city"}])]
     write_examples(test, read_examples(toy_nlu["test"]) + held_out)
-    scores = rasa_runner.test_nlu(model, test, folder / "results", cwd=folder)
+    return rasa_runner.test_nlu(model, test, folder / "results", cwd=folder)
+
+
+def test_rasa_test_nlu_reports_entities_per_extractor(assistant, toy_nlu):
+    folder, model = assistant
+    scores = entity_test_scores(folder, model, toy_nlu)
     report = scores["entities"]["CRFEntityExtractor"]
     assert set(report["per_entity"]) == {"topping", "city"} and report["support"] == 2
     assert 0 < report["micro_f1"] <= 1 and scores["accuracy"] > 0.5
@@ -179,12 +184,7 @@ def test_the_joint_model_is_small_and_loads_without_training(joint_assistant):
 
 def test_rasa_test_nlu_reports_the_joint_students_entities(joint_assistant, toy_nlu):
     folder, model = joint_assistant
-    test = folder / "test.yml"
-    held_out = [Example("slice with cheese please", "order_pizza",
-                        [{"start": 11, "end": 17, "value": "cheese", "entity": "topping"}]),
-                Example("weather in lisbon!", "weather", [{"start": 11, "end": 17, "value": "lisbon", "entity": "city"}])]
-    write_examples(test, read_examples(toy_nlu["test"]) + held_out)
-    scores = rasa_runner.test_nlu(model, test, folder / "results", cwd=folder)
+    scores = entity_test_scores(folder, model, toy_nlu)
     report = scores["entities"]["StudentIntentClassifier"]
     assert set(report["per_entity"]) >= {"city"} and 0 < report["micro_f1"] <= 1
 
