@@ -4,21 +4,28 @@
     .venv/bin/python benchmarks/entities.py --tasks mtod-es --systems diet student+crf
 
 Per task (cached stages in benchmarks/work/entities/<task>, so a re-run resumes):
-  data, student   as benchmarks/small_students.py: convert (slot spans -> Rasa entities),
-                  splits, MiniLM teacher, rules transfer set, the default (balanced) student
-                  distilled and exported; the same stage code as `rasa-kd pipeline`
+  data            as benchmarks/small_students.py: convert (slot spans -> Rasa entities), splits
+  students        `rasa-kd pipeline`'s own stage code (pipeline.build_student): the default
+                  teacher(s) chosen by the data, rules transfer set, the default (balanced)
+                  student distilled and exported; once intent-only (students/intents), once with
+                  --entities (students/joint: the joint teacher's tag head, the student's token head)
   per system      `rasa train nlu` on train; `rasa test nlu` on test (Rasa's own intent
                   report and per-extractor entity report: token-level micro-F1 over the
                   entity labels); in-process `Agent.parse_message` latency, one message at a
                   time, on the first --latency-examples test sentences (the same for every system)
 
-Systems (SYSTEMS below): Rasa's default pipeline (DIET for intents and entities), and the
-student's intents with DIET entity-only on Rasa's sparse features, with the student's token
-features and DIET entity-only without transformer layers, and with CRFEntityExtractor (Rasa's
-lexical features alone, or with the student's token features).
+Systems (SYSTEMS below): Rasa's default pipeline (DIET for intents and entities), the intent-only
+student (the memory baseline), the joint student (`entities: true`: intents and entities from one
+small model), and the intent-only student's intents with DIET entity-only on Rasa's sparse
+features, with the student's token features and DIET entity-only without transformer layers, and
+with CRFEntityExtractor (Rasa's lexical features alone, or with the student's token features).
+Each system is also served with `rasa run` for its resident memory.
 
-Target (issue 16): a student pipeline with entity micro-F1 and intent accuracy >= the default
-pipeline's and parse latency <= 0.5x, on every task, in one run. Writes
+Targets: issue 16, a student pipeline with entity micro-F1 and intent accuracy >= the default
+pipeline's and parse latency <= 0.5x, on every task, in one run; issue 31, the joint student with
+entity micro-F1 >= the default pipeline's and the recommended CRF pipeline's, intent accuracy >=
+the intent-only student's, Rasa model <= 6 MB, `Agent.load` <= 3 s, parse <= 0.25x the default
+pipeline's and `rasa run` memory <= the intent-only student's + 10 %. Writes
 benchmarks/results/entities.json and .md after every system, so an interrupted run keeps them.
 """
 import argparse
@@ -35,12 +42,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from run import publish, results_so_far  # noqa: E402
 from small_students import TaskRun  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
-from rasa_kd.pipeline import ENTITY_COMPONENTS  # noqa: E402
+from rasa_kd.pipeline import ENTITY_COMPONENTS, PipelineOptions, Stages, build_student  # noqa: E402
 from rasa_kd.students.presets import DEFAULT_PRESET  # noqa: E402
 
 TASKS = ("mtod-es", "rasa-demo")
 DEFAULT_SYSTEM = "diet"
+RECOMMENDED_SYSTEM = "student-tokens+crf"
+INTENTS_SYSTEM = "student-intents"  # no entities: the memory baseline
+JOINT_SYSTEM = "student-joint"
 LATENCY_TARGET = 0.5  # x the default pipeline's median parse time
+JOINT_TARGETS = {"model_mb": 6.0, "load_seconds": 3.0, "x_default_latency": 0.25, "x_intents_rss": 1.10}
+SERVED_EXAMPLES = 50  # parsed over HTTP before the server's memory is read
 
 HEADER = "recipe: default.v1\nlanguage: en\nassistant_id: rasa-kd-entities\npipeline:\n"
 FOOTER = """  - name: EntitySynonymMapper
@@ -92,14 +104,29 @@ def recommended_config(student: Path) -> str:
     return student_config(student, entities=True)
 
 
+def joint_config(student: Path) -> str:
+    """What `rasa-kd pipeline --entities` prints: the joint student extracts the entities itself."""
+    from rasa_runner import student_config
+
+    return student_config(student, entities=True, joint=True)
+
+
+def intents_config(student: Path) -> str:
+    from rasa_runner import student_config
+
+    return student_config(student)
+
+
 def with_entities(middle: str) -> str:
     return HEADER + "  - name: WhitespaceTokenizer\n" + middle + FOOTER
 
 
 SYSTEMS: Dict[str, Callable[[Path], str]] = {
     # cheapest first, so that an interrupted run has the most rows
+    INTENTS_SYSTEM: intents_config,
     "student+crf": lambda s: with_entities(student_intents(s) + CRF),
-    "student-tokens+crf": recommended_config,
+    RECOMMENDED_SYSTEM: recommended_config,
+    JOINT_SYSTEM: joint_config,
     "student+featurizer+crf": lambda s: with_entities(student_features(s) + student_intents(s) + CRF_DENSE),
     DEFAULT_SYSTEM: default_config,
     "student+featurizer+diet-entities": lambda s: with_entities(
@@ -108,31 +135,38 @@ SYSTEMS: Dict[str, Callable[[Path], str]] = {
 }
 DESCRIPTIONS = {
     DEFAULT_SYSTEM: "Rasa default pipeline (DIET intents + entities)",
+    INTENTS_SYSTEM: "student intents only (no entities; memory baseline)",
+    JOINT_SYSTEM: "joint student: intents and entities from one model (`entities: true`)",
     "student+diet-entities": "student intents + DIET entity-only (CountVectors)",
     "student+featurizer+diet-entities": "student intents + StudentFeaturizer + DIET entity-only, 0 transformer layers",
     "student+crf": "student intents + CRFEntityExtractor (its lexical features)",
-    "student-tokens+crf": "**student intents and token features + CRFEntityExtractor (recommended)**",
+    RECOMMENDED_SYSTEM: "**student intents and token features + CRFEntityExtractor (recommended)**",
     "student+featurizer+crf": "student intents + StudentFeaturizer + CRFEntityExtractor (lexical + student features)",
 }
 
 
 class EntityRun(TaskRun):
-    """One task: the data and the default student as small_students builds them, then every system."""
+    """One task: the data as small_students builds it, the default students as `rasa-kd pipeline`
+    builds them, then every system."""
 
     def __init__(self, name: str, work: Path, latency_examples: int):
         super().__init__(name, work, [DEFAULT_PRESET], latency_examples)
 
-    def build_student(self) -> Path:
+    def build_student(self, entities: bool) -> Path:
+        """The default student (`entities`: the joint one), through `rasa-kd pipeline`'s stages."""
         self.convert()
         self.prepare()
-        return self.student(DEFAULT_PRESET, self.transfer(self.teacher()))
+        out = self.root / "students" / ("joint" if entities else "intents")
+        options = PipelineOptions(nlu=self.file("train"), out=out, entities=entities, quiet=True)
+        _, student = build_student(Stages(out), options, self.file("train"), self.file("dev"), [self.file("test")])
+        return student
 
     def system(self, name: str, student: Path) -> Dict:
         import rasa_runner
 
         folder = self.root / "systems" / name
         config = SYSTEMS[name](student.resolve())
-        model, latency = folder / "model.tar.gz", folder / "latency.json"
+        model, latency, served = folder / "model.tar.gz", folder / "latency.json", folder / "served.json"
         inputs = [self.data] + ([student] if name != DEFAULT_SYSTEM else [])
 
         def train() -> None:
@@ -153,12 +187,24 @@ class EntityRun(TaskRun):
                             folder / f"{split}.json", lambda s=split: test(s))
         self.stages.run(f"latency-{name}", {"model": str(model), "n": self.latency_examples, "load_seconds": True},
                         [model, self.file("test")], latency, time_parses)
+        self.stages.run(f"served-{name}", {"model": str(model), "n": SERVED_EXAMPLES}, [model, self.file("test")],
+                        served, lambda: served.write_text(json.dumps(self.serve(model, folder), indent=1)))
         test_scores, dev_scores = (json.loads((folder / f"{split}.json").read_text()) for split in ("test", "dev"))
         return {"description": DESCRIPTIONS[name], "config": config, "intent_accuracy": test_scores["accuracy"],
                 "intent_macro_f1": test_scores["macro_f1"], "entities": test_scores["entities"],
                 "dev": {"intent_accuracy": dev_scores["accuracy"], "entities": dev_scores["entities"]},
                 "latency_ms": json.loads(latency.read_text()), "model_mb": round(model.stat().st_size / 1e6, 2),
+                "rss_mb": json.loads(served.read_text())["rss_mb"],
                 "train_minutes": round((self.stages.seconds(f"train-{name}") or 0) / 60, 2)}
+
+    def serve(self, model: Path, folder: Path) -> Dict:
+        """`rasa run`'s resident memory after it parsed the first test sentences over HTTP."""
+        import rasa_runner
+
+        with rasa_runner.RasaServer(model, folder / "rasa-run.log") as server:
+            for text in self.latency_texts()[:SERVED_EXAMPLES]:
+                server.parse(text)
+            return {"rss_mb": round(server.rss_mb(), 1), "parsed": SERVED_EXAMPLES}
 
     def latency_texts(self) -> List[str]:
         from rasa_kd.formats.nlu_yaml import read_examples
@@ -201,7 +247,26 @@ def verdicts(systems: Dict[str, Dict]) -> None:
         entry["targets"] = {"entity_f1": entity_f1(entry) >= entity_f1(default),
                             "intent_accuracy": entry["intent_accuracy"] >= default["intent_accuracy"],
                             "latency": ratio <= LATENCY_TARGET}
+        if name == JOINT_SYSTEM:
+            entry["targets"].update(joint_targets(entry, systems))
         entry["meets_targets"] = all(entry["targets"].values())
+
+
+def joint_targets(joint: Dict, systems: Dict[str, Dict]) -> Dict[str, bool]:
+    """Issue 31's targets beyond issue 16's: against the recommended CRF pipeline and the
+    intent-only student where they were measured."""
+    targets = {"model_mb": joint["model_mb"] <= JOINT_TARGETS["model_mb"],
+               "load_seconds": joint["latency_ms"]["load_seconds"] <= JOINT_TARGETS["load_seconds"],
+               "latency": joint["x_default_latency"] <= JOINT_TARGETS["x_default_latency"]}
+    if RECOMMENDED_SYSTEM in systems:
+        targets["entity_f1_crf"] = entity_f1(joint) >= entity_f1(systems[RECOMMENDED_SYSTEM])
+    intents = systems.get(INTENTS_SYSTEM)
+    if intents:
+        targets["intent_accuracy_student"] = joint["intent_accuracy"] >= intents["intent_accuracy"]
+        if joint.get("rss_mb") and intents.get("rss_mb"):
+            joint["x_intents_rss"] = round(joint["rss_mb"] / intents["rss_mb"], 3)
+            targets["rss"] = joint["x_intents_rss"] <= JOINT_TARGETS["x_intents_rss"]
+    return targets
 
 
 # ---------------------------------------------------------------- report
@@ -215,6 +280,10 @@ def target_summary(entry: Dict) -> str:
     return f"missed: {', '.join(missed)}" if missed else "all met"
 
 
+def by_earlier_student(name: str, entry: Dict) -> bool:
+    return name != DEFAULT_SYSTEM and "student" not in entry
+
+
 def markdown(results: Dict) -> str:
     lines = ["# Intents and entities: student pipelines against Rasa's default pipeline", "",
              f"Produced by `benchmarks/entities.py` on this machine ({results['machine']['cores']} cores, "
@@ -222,26 +291,36 @@ def markdown(results: Dict) -> str:
              "from Rasa's intent report, entity F1 from Rasa's entity report of the pipeline's extractor "
              "(token level, micro average over the entity labels). Parse = in-process `Agent.parse_message`, "
              "one message at a time. Target: entity F1 and intent accuracy >= the default pipeline's, parse "
-             f"<= {LATENCY_TARGET}x its time.", ""]
+             f"<= {LATENCY_TARGET}x its time; for the joint student also entity F1 >= the recommended CRF "
+             f"pipeline's, intent accuracy >= the intent-only student's, model <= {JOINT_TARGETS['model_mb']:g} MB, "
+             f"load <= {JOINT_TARGETS['load_seconds']:g} s, parse <= {JOINT_TARGETS['x_default_latency']}x and "
+             "`rasa run` memory <= the intent-only student's + 10 %. Memory: resident MB of `rasa run` "
+             f"(with its children) after {SERVED_EXAMPLES} parses over HTTP; blank where not measured.", ""]
     for task, result in results["tasks"].items():
         data = result["data"]
         lines += [f"## {task} (train {data['train']['examples']:,}, test {data['test']['examples']:,} unique "
                   f"examples; {data['test']['entities']:,} test entities of {data['train']['entity_labels']} "
                   f"labels)", "",
                   "| system | intent acc | entity micro-F1 | entity macro-F1 | dev intent acc | dev entity micro-F1 | "
-                  "parse ms (median) | p95 ms | x default | Rasa model MB | load s | train min | targets (test) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "parse ms (median) | p95 ms | x default | Rasa model MB | load s | `rasa run` MB | train min | "
+                  "targets (test) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, entry in result["systems"].items():
             report = extractor_report(entry)
             met = target_summary(entry)
-            lines.append(f"| {entry['description']} | {entry['intent_accuracy']:.4f} | "
+            earlier = " †" if by_earlier_student(name, entry) else ""
+            lines.append(f"| {entry['description']}{earlier} | {entry['intent_accuracy']:.4f} | "
                          f"{report.get('micro_f1') or 0:.4f} | {report.get('macro_f1') or 0:.4f} | "
                          f"{entry['dev']['intent_accuracy']:.4f} | {entity_f1(entry['dev']):.4f} | "
                          f"{entry['latency_ms']['median_ms']:.2f} | {entry['latency_ms']['p95_ms']:.2f} | "
                          f"{entry.get('x_default_latency', float('nan')):.2f} | {entry['model_mb']:.1f} | "
                          f"{entry['latency_ms'].get('load_seconds', float('nan')):.1f} | "
-                         f"{entry['train_minutes']:.1f} | {met} |")
+                         f"{entry['rss_mb'] if entry.get('rss_mb') else ''} | {entry['train_minutes']:.1f} | {met} |")
         lines.append("")
+    if any(by_earlier_student(name, entry) for result in results["tasks"].values()
+           for name, entry in result["systems"].items()):
+        lines += ["† measured before the students were built by `rasa-kd pipeline`'s stage code: an earlier "
+                  "intent-only student (MiniLM teacher) on the same splits.", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -260,12 +339,15 @@ def main(argv=None) -> int:
     for task in args.tasks:
         run = EntityRun(task, args.work, args.latency_examples)
         try:
-            student = run.build_student()
             entry = results["tasks"].setdefault(task, {"systems": {}})
-            entry.update(data=run.entity_counts(), student=str(student.relative_to(ROOT)))
             for name in [s for s in SYSTEMS if s in args.systems]:  # cheapest first
                 started = time.time()
+                joint = name == JOINT_SYSTEM
+                student = run.build_student(entities=joint)
+                entry.update(data=run.entity_counts())
+                entry["joint_student" if joint else "student"] = str(student.relative_to(ROOT))
                 entry["systems"][name] = run.system(name, student)
+                entry["systems"][name]["student"] = None if name == DEFAULT_SYSTEM else str(student.relative_to(ROOT))
                 entry["systems"][name]["run_seconds"] = round(time.time() - started, 1)
                 verdicts(entry["systems"])
                 publish("entities", results, markdown(results))  # after every system

@@ -40,11 +40,11 @@ policies: []
 """
 
 
-def student_config(student: Path, entities: bool = False) -> str:
+def student_config(student: Path, entities: bool = False, joint: bool = False) -> str:
     """A whole Rasa config: the student pipeline (with the recommended entity extractor when
-    `entities`), with the same FallbackClassifier as DIET_CONFIG."""
+    `entities`; `joint`: the student's own token head), with the same FallbackClassifier as DIET_CONFIG."""
     return (f"recipe: default.v1\nlanguage: en\nassistant_id: rasa-kd-student\n"
-            f"{config_snippet(student, entities)}\n"
+            f"{config_snippet(student, entities, joint)}\n"
             f"    ambiguity_threshold: 0.1\npolicies: []\n")
 
 
