@@ -33,7 +33,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -91,42 +91,33 @@ CRF = "  - name: LexicalSyntacticFeaturizer\n  - name: CRFEntityExtractor\n"
 CRF_DENSE = ENTITY_COMPONENTS.replace("  - name: EntitySynonymMapper\n", "")
 
 
-def default_config(student: Path) -> str:
+def default_config(student: Optional[Path]) -> str:
     from rasa_runner import DIET_CONFIG
 
     return DIET_CONFIG
 
 
-def recommended_config(student: Path) -> str:
-    """What `rasa-kd pipeline` prints and `make demo` trains for data with entities."""
-    from rasa_runner import student_config
+def student_pipeline(**keys) -> Callable[[Path], str]:
+    """What `rasa-kd pipeline` prints for the student: rasa_runner.student_config with `keys`
+    (entities: the recommended CRF extractor; entities and joint: the student's own token head)."""
+    def config(student: Path) -> str:
+        from rasa_runner import student_config
 
-    return student_config(student, entities=True)
+        return student_config(student, **keys)
 
-
-def joint_config(student: Path) -> str:
-    """What `rasa-kd pipeline --entities` prints: the joint student extracts the entities itself."""
-    from rasa_runner import student_config
-
-    return student_config(student, entities=True, joint=True)
-
-
-def intents_config(student: Path) -> str:
-    from rasa_runner import student_config
-
-    return student_config(student)
+    return config
 
 
 def with_entities(middle: str) -> str:
     return HEADER + "  - name: WhitespaceTokenizer\n" + middle + FOOTER
 
 
-SYSTEMS: Dict[str, Callable[[Path], str]] = {
+SYSTEMS: Dict[str, Callable[[Optional[Path]], str]] = {
     # cheapest first, so that an interrupted run has the most rows
-    INTENTS_SYSTEM: intents_config,
+    INTENTS_SYSTEM: student_pipeline(),
     "student+crf": lambda s: with_entities(student_intents(s) + CRF),
-    RECOMMENDED_SYSTEM: recommended_config,
-    JOINT_SYSTEM: joint_config,
+    RECOMMENDED_SYSTEM: student_pipeline(entities=True),
+    JOINT_SYSTEM: student_pipeline(entities=True, joint=True),
     "student+featurizer+crf": lambda s: with_entities(student_features(s) + student_intents(s) + CRF_DENSE),
     DEFAULT_SYSTEM: default_config,
     "student+featurizer+diet-entities": lambda s: with_entities(
@@ -154,20 +145,19 @@ class EntityRun(TaskRun):
 
     def build_student(self, entities: bool) -> Path:
         """The default student (`entities`: the joint one), through `rasa-kd pipeline`'s stages."""
-        self.convert()
-        self.prepare()
         out = self.root / "students" / ("joint" if entities else "intents")
         options = PipelineOptions(nlu=self.file("train"), out=out, entities=entities, quiet=True)
         _, student = build_student(Stages(out), options, self.file("train"), self.file("dev"), [self.file("test")])
         return student
 
-    def system(self, name: str, student: Path) -> Dict:
+    def system(self, name: str, student: Optional[Path]) -> Dict:
+        """`name` trained, tested, timed and served; `student`: None for the default pipeline."""
         import rasa_runner
 
         folder = self.root / "systems" / name
-        config = SYSTEMS[name](student.resolve())
+        config = SYSTEMS[name](student.resolve() if student else None)
         model, latency, served = folder / "model.tar.gz", folder / "latency.json", folder / "served.json"
-        inputs = [self.data] + ([student] if name != DEFAULT_SYSTEM else [])
+        inputs = [self.data] + ([student] if student else [])
 
         def train() -> None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -243,7 +233,6 @@ def verdicts(systems: Dict[str, Dict]) -> None:
         ratio = entry["latency_ms"]["median_ms"] / default["latency_ms"]["median_ms"]
         entry["x_default_latency"] = round(ratio, 3)
         if name in (DEFAULT_SYSTEM, INTENTS_SYSTEM):  # the references, not candidates
-            entry.pop("targets", None), entry.pop("meets_targets", None)
             continue
         entry["targets"] = {"entity_f1": entity_f1(entry) >= entity_f1(default),
                             "intent_accuracy": entry["intent_accuracy"] >= default["intent_accuracy"],
@@ -340,15 +329,21 @@ def main(argv=None) -> int:
     for task in args.tasks:
         run = EntityRun(task, args.work, args.latency_examples)
         try:
+            run.convert()
+            run.prepare()
             entry = results["tasks"].setdefault(task, {"systems": {}})
+            entry["data"] = run.entity_counts()
+            students: Dict[bool, Path] = {}  # entities -> student, each kind built once and only if needed
             for name in [s for s in SYSTEMS if s in args.systems]:  # cheapest first
                 started = time.time()
-                joint = name == JOINT_SYSTEM
-                student = run.build_student(entities=joint)
-                entry.update(data=run.entity_counts())
-                entry["joint_student" if joint else "student"] = str(student.relative_to(ROOT))
+                student = None
+                if name != DEFAULT_SYSTEM:
+                    joint = name == JOINT_SYSTEM
+                    if joint not in students:
+                        students[joint] = run.build_student(entities=joint)
+                    student = students[joint]
                 entry["systems"][name] = run.system(name, student)
-                entry["systems"][name]["student"] = None if name == DEFAULT_SYSTEM else str(student.relative_to(ROOT))
+                entry["systems"][name]["student"] = str(student.relative_to(ROOT)) if student else None
                 entry["systems"][name]["run_seconds"] = round(time.time() - started, 1)
                 verdicts(entry["systems"])
                 publish("entities", results, markdown(results))  # after every system

@@ -1,10 +1,11 @@
 """`make demo`: the whole rasa-kd path on the demo assistant "Bean Counter" (config.yml, domain.yml, data/).
 
-1. `rasa-kd pipeline --nlu data/nlu.yml --out build/`: a held-out split, teacher, student (defaults:
-   preset balanced, int8), both scored on the held-out test split
+1. `rasa-kd pipeline --nlu data/nlu.yml --test tests/demo_nlu_test.yml --out build/`: teacher,
+   student (defaults: preset balanced, int8), both scored on the demo's held-out test set (143
+   sentences written apart from data/, 98 entities in 76 of them)
 2. `rasa train nlu` on the training split: the student pipeline (with the recommended entity
    extractor, as the data has entities) and Rasa's default DIET pipeline; `rasa test nlu` of both on
-   the held-out split (intents and, with entities, Rasa's entity report), in-process parse latency
+   the held-out test set (intents and, with entities, Rasa's entity report), in-process parse latency
 3. the assistant itself: plain `rasa train` with config.yml (the student is distilled inside Rasa's
    training), `rasa run` on localhost, a short conversation over the REST channel, server stopped
 4. result tables (intents; entities when the data has them), the conversation with what NLU
@@ -20,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))  # rasa_runner: `rasa train`/`rasa test`/`rasa run`, as a user runs them
 BUILD = ROOT / "build"
+TEST = ROOT / "tests" / "demo_nlu_test.yml"  # outside data/, which `rasa train` reads whole
 CONVERSATION = ["hi there", "can I get a large oat latte please", "what time do you close on sunday",
                 "where is your shop in Lisbon?", "is this a real person?", "thanks, bye"]
 
@@ -36,7 +38,7 @@ def timed(timings, name, function, *args, **kwargs):
 def run_pipeline() -> None:
     """The defaults a user gets: preset balanced, its transfer-set size rule, int8 when it holds."""
     subprocess.run([str(Path(sys.executable).parent / "rasa-kd"), "pipeline", "--nlu", "data/nlu.yml",
-                    "--out", "build"], check=True, cwd=ROOT)
+                    "--test", str(TEST.relative_to(ROOT)), "--out", "build"], check=True, cwd=ROOT)
 
 
 def row(name, scores, latency_ms, size_mb):
@@ -50,7 +52,7 @@ def main() -> int:
 
     timings = {}
     timed(timings, "rasa-kd pipeline", run_pipeline)
-    train, test = BUILD / "data" / "train.yml", BUILD / "data" / "test.yml"
+    train, test = BUILD / "data" / "train.yml", TEST
     models = BUILD / "models"
     configs = {"student": BUILD / "student-config.yml", "diet": BUILD / "diet-config.yml"}
     from rasa_kd.pipeline import has_entities
