@@ -23,7 +23,7 @@ Each system is also served with `rasa run` for its resident memory.
 
 Targets: issue 16, a student pipeline with entity micro-F1 and intent accuracy >= the default
 pipeline's and parse latency <= 0.5x, on every task, in one run; issue 31, the joint student with
-entity micro-F1 >= the default pipeline's and the recommended CRF pipeline's, intent accuracy >=
+entity micro-F1 >= the default pipeline's and the CRF pipeline's, intent accuracy >=
 the intent-only student's, Rasa model <= 6 MB, `Agent.load` <= 3 s, parse <= 0.25x the default
 pipeline's and `rasa run` memory <= the intent-only student's + 10 %. Writes
 benchmarks/results/entities.json and .md after every system, so an interrupted run keeps them.
@@ -47,7 +47,7 @@ from rasa_kd.students.presets import DEFAULT_PRESET  # noqa: E402
 
 TASKS = ("mtod-es", "rasa-demo")
 DEFAULT_SYSTEM = "diet"
-RECOMMENDED_SYSTEM = "student-tokens+crf"
+CRF_SYSTEM = "student-tokens+crf"
 INTENTS_SYSTEM = "student-intents"  # no entities: the memory baseline
 JOINT_SYSTEM = "student-joint"
 LATENCY_TARGET = 0.5  # x the default pipeline's median parse time
@@ -99,7 +99,7 @@ def default_config(student: Optional[Path]) -> str:
 
 def student_pipeline(**keys) -> Callable[[Path], str]:
     """What `rasa-kd pipeline` prints for the student: rasa_runner.student_config with `keys`
-    (entities: the recommended CRF extractor; entities and joint: the student's own token head)."""
+    (entities: the CRF extractor on the student's token vectors; entities and joint: the student's own token head)."""
     def config(student: Path) -> str:
         from rasa_runner import student_config
 
@@ -116,7 +116,7 @@ SYSTEMS: Dict[str, Callable[[Optional[Path]], str]] = {
     # cheapest first, so that an interrupted run has the most rows
     INTENTS_SYSTEM: student_pipeline(),
     "student+crf": lambda s: with_entities(student_intents(s) + CRF),
-    RECOMMENDED_SYSTEM: student_pipeline(entities=True),
+    CRF_SYSTEM: student_pipeline(entities=True),
     JOINT_SYSTEM: student_pipeline(entities=True, joint=True),
     "student+featurizer+crf": lambda s: with_entities(student_features(s) + student_intents(s) + CRF_DENSE),
     DEFAULT_SYSTEM: default_config,
@@ -127,11 +127,11 @@ SYSTEMS: Dict[str, Callable[[Optional[Path]], str]] = {
 DESCRIPTIONS = {
     DEFAULT_SYSTEM: "Rasa default pipeline (DIET intents + entities)",
     INTENTS_SYSTEM: "student intents only (no entities; memory baseline)",
-    JOINT_SYSTEM: "joint student: intents and entities from one model (`entities: true`)",
+    JOINT_SYSTEM: "**joint student: intents and entities from one model (the default)**",
     "student+diet-entities": "student intents + DIET entity-only (CountVectors)",
     "student+featurizer+diet-entities": "student intents + StudentFeaturizer + DIET entity-only, 0 transformer layers",
     "student+crf": "student intents + CRFEntityExtractor (its lexical features)",
-    RECOMMENDED_SYSTEM: "**student intents and token features + CRFEntityExtractor (recommended)**",
+    CRF_SYSTEM: "student intents and token features + CRFEntityExtractor (`--no-entities`' config)",
     "student+featurizer+crf": "student intents + StudentFeaturizer + CRFEntityExtractor (lexical + student features)",
 }
 
@@ -243,13 +243,13 @@ def verdicts(systems: Dict[str, Dict]) -> None:
 
 
 def joint_targets(joint: Dict, systems: Dict[str, Dict]) -> Dict[str, bool]:
-    """Issue 31's targets beyond issue 16's: against the recommended CRF pipeline and the
+    """Issue 31's targets beyond issue 16's: against the CRF pipeline and the
     intent-only student where they were measured."""
     targets = {"model_mb": joint["model_mb"] <= JOINT_TARGETS["model_mb"],
                "load_seconds": joint["latency_ms"]["load_seconds"] <= JOINT_TARGETS["load_seconds"],
                "latency": joint["x_default_latency"] <= JOINT_TARGETS["x_default_latency"]}
-    if RECOMMENDED_SYSTEM in systems:
-        targets["entity_f1_crf"] = entity_f1(joint) >= entity_f1(systems[RECOMMENDED_SYSTEM])
+    if CRF_SYSTEM in systems:
+        targets["entity_f1_crf"] = entity_f1(joint) >= entity_f1(systems[CRF_SYSTEM])
     intents = systems.get(INTENTS_SYSTEM)
     if intents:
         targets["intent_accuracy_student"] = joint["intent_accuracy"] >= intents["intent_accuracy"]
@@ -281,7 +281,7 @@ def markdown(results: Dict) -> str:
              "from Rasa's intent report, entity F1 from Rasa's entity report of the pipeline's extractor "
              "(token level, micro average over the entity labels). Parse = in-process `Agent.parse_message`, "
              "one message at a time. Target: entity F1 and intent accuracy >= the default pipeline's, parse "
-             f"<= {LATENCY_TARGET}x its time; for the joint student also entity F1 >= the recommended CRF "
+             f"<= {LATENCY_TARGET}x its time; for the joint student also entity F1 >= the CRF "
              f"pipeline's, intent accuracy >= the intent-only student's, model <= {JOINT_TARGETS['model_mb']:g} MB, "
              f"load <= {JOINT_TARGETS['load_seconds']:g} s, parse <= {JOINT_TARGETS['x_default_latency']}x and "
              "`rasa run` memory <= the intent-only student's + 10 %. Memory: resident MB of `rasa run` "

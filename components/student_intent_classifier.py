@@ -18,16 +18,19 @@ pipeline:
     ranking_length: 10         # intents in `intent_ranking` (0 = all)
     runtime: auto              # auto | int8 | onnx | pytorch
     token_features: false      # true: also hand the student's token vectors to later components
-    entities: false            # true: the one student also extracts the data's entities
+    entities: true             # data with entities: the one student extracts them too (false: intents only)
 ```
 
-`entities: true` distils intents and entities into one student (a joint teacher with a tag
-head, a student with a token head: `rasa-kd pipeline --entities`) and makes the component
+`entities: true` (the default, as in `rasa-kd pipeline`; data without entities is distilled
+as before) distils intents and entities into one student (a joint teacher with a tag head, a
+student with a token head) and makes the component
 Rasa's entity extractor too, as DIET's `entity_recognition` does: from the same forward pass
 that gives the intent, each message gets the student's entities (`extractor`
 StudentIntentClassifier, `confidence_entity`, spans widened to whole Rasa tokens), so
 `EntitySynonymMapper` and `rasa test nlu`'s entity report work as with any extractor. Nothing
 is trained at load time. A `student:` package made with entities extracts them whatever the key.
+`entities: false` (`rasa-kd pipeline --no-entities`) distils intents only, e.g. to leave the
+entities to another extractor (training warns when one meets the student's).
 
 `token_features: true` makes the component a featurizer as well: from the same forward
 pass it adds the student's sentence vector and one row per Rasa token (as
@@ -98,6 +101,7 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier, EntityExtractorM
     def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                execution_context: ExecutionContext) -> "StudentIntentClassifier":
         config = student_training.with_rasa_language(config, execution_context)
+        student_training.warn_other_extractors(config, execution_context, NAME)
         return cls(config, model_storage, resource, node_name=execution_context.node_name)
 
     def train(self, training_data: TrainingData) -> Resource:

@@ -92,6 +92,25 @@ def with_rasa_language(config: Dict[str, Any], execution_context) -> Dict[str, A
     return {**config, "language": language} if language else config
 
 
+# Extractors that find the data's entities themselves: beside the student's own (`entities: true`),
+# each entity would come twice.
+TRAINED_EXTRACTORS = ("CRFEntityExtractor", "DIETClassifier")
+
+
+def warn_other_extractors(config: Dict[str, Any], execution_context, component: str) -> None:
+    """One line when the student's entities (the default for data with entities) meet another
+    trained extractor in the pipeline, e.g. an older config with CRFEntityExtractor."""
+    schema = execution_context.graph_schema
+    if not config.get("entities") or config.get("student") or schema is None:
+        return
+    others = sorted({node.uses.__name__ for node in schema.nodes.values()
+                     if node.uses.__name__ in TRAINED_EXTRACTORS and node.config.get("entity_recognition", True)})
+    if others:
+        logger.warning(f"{component}: the student extracts the data's entities (entities: true, the default) and so "
+                       f"does {', '.join(others)}; set `entities: false` on {component} to leave them to "
+                       f"{' and '.join(others)}")
+
+
 def recipe_record(config: Dict[str, Any]) -> Dict[str, Any]:
     """What the configured preset resolves to in this rasa-kd: its student options, size rule
     and int8 check. When a release changes a preset's recipe, Rasa's cache must not hand back

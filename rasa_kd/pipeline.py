@@ -118,9 +118,10 @@ def summary_line(description: Dict) -> str:
 
 # Rasa's `rasa init` value; the student's calibrated confidences keep its meaning
 FALLBACK_THRESHOLD = 0.3
-# Intents and entities (benchmarks/results/entities.md): the classifier hands the student's
-# token vectors to Rasa's CRF, which uses them next to its own lexical features.
-TOKEN_FEATURES = "    token_features: true  # the student's token vectors, for the entity extractor\n"
+# Intents and entities with --no-entities (benchmarks/results/entities.md): the classifier hands
+# the student's token vectors to Rasa's CRF, which uses them next to its own lexical features.
+TOKEN_FEATURES = ("    token_features: true  # the student's token vectors, for the entity extractor\n"
+                  "    entities: false       # the entities are the CRF's\n")
 ENTITY_COMPONENTS = """  - name: CRFEntityExtractor
     features:
       - [low, title, upper]
@@ -175,8 +176,10 @@ class PipelineOptions:
     size: Optional[int] = option(None, "new transfer sentences (default: the preset's rule, 10x the training "
                                        "sentences within 10k-40k for balanced)")
     seed: int = option(42, "random seed for every stage")
-    entities: bool = option(False, "also distil the data's entities: the teacher learns a tag head, the student "
-                                   "a token head (intents and entities from one small model)")
+    entities: bool = option(True, "--no-entities: intents only. By default data with entities gets one student for "
+                                  "both: the teacher learns a tag head, the student a token head (intents and "
+                                  "entities from one small model; benchmarks/results/entities.md)",
+                            flags=("--no-entities",), action="store_false")
     allow_unknown_labels: bool = option(False, "score --test intents that --nlu lacks as errors (default: stop "
                                                "before the first stage, naming them)")
     fresh: bool = option(False, "re-run every stage, ignoring what earlier runs recorded")

@@ -1,6 +1,6 @@
-"""Intents and entities: the recommended pipeline (the student distilled inside `rasa train nlu`,
-its token vectors handed to Rasa's CRF for entities) trains on a tiny assistant, answers
-over HTTP with entity spans that match Rasa's tokens (punctuation, words of several word
+"""Intents and entities: the default pipeline (one student distilled inside `rasa train nlu` for
+both) and the `--no-entities` one (the student's token vectors handed to Rasa's CRF) train on a
+tiny assistant, answer over HTTP with entity spans that match Rasa's tokens (punctuation, words of several word
 pieces, non-ASCII text), and Rasa's entity report is read back per extractor."""
 import json
 from pathlib import Path
@@ -132,12 +132,23 @@ def test_config_snippet_adds_the_entity_extractor_only_for_data_with_entities(tm
     assert "token_features: true" in config_snippet(Path("student"), entities=True)
     assert "CRFEntityExtractor" not in config_snippet(Path("student"))
     assert "token_features" not in config_snippet(Path("student"))
+    assert "entities: false" in config_snippet(Path("student"), entities=True)  # the CRF's, not the student's
+    joint = config_snippet(Path("student"), entities=True, joint=True)
+    assert "entities: true" in joint and "CRFEntityExtractor" not in joint
+
+
+def test_one_student_for_intents_and_entities_is_the_default():
+    from rasa_kd.options import parse_options
+    from rasa_kd.pipeline import PipelineOptions
+
+    assert parse_options(PipelineOptions, ["--nlu", "n.yml", "--out", "o"]).entities
+    assert not parse_options(PipelineOptions, ["--nlu", "n.yml", "--out", "o", "--no-entities"]).entities
 
 
 # ---------------------------------------------------------------- one student for intents and entities
 
-JOINT_CONFIG = INTENTS_CONFIG.replace("    seed: 1\n", "    seed: 1\n    entities: true\n").replace(
-    "policies: []", "  - name: EntitySynonymMapper\npolicies: []")
+# no `entities:` key: one student for intents and entities is the default for data with entities
+JOINT_CONFIG = INTENTS_CONFIG.replace("policies: []", "  - name: EntitySynonymMapper\npolicies: []")
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +209,21 @@ def test_entity_spans_widen_to_whole_rasa_tokens():
     assert token_aligned(12, 17, tokens) == (11, 20)  # part of "são" and of "paulo"
     assert token_aligned(0, 7, tokens) == (0, 7)  # the first token exactly
     assert token_aligned(30, 32, tokens) == (30, 32)  # past the tokens: left as it is
+
+
+def test_training_warns_when_another_extractor_meets_the_students_entities(caplog):
+    from types import SimpleNamespace
+
+    from rasa.nlu.extractors.crf_entity_extractor import CRFEntityExtractor
+
+    from rasa_kd.components import student_training
+
+    def context(**config):
+        nodes = {"train_CRFEntityExtractor2": SimpleNamespace(uses=CRFEntityExtractor, config=config)}
+        return SimpleNamespace(graph_schema=SimpleNamespace(nodes=nodes))
+
+    with caplog.at_level("WARNING"):
+        student_training.warn_other_extractors({"entities": True}, context(), "StudentIntentClassifier")
+        student_training.warn_other_extractors({"entities": False}, context(), "StudentIntentClassifier")
+    assert len(caplog.records) == 1 and "set `entities: false`" in caplog.records[0].getMessage()
+    assert "CRFEntityExtractor" in caplog.records[0].getMessage()

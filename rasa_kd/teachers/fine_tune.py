@@ -9,7 +9,8 @@ it stops early after `--patience` epochs without improvement.
 Pooling (--pooling): `cls`, the model's own head, or `mean` of the token states; see
 `rasa_kd.teachers.pooling`.
 
-Entities (--entities auto; off by default for now): when the training data has entity annotations, the teacher also
+Entities (--entities auto; `rasa-kd pipeline` and the component ask for it, this stage alone
+defaults to off): when the training data has entity annotations, the teacher also
 learns a token-classification head (BIO tags, `rasa_kd.nlu_data.entity_tags`) on the same
 forward pass, loss = intent cross-entropy + --tag-weight x tag cross-entropy, and epochs are
 chosen on the mean of dev intent micro-F1 and dev entity F1 (`rasa_kd.teachers.tag_head`).
