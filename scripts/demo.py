@@ -118,8 +118,8 @@ def print_table(results, n_test: int) -> None:
         print(row(f"{label} (rasa test nlu, parse)", scores, latency["median_ms"], size))
     ratio = results["student"][1]["median_ms"] / results["diet"][1]["median_ms"]
     gap = teacher["scores"]["accuracy"] - student["scores"]["accuracy"]
-    print(f"\nstudent: {gap * 100:+.1f} points below the teacher; student pipeline parse latency = {ratio:.2f} x "
-          f"DIET pipeline's (held-out test split: {n_test} messages)")
+    print(f"\nstudent: {abs(gap) * 100:.1f} points {'below' if gap >= 0 else 'above'} the teacher; student pipeline "
+          f"parse latency = {ratio:.2f} x DIET pipeline's (held-out test set: {n_test} messages)")
 
 
 def print_entity_table(results) -> None:
