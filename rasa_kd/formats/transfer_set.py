@@ -140,8 +140,15 @@ def read_labels(path, file_name: str = LABELS_FILE) -> List[str]:
 
 
 def read_tags(path) -> Optional[List[str]]:
-    """tags.json (a set labelled by a joint teacher), else None."""
+    """tags.json, the tag names of a joint teacher's folder or of the set it labelled; None
+    without one (an intent-only teacher or set)."""
     return read_labels(path, TAGS_FILE) if (Path(path) / TAGS_FILE).is_file() else None
+
+
+def write_tags(path, tags: Sequence[str]) -> None:
+    """tags.json: the tag names in the order of the tag logits (read back by read_tags)."""
+    (Path(path) / TAGS_FILE).write_text(json.dumps(list(tags), indent=1, ensure_ascii=False) + "\n",
+                                        encoding="utf-8")
 
 
 def open_transfer(path, labelled: bool = False, require: Sequence[str] = ()) -> TransferSet:

@@ -29,9 +29,10 @@ import transformers
 from transformers import AutoTokenizer
 
 from rasa_kd.errors import UserError
+from rasa_kd.formats.transfer_set import read_tags
 from rasa_kd.nlu_data.entity_tags import LABELLINGS, is_special, spread_to_pieces
 from rasa_kd.teachers.pooling import POOLINGS, MeanPooledClassifier, with_pooling
-from rasa_kd.teachers.tag_head import JointTeacher, read_tags
+from rasa_kd.teachers.tag_head import JointTeacher
 
 TEACHER_FILE = "rasa_kd_teacher.json"
 LABELS_FILE = "labels.json"

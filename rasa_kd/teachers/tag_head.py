@@ -10,20 +10,19 @@ A teacher folder without tags.json is an intent-only teacher, as before. The int
 those of the folder's classifier (same pooling, same weights), so adding the head changes
 nothing for intent-only stages.
 """
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 from transformers.modeling_outputs import ModelOutput
 
 from rasa_kd.errors import UserError
+from rasa_kd.formats.transfer_set import write_tags
 from rasa_kd.nlu_data.entity_tags import IGNORE
 from rasa_kd.teachers.pooling import pooled_logits
 
-TAGS_FILE = "tags.json"
 HEAD_FILE = "tag_head.safetensors"
 
 
@@ -69,8 +68,7 @@ class JointTeacher(nn.Module):
 
         save_file({name: tensor.detach().cpu().contiguous() for name, tensor in self.tag_head.state_dict().items()},
                   str(Path(folder) / HEAD_FILE))
-        (Path(folder) / TAGS_FILE).write_text(json.dumps(self.tags, indent=1, ensure_ascii=False) + "\n",
-                                              encoding="utf-8")
+        write_tags(folder, self.tags)
 
     def load_head(self, folder: Path) -> "JointTeacher":
         from safetensors.torch import load_file
@@ -82,20 +80,6 @@ class JointTeacher(nn.Module):
             raise UserError(f"{file}: cannot load the teacher's tag head ({type(error).__name__}: "
                             f"{' '.join(str(error).split())[:150]})") from error
         return self
-
-
-def read_tags(folder) -> Optional[List[str]]:
-    """tags.json's names (the tag head's outputs); None for an intent-only teacher."""
-    file = Path(folder) / TAGS_FILE
-    if not file.is_file():
-        return None
-    try:
-        tags = json.loads(file.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise UserError(f"{file}: not valid JSON") from error
-    if not isinstance(tags, list) or not tags or not all(isinstance(t, str) for t in tags):
-        raise UserError(f"{file}: expected a JSON list of tag names")
-    return tags
 
 
 def can_tag(model) -> bool:

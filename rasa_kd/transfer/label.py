@@ -300,8 +300,7 @@ def label(args: LabelOptions) -> Dict:
         (tmp / transfer_set.LABELS_FILE).write_text(json.dumps(teachers[0].labels, indent=1, ensure_ascii=False) + "\n",
                                                 encoding="utf-8")
         if taggers:
-            (tmp / transfer_set.TAGS_FILE).write_text(json.dumps(taggers[0].tags, indent=1, ensure_ascii=False)
-                                                      + "\n", encoding="utf-8")
+            transfer_set.write_tags(tmp, taggers[0].tags)
         (tmp / transfer_set.LABEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         source_meta = Path(args.transfer) / transfer_set.META_FILE
         if source_meta.is_file():
