@@ -7,8 +7,9 @@ Per task (cached stages in benchmarks/work/entities/<task>, so a re-run resumes)
   data            as benchmarks/small_students.py: convert (slot spans -> Rasa entities), splits
   students        `rasa-kd pipeline`'s own stage code (pipeline.build_student): the default
                   teacher(s) chosen by the data, rules transfer set, the default (balanced)
-                  student distilled and exported; once intent-only (students/intents), once with
-                  --entities (students/joint: the joint teacher's tag head, the student's token head)
+                  student distilled and exported; once intent-only (students/intents, --no-entities),
+                  once joint (students/joint, the default: the joint teacher's tag head, the student's
+                  token head), once joint with --labelling first (students/joint-first)
   per system      `rasa train nlu` on train; `rasa test nlu` on test (Rasa's own intent
                   report and per-extractor entity report: token-level micro-F1 over the
                   entity labels); in-process `Agent.parse_message` latency, one message at a
@@ -16,8 +17,8 @@ Per task (cached stages in benchmarks/work/entities/<task>, so a re-run resumes)
 
 Systems (SYSTEMS below): Rasa's default pipeline (DIET for intents and entities), the intent-only
 student (the memory baseline), the joint student (`entities: true`: intents and entities from one
-small model), and the intent-only student's intents with DIET entity-only on Rasa's sparse
-features, with the student's token features and DIET entity-only without transformer layers, and
+small model; also with first-piece labelling, to choose the labelling on dev), and the
+intent-only student's intents with DIET entity-only on Rasa's sparse features, with the student's token features and DIET entity-only without transformer layers, and
 with CRFEntityExtractor (Rasa's lexical features alone, or with the student's token features).
 Each system is also served with `rasa run` for its resident memory.
 
@@ -50,6 +51,7 @@ DEFAULT_SYSTEM = "diet"
 CRF_SYSTEM = "student-tokens+crf"
 INTENTS_SYSTEM = "student-intents"  # no entities: the memory baseline
 JOINT_SYSTEM = "student-joint"
+JOINT_FIRST_SYSTEM = "student-joint-first"  # the labelling choice: the teacher tags first pieces only
 LATENCY_TARGET = 0.5  # x the default pipeline's median parse time
 JOINT_TARGETS = {"model_mb": 6.0, "load_seconds": 3.0, "x_default_latency": 0.25, "x_intents_rss": 1.10}
 SERVED_EXAMPLES = 50  # parsed over HTTP before the server's memory is read
@@ -118,6 +120,7 @@ SYSTEMS: Dict[str, Callable[[Optional[Path]], str]] = {
     "student+crf": lambda s: with_entities(student_intents(s) + CRF),
     CRF_SYSTEM: student_pipeline(entities=True),
     JOINT_SYSTEM: student_pipeline(entities=True, joint=True),
+    JOINT_FIRST_SYSTEM: student_pipeline(entities=True, joint=True),
     "student+featurizer+crf": lambda s: with_entities(student_features(s) + student_intents(s) + CRF_DENSE),
     DEFAULT_SYSTEM: default_config,
     "student+featurizer+diet-entities": lambda s: with_entities(
@@ -128,12 +131,16 @@ DESCRIPTIONS = {
     DEFAULT_SYSTEM: "Rasa default pipeline (DIET intents + entities)",
     INTENTS_SYSTEM: "student intents only (no entities; memory baseline)",
     JOINT_SYSTEM: "**joint student: intents and entities from one model (the default)**",
+    JOINT_FIRST_SYSTEM: "joint student, its teacher's tag head trained on each word's first piece only (`--labelling first`)",
     "student+diet-entities": "student intents + DIET entity-only (CountVectors)",
     "student+featurizer+diet-entities": "student intents + StudentFeaturizer + DIET entity-only, 0 transformer layers",
     "student+crf": "student intents + CRFEntityExtractor (its lexical features)",
     CRF_SYSTEM: "student intents and token features + CRFEntityExtractor (`--no-entities`' config)",
     "student+featurizer+crf": "student intents + StudentFeaturizer + CRFEntityExtractor (lexical + student features)",
 }
+
+
+STUDENT_KINDS = {JOINT_SYSTEM: "joint", JOINT_FIRST_SYSTEM: "joint-first"}  # the others: "intents"
 
 
 class EntityRun(TaskRun):
@@ -143,10 +150,12 @@ class EntityRun(TaskRun):
     def __init__(self, name: str, work: Path, latency_examples: int):
         super().__init__(name, work, [DEFAULT_PRESET], latency_examples)
 
-    def build_student(self, entities: bool) -> Path:
-        """The default student (`entities`: the joint one), through `rasa-kd pipeline`'s stages."""
-        out = self.root / "students" / ("joint" if entities else "intents")
-        options = PipelineOptions(nlu=self.file("train"), out=out, entities=entities, quiet=True)
+    def build_student(self, kind: str) -> Path:
+        """A student through `rasa-kd pipeline`'s stages: `joint` (the default), `joint-first`
+        (first-piece labelling) or `intents` (--no-entities)."""
+        out = self.root / "students" / kind
+        options = PipelineOptions(nlu=self.file("train"), out=out, entities=kind != "intents", quiet=True,
+                                  **({"labelling": "first"} if kind == "joint-first" else {}))
         _, student = build_student(Stages(out), options, self.file("train"), self.file("dev"), [self.file("test")])
         return student
 
@@ -237,7 +246,7 @@ def verdicts(systems: Dict[str, Dict]) -> None:
         entry["targets"] = {"entity_f1": entity_f1(entry) >= entity_f1(default),
                             "intent_accuracy": entry["intent_accuracy"] >= default["intent_accuracy"],
                             "latency": ratio <= LATENCY_TARGET}
-        if name == JOINT_SYSTEM:
+        if name in STUDENT_KINDS:
             entry["targets"].update(joint_targets(entry, systems))
         entry["meets_targets"] = all(entry["targets"].values())
 
@@ -333,15 +342,15 @@ def main(argv=None) -> int:
             run.prepare()
             entry = results["tasks"].setdefault(task, {"systems": {}})
             entry["data"] = run.entity_counts()
-            students: Dict[bool, Path] = {}  # entities -> student, each kind built once and only if needed
+            students: Dict[str, Path] = {}  # kind -> student, each kind built once and only if needed
             for name in [s for s in SYSTEMS if s in args.systems]:  # cheapest first
                 started = time.time()
                 student = None
                 if name != DEFAULT_SYSTEM:
-                    joint = name == JOINT_SYSTEM
-                    if joint not in students:
-                        students[joint] = run.build_student(entities=joint)
-                    student = students[joint]
+                    kind = STUDENT_KINDS.get(name, "intents")
+                    if kind not in students:
+                        students[kind] = run.build_student(kind)
+                    student = students[kind]
                 entry["systems"][name] = run.system(name, student)
                 entry["systems"][name]["student"] = str(student.relative_to(ROOT)) if student else None
                 entry["systems"][name]["run_seconds"] = round(time.time() - started, 1)

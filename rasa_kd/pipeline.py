@@ -33,6 +33,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.nlu_data.entity_tags import DEFAULT_LABELLING, LABELLINGS
 from rasa_kd.options import as_record, option
 from rasa_kd.students.presets import DEFAULT_PRESET, Preset, distil_options, get_preset
 
@@ -180,6 +181,9 @@ class PipelineOptions:
                                   "both: the teacher learns a tag head, the student a token head (intents and "
                                   "entities from one small model; benchmarks/results/entities.md)",
                             flags=("--no-entities",), action="store_false")
+    labelling: str = option(DEFAULT_LABELLING, "which word pieces the teacher's tag head learns: all, or first "
+                                               "(each word's first piece; not for text without spaces)",
+                            choices=LABELLINGS)
     allow_unknown_labels: bool = option(False, "score --test intents that --nlu lacks as errors (default: stop "
                                                "before the first stage, naming them)")
     fresh: bool = option(False, "re-run every stage, ignoring what earlier runs recorded")
@@ -232,7 +236,8 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     for backbone, folder in zip(backbones, teacher_dirs):
         teacher_options = fine_tune.TeacherOptions(train=train_file, dev=dev_file, model=backbone, out=folder,
                                                  seed=options.seed, quiet=options.quiet,
-                                                 entities="auto" if options.entities else "off")
+                                                 entities="auto" if options.entities else "off",
+                                                 labelling=options.labelling)
         stages.run_options(folder.name, teacher_options, inputs, folder, fine_tune.train_from_options)
     size = options.size if options.size is not None else preset.transfer_size(len(train))
     augment_options = augment.AugmentOptions(method=options.augment, train=train_file, out=transfer, size=size,

@@ -22,6 +22,9 @@ import numpy as np
 OUTSIDE = "O"
 IGNORE = -100  # the loss's ignore_index: a position without a tag
 LABELLINGS = ("first", "all")
+# all: the only one that tags inside words written without spaces (Thai, Chinese); first vs all
+# on dev: benchmarks/entities.py (student-joint-first)
+DEFAULT_LABELLING = "all"
 Span = Tuple[int, int]
 
 

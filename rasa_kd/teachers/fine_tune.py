@@ -46,7 +46,7 @@ from rasa_kd.errors import UserError
 from rasa_kd.evaluation.metrics import classification_scores, joint_selection, piece_tag_scores
 from rasa_kd.formats.nlu_yaml import read_examples
 from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
-from rasa_kd.nlu_data.entity_tags import IGNORE, LABELLINGS, entity_types, piece_tags, tag_names
+from rasa_kd.nlu_data.entity_tags import DEFAULT_LABELLING, IGNORE, LABELLINGS, entity_types, piece_tags, tag_names
 from rasa_kd.nlu_data.split import stratified_split  # noqa: F401 - also part of this module's API
 from rasa_kd.options import option
 from rasa_kd.teachers.folder import (METRICS_FILE, load_tokenizer, predict_logits, predict_tag_logits,
@@ -96,12 +96,11 @@ class TeacherSettings:
                                  "--epochs, and patience with them (from about 1,800 sentences on: --epochs as "
                                  "given)", group=FINE_TUNING)
     dev_fraction: float = option(0.1, "dev share split from --train when --dev is not given", group=FINE_TUNING)
-    # off until the students learn the tags too (issue 31): a joint teacher changes the intent training
+    # off for this stage alone; `rasa-kd pipeline` and the component ask for auto (their default)
     entities: str = option("off", "auto: when the training data has entity annotations, also learn a token head "
                                   "that tags them (a joint teacher; not with --encoder frozen); off: intents only",
                            choices=ENTITY_MODES, group=FINE_TUNING)
-    # all: the only one that tags inside words written without spaces (Thai, Chinese); first vs all on dev: open
-    labelling: str = option("all", "which pieces the tag head learns: all, or first (each word's first piece)",
+    labelling: str = option(DEFAULT_LABELLING, "which pieces the tag head learns: all, or first (each word's first piece)",
                             choices=LABELLINGS, group=FINE_TUNING)
     tag_weight: float = option(1.0, "weight of the tag loss beside the intent loss", group=FINE_TUNING)
 
