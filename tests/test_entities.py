@@ -143,6 +143,8 @@ def test_one_student_for_intents_and_entities_is_the_default():
 
     assert parse_options(PipelineOptions, ["--nlu", "n.yml", "--out", "o"]).entities
     assert not parse_options(PipelineOptions, ["--nlu", "n.yml", "--out", "o", "--no-entities"]).entities
+    assert parse_options(PipelineOptions, ["--nlu", "n.yml", "--out", "o"]).labelling == "all"
+    assert parse_options(PipelineOptions, ["--nlu", "n.yml", "--out", "o", "--labelling", "first"]).labelling == "first"
 
 
 # ---------------------------------------------------------------- one student for intents and entities
