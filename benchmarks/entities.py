@@ -18,8 +18,9 @@ Per task (cached stages in benchmarks/work/entities/<task>, so a re-run resumes)
 Systems (SYSTEMS below): Rasa's default pipeline (DIET for intents and entities), the intent-only
 student (the memory baseline), the joint student (`entities: true`: intents and entities from one
 small model; also with first-piece labelling, to choose the labelling on dev), and the
-intent-only student's intents with DIET entity-only on Rasa's sparse features, with the student's token features and DIET entity-only without transformer layers, and
-with CRFEntityExtractor (Rasa's lexical features alone, or with the student's token features).
+intent-only student's intents with DIET entity-only on Rasa's sparse features, with the
+student's token features and DIET entity-only without transformer layers, and with
+CRFEntityExtractor (Rasa's lexical features alone, or with the student's token features).
 Each system is also served with `rasa run` for its resident memory.
 
 Targets: issue 16, a student pipeline with entity micro-F1 and intent accuracy >= the default
@@ -131,7 +132,8 @@ DESCRIPTIONS = {
     DEFAULT_SYSTEM: "Rasa default pipeline (DIET intents + entities)",
     INTENTS_SYSTEM: "student intents only (no entities; memory baseline)",
     JOINT_SYSTEM: "**joint student: intents and entities from one model (the default)**",
-    JOINT_FIRST_SYSTEM: "joint student, its teacher's tag head trained on each word's first piece only (`--labelling first`)",
+    JOINT_FIRST_SYSTEM: "joint student, its teacher's tag head trained on each word's first piece only "
+                        "(`--labelling first`)",
     "student+diet-entities": "student intents + DIET entity-only (CountVectors)",
     "student+featurizer+diet-entities": "student intents + StudentFeaturizer + DIET entity-only, 0 transformer layers",
     "student+crf": "student intents + CRFEntityExtractor (its lexical features)",
@@ -141,6 +143,8 @@ DESCRIPTIONS = {
 
 
 STUDENT_KINDS = {JOINT_SYSTEM: "joint", JOINT_FIRST_SYSTEM: "joint-first"}  # the others: "intents"
+# Each kind's `rasa-kd pipeline` options beyond the defaults (joint: the default itself).
+STUDENT_OPTIONS = {"intents": {"entities": False}, "joint": {}, "joint-first": {"labelling": "first"}}
 
 
 class EntityRun(TaskRun):
@@ -154,8 +158,7 @@ class EntityRun(TaskRun):
         """A student through `rasa-kd pipeline`'s stages: `joint` (the default), `joint-first`
         (first-piece labelling) or `intents` (--no-entities)."""
         out = self.root / "students" / kind
-        options = PipelineOptions(nlu=self.file("train"), out=out, entities=kind != "intents", quiet=True,
-                                  **({"labelling": "first"} if kind == "joint-first" else {}))
+        options = PipelineOptions(nlu=self.file("train"), out=out, quiet=True, **STUDENT_OPTIONS[kind])
         _, student = build_student(Stages(out), options, self.file("train"), self.file("dev"), [self.file("test")])
         return student
 

@@ -1,7 +1,7 @@
 """Intents and entities: the default pipeline (one student distilled inside `rasa train nlu` for
 both) and the `--no-entities` one (the student's token vectors handed to Rasa's CRF) train on a
-tiny assistant, answer over HTTP with entity spans that match Rasa's tokens (punctuation, words of several word
-pieces, non-ASCII text), and Rasa's entity report is read back per extractor."""
+tiny assistant, answer over HTTP with entity spans that match Rasa's tokens (punctuation, words
+of several word pieces, non-ASCII text), and Rasa's entity report is read back per extractor."""
 import json
 from pathlib import Path
 

@@ -100,8 +100,8 @@ class TeacherSettings:
     entities: str = option("off", "auto: when the training data has entity annotations, also learn a token head "
                                   "that tags them (a joint teacher; not with --encoder frozen); off: intents only",
                            choices=ENTITY_MODES, group=FINE_TUNING)
-    labelling: str = option(DEFAULT_LABELLING, "which pieces the tag head learns: all, or first (each word's first piece)",
-                            choices=LABELLINGS, group=FINE_TUNING)
+    labelling: str = option(DEFAULT_LABELLING, "which pieces the tag head learns: all, or first (each word's "
+                                               "first piece)", choices=LABELLINGS, group=FINE_TUNING)
     tag_weight: float = option(1.0, "weight of the tag loss beside the intent loss", group=FINE_TUNING)
 
 
