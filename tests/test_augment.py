@@ -25,12 +25,15 @@ def test_transfer_set_format_and_only_new_unique_sentences(toy_transfer, toy_nlu
     made = data.select(range(n, len(data)))
     assert len(made) == 400 and set(made["source"]) == {"rules"} and set(made["intent"]) == {""}
     assert all(0 <= p < n for p in made["parent"])
+    # version 2: the originals' gold entities (none in the toy intents), unknown for made sentences
+    assert [json.loads(e) for e in data["entities"][:n]] == [e.entities for e in train]
+    assert set(made["entities"]) == {None}
     keys = [transfer_set.normalised_key(t) for t in data["text"]]
     assert len(set(keys)) == len(keys)
     held_out = {transfer_set.normalised_key(e.text) for name in ("dev", "test") for e in read_examples(toy_nlu[name])}
     assert not held_out & set(keys)
     meta = json.loads((toy_transfer / transfer_set.META_FILE).read_text())
-    assert meta["format"] == "rasa-kd-transfer" and meta["version"] == 1
+    assert meta["format"] == "rasa-kd-transfer" and meta["version"] == 2
     assert meta["size"] == len(data) and meta["counts"] == {"original": n, "rules": 400}
     assert meta["seed"] == 3 and meta["method"] == "rules" and meta["params"]["rules"]["p_mask"] == 0.1
 

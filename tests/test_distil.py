@@ -172,6 +172,8 @@ def test_missing_transfer_and_bad_options(toy_world, tmp_path):
         run_distil({**toy_world, "transfer": tmp_path}, tmp_path / "out")
     with pytest.raises(UserError, match="--hard-weight"):
         run_distil(toy_world, tmp_path / "out", "--hard-weight", "1.5")
+    with pytest.raises(UserError, match="--tag-hard-weight"):
+        run_distil(toy_world, tmp_path / "out", "--tag-hard-weight", "-0.1")
     with pytest.raises(UserError, match="--transfer-limit must be positive"):
         run_distil(toy_world, tmp_path / "out", "--transfer-limit", "0")
 

@@ -199,11 +199,32 @@ def test_a_joint_teacher_labels_every_sentence_with_tags_per_piece(tagged_transf
     teacher = TeacherFolder(joint_teacher[0])
     assert transfer.tags == TAGS and transfer.meta["version"] == 2 and transfer.meta["tags"] == len(TAGS)
     rows = transfer.dataset.select(range(0, len(transfer.dataset), 17))
+    # intents and tags came from one forward pass: the same as the classifier's and the tagger's own
+    assert np.allclose(np.array(rows["logits"]), teacher.predict_logits(rows["text"]), atol=1e-5)
     expected = teacher.predict_tags(rows["text"])
     for row, (logits, spans) in zip(rows, expected):
         assert np.allclose(np.array(row["tag_logits"]), logits, atol=1e-5)
         assert [tuple(span) for span in row["tag_spans"]] == [tuple(span) for span in spans]
         assert all(row["text"][start:end].strip() for start, end in row["tag_spans"])
+
+
+def test_labelling_runs_a_joint_teachers_backbone_once_per_batch(tagged_transfer, joint_teacher, tmp_path):
+    import math
+
+    import torch
+
+    from rasa_kd.transfer.label import LabelOptions, label
+
+    backbone = type(TeacherFolder(joint_teacher[0]).base_model)
+    calls = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, output: calls.append(1) if isinstance(module, backbone) else None)
+    try:
+        meta = label(LabelOptions(teacher=[joint_teacher[0]], transfer=tagged_transfer, out=tmp_path / "again",
+                                  **LABEL_SETTINGS))
+    finally:
+        hook.remove()
+    assert len(calls) == math.ceil(meta["rows"] / LABEL_SETTINGS["batch_size"])
 
 
 def test_a_set_labelled_before_tags_reads_as_intent_only(toy_transfer_labelled):
@@ -270,6 +291,37 @@ def test_a_student_learns_the_teachers_tags_from_the_same_forward_pass(tagging_s
     assert [(e["start"], e["end"], e["entity"]) for e in pizza.entities] == [(7, 16, "topping")]
     assert [(e["start"], e["end"], e["entity"]) for e in city.entities] == [(13, 19, "city")]
     assert 0 < pizza.entities[0]["confidence"] <= 1
+
+
+def test_the_originals_gold_tags_reach_the_student_loss(tagging_student, tagged_transfer):
+    import torch
+    import torch.nn.functional as F
+
+    from rasa_kd.formats.transfer_set import open_transfer
+    from rasa_kd.students import data
+    from rasa_kd.students.losses import tag_loss
+    from rasa_kd.students.tokenizers import load_tokenizer as student_tokenizer
+
+    path, manifest = tagging_student
+    tokenizer = student_tokenizer(path, manifest["tokenizer"])
+    transfer = open_transfer(tagged_transfer, labelled=True)
+    dataset = data.training_dataset(transfer, tokenizer)
+    rows, sources = [dataset[i] for i in range(len(dataset))], transfer.dataset["source"]
+    assert all(set(row["gold_tags"]) == {IGNORE} for row, source in zip(rows, sources) if source != "original")
+    tagged = [row for row, source in zip(rows, sources)
+              if source == "original" and set(row["gold_tags"]) - {IGNORE, OUTSIDE_ID}]
+    assert tagged and all(len(row["gold_tags"]) == len(row["teacher_tags"]) for row in tagged)
+
+    batch = data.Collator(tokenizer.pad_id)(tagged[:4])
+    student_tags = torch.randn(batch["teacher_tags"].shape)
+    soft = tag_loss(student_tags, batch["teacher_tags"], batch["tag_mask"])
+    hard = F.cross_entropy(student_tags.reshape(-1, len(TAGS)), batch["gold_tags"].reshape(-1), ignore_index=IGNORE)
+    assert tag_loss(student_tags, batch["teacher_tags"], batch["tag_mask"], batch["gold_tags"], 0.0) == soft
+    mixed = tag_loss(student_tags, batch["teacher_tags"], batch["tag_mask"], batch["gold_tags"], 0.25)
+    assert torch.isclose(mixed, 0.75 * soft + 0.25 * hard)
+
+    transfer.dataset = transfer.dataset.remove_columns(["entities"])  # a version-1 set: the teacher's tags alone
+    assert "gold_tags" not in data.training_dataset(transfer, tokenizer)[0]
 
 
 def test_the_onnx_student_gives_the_same_entities_in_one_call(tagging_student, tmp_path):

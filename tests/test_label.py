@@ -30,7 +30,7 @@ def label_options(teachers, source, out, **changes) -> LabelOptions:
 def test_labelled_set_keeps_columns_and_matches_the_teacher(toy_transfer_labelled, toy_transfer, tiny_teacher_dir):
     labelled = transfer_set.open_transfer(toy_transfer_labelled, labelled=True, require=transfer_set.COLUMNS).dataset
     source = datasets.load_from_disk(str(toy_transfer))
-    assert labelled.select_columns(list(transfer_set.COLUMNS)).to_dict() == source.to_dict()
+    assert labelled.select_columns(source.column_names).to_dict() == source.to_dict()
     assert labelled.features == transfer_set.features(with_logits=True)
     labels = json.loads((toy_transfer_labelled / "labels.json").read_text())
     assert labels == json.loads((tiny_teacher_dir / "labels.json").read_text())

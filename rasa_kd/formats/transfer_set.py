@@ -10,6 +10,8 @@ Format (a folder; `datasets.Dataset.save_to_disk`, memory-mapped Arrow):
   parent   int64                index of the training sentence it came from (originals:
                                 their own index), -1 when there is none (lm)
   intent   string               gold intent of originals, "" for generated sentences
+  entities string (JSON), null  gold entities of originals as Rasa dicts (start, end, entity[,
+                                value]), "[]" without any; null for generated sentences
   logits   list<float32>        only after `rasa-kd label`: one teacher logit per label,
                                 in the order of the folder's labels.json
   tag_logits  list<list<float32>>  only after `rasa-kd label` with a joint teacher (one with
@@ -34,7 +36,8 @@ Metadata files next to the Arrow files:
   labels.json     teacher label names, the logits order                   (from label)
   tags.json       entity tag names, the tag_logits order (joint teachers)  (from label)
   label.json      {"teachers", "rows", "sentences_per_s", "seconds", ...} (from label)
-Versions: label.json's "version" is 2 in a set with entity tags; an intent-only set (as every
+Versions: transfer.json's "version" is 2 from the `entities` column on (a version-1 set, without
+it, reads as before: its students learn the teacher's tags alone); label.json's "version" is 2 in a set with entity tags; an intent-only set (as every
 set labelled before them: no version, no tags.json, no tag columns) reads as before.
 """
 import json
@@ -45,7 +48,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 from rasa_kd.errors import UserError
 
 FORMAT = "rasa-kd-transfer"
-VERSION = 1
+VERSION = 2
 MASK = "[MASK]"
 META_FILE = "transfer.json"
 LABELS_FILE = "labels.json"
@@ -53,7 +56,7 @@ TAGS_FILE = "tags.json"
 LABEL_VERSION = 2
 LABEL_META_FILE = "label.json"
 
-TEXT, SOURCE, PARENT, INTENT, LOGITS = "text", "source", "parent", "intent", "logits"
+TEXT, SOURCE, PARENT, INTENT, LOGITS, ENTITIES = "text", "source", "parent", "intent", "logits", "entities"
 TAG_LOGITS, TAG_SPANS = "tag_logits", "tag_spans"
 COLUMNS = (TEXT, SOURCE, PARENT, INTENT)
 SOURCES = ("original", "rules", "lm")
@@ -64,7 +67,8 @@ def features(with_logits: bool = False):
     """The `datasets.Features` of a transfer set (with the logits column after labelling)."""
     from datasets import Features, List, Value
 
-    spec = {TEXT: Value("string"), SOURCE: Value("string"), PARENT: Value("int64"), INTENT: Value("string")}
+    spec = {TEXT: Value("string"), SOURCE: Value("string"), PARENT: Value("int64"), INTENT: Value("string"),
+            ENTITIES: Value("string")}
     if with_logits:
         spec[LOGITS] = List(Value("float32"))
     return Features(spec)

@@ -4,9 +4,9 @@ batch in a `set_transform`, and the collator pads each batch.
 
 Entity tags: on a transfer set with the teacher's tags, each student piece's target is the
 teacher's tag logits of the piece under its first character (`covering_pieces`); special
-tokens have none (`tag_mask` 0). Dev examples carry gold tag ids per piece (`piece_tags`,
-every piece labelled), IGNORE where the entities are unknown (sentences held out of the
-transfer set).
+tokens have none (`tag_mask` 0). The original sentences of a version-2 transfer set and the dev
+examples carry gold tag ids per piece (`piece_tags`, every piece labelled), IGNORE where the
+entities are unknown (augmented sentences, sentences held out of the transfer set).
 """
 import json
 from collections import Counter
@@ -15,7 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.formats.nlu_yaml import Example, read_examples
-from rasa_kd.formats.transfer_set import INTENT, LOGITS, TAG_LOGITS, TAG_SPANS, TEXT, TransferSet, sources_of
+from rasa_kd.formats.transfer_set import (ENTITIES, INTENT, LOGITS, TAG_LOGITS, TAG_SPANS, TEXT, TransferSet,
+                                          sources_of)
 from rasa_kd.nlu_data.entity_tags import IGNORE, covering_pieces, is_special, piece_tags
 from rasa_kd.students.tokenizers import split_words
 
@@ -37,9 +38,6 @@ def word_counts(texts) -> Counter:
     return counts
 
 
-ENTITIES = "entities"  # dev examples' gold entities, as JSON (null: unknown)
-
-
 def piece_word_ids(offsets) -> List[Optional[int]]:
     """Every piece its own "word" (students are trained on every piece), specials none."""
     return [None if is_special(span, 0) else i for i, span in enumerate(offsets)]
@@ -47,7 +45,7 @@ def piece_word_ids(offsets) -> List[Optional[int]]:
 
 class Encoder:
     """The `set_transform` function: a batch of rows -> token ids, teacher logits, gold ids (and,
-    with `tags`, the teacher's tag logits per piece or the gold tag ids)."""
+    with `tags`, the teacher's tag logits per piece and/or the gold tag ids)."""
 
     def __init__(self, tokenizer, labels: Sequence[str], tags: Optional[Sequence[str]] = None):
         self.tokenizer = tokenizer
@@ -66,7 +64,7 @@ class Encoder:
             out["teacher_tags"], out["tag_mask"] = zip(*[self.teacher_tags(spans, logits, teacher_spans) for
                                                          spans, logits, teacher_spans in
                                                          zip(offsets, batch[TAG_LOGITS], batch[TAG_SPANS])])
-        elif self.tags and ENTITIES in batch:
+        if self.tags and ENTITIES in batch:
             out["gold_tags"] = [self.gold_tags(spans, entities) for spans, entities in zip(offsets, batch[ENTITIES])]
         return out
 
@@ -81,9 +79,11 @@ class Encoder:
         return rows.tolist(), keep.astype(int).tolist()
 
     def gold_tags(self, spans, entities: Optional[str]) -> List[int]:
-        if entities is None or json.loads(entities) is None:
+        """Gold entities (JSON; None or null: unknown) as a tag id per piece."""
+        known = None if entities is None else json.loads(entities)
+        if known is None:
             return [IGNORE] * len(spans)
-        return piece_tags(spans, piece_word_ids(spans), json.loads(entities), self.tags, "all")
+        return piece_tags(spans, piece_word_ids(spans), known, self.tags, "all")
 
 
 class Collator:
@@ -121,7 +121,8 @@ class Collator:
 
 
 def training_dataset(transfer: TransferSet, tokenizer):
-    columns = list(REQUIRED_COLUMNS) + ([TAG_LOGITS, TAG_SPANS] if transfer.tags else [])
+    gold_entities = [ENTITIES] if ENTITIES in transfer.dataset.column_names else []  # version 2 on
+    columns = list(REQUIRED_COLUMNS) + ([TAG_LOGITS, TAG_SPANS, *gold_entities] if transfer.tags else [])
     dataset = transfer.dataset.select_columns(columns)
     dataset.set_transform(Encoder(tokenizer, transfer.labels, transfer.tags))
     return dataset
@@ -142,7 +143,6 @@ def read_split(path: Optional[Path], labels: Sequence[str]) -> Optional[list]:
     """Examples of a dev/test NLU file, checked against the labels; None without a path."""
     if path is None:
         return None
-
     examples = read_examples(path)
     if not examples:
         raise UserError(f"{path}: no examples")

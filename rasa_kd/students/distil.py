@@ -195,7 +195,7 @@ def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callb
         data_collator=data.Collator(tokenizer.pad_id),
         compute_metrics=training.metrics_function(transfer.labels, transfer.tags),
         callbacks=callbacks, loss=args.loss, temperature=args.temperature, hard_weight=args.hard_weight,
-        hidden_weight=args.hidden_weight, tag_weight=args.tag_weight,
+        hidden_weight=args.hidden_weight, tag_weight=args.tag_weight, tag_hard_weight=args.tag_hard_weight,
     )
     resume = training.last_checkpoint(work / "checkpoints")
     if resume:

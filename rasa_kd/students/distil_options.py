@@ -96,6 +96,9 @@ class DistilOptions:
                                        "teacher on every batch", group=TRAINING)
     tag_weight: float = option(1.0, "weight γ of the entity-tag loss (soft cross-entropy per piece against the "
                                     "teacher's tags) when the transfer set carries them", group=TRAINING)
+    tag_hard_weight: float = option(0.0, "weight δ of cross-entropy on the gold tags of the original sentences "
+                                         "within the tag loss: (1-δ)·soft + δ·hard (transfer sets of version 2 "
+                                         "carry them)", group=TRAINING)
     epochs: float = option(8, "most epochs over the transfer set", group=TRAINING)
     patience: int = option(3, "stop after N epochs without dev improvement (0: never)", group=TRAINING)
     transfer_limit: Optional[int] = option(None, "train on the first N transfer sentences only: the originals, "
@@ -126,6 +129,8 @@ def check(options: DistilOptions) -> None:
     """One UserError line for a value out of range."""
     if not 0 <= options.hard_weight <= 1:
         raise UserError(f"--hard-weight must be between 0 and 1, got {options.hard_weight}")
+    if not 0 <= options.tag_hard_weight <= 1:
+        raise UserError(f"--tag-hard-weight must be between 0 and 1, got {options.tag_hard_weight}")
     if options.tag_weight < 0:
         raise UserError(f"--tag-weight must be at least 0, got {options.tag_weight}")
     if options.hidden_weight < 0 or (options.hidden_weight and options.student != "bert"):

@@ -7,13 +7,18 @@
   over the rows that have a gold label (id >= 0: the original sentences).
 * entity tags (`--tag-weight γ`, a transfer set with the teacher's tags): `+ γ * soft
   cross-entropy` of the student's tag distribution per piece against the teacher's, over
-  the pieces that have one.
+  the pieces that have one; `--tag-hard-weight δ` mixes in cross-entropy on the gold tags of the
+  original sentences as α does for intents: `(1 - δ) * soft + δ * hard`.
 * hidden states (small BERT, `--hidden-weight β`): `+ β * MSE(W·student_tokens,
   teacher_tokens)` over real (unpadded) tokens, W a learned projection to the
   teacher's width (Jiao et al. 2020); the teacher runs on each batch.
 """
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
+
+from rasa_kd.nlu_data.entity_tags import IGNORE
 
 LOSSES = ("mse", "ce")
 
@@ -52,11 +57,25 @@ def hidden_state_loss(student_tokens: torch.Tensor, teacher_tokens: torch.Tensor
     return squared.sum() / (mask.sum() * student_tokens.shape[-1]).clamp(min=1.0)
 
 
-def tag_loss(student_tags: torch.Tensor, teacher_tags: torch.Tensor, tag_mask: torch.Tensor) -> torch.Tensor:
+def tag_loss(student_tags: torch.Tensor, teacher_tags: torch.Tensor, tag_mask: torch.Tensor,
+             gold_tags: Optional[torch.Tensor] = None, hard_weight: float = 0.0) -> torch.Tensor:
     """Soft cross-entropy per piece [n, length, tags] against the teacher's tag logits, averaged over
-    the pieces where `tag_mask` [n, length] is 1; zero (with a gradient path) when there are none."""
+    the pieces where `tag_mask` [n, length] is 1; zero (with a gradient path) when there are none.
+    With `hard_weight` δ and `gold_tags` [n, length] (IGNORE where unknown): (1-δ)·soft + δ·hard."""
     mask = tag_mask.to(student_tags.dtype)
     if not bool(mask.any()):
+        soft = student_tags.sum() * 0.0
+    else:
+        per_piece = -(F.softmax(teacher_tags, dim=-1) * F.log_softmax(student_tags, dim=-1)).sum(dim=-1)
+        soft = (per_piece * mask).sum() / mask.sum()
+    if hard_weight > 0 and gold_tags is not None:
+        return (1 - hard_weight) * soft + hard_weight * hard_tag_loss(student_tags, gold_tags)
+    return soft
+
+
+def hard_tag_loss(student_tags: torch.Tensor, gold_tags: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the pieces with a gold tag; zero (with a gradient path) when there are none."""
+    known = gold_tags != IGNORE
+    if not bool(known.any()):
         return student_tags.sum() * 0.0
-    per_piece = -(F.softmax(teacher_tags, dim=-1) * F.log_softmax(student_tags, dim=-1)).sum(dim=-1)
-    return (per_piece * mask).sum() / mask.sum()
+    return F.cross_entropy(student_tags[known], gold_tags[known])

@@ -1,7 +1,8 @@
 """`transformers.Trainer` for distillation: only `compute_loss` is overridden.
 
 Training batches carry `teacher_logits` and `gold` (label id, -1 for augmented
-sentences), and with entity tags `teacher_tags` and `tag_mask`; dev batches carry `gold`
+sentences), and with entity tags `teacher_tags`, `tag_mask` and `gold_tags` (IGNORE but on
+originals of a version-2 transfer set); dev batches carry `gold`
 (and `gold_tags`) only and are scored with cross-entropy.
 Checkpoints go to `<work>/checkpoints` every epoch; the best by the dev metric is
 kept and loaded at the end, and a re-run resumes from the last checkpoint.
@@ -55,10 +56,10 @@ class DistillationTrainer(Trainer):
     """Trainer whose loss is the distillation loss of `rasa_kd.students.losses`."""
 
     def __init__(self, *args, loss: str = "mse", temperature: float = 1.0, hard_weight: float = 0.0,
-                 hidden_weight: float = 0.0, tag_weight: float = 1.0, **kwargs):
+                 hidden_weight: float = 0.0, tag_weight: float = 1.0, tag_hard_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_kind, self.temperature, self.hard_weight = loss, temperature, hard_weight
-        self.hidden_weight, self.tag_weight = hidden_weight, tag_weight
+        self.hidden_weight, self.tag_weight, self.tag_hard_weight = hidden_weight, tag_weight, tag_hard_weight
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(inputs["input_ids"], inputs["attention_mask"])
@@ -73,7 +74,8 @@ class DistillationTrainer(Trainer):
             if self.hidden_weight and outputs[-1] is not None:
                 loss = loss + self.hidden_weight * outputs[-1]
             if tag_logits is not None and "teacher_tags" in inputs:
-                loss = loss + self.tag_weight * tag_loss(tag_logits, inputs["teacher_tags"], inputs["tag_mask"])
+                loss = loss + self.tag_weight * tag_loss(tag_logits, inputs["teacher_tags"], inputs["tag_mask"],
+                                                         inputs.get("gold_tags"), self.tag_hard_weight)
         if not return_outputs:
             return loss
         return loss, ({"logits": logits} if tag_logits is None else {"logits": logits, "tag_logits": tag_logits})

@@ -111,9 +111,10 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> List[List[
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]], field: str = "logits"):
-    """float32 logits (numpy) for a batch of token-id lists, padded to the longest (`field`
-    tag_logits: a joint teacher's per piece, [batch, longest, tags])."""
+def batch_outputs(model, tokenizer, ids: Sequence[Sequence[int]],
+                  fields: Sequence[str] = ("logits",)) -> Tuple[np.ndarray, ...]:
+    """The model's output `fields` as float32 numpy arrays for a batch of token-id lists, padded to
+    the longest (`logits` [batch, labels]; a joint teacher's `tag_logits` [batch, longest, tags])."""
     longest = max(len(row) for row in ids)
     input_ids = torch.full((len(ids), longest), tokenizer.pad_token_id or 0, dtype=torch.long)
     mask = torch.zeros((len(ids), longest), dtype=torch.long)
@@ -122,8 +123,13 @@ def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]], field: str = "l
         mask[row, :len(seq)] = 1
     device = next(model.parameters()).device
     with torch.inference_mode():
-        logits = getattr(model(input_ids=input_ids.to(device), attention_mask=mask.to(device)), field)
-    return logits.float().cpu().numpy()
+        outputs = model(input_ids=input_ids.to(device), attention_mask=mask.to(device))
+    return tuple(getattr(outputs, field).float().cpu().numpy() for field in fields)
+
+
+def batch_logits(model, tokenizer, ids: Sequence[Sequence[int]], field: str = "logits"):
+    """One output `field` of `batch_outputs`."""
+    return batch_outputs(model, tokenizer, ids, (field,))[0]
 
 
 def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64, batch_size: int = 64):
@@ -295,15 +301,26 @@ class TeacherFolder:
         """Logits [n, len(labels)] (float32 numpy), in input order."""
         return predict_logits(self.classifier, self.tokenizer, texts, self.max_length, batch_size)
 
+    def batch_logits_and_tags(self, ids: Sequence[Sequence[int]]) -> Tuple[np.ndarray, List[np.ndarray]]:
+        """A joint teacher's intent logits [batch, labels] and each row's tag logits [its pieces
+        (with specials), tags] from one forward pass of the backbone."""
+        logits, tag_logits = batch_outputs(self.joint, self.tokenizer, ids, ("logits", "tag_logits"))
+        return logits, [tag_logits[row, :len(seq)] for row, seq in enumerate(ids)]
+
     def predict_tags(self, texts: Sequence[str], batch_size: int = 64) -> List[Tuple[np.ndarray, np.ndarray]]:
-        """A joint teacher's tags per text: (tag logits [pieces, tags] float32, their character spans
-        [pieces, 2] int32), the special tokens left out; in input order. Every piece has its tag
+        """A joint teacher's tags per text (`tags_on_pieces`), in input order."""
+        return self.tags_on_pieces(texts, predict_tag_logits(self.joint, self.tokenizer, texts, self.max_length,
+                                                             batch_size))
+
+    def tags_on_pieces(self, texts: Sequence[str], tag_logits: Sequence[np.ndarray]) -> List[Tuple[np.ndarray,
+                                                                                                     np.ndarray]]:
+        """Each text's (tag logits [pieces, tags] float32, their character spans [pieces, 2] int32),
+        the special tokens left out, from its logits per piece with specials. Every piece has its tag
         (`first`-labelled teachers: spread to the later pieces of each word, `spread_to_pieces`)."""
-        logits = predict_tag_logits(self.joint, self.tokenizer, texts, self.max_length, batch_size)
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
                                  return_offsets_mapping=True)
         out = []
-        for row, rows_logits in enumerate(logits):
+        for row, rows_logits in enumerate(tag_logits):
             word_ids = encoded.word_ids(row)
             if self.labelling == "first":
                 rows_logits = spread_to_pieces(rows_logits, encoded["offset_mapping"][row], word_ids, self.tags)

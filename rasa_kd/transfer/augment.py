@@ -356,6 +356,7 @@ def augment(args: AugmentOptions) -> Dict:
         transfer_set.SOURCE: ["original"] * len(originals) + [r[1] for r in rows],
         transfer_set.PARENT: list(range(len(originals))) + [r[2] for r in rows],
         transfer_set.INTENT: [e.intent for e in originals] + [""] * len(rows),
+        transfer_set.ENTITIES: [json.dumps(e.entities, ensure_ascii=False) for e in originals] + [None] * len(rows),
     }
     counts = dict(Counter(data[transfer_set.SOURCE]))
     meta = {"format": transfer_set.FORMAT, "version": transfer_set.VERSION, "size": len(data[transfer_set.TEXT]),

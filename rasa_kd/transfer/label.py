@@ -5,7 +5,8 @@ available cores), so padding stays small. With several --teacher folders (an
 ensemble) the teachers must have identical labels.json; their logits are averaged.
 
 Entities: teachers with an entity tag head (`rasa-kd teacher --entities auto`) also give
-each sentence's tag logits per piece (`tag_logits`, `tag_spans`): the pieces are the first
+each sentence's tag logits per piece (`tag_logits`, `tag_spans`), from the forward pass that gives
+its intent logits (the backbone runs once per batch): the pieces are the first
 such teacher's; another joint teacher's logits (same tags.json) are averaged in at the piece
 that covers each piece's first character.
 
@@ -164,13 +165,21 @@ def text_fingerprint(dataset, chunk: int = 16_384) -> str:
 
 
 def label_shard(teachers: List[TeacherFolder], encoded: List[TokenIds], rows: List[int], batch_size: int):
-    """Averaged logits of `rows`, batch by batch."""
+    """Averaged logits of `rows`, batch by batch, and each joint teacher's tag logits per row (with
+    specials, in `rows`' order) from the same forward pass: {teacher index: [row arrays]}."""
     out = np.zeros((len(rows), len(teachers[0].labels)), dtype=np.float32)
+    raw_tags: Dict[int, List[np.ndarray]] = {k: [] for k, teacher in enumerate(teachers) if teacher.tags}
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
-        for teacher, ids in zip(teachers, encoded):
-            out[start:start + len(batch)] += teacher.batch_logits([ids[i] for i in batch])
-    return out / len(teachers)
+        for k, (teacher, ids) in enumerate(zip(teachers, encoded)):
+            batch_ids = [ids[i] for i in batch]
+            if k in raw_tags:
+                logits, tag_logits = teacher.batch_logits_and_tags(batch_ids)
+                raw_tags[k] += tag_logits
+            else:
+                logits = teacher.batch_logits(batch_ids)
+            out[start:start + len(batch)] += logits
+    return out / len(teachers), raw_tags
 
 
 def on_pieces(spans: np.ndarray, other_spans: np.ndarray, other_logits: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -182,10 +191,11 @@ def on_pieces(spans: np.ndarray, other_spans: np.ndarray, other_logits: np.ndarr
     return out
 
 
-def tag_shard(taggers: List[TeacherFolder], texts: Sequence[str], batch_size: int) -> Dict[str, np.ndarray]:
-    """The taggers' averaged tag logits of `texts`, flat: tag_lengths [rows], tag_logits
-    [pieces, tags], tag_spans [pieces, 2] (the first tagger's pieces)."""
-    first, *others = [tagger.predict_tags(texts, batch_size) for tagger in taggers]
+def tag_shard(taggers: List[TeacherFolder], texts: Sequence[str], raw_tags: Sequence[List[np.ndarray]]):
+    """The taggers' averaged tag logits of `texts` (`raw_tags`: each tagger's logits per text, with
+    specials), flat: tag_lengths [rows], tag_logits [pieces, tags], tag_spans [pieces, 2] (the
+    first tagger's pieces)."""
+    first, *others = [tagger.tags_on_pieces(texts, raw) for tagger, raw in zip(taggers, raw_tags)]
     rows = []
     for row, (logits, spans) in enumerate(first):
         total = logits.copy()
@@ -276,8 +286,9 @@ def label(args: LabelOptions) -> Dict:
                disable=args.quiet or not distributed.is_main())
     started = time.time()
     for k in mine:
-        tags = tag_shard(taggers, dataset.select(shards[k])[TEXT], args.batch_size) if taggers else None
-        write_shard(shard_path(work, k), shards[k], label_shard(teachers, encoded, shards[k], args.batch_size), tags)
+        logits, raw_tags = label_shard(teachers, encoded, shards[k], args.batch_size)
+        tags = tag_shard(taggers, dataset.select(shards[k])[TEXT], list(raw_tags.values())) if taggers else None
+        write_shard(shard_path(work, k), shards[k], logits, tags)
         bar.update(len(shards[k]))
     bar.close()
     distributed.barrier()
