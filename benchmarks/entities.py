@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from report import options_text  # noqa: E402
 from run import publish, results_so_far  # noqa: E402
 from small_students import TaskRun  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
@@ -147,6 +148,13 @@ STUDENT_KINDS = {JOINT_SYSTEM: "joint", JOINT_FIRST_SYSTEM: "joint-first"}  # th
 STUDENT_OPTIONS = {"intents": {"entities": False}, "joint": {}, "joint-first": {"labelling": "first"}}
 
 
+# The joint student's tag loss, chosen on dev (issue 31): its build's labelled transfer set re-distilled
+# with one DistilOptions change each; `default` is the build's own student.
+DEFAULT_LEAD = "default"
+TAG_LEADS = {DEFAULT_LEAD: {}, "tag-weight-0.5": {"tag_weight": 0.5}, "tag-weight-2": {"tag_weight": 2.0},
+             "gold-tags-0.5": {"tag_hard_weight": 0.5}}
+
+
 class EntityRun(TaskRun):
     """One task: the data as small_students builds it, the default students as `rasa-kd pipeline`
     builds them, then every system."""
@@ -161,6 +169,28 @@ class EntityRun(TaskRun):
         options = PipelineOptions(nlu=self.file("train"), out=out, quiet=True, **STUDENT_OPTIONS[kind])
         _, student = build_student(Stages(out), options, self.file("train"), self.file("dev"), [self.file("test")])
         return student
+
+    def tag_lead(self, lead: str) -> Dict:
+        """The joint build's student with the lead's tag-loss options (TAG_LEADS), distilled as
+        `rasa-kd pipeline` distils it (resumable stage) and scored per piece on dev and test."""
+        import dataclasses
+
+        from rasa_kd.pipeline import distil_into, student_options
+        from rasa_kd.students.presets import get_preset
+
+        build = self.root / "students" / "joint"
+        student, leads = build / "student", build / "leads"
+        if lead != DEFAULT_LEAD:
+            student = leads / lead
+            teacher = next(p for p in (build / "teacher", build / "teacher-0") if p.is_dir())
+            options = student_options(PipelineOptions(nlu=self.file("train"), out=build), get_preset(DEFAULT_PRESET),
+                                      build / "transfer-labelled", self.file("dev"), student, teacher)
+            options = dataclasses.replace(options, **TAG_LEADS[lead])
+            Stages(leads).run_options(lead, options, [build / "transfer-labelled", self.file("dev")], student,
+                                      lambda o: distil_into(o, leads))
+        manifest = json.loads((student / "student.json").read_text(encoding="utf-8"))
+        return {"dev": piece_scores(student, self.file("dev")), "test": piece_scores(student, self.file("test")),
+                "options": TAG_LEADS[lead], "minutes": round(manifest["recipe"]["training_seconds"] / 60, 2)}
 
     def system(self, name: str, student: Optional[Path]) -> Dict:
         """`name` trained, tested, timed and served; `student`: None for the default pipeline."""
@@ -271,6 +301,25 @@ def joint_targets(joint: Dict, systems: Dict[str, Dict]) -> Dict[str, bool]:
     return targets
 
 
+def piece_scores(student: Path, nlu: Path) -> Dict[str, float]:
+    """The student package's intent accuracy and entity F1 per piece (distil's dev metric) on `nlu`."""
+    from rasa_kd.evaluation.metrics import joint_selection
+    from rasa_kd.formats import student_package
+    from rasa_kd.formats.nlu_yaml import read_examples
+    from rasa_kd.students.distil import entity_scores_on, logits_on, scores_of
+    from rasa_kd.students.tokenizers import load_tokenizer
+
+    manifest = student_package.read_manifest(student)
+    model = student_package.build_model(manifest)
+    student_package.load_weights(model, student)
+    tokenizer = load_tokenizer(student, manifest["tokenizer"])
+    examples, labels = read_examples(nlu), manifest["labels"]
+    scores = {**scores_of(logits_on(model, tokenizer, examples, labels), examples, labels),
+              **entity_scores_on(model, tokenizer, examples, labels, manifest["tags"])}
+    return {"intent_accuracy": scores["accuracy"], "entity_f1": scores["entity_f1"],
+            "selection": joint_selection(scores)}
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -319,6 +368,7 @@ def markdown(results: Dict) -> str:
                          f"{entry['latency_ms'].get('load_seconds', float('nan')):.1f} | "
                          f"{entry['rss_mb'] if entry.get('rss_mb') else ''} | {entry['train_minutes']:.1f} | {met} |")
         lines.append("")
+        lines += leads_table(result.get("leads", {}))
     if any(by_earlier_student(name, entry) for result in results["tasks"].values()
            for name, entry in result["systems"].items()):
         lines += ["† measured before the students were built by `rasa-kd pipeline`'s stage code: an earlier "
@@ -326,12 +376,29 @@ def markdown(results: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def leads_table(leads: Dict[str, Dict]) -> List[str]:
+    if not leads:
+        return []
+    lines = ["The joint student's tag loss (dev decides; scores per piece as distillation selects epochs: "
+             "intent accuracy, entity F1, their mean):", "",
+             "| lead | options | dev intent acc | dev entity F1 | dev mean | test intent acc | test entity F1 | "
+             "distil min |", "|---|---|---|---|---|---|---|---|"]
+    for lead, entry in leads.items():
+        dev, test = entry["dev"], entry["test"]
+        lines.append(f"| {lead} | {options_text(entry['options']) or 'the default'} | {dev['intent_accuracy']:.4f} | "
+                     f"{dev['entity_f1']:.4f} | {dev['selection']:.4f} | {test['intent_accuracy']:.4f} | "
+                     f"{test['entity_f1']:.4f} | {entry['minutes']:.1f} |")
+    return lines + [""]
+
+
 def main(argv=None) -> int:
     quiet_environment()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
-    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
+    parser.add_argument("--systems", nargs="*", choices=list(SYSTEMS), default=list(SYSTEMS),
                         help="systems to run (default: all; targets need the default pipeline, `diet`)")
+    parser.add_argument("--leads", nargs="*", choices=list(TAG_LEADS), default=[],
+                        help="the joint student's tag-loss leads to distil and score on dev and test (default: none)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "entities")
     parser.add_argument("--latency-examples", type=int, default=300)
     args = parser.parse_args(argv)
@@ -359,6 +426,11 @@ def main(argv=None) -> int:
                 entry["systems"][name]["run_seconds"] = round(time.time() - started, 1)
                 verdicts(entry["systems"])
                 publish("entities", results, markdown(results))  # after every system
+            for lead in args.leads:
+                if "joint" not in students:
+                    students["joint"] = run.build_student("joint")
+                entry.setdefault("leads", {})[lead] = run.tag_lead(lead)
+                publish("entities", results, markdown(results))
         except UserError as error:
             print(f"error: {task}: {error}", file=sys.stderr)
             return 2
