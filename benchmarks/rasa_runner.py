@@ -43,8 +43,12 @@ policies: []
 def student_config(student: Path, entities: bool = False, joint: bool = False) -> str:
     """A whole Rasa config: the student pipeline (with the recommended entity extractor when
     `entities`; `joint`: the student's own token head), with the same FallbackClassifier as DIET_CONFIG."""
-    return (f"recipe: default.v1\nlanguage: en\nassistant_id: rasa-kd-student\n"
-            f"{config_snippet(student, entities, joint)}\n"
+    return whole_config(config_snippet(student, entities, joint))
+
+
+def whole_config(snippet: str) -> str:
+    """A Rasa config around a pipeline snippet, with the same FallbackClassifier as DIET_CONFIG."""
+    return (f"recipe: default.v1\nlanguage: en\nassistant_id: rasa-kd-student\n{snippet}\n"
             f"    ambiguity_threshold: 0.1\npolicies: []\n")
 
 

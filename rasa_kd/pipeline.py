@@ -121,7 +121,7 @@ def summary_line(description: Dict) -> str:
 FALLBACK_THRESHOLD = 0.3
 # Intents and entities with --no-entities (benchmarks/results/entities.md): the classifier hands
 # the student's token vectors to Rasa's CRF, which uses them next to its own lexical features.
-TOKEN_FEATURES = ("    token_features: true  # the student's token vectors, for the entity extractor\n"
+CRF_CLASSIFIER_KEYS = ("    token_features: true  # the student's token vectors, for the entity extractor\n"
                   "    entities: false       # the entities are the CRF's\n")
 ENTITY_COMPONENTS = """  - name: CRFEntityExtractor
     features:
@@ -138,7 +138,7 @@ JOINT_ENTITIES = "    entities: true        # the student extracts the entities 
 def config_snippet(student: Path, entities: bool = False, joint: bool = False) -> str:
     """The Rasa pipeline that deploys `student`; with `entities`, also the recommended entity extractor
     (`joint`: the student's own token head)."""
-    extraction = (JOINT_ENTITIES if joint else TOKEN_FEATURES + ENTITY_COMPONENTS) if entities else ""
+    extraction = (JOINT_ENTITIES if joint else CRF_CLASSIFIER_KEYS + ENTITY_COMPONENTS) if entities else ""
     return f"""pipeline:
   - name: WhitespaceTokenizer
   - name: rasa_kd.components.StudentIntentClassifier
@@ -188,6 +188,12 @@ class PipelineOptions:
                                                "before the first stage, naming them)")
     fresh: bool = option(False, "re-run every stage, ignoring what earlier runs recorded")
     quiet: bool = option(False, "no progress bars")
+
+
+def recommended_snippet(student: Path, train_file: Path, entities: bool = PipelineOptions.entities) -> str:
+    """What `rasa-kd pipeline` recommends for `student` (`entities`: its option): data with entities
+    gets the student's own entities, or with --no-entities the CRF on its token vectors."""
+    return config_snippet(student, has_entities(train_file), joint=entities)
 
 
 def student_options(options: PipelineOptions, preset: Preset, labelled: Path, dev: Path, student: Path,
@@ -300,6 +306,6 @@ def run_pipeline(options: PipelineOptions) -> Dict:
                        m, test_file, f, allow_unknown_labels=options.allow_unknown_labels))
         results[name] = json.loads(metrics_file.read_text())
     logger.info("\nstage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.timings.items()))
-    snippet = config_snippet(student, has_entities(data / "train.yml"), joint=options.entities)
+    snippet = recommended_snippet(student, data / "train.yml", options.entities)
     logger.info(f"\nAdd the student to your config.yml:\n\n{snippet}\n")
     return {"timings": stages.timings, "metrics": results, "student": str(student)}

@@ -55,11 +55,11 @@ def main() -> int:
     train, test = BUILD / "data" / "train.yml", TEST
     models = BUILD / "models"
     configs = {"student": BUILD / "student-config.yml", "diet": BUILD / "diet-config.yml"}
-    from rasa_kd.pipeline import has_entities
+    from rasa_kd.pipeline import has_entities, recommended_snippet
 
     entities = has_entities(train)
-    # rasa-kd pipeline's default: data with entities gets one student for intents and entities
-    configs["student"].write_text(rasa_runner.student_config((BUILD / "student").resolve(), entities, joint=entities))
+    # what rasa-kd pipeline printed: data with entities gets one student for intents and entities
+    configs["student"].write_text(rasa_runner.whole_config(recommended_snippet((BUILD / "student").resolve(), train)))
     configs["diet"].write_text(rasa_runner.DIET_CONFIG)
     from rasa_kd.formats.nlu_yaml import read_examples
 

@@ -9,7 +9,7 @@ import pytest
 
 import rasa_runner
 from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
-from rasa_kd.pipeline import ENTITY_COMPONENTS, TOKEN_FEATURES, config_snippet
+from rasa_kd.pipeline import ENTITY_COMPONENTS, CRF_CLASSIFIER_KEYS, config_snippet
 
 from test_rasa_train import CONFIG as INTENTS_CONFIG  # the in-`rasa train` student of the toy data
 
@@ -52,7 +52,7 @@ def assistant(tmp_path_factory, tiny_teacher_dir, toy_nlu):
     folder = tmp_path_factory.mktemp("entities")
     nlu = folder / "nlu.yml"
     write_examples(nlu, read_examples(toy_nlu["train"]) + entity_examples())
-    (folder / "config.yml").write_text(CONFIG.format(teacher=tiny_teacher_dir, token_features=TOKEN_FEATURES,
+    (folder / "config.yml").write_text(CONFIG.format(teacher=tiny_teacher_dir, token_features=CRF_CLASSIFIER_KEYS,
                                                      entities=ENTITY_COMPONENTS))
     model = rasa_runner.train_nlu(folder / "config.yml", nlu, folder / "models", "entities", cwd=folder)
     return folder, model

@@ -1,6 +1,8 @@
 """Entity tags over pieces and back (`rasa_kd.nlu_data.entity_tags`), and the joint teacher
 (`rasa_kd.teachers.tag_head`): an intent classifier that also tags the data's entities."""
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,6 +99,18 @@ def test_a_first_labelled_tagging_spreads_to_the_later_pieces_of_each_word(tiny_
     assert inside[0] == "B-city" and set(inside[1:]) == {"I-city"}  # all but the "?"
     decoded = entity_spans(np.exp(spread), offsets, word_ids, TAGS, "all")
     assert [(e["start"], e["end"]) for e in decoded] == [(gold[0]["start"], gold[0]["end"])]
+
+
+def test_token_entity_scores_count_each_token_by_the_entity_it_overlaps():
+    from rasa_kd.evaluation.metrics import token_entity_scores
+
+    text = "pizza with pepperoni in são paulo"
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    gold = [entity(text, "pepperoni", "topping"), entity(text, "são paulo", "city")]
+    half = [entity(text, "pepperoni", "topping"), entity(text, "são", "city")]
+    assert token_entity_scores([spans], [gold], [gold])["entity_f1"] == 1.0
+    scores = token_entity_scores([spans], [gold], [half])  # 2 of 3 entity tokens found, none wrong
+    assert scores["entity_precision"] == 1.0 and scores["entity_recall"] == pytest.approx(2 / 3)
 
 
 def test_covering_pieces_finds_the_piece_under_each_first_character():
@@ -331,7 +345,9 @@ def test_the_onnx_student_gives_the_same_entities_in_one_call(tagging_student, t
     from rasa_kd.students.export import export
 
     path = shutil.copytree(tagging_student[0], tmp_path / "student")
-    export(path, onnx=True, quantized=True)
+    summary = export(path, onnx=True, quantized=True, data=Path(tagging_student[1]["recipe"]["dev"]))
+    assert summary["int8"]["entity_f1_pytorch"] > 0.5  # the deployed runtime is chosen on entities too
+    assert "entity F1" in summary["runtime_reason"] or summary["runtime"] == "onnx"
     texts = ["i want mushrooms pizza now", "weather in lisbon?", "forecast for zürich, please", "hello"]
     def spans(entities):
         return [[(e["start"], e["end"], e["entity"]) for e in row] for row in entities]

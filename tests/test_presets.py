@@ -102,6 +102,15 @@ def test_int8_may_lose_one_dev_example_or_half_a_point(change, examples, runtime
     assert chosen == runtime and f"on {examples} examples" in why
 
 
+def test_int8_must_keep_the_entities_too():
+    from rasa_kd.students.export import deployed_runtime
+
+    chosen, why = deployed_runtime({"accuracy_change": 0.0, "entity_f1_change": -0.02, "data_examples": 1000}, 0.005)
+    assert chosen == "onnx" and "entity F1 -0.0200" in why
+    assert deployed_runtime({"accuracy_change": 0.0, "entity_f1_change": -0.004, "data_examples": 1000},
+                            0.005)[0] == "int8"
+
+
 def test_words_vocabulary_pruned_to_the_transfer_set(toy_world, tmp_path):
     manifest = distil(toy_world, tmp_path / "words", *TINY, "--vocab", "words", "--vectors", toy_world["vectors"],
                       "--epochs", "1")

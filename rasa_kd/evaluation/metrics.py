@@ -1,9 +1,9 @@
 """Classification scores, all from scikit-learn, shared by every stage that evaluates."""
-from typing import Dict, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from rasa_kd.nlu_data.entity_tags import IGNORE
+from rasa_kd.nlu_data.entity_tags import IGNORE, OUTSIDE
 
 
 def classification_scores(gold: Sequence[str], predicted: Sequence[str]) -> Dict[str, float]:
@@ -44,6 +44,19 @@ def piece_tag_scores(gold_ids, predicted_ids, names: Sequence[str]) -> Dict[str,
     gold_ids, predicted_ids = np.asarray(gold_ids).reshape(-1), np.asarray(predicted_ids).reshape(-1)
     keep = gold_ids != IGNORE
     return tag_scores([names[i] for i in gold_ids[keep]], [names[i] for i in predicted_ids[keep]])
+
+
+def token_entity_scores(token_spans: Sequence[Sequence[Tuple[int, int]]], gold: Sequence[Sequence[Dict[str, Any]]],
+                        predicted: Sequence[Sequence[Dict[str, Any]]]) -> Dict[str, float]:
+    """`tag_scores` over each text's tokens (character spans): a token's type is that of the entity
+    (Rasa dicts with start, end, entity) it overlaps, gold against predicted."""
+    def types(spans, entities) -> List[str]:
+        return [next((e["entity"] for e in entities if start < e["end"] and end > e["start"]), OUTSIDE)
+                for start, end in spans]
+
+    gold_types = [t for spans, entities in zip(token_spans, gold) for t in types(spans, entities)]
+    predicted_types = [t for spans, entities in zip(token_spans, predicted) for t in types(spans, entities)]
+    return tag_scores(gold_types, predicted_types, OUTSIDE)
 
 
 def joint_selection(scores: Dict[str, float]) -> float:

@@ -149,10 +149,16 @@ def read_tags(path) -> Optional[List[str]]:
     return read_labels(path, TAGS_FILE) if (Path(path) / TAGS_FILE).is_file() else None
 
 
+def write_labels(path, labels: Sequence[str], file_name: str = LABELS_FILE) -> None:
+    """labels.json (a transfer set's or a teacher's): the label names in the order of the logits
+    (read back by read_labels)."""
+    (Path(path) / file_name).write_text(json.dumps(list(labels), indent=1, ensure_ascii=False) + "\n",
+                                        encoding="utf-8")
+
+
 def write_tags(path, tags: Sequence[str]) -> None:
     """tags.json: the tag names in the order of the tag logits (read back by read_tags)."""
-    (Path(path) / TAGS_FILE).write_text(json.dumps(list(tags), indent=1, ensure_ascii=False) + "\n",
-                                        encoding="utf-8")
+    write_labels(path, tags, TAGS_FILE)
 
 
 def open_transfer(path, labelled: bool = False, require: Sequence[str] = ()) -> TransferSet:

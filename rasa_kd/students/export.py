@@ -11,13 +11,15 @@
 --quantize  also writes STUDENT/model.int8.onnx (onnxruntime dynamic int8
             quantization of the weights, embedding tables included); with --data,
             the accuracy of PyTorch and int8 on that NLU file and the change are
-            reported.
+            reported (for a student with entity tags also the entity F1 over its
+            tokens, `rasa_kd.evaluation.metrics.token_entity_scores`).
 
 The deployed runtime: export records in student.json (`runtime`, `runtime_reason`)
 which file `rasa_kd.students.load(path, runtime="auto")`, `rasa-kd evaluate` and the
 Rasa components (`runtime: auto`) run: `int8` when --quantize and --data are given
-and int8 accuracy on --data (use the dev set) is at most --int8-max-drop (or one
-example of --data, if that is more) below PyTorch's, else `onnx` (fp32; the log says why).
+and int8 accuracy on --data (use the dev set), and its entity F1 for a student with entity
+tags, are at most --int8-max-drop (or one example of --data, if that is more) below
+PyTorch's, else `onnx` (fp32; the log says why).
 
 Files are written atomically (temporary file, then rename). A summary goes to
 STUDENT/export.json.
@@ -35,6 +37,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 
 from rasa_kd.errors import UserError
+from rasa_kd.evaluation.metrics import token_entity_scores
 from rasa_kd.formats import student_package
 from rasa_kd.formats.nlu_yaml import read_examples
 from rasa_kd.formats.outputs import atomic_file
@@ -127,9 +130,15 @@ def max_differences(reference, other, texts: List[str]) -> Dict[str, float]:
     return diffs
 
 
-def accuracy(student, examples) -> float:
-    predicted = student.predict_labels([e.text for e in examples])
-    return float(np.mean([p == e.intent for p, e in zip(predicted, examples)]))
+def scores_on(student, examples) -> Dict[str, float]:
+    """Intent accuracy on the examples and, for a student with entity tags, entity F1 over its tokens."""
+    analyses = student.analyse([e.text for e in examples])
+    scores = {"accuracy": float(np.mean([student.labels[int(np.argmax(a.probabilities))] == e.intent
+                                         for a, e in zip(analyses, examples)]))}
+    if student.tags:
+        scores["entity_f1"] = token_entity_scores([a.offsets for a in analyses], [e.entities for e in examples],
+                                                  [a.entities for a in analyses])["entity_f1"]
+    return scores
 
 
 def export(model: Path, onnx: bool = True, quantized: bool = False, data: Optional[Path] = None,
@@ -174,10 +183,12 @@ def deployed_runtime(int8: Optional[Dict], max_drop: float) -> Tuple[str, str]:
         return "onnx", "no int8 model (export --quantize)"
     if "accuracy_change" not in int8:
         return "onnx", "int8 not checked on data (export --quantize --data DEV)"
-    change, examples = int8["accuracy_change"], int8["data_examples"]
+    examples = int8["data_examples"]
     limit = max(max_drop, 1 / examples)
-    said = f"int8 accuracy {change:+.4f} on {examples} examples"
-    if change < -limit - 1e-9:
+    changes = {"accuracy": int8["accuracy_change"], "entity F1": int8.get("entity_f1_change")}
+    said = ", ".join(f"int8 {name} {change:+.4f}" for name, change in changes.items() if change is not None)
+    said += f" on {examples} examples"
+    if any(change is not None and change < -limit - 1e-9 for change in changes.values()):
         return "onnx", f"{said}, below -{limit:.4g} (-{max_drop:g} or one example): fp32 kept"
     return "int8", f"{said} (limit -{limit:.4g}: -{max_drop:g} or one example)"
 
@@ -191,12 +202,15 @@ def quantize_and_check(model: Path, reference, texts, examples) -> Dict:
     logger.info(f"{int8_file}: {int8_file.stat().st_size / 1e6:.1f} MB; max |int8 - PyTorch|: logits "
                 f"{report['max_abs_diff']['logits']:.2e}, probabilities {report['max_abs_diff']['probabilities']:.2e}")
     if examples:
-        before, after = accuracy(reference, examples), accuracy(int8, examples)
+        before, after = scores_on(reference, examples), scores_on(int8, examples)
         agreement = float(np.mean(np.array(reference.predict_labels(texts)) == np.array(int8.predict_labels(texts))))
-        report.update(accuracy_pytorch=before, accuracy_int8=after, accuracy_change=after - before,
-                      prediction_agreement=agreement, data_examples=len(examples))
-        logger.info(f"accuracy on {len(examples)} examples: PyTorch {before:.4f}, int8 {after:.4f} "
-                    f"(change {after - before:+.4f}); same prediction for {agreement:.1%}")
+        for name in before:
+            report.update({f"{name}_pytorch": before[name], f"{name}_int8": after[name],
+                           f"{name}_change": after[name] - before[name]})
+            logger.info(f"{name} on {len(examples)} examples: PyTorch {before[name]:.4f}, int8 {after[name]:.4f} "
+                        f"(change {after[name] - before[name]:+.4f})")
+        report.update(prediction_agreement=agreement, data_examples=len(examples))
+        logger.info(f"same intent for {agreement:.1%}")
     return report
 
 

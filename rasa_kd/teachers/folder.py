@@ -29,13 +29,12 @@ import transformers
 from transformers import AutoTokenizer
 
 from rasa_kd.errors import UserError
-from rasa_kd.formats.transfer_set import read_tags
+from rasa_kd.formats.transfer_set import LABELS_FILE, read_labels, read_tags, write_labels
 from rasa_kd.nlu_data.entity_tags import LABELLINGS, is_special, spread_to_pieces
 from rasa_kd.teachers.pooling import POOLINGS, MeanPooledClassifier, with_pooling
 from rasa_kd.teachers.tag_head import JointTeacher
 
 TEACHER_FILE = "rasa_kd_teacher.json"
-LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 DEFAULT_SETTINGS = {"pooling": "cls", "max_length": 64}  # what a folder without rasa_kd_teacher.json means
 
@@ -59,22 +58,11 @@ def read_settings(path) -> Dict:
     return settings
 
 
-def read_labels(path) -> List[str]:
-    file = Path(path) / LABELS_FILE
-    try:
-        labels = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise UserError(f"{file}: cannot read the teacher's label names ({type(error).__name__})") from error
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise UserError(f"{file}: expected a JSON list of label names")
-    return labels
-
-
 def write_teacher_files(folder: Path, labels: Sequence[str], pooling: str, max_length: int,
                         labelling: Optional[str] = None) -> None:
     """labels.json and rasa_kd_teacher.json: what makes a model folder a teacher folder
     (`labelling`: a joint teacher's, see `rasa_kd.teachers.tag_head`)."""
-    (folder / LABELS_FILE).write_text(json.dumps(list(labels), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_labels(folder, labels)
     settings = {"format": "rasa-kd-teacher", "version": 1, "pooling": pooling, "max_length": max_length}
     if labelling:
         settings["labelling"] = labelling

@@ -308,8 +308,7 @@ def label(args: LabelOptions) -> Dict:
             "agreement_with_gold": gold_agreement(dataset, logits, teachers[0].labels)}
     with atomic_output_dir(out, args.force) as tmp:
         with_logits(dataset, logits, tags).save_to_disk(str(tmp))
-        (tmp / transfer_set.LABELS_FILE).write_text(json.dumps(teachers[0].labels, indent=1, ensure_ascii=False) + "\n",
-                                                encoding="utf-8")
+        transfer_set.write_labels(tmp, teachers[0].labels)
         if taggers:
             transfer_set.write_tags(tmp, taggers[0].tags)
         (tmp / transfer_set.LABEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
