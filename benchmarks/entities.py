@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/entities.py                          # mtod-es and rasa-demo, every system
     .venv/bin/python benchmarks/entities.py --tasks mtod-es --systems diet student+crf
+    .venv/bin/python benchmarks/entities.py --systems --leads default tag-weight-2   # tag-loss leads only
 
 Per task (cached stages in benchmarks/work/entities/<task>, so a re-run resumes):
   data            as benchmarks/small_students.py: convert (slot spans -> Rasa entities), splits
@@ -369,6 +370,7 @@ def markdown(results: Dict) -> str:
                          f"{entry['rss_mb'] if entry.get('rss_mb') else ''} | {entry['train_minutes']:.1f} | {met} |")
         lines.append("")
         lines += leads_table(result.get("leads", {}))
+    lines += leads_summary([result.get("leads", {}) for result in results["tasks"].values()])
     if any(by_earlier_student(name, entry) for result in results["tasks"].values()
            for name, entry in result["systems"].items()):
         lines += ["† measured before the students were built by `rasa-kd pipeline`'s stage code: an earlier "
@@ -388,6 +390,23 @@ def leads_table(leads: Dict[str, Dict]) -> List[str]:
         lines.append(f"| {lead} | {options_text(entry['options']) or 'the default'} | {dev['intent_accuracy']:.4f} | "
                      f"{dev['entity_f1']:.4f} | {dev['selection']:.4f} | {test['intent_accuracy']:.4f} | "
                      f"{test['entity_f1']:.4f} | {entry['minutes']:.1f} |")
+    return lines + [""]
+
+
+def leads_summary(per_task: List[Dict[str, Dict]]) -> List[str]:
+    """Each lead's dev and test mean over the tasks that ran every lead it is compared with."""
+    tasks = [leads for leads in per_task if leads]
+    common = [lead for lead in TAG_LEADS if tasks and all(lead in leads for leads in tasks)]
+    if len(tasks) < 2 or len(common) < 2:
+        return []
+    lines = [f"Tag-loss leads, mean over the {len(tasks)} tasks (dev decides):", "",
+             "| lead | dev mean | test intent acc | test entity F1 |", "|---|---|---|---|"]
+    for lead in common:
+        def mean_of(split: str, key: str) -> float:
+            return sum(leads[lead][split][key] for leads in tasks) / len(tasks)
+
+        lines.append(f"| {lead} | {mean_of('dev', 'selection'):.4f} | {mean_of('test', 'intent_accuracy'):.4f} | "
+                     f"{mean_of('test', 'entity_f1'):.4f} |")
     return lines + [""]
 
 
