@@ -1,9 +1,9 @@
 """Classification scores, all from scikit-learn, shared by every stage that evaluates."""
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Sequence
 
 import numpy as np
 
-from rasa_kd.nlu_data.entity_tags import IGNORE, OUTSIDE
+from rasa_kd.nlu_data.entity_tags import IGNORE
 
 
 def classification_scores(gold: Sequence[str], predicted: Sequence[str]) -> Dict[str, float]:
@@ -46,17 +46,17 @@ def piece_tag_scores(gold_ids, predicted_ids, names: Sequence[str]) -> Dict[str,
     return tag_scores([names[i] for i in gold_ids[keep]], [names[i] for i in predicted_ids[keep]])
 
 
-def token_entity_scores(token_spans: Sequence[Sequence[Tuple[int, int]]], gold: Sequence[Sequence[Dict[str, Any]]],
-                        predicted: Sequence[Sequence[Dict[str, Any]]]) -> Dict[str, float]:
-    """`tag_scores` over each text's tokens (character spans): a token's type is that of the entity
-    (Rasa dicts with start, end, entity) it overlaps, gold against predicted."""
-    def types(spans, entities) -> List[str]:
-        return [next((e["entity"] for e in entities if start < e["end"] and end > e["start"]), OUTSIDE)
-                for start, end in spans]
+def entity_scores(gold: Sequence[Sequence[Dict[str, Any]]], predicted: Sequence[Sequence[Dict[str, Any]]]) -> Dict:
+    """Entity-level micro precision, recall and F1 (as seqeval/conlleval count): a predicted entity
+    is right when its start, end and type all equal a gold one's. `gold_entities`: their number."""
+    def keys(entities) -> set:
+        return {(e["start"], e["end"], e["entity"]) for e in entities}
 
-    gold_types = [t for spans, entities in zip(token_spans, gold) for t in types(spans, entities)]
-    predicted_types = [t for spans, entities in zip(token_spans, predicted) for t in types(spans, entities)]
-    return tag_scores(gold_types, predicted_types, OUTSIDE)
+    right = sum(len(keys(g) & keys(p)) for g, p in zip(gold, predicted))
+    n_gold, n_predicted = sum(len(keys(g)) for g in gold), sum(len(keys(p)) for p in predicted)
+    precision, recall = right / max(n_predicted, 1), right / max(n_gold, 1)
+    return {"entity_precision": precision, "entity_recall": recall, "gold_entities": n_gold,
+            "entity_f1": 2 * right / max(n_gold + n_predicted, 1)}
 
 
 def joint_selection(scores: Dict[str, float]) -> float:
