@@ -14,7 +14,9 @@ Per task (cached stages in benchmarks/work/entities/<task>, so a re-run resumes)
   per system      `rasa train nlu` on train; `rasa test nlu` on test (Rasa's own intent
                   report and per-extractor entity report: token-level micro-F1 over the
                   entity labels); in-process `Agent.parse_message` latency, one message at a
-                  time, on the first --latency-examples test sentences (the same for every system)
+                  time, on the first --latency-examples test sentences (the same for every system);
+                  `Agent.load` seconds include the first load's imports, so a task whose load is
+                  timed after another's in the same process reads low: time loads one task per run
 
 Systems (SYSTEMS below): Rasa's default pipeline (DIET for intents and entities), the intent-only
 student (the memory baseline), the joint student (`entities: true`: intents and entities from one
