@@ -111,3 +111,131 @@ def test_int8_must_keep_the_entities_too():
     assert deployed_runtime({**checked, "entity_f1_change": -0.004}, 0.005)[0] == "int8"
     # one entity of a small dev set is within the limit, as one example is for intents
     assert deployed_runtime({**checked, "data_entities": 100, "entity_f1_change": -0.009}, 0.005)[0] == "int8"
+
+
+def test_words_vocabulary_pruned_to_the_transfer_set(toy_world, tmp_path):
+    manifest = distil(toy_world, tmp_path / "words", *TINY, "--vocab", "words", "--vectors", toy_world["vectors"],
+                      "--epochs", "1")
+    assert manifest["tokenizer"]["vocab_size"] <= 2 + 40  # [PAD], [UNK] and the toy task's words only
+
+
+def test_small_bert_pruned_narrow_embeddings_from_teacher(toy_world, tmp_path):
+    from rasa_kd.students import load
+
+    manifest = distil(toy_world, tmp_path / "bert", "--student", "bert", "--hidden-size", "32", "--heads", "2",
+                      "--layers", "1", "--intermediate", "64", "--init-from-teacher", "--embedding-dim", "8",
+                      "--hidden-weight", "0.1", "--epochs", "1", "--batch-size", "16")
+    assert manifest["config"]["teacher_embedding_dim"] == 8 and manifest["tokenizer"]["pruned"]
+    assert load(tmp_path / "bert").predict(UNSEEN).shape == (len(UNSEEN), len(LABELS))
+
+
+def test_presets_and_explicit_flags(toy_world, tmp_path):
+    from rasa_kd.students import distil as stage
+    from rasa_kd.students.presets import PRESETS, distil_options
+
+    required = ["--transfer", "t", "--dev", "d", "--out", "o"]
+    assert dataclasses.replace(stage.parse(required), transfer=None, dev=None, out=None) == stage.DistilOptions()
+    fast = stage.parse([*required, "--preset", "fast"])
+    assert all(getattr(fast, key) == value for key, value in PRESETS["fast"].distil.items())
+    for argv in (["--hidden-size", "50", "--preset", "fast"], ["--preset", "fast", "--hidden-size", "50"]):
+        options = stage.parse([*required, *argv])
+        assert options.hidden_size == 50 and options.embedding_dim == PRESETS["fast"].distil["embedding_dim"]
+    dims = [distil_options(name).embedding_dim for name in ("fast", "balanced", "accurate")]
+    assert dims == sorted(set(dims)) and distil_options().preset == "balanced"  # each preset a step larger
+    with pytest.raises(UserError, match="unknown preset"):
+        distil_options("tiny")
+
+
+def test_transfer_size_scales_with_the_data():
+    from rasa_kd.students.presets import PRESETS
+
+    balanced = PRESETS["balanced"]
+    sizes = [balanced.transfer_size(n) for n in (100, 2_000, 10_000)]
+    assert sizes == [balanced.min_size, 10 * 2_000, balanced.max_size]
+
+
+def test_options_record_in_the_package(pruned):
+    import json
+
+    recipe = json.loads((pruned / "student.json").read_text())["recipe"]
+    assert recipe["preset"] == "balanced" and recipe["embedding_dim"] == 8 and recipe["prune_vocab"] is True
+    assert "out" not in recipe and "force" not in recipe
+
+
+def test_small_bert_narrow_embeddings_without_teacher_layers(toy_world, tmp_path):
+    from rasa_kd.students import load
+
+    manifest = distil(toy_world, tmp_path / "bert", "--student", "bert", "--hidden-size", "16", "--heads", "2",
+                      "--layers", "1", "--intermediate", "32", "--embedding-dim", "8", "--epochs", "1")
+    assert manifest["config"]["teacher_embedding_dim"] == 8 and manifest["config"]["hidden_size"] == 16
+    assert load(tmp_path / "bert").predict(UNSEEN).shape == (len(UNSEEN), len(LABELS))
+
+
+def test_presets_apply_their_bilstm_recipe_to_bilstms_only():
+    from rasa_kd.students import distil as stage
+
+    bert = stage.parse(["--transfer", "t", "--dev", "d", "--out", "o", "--preset", "accurate", "--student", "bert"])
+    assert bert.hidden_size is None and bert.preset == "accurate"  # the small-BERT default (204), not 256
+
+
+def test_pruning_keeps_the_most_common_pieces(tmp_path):
+    from collections import Counter
+
+    from transformers import BertTokenizerFast
+
+    from rasa_kd.students.tokenizers import WordpieceTokenizer, prune_wordpieces
+
+    vocab = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "e", "l", "o", "r", "w",
+             "##a", "##e", "##l", "##o", "the", "hello", "world", "##s", "bear", "bell"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = WordpieceTokenizer.from_pretrained(BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")), 16,
+                                                   special_tokens=False)
+    seen = Counter(tokenizer(["bell"])["input_ids"][0].tolist())
+    pruned, kept = prune_wordpieces(tokenizer, seen, keep_characters=False, keep_common=2)
+    assert [vocab[i] for i in kept] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "hello", "bell"]
+    assert pruned.backend.encode("hello bell", add_special_tokens=False).tokens == ["hello", "bell"]
+    assert pruned.backend.encode("world", add_special_tokens=False).tokens == ["[UNK]"]
+    only_seen, _ = prune_wordpieces(tokenizer, seen, keep_characters=False, keep_common=0)
+    assert "hello" not in only_seen.backend.get_vocab() and "bell" in only_seen.backend.get_vocab()
+
+
+def test_pruning_keeps_the_common_pieces_and_characters_of_the_data_s_scripts(tmp_path):
+    from collections import Counter
+
+    from transformers import BertTokenizerFast
+
+    from rasa_kd.students.tokenizers import WordpieceTokenizer, prune_wordpieces
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "!", "e", "h", "l", "o", "ก", "า", "中",
+             "##l", "##o", "##า", "中文", "กา", "hello", "hell"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = WordpieceTokenizer.from_pretrained(BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")), 16,
+                                                   special_tokens=False)
+
+    def kept_for(text):
+        _, kept = prune_wordpieces(tokenizer, Counter(tokenizer([text])["input_ids"][0].tolist()), keep_common=10)
+        return {vocab[i] for i in kept} - {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+
+    # English data: Latin letters only, so no Thai or Chinese characters or pieces
+    assert kept_for("hello") == {"!", "e", "h", "l", "o", "##l", "##o", "hello", "hell"}
+    # Thai beside English (2 of 7 letters: a main script): its characters and common pieces too
+    assert kept_for("hello กา") == {"!", "e", "h", "l", "o", "##l", "##o", "hello", "hell", "ก", "า", "##า", "กา"}
+
+
+def test_a_wrong_preset_or_runtime_is_the_same_one_line_everywhere(capsys, tmp_path):
+    from rasa.shared.exceptions import InvalidConfigException
+
+    from conftest import run_cli
+    from rasa_kd.components.student_training import check_config
+
+    message = "unknown preset 'tiny' (choose from fast, balanced, accurate)"
+    for argv in (["distil", "--transfer", "t", "--dev", "d.yml", "--out", "o", "--preset", "tiny"],
+                 ["pipeline", "--nlu", "n.yml", "--out", str(tmp_path / "build"), "--preset", "tiny"]):
+        status, errors = run_cli(argv, capsys)
+        assert (status, errors) == (2, [f"rasa-kd {argv[0]}: error: {message}"])
+    assert not (tmp_path / "build").exists()
+    with pytest.raises(InvalidConfigException, match=f"^StudentIntentClassifier: {re.escape(message)}$"):
+        check_config({"preset": "tiny", "runtime": "auto"}, "StudentIntentClassifier")
+    with pytest.raises(InvalidConfigException, match=r"^StudentIntentClassifier: unknown runtime 'gpu' \(choose"):
+        check_config({"preset": "balanced", "runtime": "gpu"}, "StudentIntentClassifier")
+    check_config({"student": "some/package", "preset": "tiny", "runtime": "int8"}, "StudentIntentClassifier")
