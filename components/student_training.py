@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 TRAINING_CONFIG = {"teacher": PipelineOptions.teacher, "language": PipelineOptions.language,
                    "preset": PipelineOptions.preset, "transfer_size": PipelineOptions.size,
                    "epochs": PipelineOptions.epochs, "seed": PipelineOptions.seed,
-                   "dev_fraction": PipelineOptions.dev_fraction, "entities": PipelineOptions.entities}
+                   "dev_fraction": PipelineOptions.dev_fraction, "entities": PipelineOptions.entities,
+                   "augment": PipelineOptions.augment}
 TRAINING_DATA_NODE = "nlu_training_data_provider"  # the node of Rasa's graph whose config holds `language:`
 
 
@@ -123,13 +124,16 @@ def recipe_record(config: Dict[str, Any]) -> Dict[str, Any]:
 
 def training_fingerprint(config: Dict[str, Any]) -> str:
     """The teachers' names, the content of those that are local folders, the recipe the preset
-    stands for and the teacher choice's rule (Rasa adds the config and the training data itself)."""
+    stands for and the teacher and augmentation choices' rules (Rasa adds the config and the
+    training data itself)."""
     from rasa_kd.pipeline import input_fingerprint
 
     from rasa_kd.teachers import choice
+    from rasa_kd.transfer import augment
 
     folders = [Path(t).expanduser() for t in teachers_of(config) if Path(t).expanduser().is_dir()]
-    record = [teachers_of(config), input_fingerprint(folders), recipe_record(config), choice.rule_record()]
+    record = [teachers_of(config), input_fingerprint(folders), recipe_record(config), choice.rule_record(),
+              augment.choice_record()]
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -138,6 +142,7 @@ def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:
                            language=config.get("language"), preset=config["preset"],
                            size=config.get("transfer_size"), epochs=config.get("epochs"), seed=int(config["seed"]),
                            dev_fraction=float(config["dev_fraction"]), entities=bool(config.get("entities")),
+                           augment=config.get("augment") or PipelineOptions.augment,
                            quiet=False)
 
 

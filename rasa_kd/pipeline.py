@@ -173,7 +173,9 @@ class PipelineOptions:
                                   choices=("wordpieces", "words"))
     epochs: Optional[float] = option(None, "most student epochs, overriding the preset's (it stops earlier when "
                                            "dev stops improving)")
-    augment: str = option("rules", "augmentation method(s): rules, lm, rules,lm")
+    augment: str = option("rules", "augmentation method(s): rules, lm, rules,lm, or auto (rules,lm for English data "
+                                   "of at most 500 training sentences, rules otherwise). lm: SmolLM2 fine-tuned with "
+                                   "the intent as a prefix, after `rasa-kd install smollm2`")
     size: Optional[int] = option(None, "new transfer sentences (default: the preset's rule, 10x the training "
                                        "sentences within 10k-40k for balanced)")
     seed: int = option(42, "random seed for every stage")
@@ -219,6 +221,15 @@ def distil_into(options, work_root: Path, fresh: bool = False) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def english_data(picked, train: Sequence, language: Optional[str]) -> bool:
+    """Whether the training data is English, as the teacher choice read it (a configured teacher
+    reads nothing: then it is read here)."""
+    from rasa_kd.teachers import choice
+
+    profile = picked.profile or choice.profile_of([e.text for e in train], language)
+    return profile.english
+
+
 def build_student(stages: Stages, options: PipelineOptions, train_file: Path, dev_file: Path,
                   exclude: Sequence[Path] = ()) -> Tuple[List[Path], Path]:
     """teacher -> augment -> label -> distil -> export into `options.out`, on train/dev NLU
@@ -246,7 +257,10 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
                                                  labelling=options.labelling)
         stages.run_options(folder.name, teacher_options, inputs, folder, fine_tune.train_from_options)
     size = options.size if options.size is not None else preset.transfer_size(len(train))
-    augment_options = augment.AugmentOptions(method=options.augment, train=train_file, out=transfer, size=size,
+    recipe = augment.choose_augmentation(options.augment, len(train), english_data(picked, train, options.language))
+    logger.info(f"augment: {recipe.method}{' (intent-conditional LM)' if recipe.conditional else ''} ({recipe.reason})")
+    augment_options = augment.AugmentOptions(method=recipe.method, conditional=recipe.conditional, train=train_file,
+                                             out=transfer, size=size,
                                              exclude=[dev_file, *exclude], seed=options.seed, quiet=options.quiet,
                                              language=options.language,
                                              segmenter=augment.segmenter_for([e.text for e in train], backbones[0]))

@@ -219,6 +219,37 @@ def toy_nlu(tmp_path_factory) -> Dict[str, Path]:
     return write_toy_nlu(tmp_path_factory.mktemp("toy_nlu"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def empty_cache_folder(tmp_path_factory):
+    """rasa-kd's cache folder is a new empty one, and `--augment auto` finds no installed SmolLM2
+    unless a test installs a tiny one: a developer's ~/.cache/rasa-kd must neither put a
+    135M-parameter LM into the toy pipelines nor hand them LM samples of an earlier run."""
+    from rasa_kd.transfer import augment
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RASA_KD_CACHE", str(tmp_path_factory.mktemp("rasa-kd-cache")))
+        patch.setattr(augment, "lm_installed", lambda: False)
+        yield
+
+
+def write_tiny_gpt2(folder: Path, texts: List[str]) -> Path:
+    """A random 2-layer GPT-2 (hidden 32) with a byte-level BPE tokenizer trained on `texts`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=200, special_tokens=["<|endoftext|>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|endoftext|>",
+                                   eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    fast.save_pretrained(folder)
+    config = GPT2Config(vocab_size=fast.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def toy_vectors(tmp_path_factory) -> Path:
     return write_toy_vectors(tmp_path_factory.mktemp("vectors") / "vectors.txt")

@@ -144,3 +144,22 @@ def test_option_defaults_are_the_command_line_defaults():
 ])
 def test_default_size_is_the_factor_clamped_to_min_and_max(n_train, changes, expected):
     assert augment.default_size(n_train, AugmentOptions(**changes)) == expected
+
+
+@pytest.mark.parametrize("method, n_train, english, installed, expected", [
+    ("auto", 300, True, True, ("rules,lm", True)),
+    ("auto", augment.LM_MAX_TRAIN + 1, True, True, ("rules", False)),
+    ("auto", 300, False, True, ("rules", False)),
+    ("auto", 300, True, False, ("rules", False)),
+    ("rules", 300, True, True, ("rules", False)),
+    ("lm", 5000, False, False, ("lm", True)),
+])
+def test_auto_augmentation_gives_small_english_data_lm_sentences(method, n_train, english, installed, expected,
+                                                                 monkeypatch, caplog):
+    monkeypatch.setattr(augment, "lm_installed", lambda: installed)
+    with caplog.at_level("WARNING", logger="rasa_kd.transfer.augment"):
+        choice = augment.choose_augmentation(method, n_train, english)
+    assert (choice.method, choice.conditional) == expected and choice.reason
+    # only the one case that would have used the LM says how to get it
+    assert ("rasa-kd install smollm2" in caplog.text) == (method == "auto" and english and not installed
+                                                           and n_train <= augment.LM_MAX_TRAIN)

@@ -23,22 +23,10 @@ def toy_pairs(seed=0, n=160):
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from conftest import write_tiny_gpt2
 
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
     texts = [f"{intent} : {text}" for text, intent in toy_pairs(1, 400)]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=200, special_tokens=["<|endoftext|>"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|endoftext|>",
-                                   eos_token="<|endoftext|>", unk_token="<|endoftext|>")
-    fast.save_pretrained(folder)
-    config = GPT2Config(vocab_size=fast.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    return folder
+    return write_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), texts)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +117,31 @@ def test_augment_command_missing_lm_is_one_line(tmp_path, toy_nlu, capsys, monke
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "causal LM not found" in err[0]
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.lm-work").exists()
+
+
+def test_a_rerun_on_the_same_data_reuses_the_cached_samples_without_fine_tuning(tmp_path, tiny_gpt2, toy_nlu,
+                                                                                monkeypatch):
+    """The samples of an LM fine-tuned here are named by what fixes them (training data, LM, settings,
+    seed) and kept in the cache folder: another output folder on the same data (as `rasa train` after
+    `rasa-kd pipeline`) gets the same sentences and fine-tunes nothing; other data samples afresh."""
+    import datasets
+
+    from rasa_kd.teachers.install import cache_root
+    from rasa_kd.transfer.augment import AugmentOptions, augment
+
+    monkeypatch.setenv("RASA_KD_CACHE", str(tmp_path / "cache"))
+
+    def lm_sentences(out, train):
+        augment(AugmentOptions(method="lm", train=train, size=12, seed=3, out=out, lm=str(tiny_gpt2),
+                               lm_epochs=1, lm_batch_size=16, sample_batch_size=16, conditional=True, quiet=True))
+        data = datasets.load_from_disk(str(out))
+        return [t for t, s in zip(data["text"], data["source"]) if s == "lm"]
+
+    first = lm_sentences(tmp_path / "first", toy_nlu["train"])
+    assert (tmp_path / "first.lm-work" / "lm" / "config.json").is_file()
+    cached = list((cache_root() / "lm-samples").iterdir())
+    assert len(first) == 12 and len(cached) == 1
+    assert lm_sentences(tmp_path / "again", toy_nlu["train"]) == first
+    assert not (tmp_path / "again.lm-work").exists()  # nothing fine-tuned
+    lm_sentences(tmp_path / "other", toy_nlu["dev"])
+    assert (tmp_path / "other.lm-work" / "lm").is_dir() and len(list((cache_root() / "lm-samples").iterdir())) == 2

@@ -166,3 +166,25 @@ def test_test_intents_the_training_data_lacks_stop_before_the_first_stage(toy_nl
     with caplog.at_level("WARNING", logger="rasa_kd.pipeline"):
         check_test_intents(PipelineOptions(nlu=toy_nlu["train"], test=test, out=out, allow_unknown_labels=True))
     assert "play_music" in caplog.text and "scored as errors" in caplog.text
+
+
+def test_auto_gives_small_english_data_half_its_transfer_set_from_the_installed_lm(toy_nlu, tiny_bert_dir, tmp_path,
+                                                                                 monkeypatch):
+    """`--augment auto` with SmolLM2 installed (here a tiny GPT-2 in its cache folder): half the new
+    sentences are sampled from the LM fine-tuned with the intent as a prefix, and the student is built."""
+    from conftest import write_tiny_gpt2
+    from rasa_kd.formats.nlu_yaml import read_examples
+    from rasa_kd.teachers.install import model_folder
+    from rasa_kd.transfer import augment
+
+    monkeypatch.setenv("RASA_KD_CACHE", str(tmp_path / "cache"))
+    texts = [f"{e.intent} : {e.text}" for e in read_examples(toy_nlu["train"])]
+    write_tiny_gpt2(model_folder("smollm2"), texts)
+    monkeypatch.setattr(augment, "lm_installed", lambda: True)
+    options = PipelineOptions(nlu=toy_nlu["train"], test=toy_nlu["test"], out=tmp_path / "build",
+                              teacher=[str(tiny_bert_dir)], preset="fast", size=40, epochs=1, augment="auto")
+    result = run_pipeline(options)
+    meta = json.loads((options.out / "transfer" / "transfer.json").read_text())
+    assert meta["method"] == "rules,lm" and meta["params"]["lm"]["conditional"]
+    assert meta["counts"]["rules"] + meta["counts"].get("lm", 0) == 40 and meta["counts"].get("lm", 0) > 0
+    assert result["metrics"]["student"]["scores"]["accuracy"] >= 0

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import datasets
 import hashlib
@@ -201,14 +201,16 @@ class Sampler:
         return [normalised(text) for text in texts]
 
 
-def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str], seed: int = 42,
+def sample_sentences(lm_dir: Union[Path, Callable[[], Path]], work: Path, size: int, exclude: Iterable[str], seed: int = 42,
                      quota: Optional[Dict[str, int]] = None, top_k: int = 0, top_p: float = 0.95,
                      temperature: float = 1.0, max_new_tokens: int = 48, batch_size: int = 64,
                      max_attempts_factor: int = 20, progress: bool = True) -> List[Tuple[str, Optional[str]]]:
     """`size` unique new sentences as (text, intent-prefix-or-None), resuming from shards in `work`.
 
     `quota` (intent -> count) samples per intent with the intent prefix; without it,
-    sampling is unconditional. Sentences in `exclude` and repeats are rejected.
+    sampling is unconditional. Sentences in `exclude` and repeats are rejected. `lm_dir` may be
+    a function that returns the LM folder: it is called only when the shards on disk are too few
+    (so that an LM is fine-tuned only when sampling is needed).
     """
 
     shard_dir = work / SHARDS_FOLDER
@@ -220,7 +222,7 @@ def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str]
     seen = {normalised_key(t) for t in exclude} | {normalised_key(text) for text, _ in accepted}
     plan = dict(quota) if quota else {None: size}
     made = Counter(intent for _, intent in accepted)
-    sampler = Sampler(lm_dir, top_k, top_p, temperature, max_new_tokens, batch_size)
+    sampler = None
     rejected, drawn, started = 0, 0, time.time()
     bar = tqdm(total=size, initial=len(accepted), desc="sampling", unit="sent", disable=not progress)
     index = len(shards)
@@ -230,6 +232,9 @@ def sample_sentences(lm_dir: Path, work: Path, size: int, exclude: Iterable[str]
             logger.warning(f"warning: stopped after {drawn} samples with {len(accepted)} unique sentences "
                            f"(the LM repeats itself; try a higher --temperature or --top-p)")
             break
+        if sampler is None:
+            folder = lm_dir() if callable(lm_dir) else lm_dir
+            sampler = Sampler(folder, top_k, top_p, temperature, max_new_tokens, batch_size)
         shard = []
         for text in sampler.sample(intent, seed + index):
             drawn += 1
@@ -305,17 +310,43 @@ def prepare_lm(args, originals: Sequence, work: Path, seed: int) -> Tuple[Path, 
     return lm_dir, metrics
 
 
+SAMPLES_CACHE = "lm-samples"
+
+
+def samples_folder(args, originals: Sequence, seed: int, settings: Dict, work: Path) -> Path:
+    """Where the sample shards go. An LM fine-tuned here is named by what it learns from: the
+    base LM, the training sentences (and intents), the dev file's content and the fine-tuning
+    settings; with the seed and the sampling settings they fix the samples, which therefore go to
+    the cache folder under that name: a re-run on the same data (`rasa train` after `rasa-kd
+    pipeline`, or the same assistant retrained) samples nothing and fine-tunes nothing. An LM from
+    --lm-from is named by its folder, and its samples stay in the work folder."""
+    from rasa_kd.teachers.install import cache_root
+
+    if args.lm_from:
+        key = json.dumps([str(args.lm_from), seed, args.conditional, args.balance, settings])
+        return work / f"samples-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    dev = hashlib.sha256(Path(args.lm_dev).read_bytes()).hexdigest() if args.lm_dev else None
+    record = [args.lm, [[e.text, e.intent] for e in originals], dev, args.lm_epochs, args.lm_lr, args.lm_batch_size,
+              seed, args.conditional, args.balance, settings]
+    return cache_root() / SAMPLES_CACHE / hashlib.sha256(json.dumps(record).encode()).hexdigest()[:16]
+
+
 def lm_method(originals: Sequence, size: int, accept, seed: int, args, progress) -> Tuple[List[Tuple[str, int]], Dict]:
     """The `lm` method of `rasa-kd augment` (see augment.METHODS): `size` accepted (text, -1) pairs.
 
     Sentences the sampler returns can still be refused by `accept` (an --exclude sentence,
     or one another method made); it then samples more, resuming from its shards."""
     work = Path(args.lm_work or f"{args.out}.lm-work")
-    lm_dir, finetune_info = prepare_lm(args, originals, work, seed)
     settings = dict(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
                     batch_size=args.sample_batch_size)
-    key = hashlib.sha256(json.dumps([str(lm_dir), seed, args.conditional, args.balance, settings]).encode())
-    samples = work / f"samples-{key.hexdigest()[:12]}"
+    samples = samples_folder(args, originals, seed, settings, work)
+    fine_tuned: Dict = {}
+
+    def lm_dir() -> Path:  # fine-tuned (or re-used) only when the shards on disk are too few
+        if not fine_tuned:
+            fine_tuned["dir"], fine_tuned["info"] = prepare_lm(args, originals, work, seed)
+        return fine_tuned["dir"]
+
     intents = [e.intent for e in originals]
     made: List[Tuple[str, int]] = []
     checked, wanted = 0, size
@@ -336,5 +367,5 @@ def lm_method(originals: Sequence, size: int, accept, seed: int, args, progress)
         logger.info(f"  {text}")
     params = {"lm": args.lm, "lm_from": str(args.lm_from or ""), "conditional": args.conditional,
               "balance": args.balance, "epochs": args.lm_epochs, "lr": args.lm_lr, **settings}
-    return made, {"params": params, "finetune": finetune_info, "lm_dir": str(lm_dir),
+    return made, {"params": params, "finetune": fine_tuned.get("info", {}), "lm_dir": str(fine_tuned.get("dir", "")),
                   "samples": str(samples), "sampled": checked, "rejected": checked - len(made)}
