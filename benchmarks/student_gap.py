@@ -145,7 +145,9 @@ def summary(tasks: Dict) -> List[str]:
 def markdown(tasks: Dict) -> str:
     return "\n".join(["# The student-teacher gap on small assistants (300 training sentences)", "",
                       "Default-preset BiLSTM students on the builds of benchmarks/small_assistants.py, one recipe "
-                      "change each (benchmarks/student_gap.py); dev = the pool's dev split, never trained on.", "",
+                      "change each (benchmarks/student_gap.py); dev = the pool's dev split, never trained on. "
+                      "Transfer-set min: the lead's own transfer set (LM fine-tuning, sampling, teacher labelling) "
+                      "on 2 cores; other jobs ran beside some of these, so they are upper bounds.", "",
                       *summary(tasks)]) + "\n"
 
 
