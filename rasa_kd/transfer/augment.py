@@ -336,8 +336,8 @@ class AugmentChoice:
 def choose_augmentation(method: str, n_train: int, english: bool) -> AugmentChoice:
     """`auto`: half the sentences from SmolLM2 fine-tuned with the intent as a prefix for small
     English data (300-sentence Sara, TREC, MTOD-en: dev +0.0 / +2.0 / +0.5 points, test +2.5 / +8.0
-    / +0.6 over rules alone; benchmarks/results/student_gap.md), rules otherwise (LM fine-tuning grows with the data
-    and the LM writes English). Without `rasa-kd install smollm2`, rules with a warning. A method
+    / +0.6 over rules alone; benchmarks/results/student_gap.md), rules otherwise (LM fine-tuning
+    grows with the data and the LM writes English). Without `rasa-kd install smollm2`, rules with a warning. A method
     named explicitly is used as given; its LM, if any, is intent-conditional. Not yet the default:
     sampling 5,000 sentences took 15-50 minutes on 2 cores."""
     if method != AUTO:

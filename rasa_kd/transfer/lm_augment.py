@@ -201,8 +201,8 @@ class Sampler:
         return [normalised(text) for text in texts]
 
 
-def sample_sentences(lm_dir: Union[Path, Callable[[], Path]], work: Path, size: int, exclude: Iterable[str], seed: int = 42,
-                     quota: Optional[Dict[str, int]] = None, top_k: int = 0, top_p: float = 0.95,
+def sample_sentences(lm_dir: Union[Path, Callable[[], Path]], work: Path, size: int, exclude: Iterable[str],
+                     seed: int = 42, quota: Optional[Dict[str, int]] = None, top_k: int = 0, top_p: float = 0.95,
                      temperature: float = 1.0, max_new_tokens: int = 48, batch_size: int = 64,
                      max_attempts_factor: int = 20, progress: bool = True) -> List[Tuple[str, Optional[str]]]:
     """`size` unique new sentences as (text, intent-prefix-or-None), resuming from shards in `work`.
