@@ -387,7 +387,7 @@ class Run:
 
     def data_digest(self) -> str:
         """SHA-1 over the training, selection and reported files' contents (not their paths)."""
-        from rasa_kd.pipeline import file_digest
+        from rasa_kd.formats.digests import file_digest
 
         files = [self.data / "train.yml", self.data / "select.yml", *self.reports.values()]
         return hashlib.sha1("".join(file_digest(f) for f in files).encode()).hexdigest()

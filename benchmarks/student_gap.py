@@ -23,6 +23,7 @@ teacher, then the default student; the build's augment options otherwise):
   lm-half            `--method rules,lm`: half the sentences from SmolLM2-135M fine-tuned on the
                      training sentences (Tang & Lin 2019; `rasa-kd install smollm2`), sampled freely
   lm-half-conditional  the same with the intent as a prefix, sampled per intent as in training
+  lm-2k-conditional  the same with 2,000 LM sentences (the rules make the rest)
 
 Scores are the PyTorch student's accuracy (the int8 check is export's); an intent of dev/test that
 the 300-sentence sample lacks counts as an error. Per build: benchmarks/work/gap/<task>-<seed>/<lead>.
@@ -48,6 +49,7 @@ from teacher_choice import SEEDS, TASKS  # noqa: E402
 TRANSFER_LEADS = {
     "lm-half": {"method": "rules,lm", "lm": "smollm2"},
     "lm-half-conditional": {"method": "rules,lm", "lm": "smollm2", "conditional": True},
+    "lm-2k-conditional": {"method": "rules,lm", "lm": "smollm2", "conditional": True, "lm_size": 2000},
 }
 LEADS = {
     **{lead: {"selection": "teacher"} for lead in TRANSFER_LEADS},

@@ -19,6 +19,7 @@ from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.exceptions import InvalidConfigException
 
 from rasa_kd.errors import UserError
+from rasa_kd.formats.digests import add_file
 from rasa_kd.formats import student_package
 from rasa_kd.students import load
 
@@ -76,9 +77,7 @@ def package_fingerprint(config: Dict[str, Any]) -> str:
     for name in student_package.runtime_files(manifest, runtime):
         digest.update(name.encode())
         if (path / name).is_file():
-            with open(path / name, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
+            add_file(digest, path / name)
     return digest.hexdigest()
 
 

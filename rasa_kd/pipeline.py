@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
+from rasa_kd.formats.digests import file_digest
 from rasa_kd.formats.nlu_yaml import read_examples
 from rasa_kd.nlu_data.entity_tags import DEFAULT_LABELLING, LABELLINGS
 from rasa_kd.options import as_record, option
@@ -40,14 +41,6 @@ from rasa_kd.students.presets import DEFAULT_PRESET, Preset, distil_options, get
 logger = logging.getLogger(__name__)
 
 CHOICE_FILE = "teacher-choice.json"  # which teachers the data got and why (rasa_kd.teachers.choice)
-
-
-def file_digest(file: Path) -> str:
-    digest = hashlib.sha1()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def input_fingerprint(paths: Sequence[Path]) -> List[List]:
@@ -261,7 +254,7 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     recipe = augment.choose_augmentation(options.augment, len(train), english)
     logger.info(f"augment: {recipe.method}{' (intent-conditional LM)' if recipe.conditional else ''} ({recipe.reason})")
     augment_options = augment.AugmentOptions(method=recipe.method, conditional=recipe.conditional, train=train_file,
-                                             out=transfer, size=size,
+                                             out=transfer, size=size, lm_size=recipe.lm_size,
                                              exclude=[dev_file, *exclude], seed=options.seed, quiet=options.quiet,
                                              language=options.language,
                                              segmenter=augment.segmenter_for([e.text for e in train], backbones[0]))

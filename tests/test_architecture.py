@@ -41,7 +41,8 @@ def test_the_log_level_decides_what_a_stage_says(toy_nlu, tmp_path, capsys):
 # and no chain of imports, module-level or inside functions, may come back to where it started.
 LAYERS = [
     ("foundations", {"rasa_kd", "rasa_kd.errors", "rasa_kd.console", "rasa_kd.options", "rasa_kd.commands",
-                     "rasa_kd.distributed", "rasa_kd.formats", "rasa_kd.formats.outputs", "rasa_kd.nlu_data",
+                     "rasa_kd.distributed", "rasa_kd.formats", "rasa_kd.formats.outputs",
+                     "rasa_kd.formats.digests", "rasa_kd.nlu_data",
                      "rasa_kd.teachers", "rasa_kd.transfer", "rasa_kd.evaluation", "rasa_kd.evaluation.metrics",
                      "rasa_kd.students.config", "rasa_kd.students.losses", "rasa_kd.nlu_data.scripts",
                      "rasa_kd.nlu_data.entity_tags"}),

@@ -160,6 +160,18 @@ def test_auto_augmentation_gives_small_english_data_lm_sentences(method, n_train
     with caplog.at_level("WARNING", logger="rasa_kd.transfer.augment"):
         choice = augment.choose_augmentation(method, n_train, english)
     assert (choice.method, choice.conditional) == expected and choice.reason
+    assert choice.lm_size == (augment.AUTO_LM_SIZE if method == "auto" and choice.conditional else None)
     # only the one case that would have used the LM says how to get it
     assert ("rasa-kd install smollm2" in caplog.text) == (method == "auto" and english and not installed
                                                            and n_train <= augment.LM_MAX_TRAIN)
+
+
+@pytest.mark.parametrize("methods, size, lm_size, expected", [
+    (["rules", "lm"], 10, None, [5, 5]),
+    (["rules", "lm"], 10, 3, [7, 3]),
+    (["lm", "rules", "rules"], 10, 4, [4, 3, 3]),
+    (["rules", "lm"], 10, 25, [0, 10]),
+    (["rules", "rules"], 10, 4, [5, 5]),
+])
+def test_lm_size_takes_its_share_and_the_others_split_the_rest(methods, size, lm_size, expected):
+    assert augment.method_shares(methods, size, lm_size) == expected

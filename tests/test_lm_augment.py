@@ -44,19 +44,19 @@ def test_finetuning_lowers_the_dev_loss(finetuned):
 
 def test_sampling_returns_exactly_n_new_unique_sentences_reproducibly(finetuned, tmp_path):
     lm_dir, _ = finetuned
-    train = [t for t, _ in toy_pairs(2)]
+    train = toy_pairs(2)
     first = sample_sentences(lm_dir, tmp_path / "a", 30, train, seed=7, batch_size=16, progress=False)
     second = sample_sentences(lm_dir, tmp_path / "b", 30, train, seed=7, batch_size=16, progress=False)
     texts = [t for t, _ in first]
     assert len(texts) == 30 and len(set(texts)) == 30
-    assert not set(texts) & set(train)
+    assert not set(texts) & {t for t, _ in train}
     assert first == second
 
 
 def test_conditional_sampling_respects_quota(finetuned, tmp_path):
     lm_dir, _ = finetuned
     quota = {"like": 12, "sell": 5}
-    rows = sample_sentences(lm_dir, tmp_path / "c", 17, [], seed=1, quota=quota, batch_size=16, progress=False)
+    rows = sample_sentences(lm_dir, tmp_path / "c", 17, toy_pairs(2), seed=1, quota=quota, batch_size=16, progress=False)
     assert sum(intent == "like" for _, intent in rows) == 12
     assert sum(intent == "sell" for _, intent in rows) == 5
 
@@ -71,11 +71,11 @@ def test_intent_quota_proportional_and_balanced():
 def test_interrupted_sampling_resumes_without_duplicates(finetuned, tmp_path):
     lm_dir, _ = finetuned
     work = tmp_path / "resume"
-    complete = sample_sentences(lm_dir, tmp_path / "full", 40, [], seed=3, batch_size=8, progress=False)
-    sample_sentences(lm_dir, work, 12, [], seed=3, batch_size=8, progress=False)  # "killed" after 12
+    complete = sample_sentences(lm_dir, tmp_path / "full", 40, toy_pairs(2), seed=3, batch_size=8, progress=False)
+    sample_sentences(lm_dir, work, 12, toy_pairs(2), seed=3, batch_size=8, progress=False)  # "killed" after 12
     shards = sorted((work / "shards").glob("shard-*.json"))
     shards[-1].unlink()  # the shard being written when it was killed never landed
-    resumed = sample_sentences(lm_dir, work, 40, [], seed=3, batch_size=8, progress=False)
+    resumed = sample_sentences(lm_dir, work, 40, toy_pairs(2), seed=3, batch_size=8, progress=False)
     assert len({t for t, _ in resumed}) == 40
     assert resumed == complete
 
@@ -145,3 +145,22 @@ def test_a_rerun_on_the_same_data_reuses_the_cached_samples_without_fine_tuning(
     assert not (tmp_path / "again.lm-work").exists()  # nothing fine-tuned
     lm_sentences(tmp_path / "other", toy_nlu["dev"])
     assert (tmp_path / "other.lm-work" / "lm").is_dir() and len(list((cache_root() / "lm-samples").iterdir())) == 2
+
+
+def test_samples_end_within_their_intents_length_bound(finetuned, tmp_path):
+    import math
+
+    from rasa_kd.transfer.lm_augment import LENGTH_MARGIN
+
+    lm_dir, _ = finetuned
+    train = toy_pairs(2)
+    rows = sample_sentences(lm_dir, tmp_path / "d", 20, train, seed=2, quota={"like": 10, "sell": 10}, batch_size=16,
+                            progress=False)
+    _, tokenizer = load_lm(str(lm_dir))
+
+    def tokens(text):  # with the EOS that ends it
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1
+
+    bound = {intent: math.ceil(LENGTH_MARGIN * max(tokens(t) for t, i in train if i == intent)) for _, intent in train}
+    assert len(rows) == 20
+    assert all(tokens(text) <= bound[intent] for text, intent in rows)

@@ -29,6 +29,7 @@ import transformers
 from transformers import AutoTokenizer
 
 from rasa_kd.errors import UserError
+from rasa_kd.formats.digests import add_file
 from rasa_kd.formats.transfer_set import LABELS_FILE, read_labels, read_tags, write_labels
 from rasa_kd.nlu_data.entity_tags import LABELLINGS, is_special, spread_to_pieces
 from rasa_kd.teachers.pooling import POOLINGS, MeanPooledClassifier, with_pooling
@@ -75,9 +76,7 @@ def content_hash(folder: Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
         digest.update(str(file.relative_to(folder)).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        add_file(digest, file)
     return digest.hexdigest()
 
 

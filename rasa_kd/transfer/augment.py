@@ -322,6 +322,7 @@ def parse_methods(spec: str) -> List[str]:
 
 AUTO = "auto"
 LM_MAX_TRAIN = 500  # auto: English data with at most this many training sentences gets LM sentences
+AUTO_LM_SIZE = 5_000  # auto: LM sentences in the transfer set (the rules make the rest)
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,7 @@ class AugmentChoice:
     method: str
     conditional: bool
     reason: str
+    lm_size: Optional[int] = None
 
 
 def choose_augmentation(method: str, n_train: int, english: bool) -> AugmentChoice:
@@ -351,7 +353,8 @@ def choose_augmentation(method: str, n_train: int, english: bool) -> AugmentChoi
         logger.warning(f"augment: rules alone: small English data gets half its transfer set from SmolLM2 when it is "
                        f"installed (rasa-kd install {DEFAULT_LM}; students 2-8 points closer to the teacher)")
         return AugmentChoice("rules", False, f"small English data, {DEFAULT_LM} not installed")
-    return AugmentChoice("rules,lm", True, f"English, {n_train} training sentences (at most {LM_MAX_TRAIN})")
+    return AugmentChoice("rules,lm", True, f"English, {n_train} training sentences (at most {LM_MAX_TRAIN})",
+                         AUTO_LM_SIZE)
 
 
 def lm_installed() -> bool:
@@ -363,11 +366,23 @@ def lm_installed() -> bool:
 
 def choice_record() -> Dict:
     """What `auto` stands for here and now (Rasa's cache must not reuse a student made otherwise)."""
-    return {"lm_max_train": LM_MAX_TRAIN, "lm_installed": lm_installed()}
+    return {"lm_max_train": LM_MAX_TRAIN, "lm_size": AUTO_LM_SIZE, "lm_installed": lm_installed()}
 
 
 def split_size(size: int, parts: int) -> List[int]:
     return [size // parts + (1 if i < size % parts else 0) for i in range(parts)]
+
+
+def method_shares(methods: List[str], size: int, lm_size: Optional[int]) -> List[int]:
+    """Sentences per method: equal shares, or `lm_size` for the lm method (at most `size`) and
+    equal shares of the rest for the others."""
+    if lm_size is None or "lm" not in methods or len(methods) == 1:
+        return split_size(size, len(methods))
+    if lm_size < 0:
+        raise UserError(f"--lm-size must be at least 0, got {lm_size}")
+    lm_share = min(lm_size, size)
+    others = iter(split_size(size - lm_share, len(methods) - 1))
+    return [lm_share if name == "lm" else next(others) for name in methods]
 
 
 def augment(args: AugmentOptions) -> Dict:
@@ -392,7 +407,7 @@ def augment(args: AugmentOptions) -> Dict:
     started = time.time()
     rows, infos = [], {}
     bar = tqdm(total=size, desc="augment", unit="sent", disable=args.quiet)
-    for offset, (name, share) in enumerate(zip(methods, split_size(size, len(methods)))):
+    for offset, (name, share) in enumerate(zip(methods, method_shares(methods, size, args.lm_size))):
         made, infos[name] = METHODS[name](originals, share, accept, args.seed + offset, args, bar.update)
         rows += [(text, name, parent) for text, parent in made]
     bar.close()

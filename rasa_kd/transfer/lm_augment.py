@@ -18,7 +18,7 @@ import math
 import os
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -35,6 +35,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCall
                           set_seed)
 
 from rasa_kd.errors import UserError
+from rasa_kd.formats.digests import file_digest
 from rasa_kd.formats.nlu_yaml import read_examples
 from rasa_kd.formats.outputs import atomic_output_dir
 from rasa_kd.formats.transfer_set import normalised_key
@@ -177,32 +178,54 @@ def _write_shard(folder: Path, index: int, rows: List[Tuple[str, Optional[str]]]
     os.replace(tmp, path)
 
 
+LENGTH_MARGIN = 1.5  # a sample may be this much longer (in tokens) than its intent's longest training sentence
+
+
 class Sampler:
-    """Batched `generate` from a fine-tuned LM, steered by an optional intent prefix."""
+    """Batched `generate` from a fine-tuned LM, steered by an optional intent prefix.
+
+    A batch runs until its longest sample ends, so one rambling sample would make all of them
+    pay for `max_new_tokens` steps: each intent's samples are cut at LENGTH_MARGIN x the tokens of
+    its longest `training` sentence, and a sample that has not ended by then is rejected rather
+    than kept truncated. The last batch of an intent shrinks to about twice what it still needs."""
 
     def __init__(self, lm_dir: Path, top_k: int, top_p: float, temperature: float,
-                 max_new_tokens: int, batch_size: int):
+                 max_new_tokens: int, batch_size: int, training: Sequence[Tuple[str, Optional[str]]] = ()):
         self.torch = torch
         self.model, self.tokenizer = load_lm(str(lm_dir))
         self.model.eval()
         self.settings = dict(do_sample=True, top_k=top_k, top_p=top_p, temperature=temperature,
-                             max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                             eos_token_id=self.tokenizer.eos_token_id)
+                             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
         self.batch_size = batch_size
+        self.new_tokens = self._new_tokens(training, max_new_tokens)
 
-    def sample(self, intent: Optional[str], seed: int) -> List[str]:
+    def _new_tokens(self, training, max_new_tokens: int) -> Dict[Optional[str], int]:
+        longest: Dict[Optional[str], int] = {}
+        for text, intent in training:
+            tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+            for key in {intent, None}:
+                longest[key] = max(longest.get(key, 0), tokens)
+        caps = {key: min(max_new_tokens, math.ceil(LENGTH_MARGIN * n)) for key, n in longest.items()}
+        return defaultdict(lambda: caps.get(None, max_new_tokens), caps)
+
+    def sample(self, intent: Optional[str], seed: int, wanted: Optional[int] = None) -> List[Optional[str]]:
+        """Up to batch_size samples (fewer when `wanted` is small); None for one that did not end."""
         prompt = _sequence_ids(self.tokenizer, f"{intent}{PREFIX_SEPARATOR.rstrip()}" if intent else "", 10_000)[:-1]
-        inputs = self.torch.tensor([prompt] * self.batch_size)
+        rows = self.batch_size if wanted is None else min(self.batch_size, max(8, 2 * wanted))
+        inputs = self.torch.tensor([prompt] * rows)
         self.torch.manual_seed(seed)
         with self.torch.inference_mode():
             output = self.model.generate(input_ids=inputs, attention_mask=self.torch.ones_like(inputs),
-                                         **self.settings)
-        texts = self.tokenizer.batch_decode(output[:, len(prompt):], skip_special_tokens=True)
-        return [normalised(text) for text in texts]
+                                         max_new_tokens=self.new_tokens[intent], **self.settings)
+        generated = output[:, len(prompt):]
+        ended = (generated == self.tokenizer.eos_token_id).any(dim=1).tolist()
+        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        return [normalised(text) if done else None for text, done in zip(texts, ended)]
 
 
-def sample_sentences(lm_dir: Union[Path, Callable[[], Path]], work: Path, size: int, exclude: Iterable[str],
-                     seed: int = 42, quota: Optional[Dict[str, int]] = None, top_k: int = 0, top_p: float = 0.95,
+def sample_sentences(lm_dir: Union[Path, Callable[[], Path]], work: Path, size: int,
+                     training: Sequence[Tuple[str, Optional[str]]], seed: int = 42,
+                     quota: Optional[Dict[str, int]] = None, top_k: int = 0, top_p: float = 0.95,
                      temperature: float = 1.0, max_new_tokens: int = 48, batch_size: int = 64,
                      max_attempts_factor: int = 20, progress: bool = True) -> List[Tuple[str, Optional[str]]]:
     """`size` unique new sentences as (text, intent-prefix-or-None), resuming from shards in `work`.
@@ -219,7 +242,7 @@ def sample_sentences(lm_dir: Union[Path, Callable[[], Path]], work: Path, size: 
     accepted = [row for shard in shards for row in shard]
     # "The same sentence" as the transfer set defines it (whitespace and case), so the
     # augment command's own uniqueness check does not reject what was sampled here.
-    seen = {normalised_key(t) for t in exclude} | {normalised_key(text) for text, _ in accepted}
+    seen = {normalised_key(t) for t, _ in training} | {normalised_key(text) for text, _ in accepted}
     plan = dict(quota) if quota else {None: size}
     made = Counter(intent for _, intent in accepted)
     sampler = None
@@ -234,11 +257,11 @@ def sample_sentences(lm_dir: Union[Path, Callable[[], Path]], work: Path, size: 
             break
         if sampler is None:
             folder = lm_dir() if callable(lm_dir) else lm_dir
-            sampler = Sampler(folder, top_k, top_p, temperature, max_new_tokens, batch_size)
+            sampler = Sampler(folder, top_k, top_p, temperature, max_new_tokens, batch_size, training)
         shard = []
-        for text in sampler.sample(intent, seed + index):
+        for text in sampler.sample(intent, seed + index, plan[intent] - made[intent]):
             drawn += 1
-            key = normalised_key(text)
+            key = normalised_key(text or "")
             if text and key not in seen and made[intent] < plan[intent]:
                 seen.add(key)
                 made[intent] += 1
@@ -250,9 +273,9 @@ def sample_sentences(lm_dir: Union[Path, Callable[[], Path]], work: Path, size: 
         index += 1
         bar.update(len(shard))
         bar.set_postfix(sent_per_s=f"{len(accepted) / max(time.time() - started, 1e-9):.1f}",
-                        duplicates=f"{rejected / max(drawn, 1):.0%}")
+                        rejected=f"{rejected / max(drawn, 1):.0%}")
     bar.close()
-    logger.info(f"lm sampling: {len(accepted)} sentences, {rejected} duplicates or excluded rejected, "
+    logger.info(f"lm sampling: {len(accepted)} sentences, {rejected} rejected (repeats, training sentences or too long), "
                 f"{time.time() - started:.1f} s")
     return accepted[:size]
 
@@ -278,6 +301,8 @@ class LmParams:
     lm_epochs: int = option(10, "maximum fine-tuning epochs", group=LM)
     lm_lr: float = option(5e-5, "fine-tuning learning rate", group=LM)
     lm_batch_size: int = option(16, "fine-tuning batch size", group=LM)
+    lm_size: Optional[int] = option(None, "LM sentences when other methods share the transfer set (default: an "
+                                          "equal share); the other methods make the rest", group=LM)
     sample_batch_size: int = option(64, "sentences per generate call", group=LM)
     top_k: int = option(0, "top-k sampling (0 = off, the default)", group=LM)
     top_p: float = option(0.95, "nucleus sampling mass", group=LM)
@@ -311,6 +336,7 @@ def prepare_lm(args, originals: Sequence, work: Path, seed: int) -> Tuple[Path, 
 
 
 SAMPLES_CACHE = "lm-samples"
+SAMPLER_VERSION = 2  # 2: samples cut by length (Sampler); part of the samples' cache key
 
 
 def samples_folder(args, originals: Sequence, seed: int, settings: Dict, work: Path) -> Path:
@@ -323,11 +349,11 @@ def samples_folder(args, originals: Sequence, seed: int, settings: Dict, work: P
     from rasa_kd.teachers.install import cache_root
 
     if args.lm_from:
-        key = json.dumps([str(args.lm_from), seed, args.conditional, args.balance, settings])
+        key = json.dumps([str(args.lm_from), seed, args.conditional, args.balance, settings, SAMPLER_VERSION])
         return work / f"samples-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    dev = hashlib.sha256(Path(args.lm_dev).read_bytes()).hexdigest() if args.lm_dev else None
+    dev = file_digest(args.lm_dev) if args.lm_dev else None
     record = [args.lm, [[e.text, e.intent] for e in originals], dev, args.lm_epochs, args.lm_lr, args.lm_batch_size,
-              seed, args.conditional, args.balance, settings]
+              seed, args.conditional, args.balance, settings, SAMPLER_VERSION]
     return cache_root() / SAMPLES_CACHE / hashlib.sha256(json.dumps(record).encode()).hexdigest()[:16]
 
 
@@ -339,7 +365,7 @@ def lm_method(originals: Sequence, size: int, accept, seed: int, args, progress)
     work = Path(args.lm_work or f"{args.out}.lm-work")
     settings = dict(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
                     batch_size=args.sample_batch_size)
-    samples = samples_folder(args, originals, seed, settings, work)
+    samples = samples_folder(args, originals, seed, {**settings, "size": size}, work)  # quotas follow the size
     fine_tuned: Dict = {}
 
     def lm_dir() -> Path:  # fine-tuned (or re-used) only when the shards on disk are too few
@@ -352,8 +378,8 @@ def lm_method(originals: Sequence, size: int, accept, seed: int, args, progress)
     checked, wanted = 0, size
     while len(made) < size:
         quota = intent_quota(intents, wanted, args.balance) if args.conditional else None
-        sampled = sample_sentences(lm_dir, samples, wanted, [e.text for e in originals], seed=seed, quota=quota,
-                                   progress=not args.quiet, **settings)
+        sampled = sample_sentences(lm_dir, samples, wanted, [(e.text, e.intent) for e in originals], seed=seed,
+                                   quota=quota, progress=not args.quiet, **settings)
         for text, _ in sampled[checked:]:
             if len(made) < size and accept(text):
                 made.append((text, -1))
