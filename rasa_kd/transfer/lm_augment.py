@@ -178,24 +178,32 @@ def _write_shard(folder: Path, index: int, rows: List[Tuple[str, Optional[str]]]
     os.replace(tmp, path)
 
 
+def sampling_dtype():
+    """bfloat16 where the CPU computes it natively (AVX512-BF16/AMX: sampling 1.8x faster on our
+    machines), float32 elsewhere (emulated bfloat16 would be slower)."""
+    try:
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+    except (AttributeError, RuntimeError):
+        return torch.float32
+
+
 LENGTH_MARGIN = 1.5  # a sample may be this much longer (in tokens) than its intent's longest training sentence
 
 
 class Sampler:
-    """Batched `generate` from a fine-tuned LM, steered by an optional intent prefix.
+    """Batched sampling from a fine-tuned LM, steered by an optional intent prefix.
 
-    A batch runs until its longest sample ends, so one rambling sample would make all of them
-    pay for `max_new_tokens` steps: each intent's samples are cut at LENGTH_MARGIN x the tokens of
-    its longest `training` sentence, and a sample that has not ended by then is rejected rather
-    than kept truncated. The last batch of an intent shrinks to about twice what it still needs."""
+    A batch runs until its longest sample ends, so one rambling sample would keep it going for
+    `max_new_tokens` steps: each intent's samples are cut at LENGTH_MARGIN x the tokens of its
+    longest `training` sentence, and a sample that has not ended by then is rejected rather than
+    kept truncated. The last batch of an intent shrinks to about twice what it still needs."""
 
     def __init__(self, lm_dir: Path, top_k: int, top_p: float, temperature: float,
                  max_new_tokens: int, batch_size: int, training: Sequence[Tuple[str, Optional[str]]] = ()):
         self.torch = torch
         self.model, self.tokenizer = load_lm(str(lm_dir))
-        self.model.eval()
-        self.settings = dict(do_sample=True, top_k=top_k, top_p=top_p, temperature=temperature,
-                             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+        self.model.to(sampling_dtype()).eval()
+        self.top_k, self.top_p, self.temperature = top_k, top_p, temperature
         self.batch_size = batch_size
         self.new_tokens = self._new_tokens(training, max_new_tokens)
 
@@ -212,15 +220,51 @@ class Sampler:
         """Up to batch_size samples (fewer when `wanted` is small); None for one that did not end."""
         prompt = _sequence_ids(self.tokenizer, f"{intent}{PREFIX_SEPARATOR.rstrip()}" if intent else "", 10_000)[:-1]
         rows = self.batch_size if wanted is None else min(self.batch_size, max(8, 2 * wanted))
-        inputs = self.torch.tensor([prompt] * rows)
         self.torch.manual_seed(seed)
         with self.torch.inference_mode():
-            output = self.model.generate(input_ids=inputs, attention_mask=self.torch.ones_like(inputs),
-                                         max_new_tokens=self.new_tokens[intent], **self.settings)
-        generated = output[:, len(prompt):]
-        ended = (generated == self.tokenizer.eos_token_id).any(dim=1).tolist()
-        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+            pieces, ended = self.decode(prompt, rows, self.new_tokens[intent])
+        texts = self.tokenizer.batch_decode(pieces, skip_special_tokens=True)
         return [normalised(text) if done else None for text, done in zip(texts, ended)]
+
+    def decode(self, prompt: List[int], rows: int, max_new_tokens: int) -> Tuple[List[List[int]], List[bool]]:
+        """Sample `rows` continuations of `prompt`: (token ids, ended with EOS) per row.
+
+        `generate` keeps computing a row after its EOS until the whole batch has ended; here an
+        ended row leaves the batch and the KV cache, so a batch costs about the sum of its
+        samples' lengths instead of rows x the longest (short sentences, ~2x fewer steps)."""
+        from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, \
+            TopPLogitsWarper
+
+        warpers = LogitsProcessorList(
+            ([TemperatureLogitsWarper(self.temperature)] if self.temperature != 1.0 else [])
+            + ([TopKLogitsWarper(self.top_k)] if self.top_k else [])
+            + ([TopPLogitsWarper(self.top_p)] if self.top_p < 1.0 else []))
+        eos = self.tokenizer.eos_token_id
+        inputs = self.torch.tensor([prompt] * rows)
+        cache = DynamicCache()
+        logits = self.model(input_ids=inputs, past_key_values=cache, use_cache=True).logits[:, -1, :]
+        live = list(range(rows))  # the original row of each row still in the batch
+        pieces: List[List[int]] = [[] for _ in range(rows)]
+        ended = [False] * rows
+        for step in range(max_new_tokens):
+            scores = warpers(inputs, logits.float())
+            chosen = self.torch.multinomial(self.torch.softmax(scores, dim=-1), 1).squeeze(1)
+            going = []
+            for position, (row, token) in enumerate(zip(live, chosen.tolist())):
+                if token == eos:
+                    ended[row] = True
+                else:
+                    pieces[row].append(token)
+                    going.append(position)
+            if not going or step == max_new_tokens - 1:
+                break
+            if len(going) < len(live):
+                keep = self.torch.tensor(going)
+                cache.batch_select_indices(keep)
+                chosen, live = chosen[keep], [live[i] for i in going]
+            inputs = chosen.unsqueeze(1)
+            logits = self.model(input_ids=inputs, past_key_values=cache, use_cache=True).logits[:, -1, :]
+        return pieces, ended
 
 
 def sample_sentences(lm_dir: Union[Path, Callable[[], Path]], work: Path, size: int,
@@ -336,7 +380,7 @@ def prepare_lm(args, originals: Sequence, work: Path, seed: int) -> Tuple[Path, 
 
 
 SAMPLES_CACHE = "lm-samples"
-SAMPLER_VERSION = 2  # 2: samples cut by length (Sampler); part of the samples' cache key
+SAMPLER_VERSION = 3  # 2: samples cut by length, 3: ended rows leave the batch (Sampler); in the cache key
 
 
 def samples_folder(args, originals: Sequence, seed: int, settings: Dict, work: Path) -> Path:
@@ -365,7 +409,8 @@ def lm_method(originals: Sequence, size: int, accept, seed: int, args, progress)
     work = Path(args.lm_work or f"{args.out}.lm-work")
     settings = dict(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
                     batch_size=args.sample_batch_size)
-    samples = samples_folder(args, originals, seed, {**settings, "size": size}, work)  # quotas follow the size
+    # the quotas follow the size; bfloat16 and float32 draw different samples
+    samples = samples_folder(args, originals, seed, {**settings, "size": size, "dtype": str(sampling_dtype())}, work)
     fine_tuned: Dict = {}
 
     def lm_dir() -> Path:  # fine-tuned (or re-used) only when the shards on disk are too few
