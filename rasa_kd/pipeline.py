@@ -166,9 +166,10 @@ class PipelineOptions:
                                   choices=("wordpieces", "words"))
     epochs: Optional[float] = option(None, "most student epochs, overriding the preset's (it stops earlier when "
                                            "dev stops improving)")
-    augment: str = option("rules", "augmentation method(s): rules, lm, rules,lm, or auto (rules,lm for English data "
-                                   "of at most 500 training sentences, rules otherwise). lm: SmolLM2 fine-tuned with "
-                                   "the intent as a prefix, after `rasa-kd install smollm2`")
+    augment: str = option("auto", "augmentation method(s): rules, lm, rules,lm, or auto (half the sentences from "
+                                  "the LM for English data of at most 500 training sentences when SmolLM2 is "
+                                  "installed, rules otherwise). lm: SmolLM2 fine-tuned with the intent as a prefix, "
+                                  "after `rasa-kd install smollm2`")
     size: Optional[int] = option(None, "new transfer sentences (default: the preset's rule, 10x the training "
                                        "sentences within 10k-40k for balanced)")
     seed: int = option(42, "random seed for every stage")
@@ -254,7 +255,7 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     recipe = augment.choose_augmentation(options.augment, len(train), english)
     logger.info(f"augment: {recipe.method}{' (intent-conditional LM)' if recipe.conditional else ''} ({recipe.reason})")
     augment_options = augment.AugmentOptions(method=recipe.method, conditional=recipe.conditional, train=train_file,
-                                             out=transfer, size=size, lm_size=recipe.lm_size,
+                                             out=transfer, size=size,
                                              exclude=[dev_file, *exclude], seed=options.seed, quiet=options.quiet,
                                              language=options.language,
                                              segmenter=augment.segmenter_for([e.text for e in train], backbones[0]))

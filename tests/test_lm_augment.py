@@ -56,7 +56,8 @@ def test_sampling_returns_exactly_n_new_unique_sentences_reproducibly(finetuned,
 def test_conditional_sampling_respects_quota(finetuned, tmp_path):
     lm_dir, _ = finetuned
     quota = {"like": 12, "sell": 5}
-    rows = sample_sentences(lm_dir, tmp_path / "c", 17, toy_pairs(2), seed=1, quota=quota, batch_size=16, progress=False)
+    rows = sample_sentences(lm_dir, tmp_path / "c", 17, toy_pairs(2), seed=1, quota=quota, batch_size=16,
+                            draw_budget=50, progress=False)
     assert sum(intent == "like" for _, intent in rows) == 12
     assert sum(intent == "sell" for _, intent in rows) == 5
 
@@ -164,3 +165,36 @@ def test_samples_end_within_their_intents_length_bound(finetuned, tmp_path):
     bound = {intent: math.ceil(LENGTH_MARGIN * max(tokens(t) for t, i in train if i == intent)) for _, intent in train}
     assert len(rows) == 20
     assert all(tokens(text) <= bound[intent] for text, intent in rows)
+
+
+def test_an_intent_the_lm_has_little_new_for_stops_at_its_draw_budget(finetuned, tmp_path, caplog):
+    """'please sell my <thing> today' has 8 forms, all in training: the LM soon only repeats them."""
+    import json
+
+    lm_dir, _ = finetuned
+    work = tmp_path / "budget"
+    with caplog.at_level("INFO", logger="rasa_kd.transfer.lm_augment"):
+        rows = sample_sentences(lm_dir, work, 40, toy_pairs(2), seed=4, quota={"sell": 40}, batch_size=16,
+                                draw_budget=2, progress=False)
+    drawn = sum(json.loads(p.read_text())["drawn"] for p in (work / "shards").glob("shard-*.json"))
+    assert len(rows) < 40 and 2 * 40 <= drawn < 2 * 40 + 16
+    assert "ran out of new sentences for 1 intent" in caplog.text
+    again = sample_sentences(lm_dir, work, 40, toy_pairs(2), seed=4, quota={"sell": 40}, batch_size=16,
+                             draw_budget=2, progress=False)
+    assert again == rows  # from the shards: the budget is spent, nothing is drawn again
+
+
+def test_the_rules_make_what_the_lm_could_not(tmp_path, finetuned, toy_nlu, toy_vectors, monkeypatch):
+    import datasets
+
+    from rasa_kd.transfer import lm_augment
+    from rasa_kd.transfer.augment import AugmentOptions, augment
+
+    monkeypatch.setattr(lm_augment, "DRAW_BUDGET", 0.2)  # 4 samples for 20 wanted
+    lm_dir, _ = finetuned
+    out = tmp_path / "transfer"
+    meta = augment(AugmentOptions(method="rules,lm", train=toy_nlu["train"], size=40, seed=5, out=out,
+                                  vectors=str(toy_vectors), lm_from=lm_dir, sample_batch_size=8, quiet=True))
+    sources = datasets.load_from_disk(str(out))["source"]
+    assert sources.count("lm") <= 8 and sources.count("lm") + sources.count("rules") == 40
+    assert meta["methods"]["rules"]["after_lm"] == 40 - 20 - sources.count("lm")

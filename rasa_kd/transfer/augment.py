@@ -322,7 +322,6 @@ def parse_methods(spec: str) -> List[str]:
 
 AUTO = "auto"
 LM_MAX_TRAIN = 500  # auto: English data with at most this many training sentences gets LM sentences
-AUTO_LM_SIZE = 5_000  # auto: LM sentences in the transfer set (the rules make the rest)
 
 
 @dataclass(frozen=True)
@@ -332,16 +331,17 @@ class AugmentChoice:
     method: str
     conditional: bool
     reason: str
-    lm_size: Optional[int] = None
 
 
 def choose_augmentation(method: str, n_train: int, english: bool) -> AugmentChoice:
-    """`auto`: half the sentences from SmolLM2 fine-tuned with the intent as a prefix for small
-    English data (300-sentence Sara, TREC, MTOD-en: dev +0.0 / +2.0 / +0.5 points, test +2.5 / +8.0
-    / +0.6 over rules alone; benchmarks/results/student_gap.md), rules otherwise (LM fine-tuning
-    grows with the data and the LM writes English). Without `rasa-kd install smollm2`, rules with a warning. A method
-    named explicitly is used as given; its LM, if any, is intent-conditional. Not yet the default:
-    sampling 5,000 sentences took 15-50 minutes on 2 cores."""
+    """`auto` (the default): half the transfer set from SmolLM2 fine-tuned with the intent as a
+    prefix for small English data (5,000 sentences at the presets' size), rules for the rest.
+    Chosen on dev of 300-sentence samples (benchmarks/results/student_gap.md): dev over rules
+    alone Sara +0.4, TREC +2.6, MTOD-en +0.5 points (test +2.5 / +8.8 / +0.6); 2,000 LM sentences
+    were lower on dev on both sets tried. Larger data and other languages get rules alone (LM
+    fine-tuning grows with the data and the LM writes English); without `rasa-kd install
+    smollm2`, rules with a warning. A method named explicitly is used as given; its LM, if any,
+    is intent-conditional."""
     if method != AUTO:
         return AugmentChoice(method, "lm" in parse_methods(method), "as configured")
     if not english or n_train > LM_MAX_TRAIN:
@@ -353,8 +353,7 @@ def choose_augmentation(method: str, n_train: int, english: bool) -> AugmentChoi
         logger.warning(f"augment: rules alone: small English data gets half its transfer set from SmolLM2 when it is "
                        f"installed (rasa-kd install {DEFAULT_LM}; students 2-8 points closer to the teacher)")
         return AugmentChoice("rules", False, f"small English data, {DEFAULT_LM} not installed")
-    return AugmentChoice("rules,lm", True, f"English, {n_train} training sentences (at most {LM_MAX_TRAIN})",
-                         AUTO_LM_SIZE)
+    return AugmentChoice("rules,lm", True, f"English, {n_train} training sentences (at most {LM_MAX_TRAIN})")
 
 
 def lm_installed() -> bool:
@@ -366,7 +365,7 @@ def lm_installed() -> bool:
 
 def choice_record() -> Dict:
     """What `auto` stands for here and now (Rasa's cache must not reuse a student made otherwise)."""
-    return {"lm_max_train": LM_MAX_TRAIN, "lm_size": AUTO_LM_SIZE, "lm_installed": lm_installed()}
+    return {"lm_max_train": LM_MAX_TRAIN, "lm_installed": lm_installed()}
 
 
 def split_size(size: int, parts: int) -> List[int]:
@@ -410,6 +409,11 @@ def augment(args: AugmentOptions) -> Dict:
     for offset, (name, share) in enumerate(zip(methods, method_shares(methods, size, args.lm_size))):
         made, infos[name] = METHODS[name](originals, share, accept, args.seed + offset, args, bar.update)
         rows += [(text, name, parent) for text, parent in made]
+    if len(rows) < size and "lm" in methods and "rules" in methods:  # the LM ran out of new sentences
+        made, _ = rules_method(originals, size - len(rows), accept, args.seed + len(methods), args, bar.update)
+        rows += [(text, "rules", parent) for text, parent in made]
+        infos["rules"]["after_lm"] = len(made)
+        logger.info(f"augment: the rules made {len(made)} more sentences where the LM ran out of new ones")
     bar.close()
     seconds = time.time() - started
     data = {
