@@ -354,6 +354,26 @@ def transfer_curve(folder: Path, plots: Path, out: Path) -> List[str]:
     return lines + [""]
 
 
+def student_gap_tables(folder: Path) -> List[str]:
+    """Issue 32's tables: the default student's run-to-run spread (benchmarks/spread.py) and the
+    leads on small assistants (benchmarks/student_gap.py); none without their JSON."""
+    from spread import deployed_table
+    from student_gap import lead_means
+
+    spread, gap = folder / "spread.json", folder / "student_gap.json"
+    lines = []
+    if spread.exists():
+        lines += ["From `benchmarks/spread.py` ([results/spread.md](results/spread.md)): the default student, each "
+                  "seed with its own transfer set (augment + label + distil, one teacher per task), as deployed; "
+                  "sd = standard deviation of test accuracy over the seeds.", "",
+                  *deployed_table(json.loads(spread.read_text())["tasks"]), ""]
+    if gap.exists():
+        lines += ["From `benchmarks/student_gap.py` ([results/student_gap.md](results/student_gap.md)): one recipe "
+                  "change at a time on 300-sentence samples, mean over the builds each lead ran on.", "",
+                  *lead_means(json.loads(gap.read_text())["tasks"]), ""]
+    return ["## The student-teacher gap", "", *lines] if lines else []
+
+
 def entities_table(folder: Path) -> List[str]:
     """The intents-and-entities table from benchmarks/entities.py's entities.json (none without it)."""
     from entities import extractor_report, target_summary
@@ -470,7 +490,8 @@ def main(argv=None) -> int:
     plot_per_task(runs, args.plots / "accuracy_vs_latency.png", 4.0, draw_latency)
     plot_per_task(runs, args.plots / "student_dev_curves.png", 3.5, draw_dev_curves)
     args.out.write_text(markdown(runs, args.plots.resolve(), args.out.resolve(),
-                                       teacher_choice(args.results, runs) + entities_table(args.results)
+                                       teacher_choice(args.results, runs) + student_gap_tables(args.results)
+                                       + entities_table(args.results)
                                        + transfer_curve(args.results, args.plots.resolve(), args.out.resolve()))
                     + "\n")
     print(f"{args.out}: {len(runs)} runs; plots in {args.plots}")

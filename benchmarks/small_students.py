@@ -56,6 +56,7 @@ class Task:
 TASKS = {
     "sara": Task("sara", "sara", diet_from="sara"),
     "trec": Task("trec", "trec", (("labels", "coarse"),), dev=None, diet_from="trec"),
+    "trec50": Task("trec", "trec", (("labels", "fine"),), dev=None, diet_from="trec50"),
     "mtod-es": Task("mtod", "mtod", (("lang", "es"),)),
     "rasa-demo": Task("sara", "sara/rasa-demo", dev=None, split_train=True),
 }

@@ -132,8 +132,13 @@ def summary(tasks: Dict) -> List[str]:
                          f"| {mean(r['test'] / r['teacher_test'] for r in runs):.3f} "
                          f"| {mean(r['epochs_run'] for r in runs):.1f} | {mean(r['best_epoch'] for r in runs):.1f} "
                          f"| {f'{mean(transfer):.1f}' if transfer else ''} | {len(runs)} |")
-    lines += ["", "Mean over the builds each lead ran on (dev decides; compare leads on the same builds):", "",
-              "| lead | builds | dev | test | test x teacher |", "|---|---|---|---|---|"]
+    return lines + ["", "Mean over the builds each lead ran on (dev decides; compare leads on the same builds):", "",
+                    *lead_means(tasks)]
+
+
+def lead_means(tasks: Dict) -> List[str]:
+    """Each lead's mean over the builds (task x seed) it ran on."""
+    lines = ["| lead | builds | dev | test | test x teacher |", "|---|---|---|---|---|"]
     for lead in LEADS:
         runs = [r for leads in tasks.values() for r in leads.get(lead, {}).values()]
         if runs:

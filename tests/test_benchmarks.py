@@ -140,3 +140,16 @@ def test_transfer_curve_front_and_table():
               "transfer": {"rows": 202_706, "seconds": 400.0, "sentences_per_s": 506.8}}
     table = transfer_curve.markdown({"machine": {"cores": 2, "cpu": "cpu"}, "tasks": {"sara": result}})
     assert "| **10k** | 10,000 | preset | 0.8400 |" in table and "| 20k | 20,000 |" in table
+
+
+def test_spread_scores_the_epoch_early_stopping_would_keep():
+    """spread.py replays `--selection dev` on one run's dev history: the first best epoch (ties do not
+    move it), stopped after `patience` epochs without a better one."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import spread
+
+    history = [{"epoch": float(e), "accuracy": a} for e, a in enumerate([0.80, 0.82, 0.82, 0.81, 0.81, 0.85], 1)]
+    kept = spread.kept_epochs(history, patience=3)
+    assert kept["default"] == [2] and kept["last"] == [6]
+    assert kept["avg-last-2"] == [5, 6] and kept["avg-best-2"] == [1, 2] and kept["avg-best-3"] == [1, 2]
+    assert spread.kept_epochs(history, patience=0)["default"] == [6]  # never stops: the best of all
