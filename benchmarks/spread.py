@@ -38,6 +38,7 @@ from run import publish, results_so_far  # noqa: E402
 from rasa_kd.cli import quiet_environment  # noqa: E402
 from rasa_kd.pipeline import Stages  # noqa: E402
 from small_students import TASKS, TaskRun  # noqa: E402
+from student_gap import accuracy  # noqa: E402
 
 PRESET = "balanced"
 TITLE = "# Run-to-run spread of the default student (benchmarks/spread.py)"
@@ -121,14 +122,6 @@ def averaged(folder: Path, epochs: List[int]) -> Dict:
     states = [load_file(str(folder / SNAPSHOTS / f"epoch-{e}.safetensors")) for e in epochs]
     return {name: sum(state[name].float() for state in states) / len(states) if states[0][name].is_floating_point()
             else states[-1][name] for name in states[0]}
-
-
-def accuracy(student, nlu: Path) -> float:
-    from rasa_kd.formats.nlu_yaml import read_examples
-
-    examples = read_examples(nlu)
-    predicted = student.predict_labels([e.text for e in examples])
-    return sum(p == e.intent for p, e in zip(predicted, examples)) / len(examples)
 
 
 def deployed(build: TaskRun, folder: Path, variant: str, epochs: List[int]) -> Dict:

@@ -18,8 +18,12 @@ Leads (DistilOptions values over the default preset's):
   words-glove        selection-teacher with a word vocabulary on GloVe 6B 50-d vectors instead of the
                      teacher's wordpieces (English sets only: unseen words keep a neighbour's meaning)
 
+The selection leads distil from the build's own transfer set: rules in builds made before
+`--augment auto` became the default (seed 0), the LM half in later ones (each entry's `build_method`).
+
 Transfer-set leads (a new transfer set from the build's own training sample, labelled by the build's
 teacher, then the default student; the build's augment options otherwise):
+  rules              `--method rules` (what the seed-0 builds hold)
   lm-half            `--method rules,lm`: half the sentences from SmolLM2-135M fine-tuned on the
                      training sentences (Tang & Lin 2019; `rasa-kd install smollm2`), sampled freely
   lm-half-conditional  the same with the intent as a prefix, sampled per intent as in training
@@ -47,6 +51,7 @@ from teacher_choice import SEEDS, TASKS  # noqa: E402
 
 # lead -> rasa-kd augment options over the build's own
 TRANSFER_LEADS = {
+    "rules": {"method": "rules"},
     "lm-half": {"method": "rules,lm", "lm": "smollm2"},
     "lm-half-conditional": {"method": "rules,lm", "lm": "smollm2", "conditional": True},
     "lm-2k-conditional": {"method": "rules,lm", "lm": "smollm2", "conditional": True, "lm_size": 2000},
@@ -89,7 +94,9 @@ def lead_run(task: str, seed: int, lead: str, work: Path) -> Dict:
     student = load(out)
     recipe = json.loads((out / "student.json").read_text())["recipe"]
     transfer_seconds = sum(stages.seconds(f"{lead}-{stage}") or 0 for stage in ("augment", "label"))
+    build_method = json.loads((build / ".stages" / "augment.json").read_text())["options"]["method"]
     return {"dev": accuracy(student, pool / "dev.yml"), "test": accuracy(student, pool / "test.yml"),
+            "build_method": build_method,
             "best_epoch": recipe["best_epoch"], "epochs_run": len(recipe["dev_history"]),
             "minutes": round(recipe["training_seconds"] / 60, 2),
             "transfer_minutes": round(transfer_seconds / 60, 1) if lead in TRANSFER_LEADS else None}
@@ -121,29 +128,44 @@ def teacher_test(task: str, seed: int, work: Path) -> float:
     return json.loads(metrics.read_text())["scores"]["accuracy"]
 
 
+def labelled_runs(lead: str, seeds: Dict) -> Dict[str, List[Dict]]:
+    """The lead's runs by row label: a selection lead on a build whose own transfer set is not
+    rules-only gets its own row (`lead (auto build)`)."""
+    rows: Dict[str, List[Dict]] = {}
+    for run in seeds.values():
+        method = run.get("build_method", "rules")
+        label = lead if lead in TRANSFER_LEADS or method == "rules" else f"{lead} ({method} build)"
+        rows.setdefault(label, []).append(run)
+    return rows
+
+
 def summary(tasks: Dict) -> List[str]:
     lines = ["| task | lead | dev | test | test x teacher | epochs run | best epoch | transfer-set min | seeds |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, leads in tasks.items():
         for lead, seeds in leads.items():
-            runs = list(seeds.values())
-            transfer = [r["transfer_minutes"] for r in runs if r.get("transfer_minutes") is not None]
-            lines.append(f"| {name} | {lead} | {mean(r['dev'] for r in runs):.4f} | {mean(r['test'] for r in runs):.4f} "
-                         f"| {mean(r['test'] / r['teacher_test'] for r in runs):.3f} "
-                         f"| {mean(r['epochs_run'] for r in runs):.1f} | {mean(r['best_epoch'] for r in runs):.1f} "
-                         f"| {f'{mean(transfer):.1f}' if transfer else ''} | {len(runs)} |")
+            for label, runs in labelled_runs(lead, seeds).items():
+                transfer = [r["transfer_minutes"] for r in runs if r.get("transfer_minutes") is not None]
+                lines.append(f"| {name} | {label} | {mean(r['dev'] for r in runs):.4f} "
+                             f"| {mean(r['test'] for r in runs):.4f} "
+                             f"| {mean(r['test'] / r['teacher_test'] for r in runs):.3f} "
+                             f"| {mean(r['epochs_run'] for r in runs):.1f} | {mean(r['best_epoch'] for r in runs):.1f} "
+                             f"| {f'{mean(transfer):.1f}' if transfer else ''} | {len(runs)} |")
     return lines + ["", "Mean over the builds each lead ran on (dev decides; compare leads on the same builds):", "",
                     *lead_means(tasks)]
 
 
 def lead_means(tasks: Dict) -> List[str]:
     """Each lead's mean over the builds (task x seed) it ran on."""
-    lines = ["| lead | builds | dev | test | test x teacher |", "|---|---|---|---|---|"]
+    rows: Dict[str, List[Dict]] = {}
     for lead in LEADS:
-        runs = [r for leads in tasks.values() for r in leads.get(lead, {}).values()]
-        if runs:
-            lines.append(f"| {lead} | {len(runs)} | {mean(r['dev'] for r in runs):.4f} | {mean(r['test'] for r in runs):.4f} "
-                         f"| {mean(r['test'] / r['teacher_test'] for r in runs):.3f} |")
+        for leads in tasks.values():
+            for label, runs in labelled_runs(lead, leads.get(lead, {})).items():
+                rows.setdefault(label, []).extend(runs)
+    lines = ["| lead | builds | dev | test | test x teacher |", "|---|---|---|---|---|"]
+    for label, runs in rows.items():
+        lines.append(f"| {label} | {len(runs)} | {mean(r['dev'] for r in runs):.4f} | {mean(r['test'] for r in runs):.4f} "
+                     f"| {mean(r['test'] / r['teacher_test'] for r in runs):.3f} |")
     return lines
 
 
