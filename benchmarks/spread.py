@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 from statistics import mean, pstdev
-from typing import Dict, List
+from typing import Dict, Iterator, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -167,14 +167,8 @@ def variant_scores(build: TaskRun, folder: Path, deploy: List[str]) -> Dict:
 def summary(tasks: Dict) -> List[str]:
     lines = ["| task | variant | seeds | dev mean | test mean | test sd | test min-max | test x teacher |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, entry in tasks.items():
-        runs = list(entry["seeds"].values())
-        for variant in runs[0]["variants"]:
-            dev = [r["variants"][variant]["dev"] for r in runs]
-            test = [r["variants"][variant]["test"] for r in runs]
-            lines.append(f"| {name} | {variant} | {len(runs)} | {mean(dev):.4f} | {mean(test):.4f} "
-                         f"| {100 * pstdev(test):.2f} pts | {min(test):.4f}-{max(test):.4f} "
-                         f"| {mean(test) / entry['teacher_test']:.3f} |")
+    for name, entry, variant, scores in variant_runs(tasks):
+        lines.append(f"| {name} | {variant} | {len(scores)} | {score_cells(scores, entry['teacher_test'])} |")
     leads = lead_table(tasks)
     if len(leads) > 2:
         lines += ["", "Leads (each from the same seeds' transfer sets; the epoch dev picks, as `default` above):", "",
@@ -204,19 +198,27 @@ def deployed_table(tasks: Dict) -> List[str]:
     """The variants scored as deployed, over the seeds of each task."""
     lines = ["| task | variant | runtimes | dev mean | test mean | test sd | test min-max | test x teacher |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, entry in tasks.items():
-        runs = list(entry["seeds"].values())
-        for variant in runs[0]["variants"]:
-            if all("deployed" in r["variants"][variant] for r in runs):
-                lines.append(deployed_row(name, variant, entry, [r["variants"][variant]["deployed"] for r in runs]))
+    for name, entry, variant, scores in variant_runs(tasks):
+        if all("deployed" in score for score in scores):
+            deployed = [score["deployed"] for score in scores]
+            lines.append(f"| {name} | {variant} | {', '.join(str(d['runtime']) for d in deployed)} "
+                         f"| {score_cells(deployed, entry['teacher_test'])} |")
     return lines
 
 
-def deployed_row(name: str, variant: str, entry: Dict, runs: List[Dict]) -> str:
-    test = [r["test"] for r in runs]
-    return (f"| {name} | {variant} | {', '.join(str(r['runtime']) for r in runs)} | {mean(r['dev'] for r in runs):.4f} "
-            f"| {mean(test):.4f} | {100 * pstdev(test):.2f} pts | {min(test):.4f}-{max(test):.4f} "
-            f"| {mean(test) / entry['teacher_test']:.3f} |")
+def variant_runs(tasks: Dict) -> Iterator[Tuple[str, Dict, str, List[Dict]]]:
+    """(task, its entry, variant, the variant's scores on each seed) for every variant of every task."""
+    for name, entry in tasks.items():
+        runs = list(entry["seeds"].values())
+        for variant in runs[0]["variants"]:
+            yield name, entry, variant, [run["variants"][variant] for run in runs]
+
+
+def score_cells(scores: List[Dict], teacher_test: float) -> str:
+    """Dev mean | test mean | test sd | test min-max | test x teacher, over `scores` (one per seed)."""
+    test = [score["test"] for score in scores]
+    return (f"{mean(score['dev'] for score in scores):.4f} | {mean(test):.4f} | {100 * pstdev(test):.2f} pts "
+            f"| {min(test):.4f}-{max(test):.4f} | {mean(test) / teacher_test:.3f}")
 
 
 def main(argv=None) -> None:

@@ -94,12 +94,17 @@ def lead_run(task: str, seed: int, lead: str, work: Path) -> Dict:
     student = load(out)
     recipe = json.loads((out / "student.json").read_text())["recipe"]
     transfer_seconds = sum(stages.seconds(f"{lead}-{stage}") or 0 for stage in ("augment", "label"))
-    build_method = json.loads((build / ".stages" / "augment.json").read_text())["options"]["method"]
+    build_method = recorded_augment(build)["method"]
     return {"dev": accuracy(student, pool / "dev.yml"), "test": accuracy(student, pool / "test.yml"),
             "build_method": build_method,
             "best_epoch": recipe["best_epoch"], "epochs_run": len(recipe["dev_history"]),
             "minutes": round(recipe["training_seconds"] / 60, 2),
             "transfer_minutes": round(transfer_seconds / 60, 1) if lead in TRANSFER_LEADS else None}
+
+
+def recorded_augment(build: Path) -> Dict:
+    """The augment options the build's pipeline ran with (its stage record)."""
+    return json.loads((build / ".stages" / "augment.json").read_text())["options"]
 
 
 def transfer_set(build: Path, folder: Path, lead: str) -> Path:
@@ -108,7 +113,7 @@ def transfer_set(build: Path, folder: Path, lead: str) -> Path:
     from rasa_kd.transfer.augment import AugmentOptions, augment
     from rasa_kd.transfer.label import LabelOptions, label
 
-    recorded = json.loads((build / ".stages" / "augment.json").read_text())["options"]
+    recorded = recorded_augment(build)
     changes = TRANSFER_LEADS[lead]
     options = AugmentOptions(**{**recorded, **changes, "train": Path(recorded["train"]),
                                 "exclude": [Path(p) for p in recorded["exclude"] or []],
