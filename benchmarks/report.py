@@ -357,11 +357,17 @@ def transfer_curve(folder: Path, plots: Path, out: Path) -> List[str]:
 def student_gap_tables(folder: Path) -> List[str]:
     """Issue 32's tables: the default student's run-to-run spread (benchmarks/spread.py) and the
     leads on small assistants (benchmarks/student_gap.py); none without their JSON."""
+    from refit import means as refit_means
     from spread import deployed_table
     from student_gap import lead_means
 
-    spread, gap = folder / "spread.json", folder / "student_gap.json"
+    spread, gap, refit = folder / "spread.json", folder / "student_gap.json", folder / "refit.json"
     lines = []
+    if refit.exists():
+        lines += ["From `benchmarks/refit.py` ([results/refit.md](results/refit.md)): `rasa-kd pipeline` on a "
+                  "benchmark's training split alone (as a user runs it), the teacher refit on training + dev "
+                  "sentences or not; judged on the benchmark's own dev split, mean over the tasks.", "",
+                  *refit_means(json.loads(refit.read_text())), ""]
     if spread.exists():
         lines += ["From `benchmarks/spread.py` ([results/spread.md](results/spread.md)): the default student, each "
                   "seed with its own transfer set (augment + label + distil, one teacher per task), as deployed; "

@@ -32,7 +32,7 @@ from rasa_kd.formats.nlu_yaml import Example, write_examples
 from rasa_kd.formats.student_package import check_runtime
 from rasa_kd.nlu_data.split import split_examples
 from rasa_kd.options import as_record
-from rasa_kd.pipeline import PipelineOptions
+from rasa_kd.pipeline import REFIT_MAX_SENTENCES, PipelineOptions, choose_refit
 from rasa_kd.students.presets import distil_options, get_preset
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ TRAINING_CONFIG = {"teacher": PipelineOptions.teacher, "language": PipelineOptio
                    "preset": PipelineOptions.preset, "transfer_size": PipelineOptions.size,
                    "epochs": PipelineOptions.epochs, "seed": PipelineOptions.seed,
                    "dev_fraction": PipelineOptions.dev_fraction, "entities": PipelineOptions.entities,
-                   "augment": PipelineOptions.augment}
+                   "augment": PipelineOptions.augment, "teacher_refit": PipelineOptions.teacher_refit}
 TRAINING_DATA_NODE = "nlu_training_data_provider"  # the node of Rasa's graph whose config holds `language:`
 
 
@@ -70,6 +70,7 @@ def check_config(config: Dict[str, Any], component: str) -> None:
         check_runtime(config.get("runtime") or "auto")
         if not config.get("student"):
             get_preset(config.get("preset"))
+            choose_refit(config.get("teacher_refit") or TRAINING_CONFIG["teacher_refit"], 0)
     except UserError as error:
         raise InvalidConfigException(f"{component}: {error}") from error
 
@@ -132,8 +133,9 @@ def training_fingerprint(config: Dict[str, Any]) -> str:
     from rasa_kd.transfer import augment
 
     folders = [Path(t).expanduser() for t in teachers_of(config) if Path(t).expanduser().is_dir()]
+    refit = config.get("teacher_refit") or TRAINING_CONFIG["teacher_refit"]  # its default, when not written
     record = [teachers_of(config), input_fingerprint(folders), recipe_record(config), choice.rule_record(),
-              augment.choice_record()]
+              augment.choice_record(), {"teacher_refit": refit, "refit_max": REFIT_MAX_SENTENCES}]
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -143,6 +145,7 @@ def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:
                            size=config.get("transfer_size"), epochs=config.get("epochs"), seed=int(config["seed"]),
                            dev_fraction=float(config["dev_fraction"]), entities=bool(config.get("entities")),
                            augment=config.get("augment") or PipelineOptions.augment,
+                           teacher_refit=config.get("teacher_refit") or PipelineOptions.teacher_refit,
                            quiet=False)
 
 

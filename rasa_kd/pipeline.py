@@ -4,7 +4,8 @@ Stages (each calls the stage function of the rasa-kd command of the same name wi
 its options object, built here from --preset and the options below):
   split     OUT/data/{train,dev,test}.yml   held-out test (unless --test) and dev splits
   teacher   OUT/teacher/                    fine-tuned teacher(s), chosen by the data unless --teacher
-                                            names them (OUT/teacher-choice.json says which and why)
+                                            names them (OUT/teacher-choice.json says which and why);
+                                            refit on train + dev for the epochs dev picked (--teacher-refit)
   augment   OUT/transfer/                   Arrow transfer set (rules and/or lm), sized by the preset
   label     OUT/transfer-labelled/          + teacher logits
   distil    OUT/student/                    the student package (the preset's recipe, early-stopped on dev)
@@ -64,13 +65,14 @@ class Stages:
         self.timings: Dict[str, float] = {}
 
     def run(self, name: str, description: Dict, inputs: Sequence[Path], output: Path,
-            action: Callable[[], object]) -> None:
+            action: Callable[[], object], defaults: Optional[Dict] = None) -> None:
         """Run `action()` unless `output` exists and the last run recorded the same
-        `description` (the stage's options) and the same input files."""
+        `description` (the stage's options) and the same input files. An option missing from
+        the record but in `defaults` ran at that default (the record predates the option)."""
         record = {"options": description, "inputs": input_fingerprint(inputs)}
         record_file = self.record_dir / f"{name}.json"
         if (not self.fresh and output.exists() and record_file.exists()
-                and self._same_run(json.loads(record_file.read_text()), record)):
+                and self._same_run(with_defaults(json.loads(record_file.read_text()), defaults or {}), record)):
             logger.info(f"== {name}: up to date, skipped ({output})")
             self.timings[name] = 0.0
             return
@@ -89,9 +91,11 @@ class Stages:
         """`run` for a stage options dataclass: recorded without its force/quiet/fresh
         switches, and given force=True when it replaces an earlier output."""
         description = {k: v for k, v in as_record(options).items() if k not in UNRECORDED}
+        defaults = {f.name: f.default for f in dataclasses.fields(options)
+                    if f.default is not dataclasses.MISSING and f.name in description}
         if hasattr(options, "force"):
             options = dataclasses.replace(options, force=True)
-        self.run(name, description, inputs, output, lambda: action(options))
+        self.run(name, description, inputs, output, lambda: action(options), defaults)
 
     @staticmethod
     def _same_run(saved: Dict, record: Dict) -> bool:
@@ -104,6 +108,13 @@ class Stages:
 
 
 UNRECORDED = ("force", "quiet", "fresh")
+
+
+def with_defaults(saved: Dict, defaults: Dict) -> Dict:
+    """A stage record with the options it lacks at their defaults: an option added since the
+    record was written does not re-run the stage while it is left at its default."""
+    options = saved.get("options", {})
+    return {**saved, "options": {**{k: v for k, v in defaults.items() if k not in options}, **options}}
 
 
 def summary_line(description: Dict) -> str:
@@ -141,6 +152,24 @@ def config_snippet(student: Path, entities: bool = False, joint: bool = False) -
     threshold: {FALLBACK_THRESHOLD}"""
 
 
+REFIT_CHOICES = ("auto", "always", "never")
+# auto refits teachers of at most this many training + dev sentences: there the dev share is most
+# of what the refit adds (benchmarks/results/refit.md), and the refit's minutes stay few; a
+# 10,000-sentence teacher takes ~8 minutes on 2 cores and a refit would break the 25-minute budget.
+REFIT_MAX_SENTENCES = 5_000
+
+
+def choose_refit(choice: str, n_sentences: int) -> Tuple[bool, str]:
+    """(refit the teacher, why) for --teacher-refit and `n_sentences` training + dev sentences."""
+    if choice not in REFIT_CHOICES:
+        raise UserError(f"teacher refit must be one of {', '.join(REFIT_CHOICES)}, got {choice!r}")
+    if choice != "auto":
+        return choice == "always", "as configured"
+    refit = n_sentences <= REFIT_MAX_SENTENCES
+    limit = f"{'at most' if refit else 'over'} {REFIT_MAX_SENTENCES:,}"
+    return refit, f"{n_sentences:,} training + dev sentences ({limit})"
+
+
 def has_entities(nlu: Path) -> bool:
     return any(example.entities for example in read_examples(nlu))
 
@@ -173,6 +202,11 @@ class PipelineOptions:
     size: Optional[int] = option(None, "new transfer sentences (default: the preset's rule, 10x the training "
                                        "sentences within 10k-40k for balanced)")
     seed: int = option(42, "random seed for every stage")
+    teacher_refit: str = option("auto", "fine-tune the teacher once more on the training and dev sentences "
+                                        "together, for the epochs the dev share picked: auto (when the training "
+                                        f"file has at most {REFIT_MAX_SENTENCES:,} sentences), always or never; "
+                                        "the student still selects on the dev share alone "
+                                        "(benchmarks/results/refit.md)", choices=REFIT_CHOICES)
     entities: bool = option(True, "--no-entities: intents only. By default data with entities gets one student for "
                                   "both: the teacher learns a tag head, the student a token head (intents and "
                                   "entities from one small model; benchmarks/results/entities.md)",
@@ -244,11 +278,13 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     (out / CHOICE_FILE).write_text(json.dumps(picked.record(), indent=1) + "\n", encoding="utf-8")
     backbones = picked.teachers
     teacher_dirs = [out / "teacher"] if len(backbones) == 1 else [out / f"teacher-{i}" for i in range(len(backbones))]
+    refit, why = choose_refit(options.teacher_refit, len(train) + len(read_examples(dev_file)))
+    logger.info(f"teacher refit on training + dev sentences: {'yes' if refit else 'no'} ({why})")
     for backbone, folder in zip(backbones, teacher_dirs):
         teacher_options = fine_tune.TeacherOptions(train=train_file, dev=dev_file, model=backbone, out=folder,
                                                  seed=options.seed, quiet=options.quiet,
                                                  entities="auto" if options.entities else "off",
-                                                 labelling=options.labelling)
+                                                 labelling=options.labelling, refit=refit)
         stages.run_options(folder.name, teacher_options, inputs, folder, fine_tune.train_from_options)
     size = options.size if options.size is not None else preset.transfer_size(len(train))
     english = options.augment == augment.AUTO and english_data(picked, train, options.language)  # only auto reads it

@@ -153,3 +153,20 @@ def test_spread_scores_the_epoch_early_stopping_would_keep():
     assert kept["default"] == [2] and kept["last"] == [6]
     assert kept["avg-last-2"] == [5, 6] and kept["avg-best-2"] == [1, 2] and kept["avg-best-3"] == [1, 2]
     assert spread.kept_epochs(history, patience=0)["default"] == [6]  # never stops: the best of all
+
+
+def test_refit_means_compare_tasks_both_systems_ran_on():
+    run_module()  # puts benchmarks/ on the path
+    import refit
+
+    def entry(teacher_dev, student_dev):
+        return {"teacher": {"dev": teacher_dev, "test": 0.9}, "student": {"dev": student_dev, "test": 0.8},
+                "train_examples": 240, "dev_examples": 58, "teacher_minutes": 1.0, "minutes": 3.0}
+
+    results = {"machine": {"cores": 2, "cpu": "toy"},
+               "tasks": {"a": {"no-refit": entry(0.6, 0.5), "refit": entry(0.8, 0.7)},
+                         "b": {"no-refit": entry(0.1, 0.1)}}}  # one system only: not in the means
+    rows = refit.means(results)
+    assert rows[2] == "| no-refit | 1 | 0.6000 | 0.5000 | 0.8000 |"
+    assert rows[3] == "| refit | 1 | 0.8000 | 0.7000 | 0.8000 |"
+    assert "| b | 240 + 58 | no-refit |" in refit.markdown(results)

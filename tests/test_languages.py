@@ -22,6 +22,7 @@ pipeline:
   - name: rasa_kd.components.StudentIntentClassifier
     teacher: {teacher}
     preset: fast
+    teacher_refit: never  # one teacher training per run (tests/test_pipeline.py tests the refit)
     transfer_size: 400
     epochs: 10
     seed: 1

@@ -34,6 +34,8 @@ def test_stages_run_in_order_and_deploy_the_exported_runtime(first_run, capsys):
     scored = result["metrics"]["student"]
     assert scored["kind"] == {"int8": "student-onnx-int8", "onnx": "student-onnx"}[manifest["runtime"]]
     assert not list(options.out.glob(".distil-*"))  # the work folder goes once the package is written
+    teacher = json.loads((options.out / "teacher" / "metrics.json").read_text())  # small data: refit (auto)
+    assert teacher["refit"]["examples"] == teacher["train_examples"] + teacher["dev_examples"]
 
 
 def test_rerun_skips_every_stage(first_run, capsys):
@@ -42,6 +44,47 @@ def test_rerun_skips_every_stage(first_run, capsys):
     output = capsys.readouterr().out
     assert [name for name, state in stage_lines(output) if state == "up to date"] == STAGES
     assert f"student: {options.out / 'student'}" in output and "runtime: auto" in output
+
+
+def test_a_record_made_before_an_option_existed_counts_as_its_default(tmp_path):
+    """Adding an option to a stage does not re-run the stages recorded before it while the
+    option is left at its default (benchmark and user builds stay valid); setting it does."""
+    from dataclasses import dataclass
+
+    from rasa_kd.pipeline import Stages
+
+    @dataclass
+    class Options:
+        size: int = 1
+        added: bool = False
+
+    runs, out = [], tmp_path / "out"
+
+    def action(options):
+        out.mkdir(exist_ok=True)
+        runs.append(options)
+
+    stages = Stages(tmp_path)
+    stages.run_options("stage", Options(), [], out, action)
+    record = tmp_path / ".stages" / "stage.json"
+    saved = json.loads(record.read_text())
+    del saved["options"]["added"]
+    record.write_text(json.dumps(saved))
+    stages.run_options("stage", Options(), [], out, action)
+    assert len(runs) == 1
+    stages.run_options("stage", Options(added=True), [], out, action)
+    assert len(runs) == 2
+
+
+def test_auto_refits_the_teachers_of_small_data_only():
+    from rasa_kd.errors import UserError
+    from rasa_kd.pipeline import REFIT_MAX_SENTENCES, choose_refit
+
+    assert choose_refit("auto", REFIT_MAX_SENTENCES)[0] and not choose_refit("auto", REFIT_MAX_SENTENCES + 1)[0]
+    assert choose_refit("always", 10 ** 6) == (True, "as configured")
+    assert choose_refit("never", 10) == (False, "as configured")
+    with pytest.raises(UserError, match="auto, always, never"):
+        choose_refit("yes", 10)
 
 
 def ran_stages(capsys):

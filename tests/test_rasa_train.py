@@ -21,6 +21,7 @@ pipeline:
   - name: rasa_kd.components.StudentIntentClassifier
     teacher: {teacher}
     preset: fast
+    teacher_refit: never  # one teacher training per run (tests/test_pipeline.py tests the refit)
     transfer_size: 1000
     epochs: 10
     seed: 1
@@ -178,7 +179,13 @@ def test_fingerprint_follows_the_preset_recipe(monkeypatch):
     from rasa_kd.teachers import choice  # and a release that changes the teacher choice
 
     monkeypatch.setattr(choice, "ENGLISH_WORDS_MIN", 0.7)
-    assert student_training.training_fingerprint(config) != changed_preset
+    changed_choice = student_training.training_fingerprint(config)
+    assert changed_choice != changed_preset
+    # the teacher refit: its key, and what auto stands for
+    assert student_training.training_fingerprint({**config, "teacher_refit": "never"}) != changed_choice
+    assert student_training.training_fingerprint({**config, "teacher_refit": "auto"}) == changed_choice
+    monkeypatch.setattr(student_training, "REFIT_MAX_SENTENCES", 100)
+    assert student_training.training_fingerprint(config) != changed_choice
 
 
 def test_an_ensemble_teacher_the_accurate_preset_and_the_onnx_runtime_in_rasa_train(tiny_bert_dir, toy_nlu,

@@ -197,3 +197,27 @@ def test_a_small_training_set_gets_at_least_min_steps():
     assert fine_tune.schedule(1_600, settings) == {}  # 50 steps x 6 epochs = 300: as given
     assert fine_tune.schedule(2_853, settings) == {}
     assert fine_tune.schedule(270, TeacherSettings(min_steps=0)) == {}
+
+
+def test_refit_trains_again_on_train_and_dev_for_the_picked_epochs(tiny_bert_dir, toy_nlu, tmp_path, capsys,
+                                                                   monkeypatch):
+    seen = []
+    original = fine_tune.fine_tune
+
+    def recording(model, tokenizer, train_set, dev_set, *args, **kwargs):
+        seen.append((len(train_set), dev_set is not None, kwargs.get("stop_after")))
+        return original(model, tokenizer, train_set, dev_set, *args, **kwargs)
+
+    monkeypatch.setattr(fine_tune, "fine_tune", recording)
+    out = tmp_path / "refit"
+    args = ["teacher", "--train", str(toy_nlu["train"]), "--model", str(tiny_bert_dir), "--out", str(out),
+            "--epochs", "2", "--max-length", "16", "--refit", "--quiet"]
+    assert run_cli(args, capsys)[0] == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    first, second = seen
+    assert first == (metrics["train_examples"], True, None)
+    # the refit: every sentence, no dev set, stopped where the first fit's dev set picked
+    assert second == (metrics["train_examples"] + metrics["dev_examples"], False, metrics["best_epoch"])
+    assert metrics["refit"]["examples"] == 96 and metrics["refit"]["epochs"] == metrics["best_epoch"]
+    assert 0 <= metrics["dev"]["accuracy"] <= 1  # the first fit's dev scores
+    assert TeacherFolder(out).predict_logits(["hello"]).shape == (1, len(TeacherFolder(out).labels))

@@ -96,6 +96,11 @@ class TeacherSettings:
                                  "--epochs, and patience with them (from about 1,800 sentences on: --epochs as "
                                  "given)", group=FINE_TUNING)
     dev_fraction: float = option(0.1, "dev share split from --train when --dev is not given", group=FINE_TUNING)
+    refit: bool = option(False, "after the dev set has picked the epoch, fine-tune once more from the pretrained "
+                                "weights on --train and the dev sentences together, for that many epochs on the same "
+                                "schedule (metrics.json keeps the first fit's dev scores). A frozen encoder refits "
+                                "its head on both, as it always does with a dev share of --train",
+                         group=FINE_TUNING)
     # off for this stage alone; `rasa-kd pipeline` and the component ask for auto (their default)
     entities: str = option("off", "auto: when the training data has entity annotations, also learn a token head "
                                   "that tags them (a joint teacher; not with --encoder frozen); off: intents only",
@@ -262,9 +267,22 @@ def dev_scores(prediction, labels: Sequence[str], tags: Optional[Sequence[str]])
     return scores
 
 
+class StopAfter(TrainerCallback):
+    """Ends training after `epochs` epochs of a longer schedule (a refit stops where the first fit's
+    dev set picked its epoch, on the same learning-rate schedule)."""
+
+    def __init__(self, epochs: float):
+        self.epochs = epochs
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if (state.epoch or 0) >= self.epochs - 1e-6:
+            control.should_training_stop = True
+
+
 def fine_tune(model, tokenizer, train_set, dev_set, labels: Sequence[str], settings: TeacherSettings,
-              work: Path, progress: bool):
-    """Train with the Trainer; returns the KeepBest callback (best weights already loaded)."""
+              work: Path, progress: bool, stop_after: Optional[float] = None):
+    """Train with the Trainer; returns the KeepBest callback (best weights already loaded). Without
+    a `dev_set` (a refit) it trains `stop_after` epochs and returns None."""
     tags = model.tags if isinstance(model, JointTeacher) else None
 
     args = TrainingArguments(
@@ -272,17 +290,18 @@ def fine_tune(model, tokenizer, train_set, dev_set, labels: Sequence[str], setti
         per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=64,
         warmup_ratio=settings.warmup, weight_decay=settings.weight_decay, seed=settings.seed,
         data_seed=settings.seed, label_smoothing_factor=0.0 if tags else settings.label_smoothing,
-        eval_strategy="epoch", save_strategy="no", logging_strategy="epoch", report_to=[],
-        disable_tqdm=not progress, group_by_length=True, dataloader_pin_memory=False,
+        eval_strategy="epoch" if dev_set is not None else "no", save_strategy="no", logging_strategy="epoch",
+        report_to=[], disable_tqdm=not progress, group_by_length=True, dataloader_pin_memory=False,
         use_cpu=not _cuda_available(), label_names=["labels", "tags"] if tags else None)
-    keep_best = KeepBest(settings.patience)
+    keep_best = KeepBest(settings.patience) if dev_set is not None else None
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
                       data_collator=TagCollator(tokenizer), compute_metrics=lambda p: dev_scores(p, labels, tags),
-                      callbacks=[keep_best])
+                      callbacks=[keep_best or StopAfter(stop_after)])
     if not progress:
         trainer.remove_callback(PrinterCallback)
     trainer.train()
-    model.load_state_dict(keep_best.best_state)
+    if keep_best is not None:
+        model.load_state_dict(keep_best.best_state)
     model.to("cpu")
     return keep_best
 
@@ -341,25 +360,36 @@ class Fit:
     train_seconds: float
     dev_seconds: float
     joint: Optional[JointTeacher] = None  # with entity tags: the model with its tag head
+    refit_seconds: Optional[float] = None  # a refit on training and dev sentences took this long
+
+
+def train_backbone(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], examples, train_set,
+                   dev_set, settings: TeacherSettings, progress: bool, tags: Optional[Sequence[str]] = None,
+                   stop_after: Optional[float] = None):
+    """(the classifier of the freshly loaded `hf_model` fine-tuned on `train_set`, the tokenized
+    `examples`, in eval mode; fine_tune's KeepBest or None). A sentence encoder's head starts from
+    logistic regression on its frozen vectors of `examples` (linear probing, then fine-tuning):
+    its vectors have unit length, and a head from random initialisation takes most of the epochs
+    to grow to the logits' scale."""
+    model = with_pooling(hf_model, settings.pooling, str(model_name))
+    if is_sentence_encoder(hf_model):
+        set_linear_head(hf_model, model.eval(), tokenizer, labels, examples, settings.max_length)
+    if tags:
+        model = JointTeacher(hf_model, settings.pooling, tags, settings.tag_weight, settings.label_smoothing)
+    with tempfile.TemporaryDirectory(prefix="rasa-kd-teacher-") as work:
+        keep_best = fine_tune(model, tokenizer, train_set, dev_set, labels, settings, Path(work), progress,
+                              stop_after=stop_after)
+    return model.eval(), keep_best
 
 
 def fit(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train, train_set, dev_set,
         dev_texts: Sequence[str], settings: TeacherSettings, progress: bool,
         tags: Optional[Sequence[str]] = None) -> Fit:
-    """Fine-tune the freshly loaded backbone `hf_model` at settings.lr and predict the dev set.
-    A sentence encoder's head starts from logistic regression on its frozen vectors of `train`
-    (linear probing, then fine-tuning): its vectors have unit length, and a head from random
-    initialisation takes most of the epochs to grow to the logits' scale."""
-    model = with_pooling(hf_model, settings.pooling, str(model_name))
+    """Fine-tune the freshly loaded backbone `hf_model` at settings.lr and predict the dev set."""
     started = time.time()
-    if is_sentence_encoder(hf_model):
-        set_linear_head(hf_model, model.eval(), tokenizer, labels, train, settings.max_length)
-    if tags:
-        model = JointTeacher(hf_model, settings.pooling, tags, settings.tag_weight, settings.label_smoothing)
-    with tempfile.TemporaryDirectory(prefix="rasa-kd-teacher-") as work:
-        keep_best = fine_tune(model, tokenizer, train_set, dev_set, labels, settings, Path(work), progress)
+    model, keep_best = train_backbone(hf_model, model_name, tokenizer, labels, train, train_set, dev_set, settings,
+                                      progress, tags)
     train_seconds = time.time() - started
-    model.eval()
     started = time.time()
     logits = predict_logits(model, tokenizer, dev_texts, settings.max_length)
     predicted = [labels[i] for i in logits.argmax(axis=1)]
@@ -367,12 +397,27 @@ def fit(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], t
                model if tags else None)
 
 
+def refit_on_all(first: Fit, model_name: Optional[str], tokenizer, labels: Sequence[str], examples,
+                 settings: TeacherSettings, progress: bool, tags: Optional[Sequence[str]] = None) -> Fit:
+    """Fine-tune a freshly loaded backbone on `examples` (train and dev) for the epochs `first`'s
+    dev set picked, on `first`'s schedule (settings as used); the dev predictions stay `first`'s."""
+    _, hf_model = load_pretrained(model_name, labels, settings.seed)
+    started = time.time()
+    data = tokenized_dataset(tokenizer, examples, labels, settings.max_length, tags, settings.labelling)
+    model, _ = train_backbone(hf_model, model_name, tokenizer, labels, examples, data, None, settings, progress, tags,
+                              stop_after=first.keep_best.best_epoch)
+    logger.info(f"teacher: refit on {len(examples):,} sentences (training and dev) for "
+                f"{first.keep_best.best_epoch:g} epochs")
+    return replace(first, hf_model=hf_model, joint=model if tags else None,
+                   refit_seconds=time.time() - started)
+
+
 def fit_frozen(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[str], train, dev,
-               settings: TeacherSettings, held_out: bool) -> Fit:
+               settings: TeacherSettings, refit: bool) -> Fit:
     """Keep the backbone as it is and fit its linear classifier by logistic regression on its
-    sentence vectors of the training sentences; predict the dev set. A dev set `held_out` of
-    the training file is only scored: the head is then fit again on all of it (no epochs to
-    stop early, and a few hundred sentences cannot spare a tenth)."""
+    sentence vectors of the training sentences; predict the dev set. With `refit` (--refit, or a
+    dev share of the training file) the dev set is only scored: the head is then fit again on
+    train and dev (no epochs to stop early, and a few hundred sentences cannot spare a tenth)."""
     if not linear_head(hf_model):
         raise UserError(f"{model_name}: --encoder frozen needs a model whose head is one linear layer "
                         f"(BERT-style or usem); use --encoder fine-tune")
@@ -383,7 +428,7 @@ def fit_frozen(hf_model, model_name: Optional[str], tokenizer, labels: Sequence[
     started = time.time()
     logits = predict_logits(model, tokenizer, [e.text for e in dev], settings.max_length)
     dev_seconds = time.time() - started
-    if held_out:
+    if refit:
         set_linear_head(hf_model, model, tokenizer, labels, [*train, *dev], settings.max_length)
     return Fit(hf_model, FrozenHead(), [labels[i] for i in logits.argmax(axis=1)], train_seconds, dev_seconds)
 
@@ -483,12 +528,15 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
     tags = teacher_tags(train, settings, hf_model, tokenizer, model_name)
     train_set = tokenized_dataset(tokenizer, train, labels, settings.max_length, tags, settings.labelling)
     dev_set = tokenized_dataset(tokenizer, dev, labels, settings.max_length, tags, settings.labelling)
+    refit_head = settings.encoder == "frozen" and (settings.refit or dev_path is None)
     if settings.encoder == "frozen":
         kept, used, retried_from = fit_frozen(hf_model, model_name, tokenizer, labels, train, dev, settings,
-                                              held_out=dev_path is None), settings, None
+                                              refit=refit_head), settings, None
     else:
         kept, used, retried_from = fit_with_retry(hf_model, model_name, tokenizer, labels, train, train_set, dev_set,
                                                   dev, settings, progress, tags)
+        if settings.refit:
+            kept = refit_on_all(kept, model_name, tokenizer, labels, [*train, *dev], used, progress, tags)
     metrics = {
         "model": model_name or DEFAULT_TEACHER,
         "labels": len(labels),
@@ -496,7 +544,9 @@ def train_teacher(train_path: Path, dev_path: Optional[Path], model_name: Option
         "unknown_word_share": round(unknown_share, 4),
         "dev_examples": len(dev),
         "dev_source": dev_source,
-        "head_refit_with_dev": settings.encoder == "frozen" and dev_path is None,
+        "head_refit_with_dev": refit_head,
+        "refit": ({"examples": len(train) + len(dev), "epochs": kept.keep_best.best_epoch,
+                   "seconds": round(kept.refit_seconds, 1)} if kept.refit_seconds is not None else None),
         "dev": {**classification_scores([e.intent for e in dev], kept.predicted),
                 **(dev_entity_scores(kept.joint, tokenizer, dev, used) if kept.joint else {})},
         **({"tags": tags} if tags else {}),
