@@ -63,6 +63,11 @@ def check_examples(examples: Sequence, component: str) -> None:
                                      f"needs at least two")
 
 
+def refit_of(config: Dict[str, Any]) -> str:
+    """The configured teacher refit, or its default when the config as written lacks it."""
+    return config.get("teacher_refit") or TRAINING_CONFIG["teacher_refit"]
+
+
 def check_config(config: Dict[str, Any], component: str) -> None:
     """Config mistakes stop `rasa train` with one line before any training starts: the library's
     own validation and message, prefixed with the component's name."""
@@ -70,7 +75,7 @@ def check_config(config: Dict[str, Any], component: str) -> None:
         check_runtime(config.get("runtime") or "auto")
         if not config.get("student"):
             get_preset(config.get("preset"))
-            choose_refit(config.get("teacher_refit") or TRAINING_CONFIG["teacher_refit"], 0)
+            choose_refit(refit_of(config), 0)
     except UserError as error:
         raise InvalidConfigException(f"{component}: {error}") from error
 
@@ -133,9 +138,8 @@ def training_fingerprint(config: Dict[str, Any]) -> str:
     from rasa_kd.transfer import augment
 
     folders = [Path(t).expanduser() for t in teachers_of(config) if Path(t).expanduser().is_dir()]
-    refit = config.get("teacher_refit") or TRAINING_CONFIG["teacher_refit"]  # its default, when not written
     record = [teachers_of(config), input_fingerprint(folders), recipe_record(config), choice.rule_record(),
-              augment.choice_record(), {"teacher_refit": refit, "refit_max": REFIT_MAX_SENTENCES}]
+              augment.choice_record(), {"teacher_refit": refit_of(config), "refit_max": REFIT_MAX_SENTENCES}]
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -145,7 +149,7 @@ def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:
                            size=config.get("transfer_size"), epochs=config.get("epochs"), seed=int(config["seed"]),
                            dev_fraction=float(config["dev_fraction"]), entities=bool(config.get("entities")),
                            augment=config.get("augment") or PipelineOptions.augment,
-                           teacher_refit=config.get("teacher_refit") or PipelineOptions.teacher_refit,
+                           teacher_refit=refit_of(config),
                            quiet=False)
 
 
