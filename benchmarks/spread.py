@@ -17,6 +17,8 @@ post hoc from the weights saved at the end of every epoch:
 Leads (DistilOptions over the default preset's, each distilled from every seed's transfer set):
   ce-t2       soft cross-entropy at temperature 2 instead of MSE on logits (many-class sets)
   accurate    the accurate preset (256-d embeddings, 256 units: 2.3x the parameters)
+  vectors-B   the student's sentence vector also learns the teacher's (`distil --vector-weight B`, cosine
+              through a learned projection) from the seed's transfer set labelled with `label --vectors`
 
 Builds (data splits, teacher) are those of benchmarks/small_students.py (benchmarks/work/small/
 <task>); per seed: benchmarks/work/spread/<task>/seed-<S>/ (cached stages, resumable). Scores are
@@ -49,6 +51,8 @@ LEADS = {
     "default": {},
     "ce-t2": {"loss": "ce", "temperature": 2.0},
     "accurate": {"preset": "accurate"},
+    "vectors-1": {"vector_weight": 1.0},
+    "vectors-0.3": {"vector_weight": 0.3},
 }
 
 
@@ -67,18 +71,20 @@ def epoch_snapshots(folder: Path):
     return Snapshots()
 
 
-def seed_transfer(build: TaskRun, teacher: Path, seed: int, folder: Path) -> Path:
-    """The seed's labelled transfer set (the default size, augment seed = `seed`)."""
+def seed_transfer(build: TaskRun, teacher: Path, seed: int, folder: Path, vectors: bool = False) -> Path:
+    """The seed's labelled transfer set (the default size, augment seed = `seed`); `vectors`: with the
+    teacher's sentence vectors (a folder of its own)."""
     from rasa_kd.students.presets import get_preset
     from rasa_kd.transfer import augment, label
 
     stages = Stages(folder)
-    transfer, labelled = folder / "transfer", folder / "transfer-labelled"
+    transfer, labelled = folder / "transfer", folder / ("transfer-labelled" + ("-vectors" if vectors else ""))
     size = get_preset(PRESET).transfer_size(build.n_train())
     options = augment.AugmentOptions(train=build.file("train"), out=transfer, size=size, seed=seed, quiet=True,
                                      exclude=[build.file("dev"), build.file("test")])
     stages.run_options("augment", options, [build.data], transfer, augment.augment)
-    stages.run_options("label", label.LabelOptions(teacher=[teacher], transfer=transfer, out=labelled, quiet=True),
+    stages.run_options("label-vectors" if vectors else "label",
+                       label.LabelOptions(teacher=[teacher], transfer=transfer, out=labelled, quiet=True, vectors=vectors),
                        [transfer, teacher], labelled, label.label)
     return labelled
 
@@ -244,8 +250,8 @@ def main(argv=None) -> None:
         entry["teacher_test"] = round(accuracy_of_teacher(build, teacher), 4)
         for seed in args.seeds:
             folder = args.work / "spread" / name / f"seed-{seed}"
-            labelled = seed_transfer(build, teacher, seed, folder)
             for lead in args.leads:
+                labelled = seed_transfer(build, teacher, seed, folder, vectors="vector_weight" in LEADS[lead])
                 scores = variant_scores(build, lead_student(build, labelled, seed, folder, lead),
                                         args.deploy if lead == "default" else [])
                 if lead == "default":

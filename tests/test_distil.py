@@ -59,6 +59,37 @@ def test_small_bert_with_hidden_state_loss_saves_the_student_only(toy_world, tmp
         run_distil(toy_world, tmp_path / "bilstm", *TINY_BILSTM, "--hidden-weight", "1.0")
 
 
+def with_sentence_vectors(world, folder):
+    """A copy of the world's transfer set with a `vectors` column as `rasa-kd label --vectors` adds it:
+    here the teacher's logits through a fixed random projection to 12 dimensions."""
+    import datasets
+
+    from rasa_kd.formats import transfer_set
+
+    dataset = datasets.load_from_disk(str(world["transfer"]))
+    projection = np.random.default_rng(0).normal(size=(len(LABELS), 12))
+    vectors = (np.asarray(dataset["logits"], dtype=np.float32) @ projection).astype(np.float32)
+    dataset.add_column(transfer_set.VECTORS, vectors.tolist()).save_to_disk(str(folder))
+    for name in ("labels.json", "label.json"):
+        (folder / name).write_text((world["transfer"] / name).read_text())
+    return {**world, "transfer": folder}
+
+
+def test_bilstm_with_sentence_vector_loss_saves_the_student_only(toy_world, tmp_path):
+    from rasa_kd.students import load
+
+    world = with_sentence_vectors(toy_world, tmp_path / "transfer-vectors")
+    manifest = run_distil(world, tmp_path / "student", *TINY_BILSTM, "--epochs", "8", "--learning-rate", "1e-2",
+                          "--patience", "0", "--vector-weight", "1")
+    assert manifest["recipe"]["vector_weight"] == 1.0 and manifest["metrics"]["test"]["accuracy"] >= 0.8
+    student = load(tmp_path / "student")  # no projection in the package
+    assert student.predict(["hello there"]).shape == (1, len(LABELS))
+    with pytest.raises(UserError, match="label --vectors"):
+        run_distil(toy_world, tmp_path / "no-vectors", *TINY_BILSTM, "--vector-weight", "1")
+    with pytest.raises(UserError, match="--vector-weight"):
+        run_distil(world, tmp_path / "both", *TINY_BERT, "--vector-weight", "1", "--hidden-weight", "1")
+
+
 def test_small_bert_init_from_teacher_and_pca(toy_world, tmp_path):
     from rasa_kd.students import load
 

@@ -89,6 +89,25 @@ def test_ensemble_averages_logits(toy_transfer_labelled, toy_transfer, tiny_teac
     assert len(json.loads((tmp_path / "ens" / "label.json").read_text())["teachers"]) == 2
 
 
+def test_vectors_are_what_each_teachers_classifier_reads(toy_transfer_labelled, toy_transfer, tiny_teacher_dir,
+                                                        tmp_path):
+    from rasa_kd.teachers.folder import sentence_vectors
+
+    other = changed_teacher(tiny_teacher_dir, tmp_path / "other", shift=1.0)
+    label.label(label_options([tiny_teacher_dir, other], toy_transfer, tmp_path / "ens", vectors=True, shard_size=64))
+    labelled = transfer_set.open_transfer(tmp_path / "ens", labelled=True).dataset
+    vectors = np.asarray(labelled[transfer_set.VECTORS], dtype=np.float32)
+    teacher = TeacherFolder(tiny_teacher_dir)
+    own = sentence_vectors(teacher.classifier, teacher.tokenizer, labelled["text"], teacher.max_length)
+    width = teacher.classifier.config.hidden_size
+    assert vectors.shape == (len(labelled), 2 * width)
+    np.testing.assert_allclose(vectors[:, :width], own, atol=1e-4)
+    np.testing.assert_allclose(vectors[:, width:], own, atol=1e-4)  # the bias shift leaves the vectors alone
+    expected = logits_of(toy_transfer_labelled) + 0.5 * np.arange(logits_of(toy_transfer_labelled).shape[1])
+    np.testing.assert_allclose(logits_of(tmp_path / "ens"), expected, atol=1e-5)
+    assert json.loads((tmp_path / "ens" / "label.json").read_text())["vectors"] == 2 * width
+
+
 @pytest.mark.parametrize("case, fragment", [
     ("labels_differ", "labels.json differs"),
     ("no_text_column", "lacks column(s) text"),

@@ -18,6 +18,9 @@ Format (a folder; `datasets.Dataset.save_to_disk`, memory-mapped Arrow):
                                 an entity tag head): per piece of the (first) tagging teacher's
                                 tokenizer, special tokens left out, one logit per tag of tags.json
   tag_spans   list<list<int32>>    the character span [start, end] of each of those pieces
+  vectors  list<float32>        only after `rasa-kd label --vectors`: the teacher's sentence
+                                vector (what its classifier reads; an ensemble's concatenated),
+                                for students that also learn it (`rasa-kd distil --vector-weight`)
 
 A masked word or piece is written `[MASK]` (`MASK`): every teacher's tokenizer reads it as
 its mask token (BERT-style ones have it; the multilingual teacher's adds it), and a student
@@ -58,6 +61,7 @@ LABEL_META_FILE = "label.json"
 
 TEXT, SOURCE, PARENT, INTENT, LOGITS, ENTITIES = "text", "source", "parent", "intent", "logits", "entities"
 TAG_LOGITS, TAG_SPANS = "tag_logits", "tag_spans"
+VECTORS = "vectors"
 COLUMNS = (TEXT, SOURCE, PARENT, INTENT)
 SOURCES = ("original", "rules", "lm")
 NO_PARENT = -1

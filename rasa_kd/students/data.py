@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.formats.nlu_yaml import Example, read_examples
-from rasa_kd.formats.transfer_set import (ENTITIES, INTENT, LOGITS, TAG_LOGITS, TAG_SPANS, TEXT, TransferSet,
+from rasa_kd.formats.transfer_set import (ENTITIES, INTENT, LOGITS, TAG_LOGITS, TAG_SPANS, TEXT, VECTORS, TransferSet,
                                           sources_of)
 from rasa_kd.nlu_data.entity_tags import IGNORE, covering_pieces, is_special, piece_tags
 from rasa_kd.students.tokenizers import split_words
@@ -59,6 +59,8 @@ class Encoder:
                "gold": [self.label_ids.get(intent or "", -1) for intent in batch["intent"]]}
         if "logits" in batch:
             out["teacher_logits"] = [list(map(float, row)) for row in batch["logits"]]
+        if VECTORS in batch:
+            out["teacher_vectors"] = [list(map(float, row)) for row in batch[VECTORS]]
         offsets = [row[:n] for row, n in zip(encoded["offsets"], lengths)]
         if self.tags and TAG_LOGITS in batch:
             out["teacher_tags"], out["tag_mask"] = zip(*[self.teacher_tags(spans, logits, teacher_spans) for
@@ -87,8 +89,9 @@ class Encoder:
 
 
 class Collator:
-    """Pads `input_ids` to the longest row; tensors for ids, mask, teacher logits and gold ids (and
-    teacher tags [n, length, tags] with their mask, or gold tag ids padded with IGNORE)."""
+    """Pads `input_ids` to the longest row; tensors for ids, mask, teacher logits (and sentence
+    vectors) and gold ids (and teacher tags [n, length, tags] with their mask, or gold tag ids
+    padded with IGNORE)."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
@@ -104,8 +107,9 @@ class Collator:
             mask[i, :len(row["input_ids"])] = 1
         batch = {"input_ids": ids, "attention_mask": mask,
                  "gold": torch.tensor([r["gold"] for r in rows], dtype=torch.long)}
-        if "teacher_logits" in rows[0]:
-            batch["teacher_logits"] = torch.tensor([r["teacher_logits"] for r in rows], dtype=torch.float32)
+        for key in ("teacher_logits", "teacher_vectors"):
+            if key in rows[0]:
+                batch[key] = torch.tensor([r[key] for r in rows], dtype=torch.float32)
         if "teacher_tags" in rows[0]:
             width = len(rows[0]["teacher_tags"][0])  # every text has at least one position
             tags = torch.zeros((len(rows), length, width), dtype=torch.float32)
@@ -120,9 +124,11 @@ class Collator:
         return batch
 
 
-def training_dataset(transfer: TransferSet, tokenizer):
+def training_dataset(transfer: TransferSet, tokenizer, vectors: bool = False):
+    """The transfer set encoded for training; `vectors`: with the teacher's sentence vectors."""
     gold_entities = [ENTITIES] if ENTITIES in transfer.dataset.column_names else []  # version 2 on
     columns = list(REQUIRED_COLUMNS) + ([TAG_LOGITS, TAG_SPANS, *gold_entities] if transfer.tags else [])
+    columns += [VECTORS] if vectors else []
     dataset = transfer.dataset.select_columns(columns)
     dataset.set_transform(Encoder(tokenizer, transfer.labels, transfer.tags))
     return dataset

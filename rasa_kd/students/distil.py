@@ -50,7 +50,7 @@ from rasa_kd.evaluation.calibration import calibrate
 from rasa_kd.evaluation.metrics import classification_scores, piece_tag_scores
 from rasa_kd.formats import student_package
 from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
-from rasa_kd.formats.transfer_set import SOURCE, open_transfer, sources_of
+from rasa_kd.formats.transfer_set import SOURCE, VECTORS, open_transfer, sources_of
 from rasa_kd.options import UNSET, add_options, as_record, check_required, from_namespace
 from rasa_kd.students import build, data, training
 from rasa_kd.students.distil_options import (FILE_FIELDS, HELD_OUT_MAX, HELD_OUT_SHARE, DistilOptions, check,
@@ -182,11 +182,13 @@ def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callb
     """Run the Trainer (resuming from the last checkpoint) and return it with the best model loaded
     (the last one with selection `last`). `dev`: the examples scored every epoch."""
 
-    train_set = data.training_dataset(transfer, tokenizer)
+    train_set = data.training_dataset(transfer, tokenizer, vectors=bool(args.vector_weight))
     stops = args.patience and selection != "last"
     callbacks = list(callbacks) + ([EarlyStoppingCallback(args.patience)] if stops else [])
     if args.hidden_weight:
         model = training.HiddenStateDistillation(model, teacher.base_model, getattr(tokenizer, "teacher_ids", None))
+    if args.vector_weight:
+        model = training.SentenceVectorDistillation(model, len(transfer.dataset[0][VECTORS]))
     tagging = bool(transfer.tags)
     trainer = training.DistillationTrainer(
         model=model, args=training.training_arguments(args, work / "checkpoints", best=selection != "last",
@@ -196,6 +198,7 @@ def train(args, transfer, tokenizer, model, dev, work: Path, teacher=None, callb
         compute_metrics=training.metrics_function(transfer.labels, transfer.tags),
         callbacks=callbacks, loss=args.loss, temperature=args.temperature, hard_weight=args.hard_weight,
         hidden_weight=args.hidden_weight, tag_weight=args.tag_weight, tag_hard_weight=args.tag_hard_weight,
+        vector_weight=args.vector_weight,
     )
     resume = training.last_checkpoint(work / "checkpoints")
     if resume:
@@ -242,6 +245,9 @@ def distil(args: DistilOptions, callbacks=()) -> Dict:
     args = resolved(args)
     check_output_dir(args.out, args.force)
     transfer = open_transfer(args.transfer, labelled=True)
+    if args.vector_weight and VECTORS not in transfer.dataset.column_names:
+        raise UserError(f"{args.transfer}: --vector-weight needs the teacher's sentence vectors in the transfer set "
+                        f"(label it with `rasa-kd label --vectors`)")
     if args.transfer_limit and args.transfer_limit < len(transfer.dataset):
         transfer.dataset = transfer.dataset.select(range(args.transfer_limit))
     original_texts = transfer.original_texts()  # hashed even when left out: the teacher trained on them

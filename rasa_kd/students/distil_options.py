@@ -94,6 +94,9 @@ class DistilOptions:
     hidden_weight: float = option(0.0, "bert: weight β of an MSE between the student's last hidden states "
                                        "(through a learned projection) and the teacher's last layer; runs the "
                                        "teacher on every batch", group=TRAINING)
+    vector_weight: float = option(0.0, "weight of 1 - cosine between the student's sentence vector (through a "
+                                       "learned projection) and the teacher's (a transfer set labelled with "
+                                       "`rasa-kd label --vectors`)", group=TRAINING)
     tag_weight: float = option(1.0, "weight γ of the entity-tag loss (soft cross-entropy per piece against the "
                                     "teacher's tags) when the transfer set carries them", group=TRAINING)
     tag_hard_weight: float = option(0.0, "weight δ of cross-entropy on the gold tags of the original sentences "
@@ -135,6 +138,9 @@ def check(options: DistilOptions) -> None:
         raise UserError(f"--tag-weight must be at least 0, got {options.tag_weight}")
     if options.hidden_weight < 0 or (options.hidden_weight and options.student != "bert"):
         raise UserError(f"--hidden-weight must be at least 0 and needs --student bert, got {options.hidden_weight}")
+    if options.vector_weight < 0 or (options.vector_weight and options.hidden_weight):
+        raise UserError(f"--vector-weight must be at least 0 and cannot go with --hidden-weight, "
+                        f"got {options.vector_weight}")
     if options.temperature <= 0:
         raise UserError(f"--temperature must be positive, got {options.temperature}")
     for name in ("epochs", "batch_size", "max_length", "vocab_size", "transfer_limit", "prune_min_count"):

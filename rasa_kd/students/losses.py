@@ -9,6 +9,10 @@
   cross-entropy` of the student's tag distribution per piece against the teacher's, over
   the pieces that have one; `--tag-hard-weight δ` mixes in cross-entropy on the gold tags of the
   original sentences as α does for intents: `(1 - δ) * soft + δ * hard`.
+* sentence vectors (`--vector-weight β`, a transfer set labelled with `--vectors`): `+ β * (1 -
+  cos(W·student_sentence, teacher_sentence))`, W a learned projection to the teacher's width
+  (scale-free, so one β suits teachers whose vectors differ in size; Sun et al. 2019 match
+  normalised [CLS] vectors the same way).
 * hidden states (small BERT, `--hidden-weight β`): `+ β * MSE(W·student_tokens,
   teacher_tokens)` over real (unpadded) tokens, W a learned projection to the
   teacher's width (Jiao et al. 2020); the teacher runs on each batch.
@@ -47,6 +51,11 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, gold: torch.
     if hard_weight > 0:
         loss = (1 - hard_weight) * loss + hard_weight * hard_loss(student, gold)
     return loss
+
+
+def vector_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean cosine distance between the (projected) student and teacher sentence vectors."""
+    return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
 
 
 def hidden_state_loss(student_tokens: torch.Tensor, teacher_tokens: torch.Tensor,

@@ -19,7 +19,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from rasa_kd.evaluation.metrics import classification_scores, joint_selection, piece_tag_scores
 from rasa_kd.students.distil_options import DistilOptions
-from rasa_kd.students.losses import distillation_loss, hidden_state_loss, tag_loss
+from rasa_kd.students.losses import distillation_loss, hidden_state_loss, tag_loss, vector_loss
 
 SELECTION = "selection"  # the dev metric of a student with entity tags: mean of intent micro-F1 and entity F1
 
@@ -52,19 +52,42 @@ class HiddenStateDistillation(nn.Module):
         return (*outputs, hidden_state_loss(self.projection(outputs[2]), target, attention_mask))
 
 
+class SentenceVectorDistillation(nn.Module):
+    """The student plus a learned projection of its sentence vector to the teacher's `width`, for
+    the sentence-vector loss: forward returns the student's outputs plus, last, the projected
+    vector (in training mode; None in eval mode). `.student` is the model to save."""
+
+    def __init__(self, student, width: int):
+        super().__init__()
+        self.student = student
+        with torch.no_grad():
+            was_training = student.training
+            one_token = torch.ones((1, 1), dtype=torch.long)
+            sentence_width = student.eval()(one_token, one_token)[1].shape[-1]
+            student.train(was_training)
+        self.projection = nn.Linear(sentence_width, width)
+
+    def forward(self, input_ids, attention_mask):
+        outputs = self.student(input_ids, attention_mask)
+        return (*outputs, self.projection(outputs[1]) if self.training else None)
+
+
 class DistillationTrainer(Trainer):
     """Trainer whose loss is the distillation loss of `rasa_kd.students.losses`."""
 
     def __init__(self, *args, loss: str = "mse", temperature: float = 1.0, hard_weight: float = 0.0,
-                 hidden_weight: float = 0.0, tag_weight: float = 1.0, tag_hard_weight: float = 0.0, **kwargs):
+                 hidden_weight: float = 0.0, tag_weight: float = 1.0, tag_hard_weight: float = 0.0,
+                 vector_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_kind, self.temperature, self.hard_weight = loss, temperature, hard_weight
         self.hidden_weight, self.tag_weight, self.tag_hard_weight = hidden_weight, tag_weight, tag_hard_weight
+        self.vector_weight = vector_weight
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(inputs["input_ids"], inputs["attention_mask"])
         logits = outputs[0]
-        tag_logits = outputs[3] if len(outputs) > 3 + bool(self.hidden_weight) else None
+        wrapped = bool(self.hidden_weight or self.vector_weight)  # the wrapper's extra output comes last
+        tag_logits = outputs[3] if len(outputs) > 3 + wrapped else None
         teacher = inputs.get("teacher_logits")
         if teacher is None:
             loss = F.cross_entropy(logits, inputs["gold"])
@@ -73,6 +96,8 @@ class DistillationTrainer(Trainer):
                                      self.hard_weight)
             if self.hidden_weight and outputs[-1] is not None:
                 loss = loss + self.hidden_weight * outputs[-1]
+            if self.vector_weight and outputs[-1] is not None:
+                loss = loss + self.vector_weight * vector_loss(outputs[-1], inputs["teacher_vectors"])
             if tag_logits is not None and "teacher_tags" in inputs:
                 loss = loss + self.tag_weight * tag_loss(tag_logits, inputs["teacher_tags"], inputs["tag_mask"],
                                                          inputs.get("gold_tags"), self.tag_hard_weight)

@@ -17,11 +17,12 @@ embeddings. Fine-tuning stays in `rasa_kd.teachers.fine_tune`.
 
 Pooling (`cls`, `mean`, a sentence encoder's own): `rasa_kd.teachers.pooling`.
 """
+import contextlib
 import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -140,20 +141,37 @@ def predict_tag_logits(model, tokenizer, texts: Sequence[str], max_length: int =
     return out
 
 
+@contextlib.contextmanager
+def classifier_inputs(model) -> Iterator[List[np.ndarray]]:
+    """While open, each forward pass of `model` (a classifier, mean-pooled or not, or a joint
+    teacher) appends what its classifier head reads, [batch, width] float32, to the yielded list:
+    the pooled sentence vector (a RoBERTa/MPNet head's input at position 0)."""
+    owner = model.model if isinstance(model, (MeanPooledClassifier, JointTeacher)) else model
+    head = getattr(owner, "classifier", None)
+    if not isinstance(head, torch.nn.Module):
+        raise UserError(f"{type(owner).__name__} has no classifier head whose input is a sentence vector")
+    captured: List[np.ndarray] = []
+
+    def keep(module, inputs):
+        vector = inputs[0][:, 0] if inputs[0].dim() == 3 else inputs[0]
+        captured.append(vector.float().cpu().numpy())
+
+    handle = head.register_forward_pre_hook(keep)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
 def sentence_vectors(model, tokenizer, texts: Sequence[str], max_length: int = 64, batch_size: int = 64):
-    """What `model`'s linear classifier reads for each text (its pooled sentence vector), in
-    input order: the classifier is bypassed while they are computed."""
-    owner = model.model if isinstance(model, MeanPooledClassifier) else model
-    classifier = owner.classifier
+    """What `model`'s classifier reads for each text (its pooled sentence vector), in input order."""
     ids = encode(tokenizer, texts, max_length)
     rows: List[Optional[np.ndarray]] = [None] * len(texts)
-    owner.classifier = torch.nn.Identity()
-    try:
-        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
-            for row, vector in zip(batch, batch_logits(model, tokenizer, [ids[i] for i in batch])):
-                rows[row] = vector
-    finally:
-        owner.classifier = classifier
+    for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+        with classifier_inputs(model) as captured:
+            batch_logits(model, tokenizer, [ids[i] for i in batch])
+        for row, vector in zip(batch, captured[0]):
+            rows[row] = vector
     return np.stack(rows)
 
 

@@ -33,6 +33,7 @@ Output folder (written all-or-nothing; format in rasa_kd/formats/transfer_set.py
   label.json      teachers, rows, throughput (sentences/s), seconds, batching, threads
   transfer.json   copied from the transfer set (when it has one)
 """
+import contextlib
 import hashlib
 import json
 import logging
@@ -60,7 +61,7 @@ from rasa_kd.formats.outputs import atomic_output_dir, check_output_dir
 from rasa_kd.formats.transfer_set import TEXT
 from rasa_kd.nlu_data.entity_tags import covering_pieces
 from rasa_kd.options import option
-from rasa_kd.teachers.folder import TeacherFolder, length_order, same_labels
+from rasa_kd.teachers.folder import TeacherFolder, classifier_inputs, length_order, same_labels
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class LabelOptions:
     shard_size: int = option(4096, "sentences per resumable shard, a multiple of --batch-size")
     max_length: Optional[int] = option(None, "maximum tokens per sentence (default: each teacher's own, "
                                              "from rasa_kd_teacher.json)")
+    vectors: bool = option(False, "also write each sentence's teacher sentence vector (what its classifier "
+                                  "reads; an ensemble's concatenated), for `rasa-kd distil --vector-weight`")
     threads: Optional[int] = option(None, "torch threads (default: all available cores)")
     force: bool = option(False, "replace an output folder that has content")
     quiet: bool = option(False, "no progress bar")
@@ -127,11 +130,12 @@ def shard_path(work: Path, k: int) -> Path:
     return work / f"shard-{k:05d}.npz"
 
 
-def write_shard(path: Path, indices, logits, tags: Optional[Dict[str, np.ndarray]] = None) -> None:
+def write_shard(path: Path, indices, logits, extras: Optional[Dict[str, np.ndarray]] = None) -> None:
+    """`extras`: the tag arrays of `tag_shard` and/or `vectors` [rows, width]."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         np.savez(f, indices=np.asarray(indices, dtype=np.int64), logits=np.asarray(logits, dtype=np.float32),
-                 **(tags or {}))
+                 **(extras or {}))
     os.replace(tmp, path)
 
 
@@ -164,22 +168,31 @@ def text_fingerprint(dataset, chunk: int = 16_384) -> str:
     return digest.hexdigest()
 
 
-def label_shard(teachers: List[TeacherFolder], encoded: List[TokenIds], rows: List[int], batch_size: int):
-    """Averaged logits of `rows`, batch by batch, and each joint teacher's tag logits per row (with
-    specials, in `rows`' order) from the same forward pass: {teacher index: [row arrays]}."""
+def label_shard(teachers: List[TeacherFolder], encoded: List[TokenIds], rows: List[int], batch_size: int,
+                vectors: bool = False):
+    """Averaged logits of `rows`, batch by batch; each joint teacher's tag logits per row (with
+    specials, in `rows`' order) from the same forward pass: {teacher index: [row arrays]}; with
+    `vectors` the teachers' sentence vectors, concatenated, [rows, width] (else None)."""
     out = np.zeros((len(rows), len(teachers[0].labels)), dtype=np.float32)
     raw_tags: Dict[int, List[np.ndarray]] = {k: [] for k, teacher in enumerate(teachers) if teacher.tags}
+    vector_batches: List[np.ndarray] = []
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
+        parts = []
         for k, (teacher, ids) in enumerate(zip(teachers, encoded)):
             batch_ids = [ids[i] for i in batch]
-            if k in raw_tags:
-                logits, tag_logits = teacher.batch_logits_and_tags(batch_ids)
-                raw_tags[k] += tag_logits
-            else:
-                logits = teacher.batch_logits(batch_ids)
+            capture = classifier_inputs(teacher.joint if k in raw_tags else teacher.classifier) if vectors else None
+            with capture or contextlib.nullcontext([]) as captured:
+                if k in raw_tags:
+                    logits, tag_logits = teacher.batch_logits_and_tags(batch_ids)
+                    raw_tags[k] += tag_logits
+                else:
+                    logits = teacher.batch_logits(batch_ids)
+            parts += captured
             out[start:start + len(batch)] += logits
-    return out / len(teachers), raw_tags
+        if vectors:
+            vector_batches.append(np.concatenate(parts, axis=1))
+    return out / len(teachers), raw_tags, (np.concatenate(vector_batches) if vectors else None)
 
 
 def on_pieces(spans: np.ndarray, other_spans: np.ndarray, other_logits: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -209,15 +222,21 @@ def tag_shard(taggers: List[TeacherFolder], texts: Sequence[str], raw_tags: Sequ
 
 
 def assemble(work: Path, n_shards: int, n_rows: int, n_labels: int):
-    """The N x labels logits from the shards, checking every row appears exactly once, and the
-    rows' (tag logits, tag spans) when the shards hold tags (else None)."""
+    """The N x labels logits from the shards, checking every row appears exactly once, the
+    rows' (tag logits, tag spans) when the shards hold tags and their sentence vectors when the
+    shards hold them (else None each)."""
     logits = np.zeros((n_rows, n_labels), dtype=np.float32)
     seen = np.zeros(n_rows, dtype=np.int64)
     tags: Optional[List] = None
+    vectors: Optional[np.ndarray] = None
     for k in range(n_shards):
         with np.load(shard_path(work, k)) as shard:
             logits[shard["indices"]] = shard["logits"]
             np.add.at(seen, shard["indices"], 1)
+            if "vectors" in shard:
+                if vectors is None:
+                    vectors = np.zeros((n_rows, shard["vectors"].shape[1]), dtype=np.float32)
+                vectors[shard["indices"]] = shard["vectors"]
             if "tag_lengths" in shard:
                 tags = tags or [None] * n_rows
                 lengths, tag_logits, tag_spans = shard["tag_lengths"], shard["tag_logits"], shard["tag_spans"]
@@ -226,7 +245,7 @@ def assemble(work: Path, n_shards: int, n_rows: int, n_labels: int):
     if not (seen == 1).all():
         raise UserError(f"{work}: shards cover {int((seen > 0).sum())} of {n_rows} rows "
                         f"({int((seen > 1).sum())} repeated); delete the folder and re-run")
-    return logits, tags
+    return logits, tags, vectors
 
 
 def nested_lists(rows: Sequence[np.ndarray], value_type) -> pa.Array:
@@ -239,16 +258,23 @@ def nested_lists(rows: Sequence[np.ndarray], value_type) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)), inner)
 
 
-def with_logits(dataset, logits, tags: Optional[Sequence] = None):
-    """The dataset with the logits column (and, given per-row (tag logits, spans), the tag columns)."""
-    stale = [c for c in (transfer_set.LOGITS, transfer_set.TAG_LOGITS, transfer_set.TAG_SPANS)
+def float_lists(rows: np.ndarray) -> pa.Array:
+    """Arrow list<float32> from a 2-D array, one list per row."""
+    n, width = rows.shape
+    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(rows.reshape(-1), type=pa.float32()))
+
+
+def with_logits(dataset, logits, tags: Optional[Sequence] = None, vectors: Optional[np.ndarray] = None):
+    """The dataset with the logits column (and, given per-row (tag logits, spans), the tag columns;
+    given sentence vectors, the vectors column)."""
+    stale = [c for c in (transfer_set.LOGITS, transfer_set.TAG_LOGITS, transfer_set.TAG_SPANS, transfer_set.VECTORS)
              if c in dataset.column_names]
     if stale:
         dataset = dataset.remove_columns(stale)
-    n, width = logits.shape
-    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
-    column = pa.ListArray.from_arrays(offsets, pa.array(logits.reshape(-1), type=pa.float32()))
-    table = dataset.data.table.append_column(transfer_set.LOGITS, column)
+    table = dataset.data.table.append_column(transfer_set.LOGITS, float_lists(logits))
+    if vectors is not None:
+        table = table.append_column(transfer_set.VECTORS, float_lists(vectors))
     if tags is not None:
         table = table.append_column(transfer_set.TAG_LOGITS, nested_lists([t[0] for t in tags], pa.float32()))
         table = table.append_column(transfer_set.TAG_SPANS, nested_lists([t[1] for t in tags], pa.int32()))
@@ -273,7 +299,7 @@ def label(args: LabelOptions) -> Dict:
     taggers = [t for t in teachers if t.tags]
     plan = {"transfer": str(Path(args.transfer).resolve()), "rows": n_rows, "fingerprint": text_fingerprint(dataset),
             "teachers": [t.identity() for t in teachers], "batch_size": args.batch_size, "shards": len(shards),
-            **({"tags": taggers[0].tags} if taggers else {})}
+            **({"tags": taggers[0].tags} if taggers else {}), **({"vectors": True} if args.vectors else {})}
     work = shards_dir(out)
     if distributed.is_main():
         prepare_work(work, plan)
@@ -286,19 +312,22 @@ def label(args: LabelOptions) -> Dict:
                disable=args.quiet or not distributed.is_main())
     started = time.time()
     for k in mine:
-        logits, raw_tags = label_shard(teachers, encoded, shards[k], args.batch_size)
-        tags = tag_shard(taggers, dataset.select(shards[k])[TEXT], list(raw_tags.values())) if taggers else None
-        write_shard(shard_path(work, k), shards[k], logits, tags)
+        logits, raw_tags, vectors = label_shard(teachers, encoded, shards[k], args.batch_size, args.vectors)
+        extras = tag_shard(taggers, dataset.select(shards[k])[TEXT], list(raw_tags.values())) if taggers else {}
+        if args.vectors:
+            extras["vectors"] = vectors
+        write_shard(shard_path(work, k), shards[k], logits, extras)
         bar.update(len(shards[k]))
     bar.close()
     distributed.barrier()
     seconds = time.time() - started
     if not distributed.is_main():
         return {}
-    logits, tags = assemble(work, len(shards), n_rows, len(teachers[0].labels))
+    logits, tags, vectors = assemble(work, len(shards), n_rows, len(teachers[0].labels))
     labelled_now = n_rows - resumed
     meta = {**({"version": transfer_set.LABEL_VERSION, "tags": len(taggers[0].tags),
                 "taggers": [str(t.path) for t in taggers]} if taggers else {}),
+            **({"vectors": int(vectors.shape[1])} if vectors is not None else {}),
             "teachers": [str(t.path) for t in teachers], "labels": len(teachers[0].labels), "rows": n_rows,
             "rows_labelled_this_run": labelled_now, "rows_resumed": resumed, "seconds": round(seconds, 2),
             "sentences_per_s": round(labelled_now / max(seconds, 1e-9), 1),
@@ -307,7 +336,7 @@ def label(args: LabelOptions) -> Dict:
             "threads": torch.get_num_threads(), "transfer": str(args.transfer),
             "agreement_with_gold": gold_agreement(dataset, logits, teachers[0].labels)}
     with atomic_output_dir(out, args.force) as tmp:
-        with_logits(dataset, logits, tags).save_to_disk(str(tmp))
+        with_logits(dataset, logits, tags, vectors).save_to_disk(str(tmp))
         transfer_set.write_labels(tmp, teachers[0].labels)
         if taggers:
             transfer_set.write_tags(tmp, taggers[0].tags)
