@@ -52,7 +52,6 @@ LEADS = {
     "ce-t2": {"loss": "ce", "temperature": 2.0},
     "accurate": {"preset": "accurate"},
     "vectors-1": {"vector_weight": 1.0},
-    "vectors-0.3": {"vector_weight": 0.3},
 }
 
 
