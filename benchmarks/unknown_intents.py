@@ -1,26 +1,41 @@
-"""Unknown intents and calibration, teacher vs default student vs Rasa's DIET, on Sara.
+"""Unknown intents (issue 33): how well the teacher, the default student and Rasa's DIET tell
+messages of the intents they were trained on from messages of intents they never saw, with each
+score of rasa_kd/students/unknown.py (max-probability, energy, mahalanobis, nearest).
 
-    .venv/bin/python benchmarks/unknown_intents.py [--unknown-sentences 1000]
+    .venv/bin/python benchmarks/unknown_intents.py                      # held-out intents, seeds 0 1 2
+    .venv/bin/python benchmarks/unknown_intents.py --tasks sara --seeds 0 --diet
+    .venv/bin/python benchmarks/unknown_intents.py --tasks --sara-mtod   # only the Sara vs MTOD check
 
-Needs, from earlier benchmarks: the Sara teacher and split of `benchmarks/small_students.py`
-(benchmarks/work/small/sara), the calibrated default student of `benchmarks/calibration.py`
-(benchmarks/work/calibration/sara/student), and the DIET model of `benchmarks/rasa_train.py
---task sara` (trained on the same Sara training examples). Unknown sentences: a seeded sample of
-MTOD English test sentences (weather, alarms, reminders: intents Sara never saw; Sara's own
-out_of_scope intent is a known intent here, as it is in the assistant).
+Held-out intents (the protocol; no out-of-scope set needed): per task and seed a quarter of the
+intents (seeded; Sara's own out_of_scope always stays known) is removed from the task's training
+and dev splits. `rasa-kd pipeline` with its defaults builds teacher and student from the known
+training split, as a user would. Test = the known intents' test sentences (known) plus the removed
+intents' (unknown). The fitted scores learn from the sentence vectors of the known training split.
+Per model and score:
+  AUROC known vs unknown test and the false-positive rate at 95 % true-positive rate;
+  the operating point: the highest threshold on the known dev split that costs at most 1 point of
+  dev accuracy (correct sentences under it count as errors); at it, on test, the known-intent
+  accuracy (sentences under the threshold count as wrong; without it in brackets) and the share of
+  unknown sentences under it (unknown recall).
+DIET (--diet, `rasa train nlu` with rasa init's pipeline on the known training split) has its
+top confidence only.
 
-Per model, with its top confidence (DIET's from Rasa's intent_ranking, nlu_fallback left out):
-Sara test accuracy and ECE (15 bins); the FallbackClassifier threshold chosen on Sara dev for
-precision 0.95 and the share of test it keeps; how well the top confidence tells Sara test from
-the unknown sentences (AUROC, false-positive rate at 95 % true-positive rate) and the share of
-unknown sentences under the threshold. Writes benchmarks/results/unknown_intents.json and .md.
+Sara vs MTOD-en (--sara-mtod): the default build of benchmarks/refit.py on all of Sara's intents
+(benchmarks/work/refit/sara/refit) against 1,000 MTOD English test sentences, the operating point
+chosen on Sara dev; `out_of_scope` counts both as a known intent and, when an MTOD sentence lands
+there, as caught.
+
+Tasks: sara, rasa-demo, trec50 (benchmarks/small_students.py's splits). Builds in
+benchmarks/work/unknown-intents/<task>/seed-<S>/ (resumable). Writes
+benchmarks/results/unknown_intents.{json,md}.
 """
 import argparse
 import json
 import random
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from statistics import mean
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,36 +43,224 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from run import machine, publish, versions  # noqa: E402
+from run import publish, results_so_far  # noqa: E402
+from rasa_kd.students.unknown import log_softmax  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 WORK = ROOT / "benchmarks" / "work"
-PRECISION = 0.95
-OUT_OF_SCOPE = "out_of_scope"  # Sara's intent for what the assistant does not handle
+TASKS = ("sara", "rasa-demo", "trec50")
+HELD_OUT_SHARE = 0.25
+ALWAYS_KNOWN = {"out_of_scope"}  # Sara's intent for what the assistant does not handle
+ACCURACY_COST = 0.01  # the operating point may cost this much known-intent accuracy on dev
+TITLE = "# Unknown intents: teacher, default student and DIET (benchmarks/unknown_intents.py)"
 
 
-class DietModel:
-    """A Rasa model behind the `labels` / `predict` interface of rasa_kd.evaluation.evaluate's models:
-    a probability row per text from Rasa's intent_ranking (ranks Rasa does not report are 0)."""
+class Outputs:
+    """One model's logits and sentence vectors for the texts it is asked about."""
+
+    def __init__(self, path: Path):
+        from rasa_kd.students import load
+        from rasa_kd.teachers.folder import TeacherFolder
+
+        self.is_student = (path / "student.json").exists()
+        if self.is_student:
+            self.student = load(path, runtime="auto")
+            self.labels, self.temperature = self.student.labels, self.student.temperature
+        else:
+            self.teacher = TeacherFolder(path)
+            self.labels, self.temperature = self.teacher.labels, 1.0
+
+    def __call__(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        from rasa_kd.teachers.folder import sentence_vectors
+
+        if self.is_student:  # one message at a time, as Rasa parses (int8 scales activations per batch)
+            rows = [self.student.outputs([text]) for text in texts]
+            return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+        teacher = self.teacher
+        return (teacher.predict_logits(list(texts)),
+                sentence_vectors(teacher.classifier, teacher.tokenizer, list(texts), teacher.max_length))
+
+
+class DietOutputs:
+    """A Rasa model's confidences (intent_ranking, nlu_fallback left out) as logits: their logarithms,
+    so max-probability is the confidence Rasa reports (no sentence vectors)."""
 
     def __init__(self, model: Path, labels: Sequence[str]):
-        self.model, self.labels, self.kind = model, list(labels), "rasa-diet"
+        self.model, self.labels, self.temperature = model, list(labels), 1.0
 
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
+    def __call__(self, texts: Sequence[str]) -> Tuple[np.ndarray, None]:
         from rasa_runner import parse_messages
 
         index = {label: i for i, label in enumerate(self.labels)}
-        rows = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for row, parsed in enumerate(parse_messages(self.model, texts)):
+        rows = np.full((len(texts), len(self.labels)), 1e-9)
+        for row, parsed in enumerate(parse_messages(self.model, list(texts))):
             for item in parsed["intent_ranking"]:
                 if item["name"] in index:
-                    rows[row, index[item["name"]]] = item["confidence"]
-        return rows
+                    rows[row, index[item["name"]]] = max(item["confidence"], 1e-9)
+        return np.log(rows), None
+
+
+def operating_point(dev_scores: np.ndarray, dev_correct: np.ndarray, cost: float = ACCURACY_COST) -> Optional[float]:
+    """The highest threshold under which at most `cost` of the dev sentences are correctly
+    classified ones (everything with a score below it falls back)."""
+    correct_scores = np.sort(dev_scores[dev_correct])
+    allowed = int(np.floor(cost * len(dev_scores)))
+    return float(correct_scores[allowed]) if allowed < len(correct_scores) else None
+
+
+def score_report(known: np.ndarray, unknown: np.ndarray, known_correct: np.ndarray,
+                 threshold: Optional[float]) -> Dict:
+    from sklearn.metrics import roc_auc_score
+
+    truth = np.concatenate([np.ones(len(known)), np.zeros(len(unknown))])
+    cut = np.quantile(known, 0.05)  # 95 % of known sentences are at or above it
+    kept = known >= (-np.inf if threshold is None else threshold)
+    return {"auroc": round(float(roc_auc_score(truth, np.concatenate([known, unknown]))), 4),
+            "fpr_at_95_tpr": round(float(np.mean(unknown >= cut)), 4), "threshold": threshold,
+            "known_accuracy": round(float(np.mean(known_correct)), 4),
+            "known_accuracy_at_threshold": round(float(np.mean(known_correct & kept)), 4),
+            "unknown_recall": None if threshold is None else round(float(np.mean(unknown < threshold)), 4)}
+
+
+def model_report(outputs, fit: Tuple[List[str], List[str]], dev: Tuple[List[str], List[str]],
+                 known: Tuple[List[str], List[str]], unknown: List[str], kinds: Sequence[str]) -> Dict:
+    """Per score kind, `score_report` of `outputs` (fitted on `fit`'s texts and intents, the threshold
+    on `dev`'s), plus the unknown sentences' predicted intents."""
+    from rasa_kd.students.unknown import fit_scorer
+
+    index = {label: i for i, label in enumerate(outputs.labels)}
+    (_, fit_vectors), fit_labels = outputs(fit[0]), [index.get(i, -1) for i in fit[1]]
+    passes = {name: outputs(texts) for name, texts in (("dev", dev[0]), ("known", known[0]), ("unknown", unknown))}
+    correct = {name: passes[name][0].argmax(axis=1) == np.array([index.get(i, -1) for i in intents])
+               for name, intents in (("dev", dev[1]), ("known", known[1]))}
+    report = {"scores": {}, "unknown_predicted": dict(zip(*np.unique(
+        [outputs.labels[i] for i in passes["unknown"][0].argmax(axis=1)], return_counts=True)))}
+    report["unknown_predicted"] = {k: int(v) for k, v in report["unknown_predicted"].items()}
+    for kind in kinds:
+        known_rows = np.array(fit_labels) >= 0
+        scorer = fit_scorer(kind, None if fit_vectors is None else fit_vectors[known_rows],
+                            np.array(fit_labels)[known_rows], outputs.temperature)
+        scored = {name: scorer(*passes[name]) for name in passes}
+        report["scores"][kind] = score_report(scored["known"], scored["unknown"], correct["known"],
+                                              operating_point(scored["dev"], correct["dev"]))
+    return report
+
+
+def split_of(path: Path) -> Tuple[List[str], List[str]]:
+    from rasa_kd.formats.nlu_yaml import read_examples
+
+    examples = read_examples(path)
+    return [e.text for e in examples], [e.intent for e in examples]
+
+
+def held_out_intents(intents: Sequence[str], seed: int) -> List[str]:
+    candidates = sorted(set(intents) - ALWAYS_KNOWN)
+    return sorted(random.Random(seed).sample(candidates, max(1, round(HELD_OUT_SHARE * len(set(intents))))))
+
+
+def held_out_files(task: str, seed: int, folder: Path) -> Dict[str, Path]:
+    """The task's splits without the seed's held-out intents (train, dev, known) and the held-out
+    intents' test sentences (unknown), written to <folder>/data."""
+    from rasa_kd.formats.nlu_yaml import read_examples, write_examples
+    from small_students import TaskRun
+
+    build = TaskRun(task, WORK / "small", [], 0)
+    build.convert()
+    build.prepare()
+    splits = {name: read_examples(build.file(name)) for name in ("train", "dev", "test")}
+    removed = set(held_out_intents([e.intent for e in splits["train"]], seed))
+    files = {name: folder / "data" / f"{name}.yml" for name in ("train", "dev", "known", "unknown")}
+    chosen = {"train": [e for e in splits["train"] if e.intent not in removed],
+              "dev": [e for e in splits["dev"] if e.intent not in removed],
+              "known": [e for e in splits["test"] if e.intent not in removed],
+              "unknown": [e for e in splits["test"] if e.intent in removed]}
+    for name, examples in chosen.items():
+        files[name].parent.mkdir(parents=True, exist_ok=True)
+        write_examples(files[name], examples)
+    (folder / "data" / "held-out.json").write_text(json.dumps(sorted(removed), indent=1) + "\n")
+    return files
+
+
+def diet_model(train: Path, folder: Path) -> Path:
+    import rasa_runner
+
+    model = folder / "diet" / "diet.tar.gz"
+    if not model.exists():
+        config = folder / "diet" / "config.yml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(rasa_runner.DIET_CONFIG)
+        rasa_runner.train_nlu(config, train, folder / "diet", "diet")
+    return model
+
+
+def held_out_run(task: str, seed: int, work: Path, diet: bool) -> Dict:
+    from rasa_kd.pipeline import PipelineOptions, run_pipeline
+    from rasa_kd.students.unknown import SCORES
+
+    folder = work / task / f"seed-{seed}"
+    files = held_out_files(task, seed, folder)
+    build = folder / "build"
+    run_pipeline(PipelineOptions(nlu=files["train"], test=files["known"], out=build, quiet=True,
+                                 allow_unknown_labels=True))
+    train, dev, known = (split_of(files[name]) for name in ("train", "dev", "known"))
+    unknown = split_of(files["unknown"])[0]
+    run = {"held_out": json.loads((folder / "data" / "held-out.json").read_text()),
+           "sentences": {"train": len(train[0]), "dev": len(dev[0]), "known": len(known[0]), "unknown": len(unknown)}}
+    for name in ("teacher", "student"):
+        run[name] = model_report(Outputs(build / name), train, dev, known, unknown, SCORES)
+    if diet:
+        labels = sorted(set(train[1]))
+        run["diet"] = model_report(DietOutputs(diet_model(files["train"], folder), labels), train, dev, known,
+                                   unknown, ("max-probability",))
+    return run
+
+
+def sara_mtod_run(work: Path, unknown_sentences: int) -> Dict:
+    from rasa_kd.students.unknown import SCORES
+
+    build, small = WORK / "refit" / "sara" / "refit", WORK / "small" / "sara" / "data"
+    if not (build / "student").exists():
+        sys.exit(f"unknown_intents: {build} not found (run benchmarks/refit.py --tasks sara first)")
+    unknown = split_of(unknown_file(work, unknown_sentences))[0]
+    train, dev, known = (split_of(small / f"{name}.yml") for name in ("train", "dev", "test"))
+    run = {"build": str(build), "sentences": {"known": len(known[0]), "unknown": len(unknown)}}
+    for name in ("teacher", "student"):
+        outputs = Outputs(build / name)
+        run[name] = model_report(outputs, train, dev, known, unknown, SCORES)
+        run[name]["answered"] = answered_separation(outputs, known, unknown)
+    diet = WORK / "rasa-train" / "sara" / "models" / "diet.tar.gz"
+    if diet.exists():
+        outputs = DietOutputs(diet, sorted(set(train[1])))
+        run["diet"] = model_report(outputs, train, dev, known, unknown, ("max-probability",))
+        run["diet"]["answered"] = answered_separation(outputs, known, unknown)
+    for name in ("teacher", "student", "diet"):
+        if name in run:
+            run[name]["unknown_as_out_of_scope"] = round(
+                run[name]["unknown_predicted"].get("out_of_scope", 0) / len(unknown), 4)
+    return run
+
+
+def answered_separation(outputs, known: Tuple[List[str], List[str]], unknown: List[str]) -> Dict:
+    """Sara's assistant answers a message unless it lands in out_of_scope: how well the top
+    confidence of an answer (0 for out_of_scope) tells Sara's in-scope test sentences from the unknown
+    ones."""
+    from sklearn.metrics import roc_auc_score
+
+    in_scope = [text for text, intent in zip(*known) if intent not in ALWAYS_KNOWN]
+    out_of_scope = [outputs.labels.index(label) for label in ALWAYS_KNOWN if label in outputs.labels]
+    scores = []
+    for texts in (in_scope, unknown):
+        probabilities = np.exp(log_softmax(outputs(texts)[0], outputs.temperature))
+        answered = ~np.isin(probabilities.argmax(axis=1), out_of_scope)
+        scores.append(np.where(answered, probabilities.max(axis=1), 0.0))
+    truth = np.concatenate([np.ones(len(scores[0])), np.zeros(len(scores[1]))])
+    return {"in_scope": len(in_scope), "auroc": round(float(roc_auc_score(truth, np.concatenate(scores))), 4),
+            "unknown_answered": round(float(np.mean(scores[1] > 0)), 4)}
 
 
 def unknown_file(work: Path, n: int, seed: int = 0) -> Path:
-    from rasa_kd.nlu_data.convert import convert
     from rasa_kd.formats.nlu_yaml import read_examples, write_examples
+    from rasa_kd.nlu_data.convert import convert
 
     path = work / f"mtod-en-unknown-{n}.yml"
     if not path.exists():
@@ -66,94 +269,101 @@ def unknown_file(work: Path, n: int, seed: int = 0) -> Path:
             converted = work / "mtod-en"
             convert("mtod", SHARED / "mtod", converted, force=True, lang="en")
         examples = read_examples(converted / "test.yml")
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_examples(path, random.Random(seed).sample(examples, min(n, len(examples))))
     return path
 
 
-def model_result(model, dev: Path, test: Path, unknown: Path) -> Dict:
-    from rasa_kd.evaluation import calibration
-    from rasa_kd.evaluation.evaluate import separation
-    from rasa_kd.formats.nlu_yaml import read_examples
+def mean_rows(runs: List[Dict]) -> List[str]:
+    """One row per model and score: the means over every task and seed run."""
+    rows = []
+    for model in ("teacher", "student", "diet"):
+        for kind in (runs[0].get(model) or {}).get("scores", {}) if runs else ():
+            reports = [r[model]["scores"][kind] for r in runs if model in r]
+            recall = [r["unknown_recall"] for r in reports if r["unknown_recall"] is not None]
+            rows.append(f"| {model} | {kind} | {len(reports)} | {mean(r['auroc'] for r in reports):.4f} | "
+                        f"{mean(r['fpr_at_95_tpr'] for r in reports):.4f} | "
+                        f"{mean(r['known_accuracy_at_threshold'] for r in reports):.4f} "
+                        f"({mean(r['known_accuracy'] for r in reports):.4f}) | "
+                        f"{mean(recall) if recall else 0:.1%} |")
+    return rows
 
-    def gold_of(examples: List) -> List[int]:
-        index = {label: i for i, label in enumerate(model.labels)}
-        return [index.get(e.intent, -1) for e in examples]
 
-    dev_examples, test_examples = read_examples(dev), read_examples(test)
-    dev_probabilities = model.predict([e.text for e in dev_examples])
-    test_probabilities = model.predict([e.text for e in test_examples])
-    threshold = calibration.fallback_threshold(dev_probabilities, gold_of(dev_examples), PRECISION)["threshold"]
-    confidences, correct = calibration.top_and_correct(test_probabilities, gold_of(test_examples))
-    kept = calibration.kept_at(test_probabilities, gold_of(test_examples), threshold)
-    unknown_probabilities = model.predict([e.text for e in read_examples(unknown)])
-    unknown_top = unknown_probabilities.argmax(axis=1)
-    out_of_scope = np.array([model.labels[i] == OUT_OF_SCOPE for i in unknown_top])
-    under = unknown_probabilities.max(axis=1) < (-np.inf if threshold is None else threshold)
-    return {"accuracy": round(float(correct.mean()), 4),
-            "ece": round(calibration.expected_calibration_error(test_probabilities, gold_of(test_examples)), 4),
-            "mean_confidence": round(float(confidences.mean()), 4), "threshold_on_dev": threshold,
-            "kept_on_test": kept["kept"], "precision_on_test": kept["precision"],
-            "unknown": {"data": str(unknown), **separation(test_probabilities, unknown_probabilities, threshold),
-                        "predicted_out_of_scope": round(float(out_of_scope.mean()), 4),
-                        "caught": round(float((out_of_scope | under).mean()), 4)}}
+def per_task_rows(tasks: Dict) -> List[str]:
+    rows = []
+    for task, seeds in tasks.items():
+        for seed, run in sorted(seeds.items()):
+            cells = [f"{run[m]['scores'][k]['auroc']:.3f}" for m in ("teacher", "student")
+                     for k in run[m]["scores"]]
+            rows.append(f"| {task} | {seed} | {len(run['held_out'])} | {run['sentences']['known']} / "
+                        f"{run['sentences']['unknown']} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def markdown(result: Dict) -> str:
-    lines = ["# Unknown intents and calibration on Sara: teacher, default student, DIET", "",
-             f"Produced by `benchmarks/unknown_intents.py` ({result['machine']['cores']} cores). Known: Sara test "
-             f"({result['known_n']} sentences, Rasa-deduplicated); unknown: {result['unknown_n']} MTOD English test "
-             "sentences (weather, alarms, reminders). Threshold: the FallbackClassifier threshold chosen on Sara dev "
-             f"for precision {PRECISION}.", "",
-             "| model | accuracy | ECE | threshold (dev) | test kept | test precision | AUROC known vs unknown | "
-             "FPR at 95 % TPR | unknown under threshold | unknown as out_of_scope | unknown caught |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in result["models"].items():
-        u = r["unknown"]
-        threshold = "none" if r["threshold_on_dev"] is None else f"{r['threshold_on_dev']:.3f}"
-        under = "" if u["under_threshold"] is None else f"{u['under_threshold']:.1%}"
-        lines.append(f"| {name} | {r['accuracy']:.4f} | {r['ece']:.4f} | {threshold} | {r['kept_on_test']:.1%} | "
-                     f"{r['precision_on_test'] or ''} | **{u['auroc']:.4f}** | {u['fpr_at_95_tpr']:.4f} | {under} | "
-                     f"{u['predicted_out_of_scope']:.1%} | {u['caught']:.1%} |")
-    auroc = {name: r["unknown"]["auroc"] for name, r in result["models"].items()}
-    lines += ["", "Caught: predicted out_of_scope or under the threshold (FallbackClassifier), i.e. not answered "
-                  "as one of Sara's own intents.",
-              "", f"Student AUROC {auroc['student'] - auroc['teacher']:+.4f} against the teacher's, "
-                  f"{auroc['student'] - auroc['diet']:+.4f} against DIET's."]
+    from rasa_kd.students.unknown import SCORES
+
+    runs = [run for seeds in result["tasks"].values() for run in seeds.values()]
+    header = "| model | score | runs | AUROC | FPR at 95 % TPR | known accuracy at threshold (none) | unknown recall |"
+    lines = [TITLE, "",
+             "Held-out intents: per task and seed a quarter of the intents is removed from training and dev; "
+             "`rasa-kd pipeline` (defaults) builds teacher and student from the rest; test = known intents' test + "
+             "the removed intents' test. Threshold: the highest one costing at most "
+             f"{ACCURACY_COST:.0%} of known-intent accuracy on dev.", "",
+             "## Means over tasks and seeds", "", header, "|---|---|---|---|---|---|---|", *mean_rows(runs), "",
+             "## AUROC per run", "",
+             "| task | seed | held out | known / unknown test | " + " | ".join(
+                 f"{m} {k}" for m in ("teacher", "student") for k in SCORES) + " |",
+             "|---|---|---|---|" + "---|" * 2 * len(SCORES), *per_task_rows(result["tasks"])]
+    check = result.get("sara_mtod")
+    if check:
+        lines += ["", "## Sara vs MTOD-en", "",
+                  f"Known: Sara test ({check['sentences']['known']} sentences), unknown: "
+                  f"{check['sentences']['unknown']} MTOD English test sentences; the default Sara build of "
+                  "benchmarks/refit.py.", "",
+                  "| model | score | AUROC | FPR at 95 % TPR | known accuracy at threshold (none) | unknown recall | "
+                  "unknown as out_of_scope |", "|---|---|---|---|---|---|---|"]
+        for model in ("teacher", "student", "diet"):
+            for kind, r in check.get(model, {}).get("scores", {}).items():
+                lines.append(f"| {model} | {kind} | {r['auroc']:.4f} | {r['fpr_at_95_tpr']:.4f} | "
+                             f"{r['known_accuracy_at_threshold']:.4f} ({r['known_accuracy']:.4f}) | "
+                             f"{r['unknown_recall'] or 0:.1%} | {check[model]['unknown_as_out_of_scope']:.1%} |")
+        lines += ["", "Answered or not: Sara's assistant answers unless the top intent is out_of_scope. Scoring an "
+                      "answer by its top probability (out_of_scope: 0), in-scope Sara test sentences vs MTOD:", "",
+                  "| model | in-scope known | AUROC | MTOD sentences answered |", "|---|---|---|---|"]
+        for model in ("teacher", "student", "diet"):
+            if model in check:
+                a = check[model]["answered"]
+                lines.append(f"| {model} | {a['in_scope']} | {a['auroc']:.4f} | {a['unknown_answered']:.1%} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--diet", action="store_true", help="also train and score DIET (slow: ~15 min on Sara)")
+    parser.add_argument("--sara-mtod", action="store_true", help="also run the Sara vs MTOD-en check")
     parser.add_argument("--unknown-sentences", type=int, default=1000)
+    parser.add_argument("--work", type=Path, default=WORK / "unknown-intents")
     args = parser.parse_args(argv)
     from rasa_kd.cli import quiet_environment
-    from rasa_kd.evaluation.evaluate import open_model
-    from rasa_kd.formats.nlu_yaml import read_examples
 
     quiet_environment()
-    small, work = WORK / "small" / "sara", WORK / "unknown-intents"
-    paths = {"teacher": small / "teacher", "student": WORK / "calibration" / "sara" / "student",
-             "diet": WORK / "rasa-train" / "sara" / "models" / "diet.tar.gz"}
-    missing = [str(p) for p in paths.values() if not p.exists()]
-    if missing:
-        sys.exit(f"unknown_intents: {', '.join(missing)} not found (run small_students.py, calibration.py and "
-                 f"rasa_train.py --task sara first)")
-    work.mkdir(parents=True, exist_ok=True)
-    unknown = unknown_file(work, args.unknown_sentences)
-    student = open_model(paths["student"])
-    models = {"teacher": open_model(paths["teacher"]), "student": student,
-              "diet": DietModel(paths["diet"], student.labels)}
-    dev, test = small / "data" / "dev.yml", small / "data" / "test.yml"
-    result = {"benchmark": "benchmarks/unknown_intents.py", "machine": machine(), "versions": versions(),
-              "paths": {k: str(v) for k, v in paths.items()}, "dev": str(dev), "test": str(test),
-              "unknown_file": str(unknown), "models": {}}
-    for name, model in models.items():
-        print(f"== {name}", flush=True)
-        result["models"][name] = model_result(model, dev, test, unknown)
-        print(json.dumps(result["models"][name]), flush=True)
-    result["known_n"] = len(read_examples(test))
-    result["unknown_n"] = result["models"]["student"]["unknown"]["n"]
-    publish("unknown_intents", result, markdown(result))
+    result = results_so_far("unknown_intents", "benchmarks/unknown_intents.py")
+    if "tasks" not in result or "models" in result:  # the earlier Sara-only layout
+        result = {key: result[key] for key in ("benchmark", "machine", "versions")} | {"tasks": {}}
+    for task in args.tasks:
+        for seed in args.seeds:
+            print(f"== {task} seed {seed}", flush=True)
+            run = held_out_run(task, seed, args.work, args.diet)
+            result["tasks"].setdefault(task, {})[str(seed)] = run
+            print(json.dumps({m: {k: s["auroc"] for k, s in run[m]["scores"].items()}
+                              for m in ("teacher", "student", "diet") if m in run}), flush=True)
+            publish("unknown_intents", result, markdown(result))
+    if args.sara_mtod:
+        result["sara_mtod"] = sara_mtod_run(args.work, args.unknown_sentences)
+        publish("unknown_intents", result, markdown(result))
     return 0
 
 

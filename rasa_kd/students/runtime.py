@@ -88,8 +88,9 @@ class Student:
     def architecture(self) -> str:
         return self.manifest["architecture"]
 
-    def _run(self, texts: Sequence[str]):
-        """(logits, sentence vectors) for `texts`, in batches of BATCH_SIZE."""
+    def outputs(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """(logits [n, labels], sentence vectors [n, d]) for `texts` from one forward pass, in
+        batches of BATCH_SIZE (what the unknown-intent scores read)."""
         logits, sentences = [], []
         for start in range(0, len(texts), BATCH_SIZE):
             batch = self.tokenizer(texts[start:start + BATCH_SIZE])
@@ -105,7 +106,7 @@ class Student:
         return int(self.manifest.get("outputs", {}).get("sentence_dim", 0))
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        return self._run(list(texts))[0]
+        return self.outputs(list(texts))[0]
 
     @property
     def temperature(self) -> float:
@@ -122,7 +123,7 @@ class Student:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Sentence vectors [n, d]."""
-        return self._run(list(texts))[1]
+        return self.outputs(list(texts))[1]
 
     def encode_tokens(self, text: str) -> Tuple[np.ndarray, List[Tuple[int, int]]]:
         """Token vectors [n_tokens, d] and each token's (start, end) characters in `text`.
