@@ -10,9 +10,12 @@ Held-out intents (the protocol; no out-of-scope set needed): per task and seed a
 intents (seeded; Sara's own out_of_scope always stays known) is removed from the task's training
 and dev splits. `rasa-kd pipeline` with its defaults builds teacher and student from the known
 training split, as a user would. Test = the known intents' test sentences (known) plus the removed
-intents' (unknown). The fitted scores learn from the sentence vectors of the known training split.
-Per model and score:
-  AUROC known vs unknown test and the false-positive rate at 95 % true-positive rate;
+intents' (unknown). Per model, the confidence Rasa would see: `plain` (the calibrated top
+probability, as today) and, per score (each of rasa_kd/students/unknown.py's and sums of two),
+the top confidence of the fallback `rasa-kd fallback` fits (the distance scores on the known
+training split's sentence vectors, the map to a probability on the known dev split):
+  AUROC known vs unknown test (and dev AUROC: known vs unknown dev sentences, for choosing), the
+  false-positive rate at 95 % true-positive rate and the ECE on known test;
   the operating point: the highest threshold on the known dev split that costs at most 1 point of
   dev accuracy (correct sentences under it count as errors); at it, on test, the known-intent
   accuracy (sentences under the threshold count as wrong; without it in brackets) and the share of
@@ -35,7 +38,7 @@ import random
 import sys
 from pathlib import Path
 from statistics import mean
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -44,14 +47,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from run import publish, results_so_far  # noqa: E402
-from rasa_kd.students.unknown import log_softmax  # noqa: E402
+from rasa_kd.students.unknown import ACCURACY_COST, log_softmax, operating_point  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 WORK = ROOT / "benchmarks" / "work"
 TASKS = ("sara", "rasa-demo", "trec50")
+# the scores compared: each of rasa_kd.students.unknown.SCORES and sums of a logit score and a distance
+COMBINED = ("max-probability+nearest", "energy+nearest", "max-probability+mahalanobis", "mahalanobis+nearest")
 HELD_OUT_SHARE = 0.25
 ALWAYS_KNOWN = {"out_of_scope"}  # Sara's intent for what the assistant does not handle
-ACCURACY_COST = 0.01  # the operating point may cost this much known-intent accuracy on dev
 TITLE = "# Unknown intents: teacher, default student and DIET (benchmarks/unknown_intents.py)"
 
 
@@ -100,49 +104,61 @@ class DietOutputs:
         return np.log(rows), None
 
 
-def operating_point(dev_scores: np.ndarray, dev_correct: np.ndarray, cost: float = ACCURACY_COST) -> Optional[float]:
-    """The highest threshold under which at most `cost` of the dev sentences are correctly
-    classified ones (everything with a score below it falls back)."""
-    correct_scores = np.sort(dev_scores[dev_correct])
-    allowed = int(np.floor(cost * len(dev_scores)))
-    return float(correct_scores[allowed]) if allowed < len(correct_scores) else None
-
-
-def score_report(known: np.ndarray, unknown: np.ndarray, known_correct: np.ndarray,
-                 threshold: Optional[float]) -> Dict:
+def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
     truth = np.concatenate([np.ones(len(known)), np.zeros(len(unknown))])
+    return round(float(roc_auc_score(truth, np.concatenate([known, unknown]))), 4)
+
+
+def score_report(scored: Dict[str, np.ndarray], correct: Dict[str, np.ndarray]) -> Dict:
+    """For one score of every split's sentences: AUROC and FPR at 95 % TPR known vs unknown test, the
+    dev operating point and, at it, the known test accuracy and the unknown recall; `dev_auroc` known
+    vs unknown dev when the held-out intents' dev sentences were scored."""
+    known, unknown = scored["known"], scored["unknown"]
+    threshold = operating_point(scored["dev"], correct["dev"])
     cut = np.quantile(known, 0.05)  # 95 % of known sentences are at or above it
     kept = known >= (-np.inf if threshold is None else threshold)
-    return {"auroc": round(float(roc_auc_score(truth, np.concatenate([known, unknown]))), 4),
-            "fpr_at_95_tpr": round(float(np.mean(unknown >= cut)), 4), "threshold": threshold,
-            "known_accuracy": round(float(np.mean(known_correct)), 4),
-            "known_accuracy_at_threshold": round(float(np.mean(known_correct & kept)), 4),
-            "unknown_recall": None if threshold is None else round(float(np.mean(unknown < threshold)), 4)}
+    report = {"auroc": auroc(known, unknown), "fpr_at_95_tpr": round(float(np.mean(unknown >= cut)), 4),
+              "threshold": threshold, "known_accuracy": round(float(np.mean(correct["known"])), 4),
+              "known_accuracy_at_threshold": round(float(np.mean(correct["known"] & kept)), 4),
+              "unknown_recall": None if threshold is None else round(float(np.mean(unknown < threshold)), 4)}
+    if "unknown-dev" in scored:
+        report["dev_auroc"] = auroc(scored["dev"], scored["unknown-dev"])
+    return report
 
 
-def model_report(outputs, fit: Tuple[List[str], List[str]], dev: Tuple[List[str], List[str]],
-                 known: Tuple[List[str], List[str]], unknown: List[str], kinds: Sequence[str]) -> Dict:
-    """Per score kind, `score_report` of `outputs` (fitted on `fit`'s texts and intents, the threshold
-    on `dev`'s), plus the unknown sentences' predicted intents."""
-    from rasa_kd.students.unknown import fit_scorer
+def model_report(outputs, fit: Tuple[List[str], List[str]], texts: Dict[str, List[str]],
+                 gold: Dict[str, List[str]], kinds: Sequence[str]) -> Dict:
+    """`score_report`s of the confidence Rasa would see, for `outputs` on `texts` (split -> sentences:
+    dev, known, unknown, optionally unknown-dev; `gold`: the intents of dev and known): `plain` (the
+    calibrated top probability, no fallback) and, per score kind, the top confidence of the fallback
+    the product fits (rasa_kd.students.unknown.fit_fallback on `fit`'s texts and intents, mapped on
+    dev); plus the ECE of each on known test and the unknown sentences' predicted intents."""
+    from rasa_kd.evaluation.calibration import expected_calibration_error
+    from rasa_kd.students.unknown import fit_fallback
 
     index = {label: i for i, label in enumerate(outputs.labels)}
-    (_, fit_vectors), fit_labels = outputs(fit[0]), [index.get(i, -1) for i in fit[1]]
-    passes = {name: outputs(texts) for name, texts in (("dev", dev[0]), ("known", known[0]), ("unknown", unknown))}
-    correct = {name: passes[name][0].argmax(axis=1) == np.array([index.get(i, -1) for i in intents])
-               for name, intents in (("dev", dev[1]), ("known", known[1]))}
-    report = {"scores": {}, "unknown_predicted": dict(zip(*np.unique(
-        [outputs.labels[i] for i in passes["unknown"][0].argmax(axis=1)], return_counts=True)))}
-    report["unknown_predicted"] = {k: int(v) for k, v in report["unknown_predicted"].items()}
+    labels = {name: np.array([index.get(i, -1) for i in intents]) for name, intents in gold.items()}
+    fit_logits, fit_vectors = outputs(fit[0])
+    fit_labels = np.array([index.get(i, -1) for i in fit[1]])
+    known_rows = fit_labels >= 0
+    fit_rows = (fit_logits[known_rows], None if fit_vectors is None else fit_vectors[known_rows],
+                fit_labels[known_rows])
+    passes = {name: outputs(split) for name, split in texts.items()}
+    probabilities = {name: np.exp(log_softmax(logits, outputs.temperature)) for name, (logits, _) in passes.items()}
+    correct = {name: probabilities[name].argmax(axis=1) == labels[name] for name in labels}
+    predicted, counts = np.unique([outputs.labels[i] for i in probabilities["unknown"].argmax(axis=1)],
+                                  return_counts=True)
+    report = {"scores": {}, "unknown_predicted": {str(k): int(v) for k, v in zip(predicted, counts)}}
+    seen = {"plain": probabilities}
     for kind in kinds:
-        known_rows = np.array(fit_labels) >= 0
-        scorer = fit_scorer(kind, None if fit_vectors is None else fit_vectors[known_rows],
-                            np.array(fit_labels)[known_rows], outputs.temperature)
-        scored = {name: scorer(*passes[name]) for name in passes}
-        report["scores"][kind] = score_report(scored["known"], scored["unknown"], correct["known"],
-                                              operating_point(scored["dev"], correct["dev"]))
+        fallback = fit_fallback(kind, fit_rows, (*passes["dev"], labels["dev"]), outputs.temperature)
+        seen[kind] = {name: fallback.confidences(probabilities[name], *passes[name]) for name in passes}
+    for kind, confidences in seen.items():
+        report["scores"][kind] = {**score_report({name: rows.max(axis=1) for name, rows in confidences.items()},
+                                                 correct),
+                                  "ece": round(expected_calibration_error(confidences["known"], labels["known"]), 4)}
     return report
 
 
@@ -160,7 +176,7 @@ def held_out_intents(intents: Sequence[str], seed: int) -> List[str]:
 
 def held_out_files(task: str, seed: int, folder: Path) -> Dict[str, Path]:
     """The task's splits without the seed's held-out intents (train, dev, known) and the held-out
-    intents' test sentences (unknown), written to <folder>/data."""
+    intents' test and dev sentences (unknown, unknown-dev), written to <folder>/data."""
     from rasa_kd.formats.nlu_yaml import read_examples, write_examples
     from small_students import TaskRun
 
@@ -169,11 +185,12 @@ def held_out_files(task: str, seed: int, folder: Path) -> Dict[str, Path]:
     build.prepare()
     splits = {name: read_examples(build.file(name)) for name in ("train", "dev", "test")}
     removed = set(held_out_intents([e.intent for e in splits["train"]], seed))
-    files = {name: folder / "data" / f"{name}.yml" for name in ("train", "dev", "known", "unknown")}
+    files = {name: folder / "data" / f"{name}.yml" for name in ("train", "dev", "known", "unknown", "unknown-dev")}
     chosen = {"train": [e for e in splits["train"] if e.intent not in removed],
               "dev": [e for e in splits["dev"] if e.intent not in removed],
               "known": [e for e in splits["test"] if e.intent not in removed],
-              "unknown": [e for e in splits["test"] if e.intent in removed]}
+              "unknown": [e for e in splits["test"] if e.intent in removed],
+              "unknown-dev": [e for e in splits["dev"] if e.intent in removed]}
     for name, examples in chosen.items():
         files[name].parent.mkdir(parents=True, exist_ok=True)
         write_examples(files[name], examples)
@@ -202,16 +219,16 @@ def held_out_run(task: str, seed: int, work: Path, diet: bool) -> Dict:
     build = folder / "build"
     run_pipeline(PipelineOptions(nlu=files["train"], test=files["known"], out=build, quiet=True,
                                  allow_unknown_labels=True))
-    train, dev, known = (split_of(files[name]) for name in ("train", "dev", "known"))
-    unknown = split_of(files["unknown"])[0]
+    splits = {name: split_of(files[name]) for name in ("dev", "known", "unknown", "unknown-dev")}
+    train, texts = split_of(files["train"]), {name: split[0] for name, split in splits.items()}
+    gold = {name: splits[name][1] for name in ("dev", "known")}
     run = {"held_out": json.loads((folder / "data" / "held-out.json").read_text()),
-           "sentences": {"train": len(train[0]), "dev": len(dev[0]), "known": len(known[0]), "unknown": len(unknown)}}
+           "sentences": {"train": len(train[0]), **{name: len(split) for name, split in texts.items()}}}
     for name in ("teacher", "student"):
-        run[name] = model_report(Outputs(build / name), train, dev, known, unknown, SCORES)
+        run[name] = model_report(Outputs(build / name), train, texts, gold, SCORES + COMBINED)
     if diet:
         labels = sorted(set(train[1]))
-        run["diet"] = model_report(DietOutputs(diet_model(files["train"], folder), labels), train, dev, known,
-                                   unknown, ("max-probability",))
+        run["diet"] = model_report(DietOutputs(diet_model(files["train"], folder), labels), train, texts, gold, ())
     return run
 
 
@@ -224,14 +241,15 @@ def sara_mtod_run(work: Path, unknown_sentences: int) -> Dict:
     unknown = split_of(unknown_file(work, unknown_sentences))[0]
     train, dev, known = (split_of(small / f"{name}.yml") for name in ("train", "dev", "test"))
     run = {"build": str(build), "sentences": {"known": len(known[0]), "unknown": len(unknown)}}
+    texts, gold = {"dev": dev[0], "known": known[0], "unknown": unknown}, {"dev": dev[1], "known": known[1]}
     for name in ("teacher", "student"):
         outputs = Outputs(build / name)
-        run[name] = model_report(outputs, train, dev, known, unknown, SCORES)
+        run[name] = model_report(outputs, train, texts, gold, SCORES + COMBINED)
         run[name]["answered"] = answered_separation(outputs, known, unknown)
     diet = WORK / "rasa-train" / "sara" / "models" / "diet.tar.gz"
     if diet.exists():
         outputs = DietOutputs(diet, sorted(set(train[1])))
-        run["diet"] = model_report(outputs, train, dev, known, unknown, ("max-probability",))
+        run["diet"] = model_report(outputs, train, texts, gold, ())
         run["diet"]["answered"] = answered_separation(outputs, known, unknown)
     for name in ("teacher", "student", "diet"):
         if name in run:
@@ -279,10 +297,12 @@ def mean_rows(runs: List[Dict]) -> List[str]:
     rows = []
     for model in ("teacher", "student", "diet"):
         for kind in (runs[0].get(model) or {}).get("scores", {}) if runs else ():
-            reports = [r[model]["scores"][kind] for r in runs if model in r]
+            reports = [r[model]["scores"][kind] for r in runs if kind in r.get(model, {}).get("scores", {})]
             recall = [r["unknown_recall"] for r in reports if r["unknown_recall"] is not None]
-            rows.append(f"| {model} | {kind} | {len(reports)} | {mean(r['auroc'] for r in reports):.4f} | "
-                        f"{mean(r['fpr_at_95_tpr'] for r in reports):.4f} | "
+            dev_auroc = [r["dev_auroc"] for r in reports if "dev_auroc" in r]
+            rows.append(f"| {model} | {kind} | {len(reports)} | {mean(dev_auroc) if dev_auroc else 0:.4f} | "
+                        f"{mean(r['auroc'] for r in reports):.4f} | "
+                        f"{mean(r['fpr_at_95_tpr'] for r in reports):.4f} | {mean(r['ece'] for r in reports):.4f} | "
                         f"{mean(r['known_accuracy_at_threshold'] for r in reports):.4f} "
                         f"({mean(r['known_accuracy'] for r in reports):.4f}) | "
                         f"{mean(recall) if recall else 0:.1%} |")
@@ -290,11 +310,13 @@ def mean_rows(runs: List[Dict]) -> List[str]:
 
 
 def per_task_rows(tasks: Dict) -> List[str]:
+    from rasa_kd.students.unknown import SCORES
+
     rows = []
     for task, seeds in tasks.items():
         for seed, run in sorted(seeds.items()):
-            cells = [f"{run[m]['scores'][k]['auroc']:.3f}" for m in ("teacher", "student")
-                     for k in run[m]["scores"]]
+            cells = [f"{run['teacher']['scores']['plain']['auroc']:.3f}",
+                     *(f"{run['student']['scores'][k]['auroc']:.3f}" for k in ("plain",) + SCORES + COMBINED)]
             rows.append(f"| {task} | {seed} | {len(run['held_out'])} | {run['sentences']['known']} / "
                         f"{run['sentences']['unknown']} | " + " | ".join(cells) + " |")
     return rows
@@ -304,17 +326,18 @@ def markdown(result: Dict) -> str:
     from rasa_kd.students.unknown import SCORES
 
     runs = [run for seeds in result["tasks"].values() for run in seeds.values()]
-    header = "| model | score | runs | AUROC | FPR at 95 % TPR | known accuracy at threshold (none) | unknown recall |"
+    header = ("| model | score | runs | dev AUROC | AUROC | FPR at 95 % TPR | ECE | "
+              "known accuracy at threshold (none) | unknown recall |")
     lines = [TITLE, "",
              "Held-out intents: per task and seed a quarter of the intents is removed from training and dev; "
              "`rasa-kd pipeline` (defaults) builds teacher and student from the rest; test = known intents' test + "
              "the removed intents' test. Threshold: the highest one costing at most "
              f"{ACCURACY_COST:.0%} of known-intent accuracy on dev.", "",
-             "## Means over tasks and seeds", "", header, "|---|---|---|---|---|---|---|", *mean_rows(runs), "",
+             "## Means over tasks and seeds", "", header, "|---|---|---|---|---|---|---|---|---|", *mean_rows(runs), "",
              "## AUROC per run", "",
              "| task | seed | held out | known / unknown test | " + " | ".join(
-                 f"{m} {k}" for m in ("teacher", "student") for k in SCORES) + " |",
-             "|---|---|---|---|" + "---|" * 2 * len(SCORES), *per_task_rows(result["tasks"])]
+                 ["teacher plain", *(f"student {k}" for k in ("plain",) + SCORES + COMBINED)]) + " |",
+             "|---|---|---|---|" + "---|" * (2 + len(SCORES + COMBINED)), *per_task_rows(result["tasks"])]
     check = result.get("sara_mtod")
     if check:
         lines += ["", "## Sara vs MTOD-en", "",

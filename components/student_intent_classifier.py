@@ -19,6 +19,9 @@ pipeline:
     runtime: auto              # auto | int8 | onnx | pytorch
     token_features: false      # true: also hand the student's token vectors to later components
     entities: true             # data with entities: the one student extracts them too (false: intents only)
+    unknown_score: max-probability+nearest  # how unlike the known intents a message is lowers its confidence, so
+                               # FallbackClassifier catches it; off: the plain calibrated probabilities
+  - name: FallbackClassifier   # threshold: the one `rasa train` logs for the student (rasa-kd fallback)
 ```
 
 `entities: true` (the default, as in `rasa-kd pipeline`; data without entities is distilled
@@ -38,6 +41,15 @@ pass it adds the student's sentence vector and one row per Rasa token (as
 entity extractor after it (`CRFEntityExtractor` with `text_dense_features`, DIET)
 uses the student's contextual token vectors: one distillation, inside `rasa train`,
 for intents and entities (docs/components.md, Intents and entities).
+
+`unknown_score` (rasa_kd/students/fallback.py, benchmarks/results/unknown_intents.md): the
+distilled package carries an unknown-intent score fitted on the training sentences and the dev
+share, and a map from it to the probability that the top intent is right (fitted on the dev
+share). Every intent's confidence is scaled by one factor per message so that the top one is
+that probability: the top intent and the ranking order stay, and a message unlike every intent
+drops under the FallbackClassifier threshold. The training log names the threshold that costs
+at most 1 % of dev accuracy. A `student:` package made without the fallback stage keeps its
+plain probabilities.
 
 `runtime`: `auto` (default) runs what `rasa-kd export` recorded in student.json
 (int8 when it held accuracy), else model.onnx when exported, else PyTorch; `int8`
@@ -64,6 +76,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from rasa_kd.components import student_storage, student_training
 from rasa_kd.components.student_featurizer import featurize, featurize_training_data
+from rasa_kd.students.unknown import UNKNOWN_SCORE_OFF, scaled_to_top
 
 NAME = "StudentIntentClassifier"
 
@@ -178,7 +191,7 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier, EntityExtractorM
         for message, analysis in zip(messages, analyses):
             if self.student.tags and message.get(TEXT):
                 self._set_entities(message, analysis.entities)
-        for message, row in zip(messages, (analysis.probabilities for analysis in analyses)):
+        for message, row in zip(messages, map(self._confidences, analyses)):
             ranking = sorted(
                 ({INTENT_NAME_KEY: label, PREDICTED_CONFIDENCE_KEY: float(p)}
                  for label, p in zip(self.student.labels, row)),
@@ -189,6 +202,14 @@ class StudentIntentClassifier(GraphComponent, IntentClassifier, EntityExtractorM
             message.set(INTENT, ranking[0], add_to_output=True)
             message.set(INTENT_RANKING_KEY, ranking[:length] if length else ranking, add_to_output=True)
         return messages
+
+    def _confidences(self, analysis) -> Any:
+        """The intent confidences Rasa sees: the calibrated probabilities or, when the student has a
+        fallback (and `unknown_score` is not off), those scaled so that the top one is the
+        fallback's confidence (the ranking order stays)."""
+        if analysis.fallback_confidence is None or self.component_config.get("unknown_score") == UNKNOWN_SCORE_OFF:
+            return analysis.probabilities
+        return scaled_to_top(analysis.probabilities[None, :], [analysis.fallback_confidence])[0]
 
     def _set_entities(self, message: Message, found: List[Dict[str, Any]]) -> None:
         """The student's entities, widened to whole Rasa tokens, added to the message's."""

@@ -33,7 +33,9 @@ from rasa_kd.formats.student_package import check_runtime
 from rasa_kd.nlu_data.split import split_examples
 from rasa_kd.options import as_record
 from rasa_kd.pipeline import REFIT_MAX_SENTENCES, PipelineOptions, choose_refit
+from rasa_kd.students.fallback import check_score
 from rasa_kd.students.presets import distil_options, get_preset
+from rasa_kd.students.unknown import ACCURACY_COST, UNKNOWN_SCORE_OFF
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ TRAINING_CONFIG = {"teacher": PipelineOptions.teacher, "language": PipelineOptio
                    "preset": PipelineOptions.preset, "transfer_size": PipelineOptions.size,
                    "epochs": PipelineOptions.epochs, "seed": PipelineOptions.seed,
                    "dev_fraction": PipelineOptions.dev_fraction, "entities": PipelineOptions.entities,
-                   "augment": PipelineOptions.augment, "teacher_refit": PipelineOptions.teacher_refit}
+                   "augment": PipelineOptions.augment, "teacher_refit": PipelineOptions.teacher_refit,
+                   "unknown_score": PipelineOptions.unknown_score}
 TRAINING_DATA_NODE = "nlu_training_data_provider"  # the node of Rasa's graph whose config holds `language:`
 
 
@@ -68,6 +71,11 @@ def refit_of(config: Dict[str, Any]) -> str:
     return config.get("teacher_refit") or TRAINING_CONFIG["teacher_refit"]
 
 
+def unknown_score_of(config: Dict[str, Any]) -> str:
+    """The configured unknown-intent score, or its default when the config as written lacks it."""
+    return config.get("unknown_score") or TRAINING_CONFIG["unknown_score"]
+
+
 def check_config(config: Dict[str, Any], component: str) -> None:
     """Config mistakes stop `rasa train` with one line before any training starts: the library's
     own validation and message, prefixed with the component's name."""
@@ -76,6 +84,8 @@ def check_config(config: Dict[str, Any], component: str) -> None:
         if not config.get("student"):
             get_preset(config.get("preset"))
             choose_refit(refit_of(config), 0)
+        if unknown_score_of(config) != UNKNOWN_SCORE_OFF:
+            check_score(unknown_score_of(config))
     except UserError as error:
         raise InvalidConfigException(f"{component}: {error}") from error
 
@@ -139,7 +149,8 @@ def training_fingerprint(config: Dict[str, Any]) -> str:
 
     folders = [Path(t).expanduser() for t in teachers_of(config) if Path(t).expanduser().is_dir()]
     record = [teachers_of(config), input_fingerprint(folders), recipe_record(config), choice.rule_record(),
-              augment.choice_record(), {"teacher_refit": refit_of(config), "refit_max": REFIT_MAX_SENTENCES}]
+              augment.choice_record(), {"teacher_refit": refit_of(config), "refit_max": REFIT_MAX_SENTENCES},
+              {"unknown_score": unknown_score_of(config), "cost": ACCURACY_COST}]
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -149,7 +160,7 @@ def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:
                            size=config.get("transfer_size"), epochs=config.get("epochs"), seed=int(config["seed"]),
                            dev_fraction=float(config["dev_fraction"]), entities=bool(config.get("entities")),
                            augment=config.get("augment") or PipelineOptions.augment,
-                           teacher_refit=refit_of(config),
+                           teacher_refit=refit_of(config), unknown_score=unknown_score_of(config),
                            quiet=False)
 
 

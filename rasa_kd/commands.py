@@ -52,6 +52,9 @@ COMMANDS: Dict[str, Command] = {command.name: command for command in (
             "rasa_kd.students.distil:options_from"),
     Command("export", "export a student package to ONNX (model.onnx) and optionally int8 (model.int8.onnx)",
             "rasa_kd.students.export:ExportOptions", "rasa_kd.students.export:export_from_options"),
+    Command("fallback", "fit a student package's unknown-intent score, the confidence Rasa sees for messages none of "
+                        "its intents cover, and the recommended FallbackClassifier threshold",
+            "rasa_kd.students.fallback:FallbackOptions", "rasa_kd.students.fallback:fallback_from_options"),
     Command("calibrate", "fit a student package's confidence temperature on a dev NLU file (temperature scaling)",
             "rasa_kd.evaluation.calibration:CalibrateOptions", "rasa_kd.evaluation.calibration:calibrate_from_options"),
     Command("evaluate", "score a student package, ONNX student or teacher folder on an NLU file: quality, size, "

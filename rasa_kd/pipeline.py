@@ -10,6 +10,9 @@ its options object, built here from --preset and the options below):
   label     OUT/transfer-labelled/          + teacher logits
   distil    OUT/student/                    the student package (the preset's recipe, early-stopped on dev)
   export    OUT/student/model*.onnx         ONNX fp32 + int8; int8 is deployed when it keeps dev accuracy
+  fallback  OUT/student/fallback.safetensors
+                                            the unknown-intent score (--unknown-score) and the recommended
+                                            FallbackClassifier threshold, fitted on train and the dev share
   evaluate  OUT/metrics-teacher.json, OUT/metrics-student.json: the test split, scored with
             the runtime that is deployed
 
@@ -17,7 +20,7 @@ A stage is skipped when its output exists and `OUT/.stages/<stage>.json` records
 same options and the same input files (size and content hash): an interrupted
 run resumes at the first stage that did not finish, and a changed input or option
 re-runs that stage and everything after it (--fresh re-runs everything). At the end
-it prints the config.yml snippet that uses the student.
+it prints the config.yml snippet that uses the student, with the recommended threshold.
 """
 # The stages are imported inside the functions that run them: the Rasa components import
 # this module for `PipelineOptions` when Rasa loads them, and `rasa run` must not load the
@@ -35,9 +38,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from rasa_kd.errors import UserError
 from rasa_kd.formats.digests import file_digest
 from rasa_kd.formats.nlu_yaml import read_examples
+from rasa_kd.formats.student_package import FALLBACK
 from rasa_kd.nlu_data.entity_tags import DEFAULT_LABELLING, LABELLINGS
 from rasa_kd.options import as_record, option
 from rasa_kd.students.presets import DEFAULT_PRESET, Preset, distil_options, get_preset
+from rasa_kd.students.unknown import DEFAULT_SCORE, SCORES, UNKNOWN_SCORE_OFF
 
 logger = logging.getLogger(__name__)
 
@@ -139,17 +144,28 @@ ENTITY_COMPONENTS = """  - name: CRFEntityExtractor
 JOINT_ENTITIES = "    entities: true        # the student extracts the entities too\n  - name: EntitySynonymMapper\n"
 
 
+def recommended_threshold(student: Path) -> float:
+    """The FallbackClassifier threshold the package's fallback stage recommends (else Rasa's default)."""
+    from rasa_kd.formats.student_package import MANIFEST, read_manifest
+
+    manifest = read_manifest(student) if (Path(student) / MANIFEST).is_file() else {}
+    threshold = (manifest.get("fallback") or {}).get("threshold")
+    return FALLBACK_THRESHOLD if threshold is None else round(threshold, 2)
+
+
 def config_snippet(student: Path, entities: bool = False, joint: bool = False) -> str:
     """The Rasa pipeline that deploys `student`; with `entities`, also the recommended entity extractor
     (`joint`: the student's own token head)."""
     extraction = (JOINT_ENTITIES if joint else CRF_CLASSIFIER_KEYS + ENTITY_COMPONENTS) if entities else ""
+    threshold = recommended_threshold(student)
+    why = "  # the package's recommended threshold (rasa-kd fallback)" if threshold != FALLBACK_THRESHOLD else ""
     return f"""pipeline:
   - name: WhitespaceTokenizer
   - name: rasa_kd.components.StudentIntentClassifier
     student: {student}
     runtime: auto         # what `rasa-kd export` chose: int8 ONNX when it kept dev accuracy
 {extraction}  - name: FallbackClassifier
-    threshold: {FALLBACK_THRESHOLD}"""
+    threshold: {threshold}{why}"""
 
 
 REFIT_CHOICES = ("auto", "always", "never")
@@ -214,6 +230,10 @@ class PipelineOptions:
     labelling: str = option(DEFAULT_LABELLING, "which word pieces the teacher's tag head learns: all, or first "
                                                "(each word's first piece; not for text without spaces)",
                             choices=LABELLINGS)
+    unknown_score: str = option(DEFAULT_SCORE, "the unknown-intent score the student's confidences carry, so that "
+                                               "Rasa's FallbackClassifier catches messages no intent covers "
+                                               f"(`rasa-kd fallback --score`: {', '.join(SCORES)}, several joined "
+                                               "by +), or off")
     allow_unknown_labels: bool = option(False, "score --test intents that --nlu lacks as errors (default: stop "
                                                "before the first stage, naming them)")
     fresh: bool = option(False, "re-run every stage, ignoring what earlier runs recorded")
@@ -264,7 +284,7 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     files; `exclude`: further files whose sentences the transfer set must not contain.
     Returns (the teacher folders, the student package). `rasa-kd pipeline` and the Rasa
     component that distils inside `rasa train` both build their student here."""
-    from rasa_kd.students import export
+    from rasa_kd.students import export, fallback
     from rasa_kd.teachers import choice, fine_tune
     from rasa_kd.transfer import augment, label
 
@@ -305,6 +325,11 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
                                           int8_max_drop=preset.int8_max_drop)
     stages.run_options("export", export_options, [student / "model.safetensors"], student / "model.int8.onnx",
                        export.export_from_options)
+    if options.unknown_score != UNKNOWN_SCORE_OFF:
+        fallback_options = fallback.FallbackOptions(model=student, train=train_file, dev=dev_file,
+                                                    score=options.unknown_score)
+        stages.run_options("fallback", fallback_options, [student / "model.safetensors", train_file, dev_file],
+                           student / FALLBACK, fallback.fallback_from_options)
     return teacher_dirs, student
 
 

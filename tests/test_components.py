@@ -186,6 +186,28 @@ def test_rasa_run_http_model_parse(trained, tmp_path):
     assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
+FAR_OFF = "quantum chromodynamics renormalisation of lattice gauge eigenvalues"
+
+
+def test_a_far_off_message_falls_back_over_http_and_a_known_one_keeps_its_intent(tmp_path, exported_student, toy_nlu):
+    from rasa_kd.students.fallback import FallbackOptions, fallback_from_options
+
+    package = shutil.copytree(exported_student, tmp_path / "student")
+    threshold = fallback_from_options(FallbackOptions(model=package, train=toy_nlu["train"], dev=toy_nlu["dev"],
+                                                      score="nearest"))["threshold"]
+    config = tmp_path / "config.yml"
+    config.write_text(CLASSIFIER_CONFIG.format(student="student", runtime="auto").replace(
+        "threshold: 0.1", f"threshold: {threshold}"))
+    model = rasa_runner.train_nlu(config, toy_nlu["train"], tmp_path / "models", "fallback", cwd=tmp_path)
+    with rasa_runner.RasaServer(model, tmp_path / "server.log") as server:
+        known, far = server.parse("i want a pepperoni pizza now"), server.parse(FAR_OFF)
+    assert known["intent"]["name"] == "order_pizza" and far["intent"]["name"] == "nlu_fallback"
+    plain = rasa_runner.parse_messages(train_in_project(tmp_path / "plain", exported_student, "auto", toy_nlu),
+                                       [FAR_OFF])[0]
+    assert [item["name"] for item in student_ranking(far)] == [item["name"] for item in student_ranking(plain)]
+    assert student_ranking(far)[0]["confidence"] < student_ranking(plain)[0]["confidence"]
+
+
 def test_changing_the_student_retrains_the_component(tmp_path, students, toy_nlu):
     from rasa_kd.students import load
 

@@ -326,3 +326,31 @@ def test_evaluate_reports_unknown_intents(exported, toy_world, tmp_path, capsys)
     assert report["fpr_at_95_tpr"] == pytest.approx(np.mean(unknown_top >= np.quantile(known, 0.05)), abs=1e-4)
     assert report["threshold"] == metrics["calibration"]["fallback"]["threshold"]
     assert "unknown intents" in capsys.readouterr().out
+
+
+def test_fallback_command_stores_a_score_the_runtime_reads(exported, toy_world, tmp_path, capsys):
+    from rasa_kd.formats import student_package
+
+    copy = shutil.copytree(exported, tmp_path / "student")
+    train = write_nlu(tmp_path / "train.yml", toy_examples(12, seed=41))
+    status, err = run_cli(["fallback", "--model", str(copy), "--train", str(train), "--dev", str(toy_world["dev"]),
+                           "--score", "max-probability+nearest"], capsys)
+    assert status == 0, err
+    manifest = student_package.read_manifest(copy)
+    entry = manifest["fallback"]
+    assert entry["score"] == "max-probability+nearest" and 0.0 <= (entry["threshold"] or 0.0) <= 1.0
+    assert "fallback.safetensors" in student_package.runtime_files(manifest, "int8")
+    dev_texts = [e.text for e in read_examples(toy_world["dev"])]
+    with_fallback, without = load(copy, runtime="pytorch"), load(exported, runtime="pytorch")  # batch-independent
+    analyses = with_fallback.analyse(dev_texts)
+    judged = np.array([analysis.fallback_confidence for analysis in analyses])
+    assert ((judged > 0) & (judged < 1)).all()
+    assert [a.fallback_confidence for a in without.analyse(dev_texts)] == [None] * len(dev_texts)
+    np.testing.assert_allclose([a.probabilities for a in analyses],
+                               [a.probabilities for a in without.analyse(dev_texts)])
+    seen, plain = with_fallback.confidences(dev_texts), without.confidences(dev_texts)
+    assert np.allclose(seen.max(axis=1), judged, atol=1e-6)
+    assert (np.argsort(-seen, axis=1, kind="stable") == np.argsort(-plain, axis=1, kind="stable")).all()
+    status, err = run_cli(["fallback", "--model", str(copy), "--train", str(train), "--dev", str(toy_world["dev"]),
+                           "--score", "loudness"], capsys)
+    assert status == 2 and len(err) == 1 and "loudness" in err[0]

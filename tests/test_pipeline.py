@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from rasa_kd.pipeline import PipelineOptions, run_pipeline
+from rasa_kd.pipeline import PipelineOptions, recommended_threshold, run_pipeline
+from rasa_kd.students.unknown import DEFAULT_SCORE
 
-STAGES = ["split", "teacher", "augment", "label", "distil", "export", "evaluate-teacher", "evaluate-student"]
+STAGES = ["split", "teacher", "augment", "label", "distil", "export", "fallback", "evaluate-teacher",
+          "evaluate-student"]
 
 
 def stage_lines(output: str):
@@ -31,6 +33,7 @@ def test_stages_run_in_order_and_deploy_the_exported_runtime(first_run, capsys):
     assert manifest["recipe"]["preset"] == "fast" and manifest["recipe"]["epochs"] == 2
     assert manifest["recipe"]["embedding_mode"] == "non-static" and manifest["tokenizer"]["pruned"]
     assert manifest["runtime"] in ("int8", "onnx")
+    assert manifest["fallback"]["score"] == DEFAULT_SCORE and (student / "fallback.safetensors").is_file()
     scored = result["metrics"]["student"]
     assert scored["kind"] == {"int8": "student-onnx-int8", "onnx": "student-onnx"}[manifest["runtime"]]
     assert not list(options.out.glob(".distil-*"))  # the work folder goes once the package is written
@@ -44,6 +47,7 @@ def test_rerun_skips_every_stage(first_run, capsys):
     output = capsys.readouterr().out
     assert [name for name, state in stage_lines(output) if state == "up to date"] == STAGES
     assert f"student: {options.out / 'student'}" in output and "runtime: auto" in output
+    assert f"threshold: {recommended_threshold(options.out / 'student')}" in output
 
 
 def test_a_record_made_before_an_option_existed_counts_as_its_default(tmp_path):
@@ -115,11 +119,11 @@ def test_without_a_test_file_it_holds_out_a_split_and_reruns_what_a_change_touch
     assert student >= 0.5 and student >= 0.8 * teacher  # 4 intents: chance is 0.25
 
     run_pipeline(dataclasses.replace(options, epochs=3))
-    assert ran_stages(capsys) == ["distil", "export", "evaluate-student"]
+    assert ran_stages(capsys) == ["distil", "export", "fallback", "evaluate-student"]
     run_pipeline(dataclasses.replace(options, epochs=3, preset="balanced"))
-    assert ran_stages(capsys) == ["distil", "export", "evaluate-student"]
+    assert ran_stages(capsys) == ["distil", "export", "fallback", "evaluate-student"]
     run_pipeline(dataclasses.replace(options, epochs=3, preset="balanced", size=300))
-    assert ran_stages(capsys) == ["augment", "label", "distil", "export", "evaluate-student"]
+    assert ran_stages(capsys) == ["augment", "label", "distil", "export", "fallback", "evaluate-student"]
     other_teacher = Path(shutil.copytree(tiny_bert_dir, tmp_path / "other-teacher"))
     changed = dataclasses.replace(options, epochs=3, preset="balanced", size=300, teacher=[str(other_teacher)])
     run_pipeline(changed)

@@ -381,9 +381,9 @@ def test_analyse_gives_predict_encode_and_encode_tokens_in_one_pass(word_package
     texts = ["  Hello, rain!", "book a table for my friend please now", ""]  # padded in one batch
     analyses = student.analyse(texts)
     assert len(analyses) == 3
-    for text, (probabilities, sentence, vectors, offsets, entities), expected_probabilities, expected_sentence in zip(
-            texts, analyses, student.predict(texts), student.encode(texts)):
-        assert entities == []  # a student without entity tags
+    for text, (probabilities, sentence, vectors, offsets, entities, judged), expected_probabilities, expected_sentence \
+            in zip(texts, analyses, student.predict(texts), student.encode(texts)):
+        assert entities == [] and judged is None  # a student without entity tags or fallback
         expected_vectors, expected_offsets = student.encode_tokens(text)
         assert np.allclose(probabilities, expected_probabilities, atol=1e-5)
         assert np.allclose(sentence, expected_sentence, atol=1e-5)

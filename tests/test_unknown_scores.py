@@ -1,10 +1,13 @@
 """Scores of how known a message is (rasa_kd.students.unknown), on toy sentence vectors whose
 unknown sentences are built to lie apart from every known class."""
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from rasa_kd.students.unknown import SCORES, fit_scorer, mahalanobis_distances
+from rasa_kd.students.unknown import (SCORES, fallback_arrays, fallback_from, fit_fallback, fit_platt, fit_scorer,
+                                      log_softmax, mahalanobis_distances, operating_point)
 
 DIM, CLASSES, PER_CLASS = 16, 4, 30
 
@@ -23,7 +26,7 @@ def toy_world(unknown_at: str, seed: int = 0):
     head = centres / np.linalg.norm(centres, axis=1, keepdims=True)
     test_labels = np.repeat(np.arange(CLASSES), 10)
     test = centres[test_labels] + rng.normal(size=(len(test_labels), DIM))
-    return {"train": (known, labels), "test": test, "unknown": unknown, "head": head}
+    return {"train": (known, labels), "test": test, "unknown": unknown, "head": head, "centres": centres}
 
 
 def auroc(scorer, world) -> float:
@@ -65,3 +68,63 @@ def test_logit_scores_follow_the_temperature_and_fitted_ones_need_vectors():
         fit_scorer("nearest", np.eye(3))(logits)
     with pytest.raises(ValueError, match="unknown score"):
         fit_scorer("entropy")
+
+
+def toy_fallback(kind: str, world):
+    """A Fallback of `kind` fitted on the toy world's training vectors and standardised on a dev
+    draw of the same classes (logits from the toy head)."""
+    vectors, labels = world["train"]
+    rng = np.random.default_rng(7)
+    dev_labels = np.repeat(np.arange(CLASSES), 10)
+    dev = world["centres"][dev_labels] + rng.normal(size=(len(dev_labels), DIM))
+    return fit_fallback(kind, (vectors @ world["head"].T, vectors, labels),
+                        (dev @ world["head"].T, dev, dev_labels))
+
+
+@pytest.mark.parametrize("kind", ["max-probability", "nearest", "max-probability+nearest", "mahalanobis+energy"])
+def test_fallback_confidence_drops_for_far_sentences_and_keeps_every_ranking(kind):
+    world = toy_world("far")
+    fallback = toy_fallback(kind, world)
+    known, unknown = world["test"], world["unknown"]
+    known_top = fallback.top_confidence(known @ world["head"].T, known)
+    unknown_top = fallback.top_confidence(unknown @ world["head"].T, unknown)
+    assert (unknown_top > 0).all() and (known_top < 1).all()
+    assert roc_auc_score(np.r_[np.ones(len(known)), np.zeros(len(unknown))], np.r_[known_top, unknown_top]) >= (
+        0.9 if kind == "max-probability" else 0.95)
+    assert known_top.mean() >= 0.8 and (kind == "max-probability" or unknown_top.mean() <= 0.3)
+    logits = unknown @ world["head"].T
+    probabilities = np.exp(log_softmax(logits))
+    confidences = fallback.confidences(probabilities, logits, unknown)
+    np.testing.assert_array_equal(np.argsort(-confidences, axis=1, kind="stable"),
+                                  np.argsort(-probabilities, axis=1, kind="stable"))
+    np.testing.assert_allclose(confidences.max(axis=1), fallback.top_confidence(logits, unknown))
+
+
+def test_platt_scaling_is_calibrated_on_what_it_was_fitted_and_rises_with_the_score():
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=4000)
+    correct = rng.random(4000) < 1 / (1 + np.exp(-(2.0 * scores + 1.0)))
+    slope, intercept = fit_platt(scores, correct)
+    assert slope == pytest.approx(2.0, abs=0.3) and intercept == pytest.approx(1.0, abs=0.2)
+    assert fit_platt(scores, np.ones(4000, bool))[0] > 0  # all right: still a rising map
+
+
+def test_the_recommended_threshold_costs_at_most_the_stated_accuracy_on_dev():
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95] * 10)
+    correct = np.tile([False, True, False, True, True, True, True, True, True, True], 10)
+    threshold = operating_point(scores, correct, cost=0.1)
+    lost = np.mean(correct & (scores < threshold))
+    assert lost <= 0.1 and threshold == 0.4  # the 0.2s and the 0.4s: 20 % would be too many
+    assert operating_point(scores, np.zeros(len(scores), bool)) is None
+
+
+def test_a_stored_fallback_scores_as_the_fitted_one():
+    world = toy_world("far")
+    fallback = toy_fallback("mahalanobis+nearest", world)
+    entry, arrays = fallback_arrays(fallback)
+    stored = fallback_from(json.loads(json.dumps(entry)), arrays)
+    texts = np.concatenate([world["test"], world["unknown"]])
+    logits = texts @ world["head"].T
+    assert stored.kind == "mahalanobis+nearest" and stored.threshold == fallback.threshold
+    np.testing.assert_allclose(stored.score(logits, texts), fallback.score(logits, texts), atol=0.05)
+    np.testing.assert_allclose(stored.top_confidence(logits, texts), fallback.top_confidence(logits, texts), atol=0.01)

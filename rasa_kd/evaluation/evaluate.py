@@ -12,9 +12,11 @@ Reported: accuracy, micro-F1, macro-F1 and MCC; calibration (expected calibratio
 error over 15 confidence bins, the student's temperature, and a reliability diagram
 PNG beside the metrics JSON); the `FallbackClassifier` threshold at which the messages
 kept reach --precision (0.95) on this data, with the share kept; with --unknown FILE
-(sentences of intents the model never saw), how well the top confidence separates
-them from --data's (AUROC, false-positive rate at 95 % true-positive rate, the share
-under the suggested threshold); parameters (embeddings vs the
+(sentences of intents the model never saw), how well the top confidence Rasa sees (a
+student's fallback included, `rasa-kd fallback`) separates them from --data's (AUROC,
+false-positive rate at 95 % true-positive rate) and, at the package's recommended
+threshold (else the suggested one), the share of them under it and --data's accuracy
+with and without it; parameters (embeddings vs the
 rest); size on disk of the files the model needs (size_bytes) and by part
 (size_parts_bytes: embedding tables, the other weights, tokenizer files, manifest
 and config files; embeddings are the tensors the model class counts as embedding
@@ -102,8 +104,8 @@ class EvaluateOptions:
     precision: float = option(DEFAULT_PRECISION, "suggest the FallbackClassifier threshold at which the messages "
                                                  "kept reach this precision on --data (run on dev to choose it)")
     unknown: Optional[Path] = option(None, "NLU YAML of sentences whose intents the model was never trained on: "
-                                           "report how well the top confidence separates them from --data (AUROC, "
-                                           "FPR at 95 %% TPR)")
+                                           "report how well the confidence Rasa sees separates them from --data "
+                                           "(AUROC, FPR at 95 %% TPR, the share under the recommended threshold)")
     allow_unknown_labels: bool = option(False, "score data whose intents the model does not know (they count as "
                                                "errors)")
 
@@ -159,6 +161,9 @@ class TeacherModel(ModelFiles):
     def predict_labels(self, texts: Sequence[str]) -> List[str]:
         return [self.labels[i] for i in self.predict(texts).argmax(axis=1)]
 
+    def confidences(self, texts: Sequence[str]):
+        return self.predict(texts)
+
     def parameters(self) -> Dict[str, int]:
         embedding = sum(p.numel() for m in self.model.modules() if isinstance(m, self.torch.nn.Embedding)
                         for p in m.parameters(recurse=False))
@@ -195,11 +200,13 @@ class StudentModel(ModelFiles):
         self.libraries = code + ("rasa_kd.students.runtime",) + (("tokenizers",) if wordpieces else ())
 
     def predict(self, texts: Sequence[str]):
-        """Probabilities as deployed: int8 one message at a time (dynamic int8 scales
-        activations per batch, and Rasa parses one message at a time)."""
-        if self.runtime == "int8" and len(texts) > 1:
-            return np.concatenate([self.student.predict([text]) for text in texts])
-        return self.student.predict(texts)
+        """Calibrated probabilities as deployed (int8 one message at a time, as Rasa parses)."""
+        return self.student.confidences(texts, fallback=False)
+
+    def confidences(self, texts: Sequence[str]):
+        """What Rasa sees: the probabilities times each message's typicality when the package has a
+        fallback (`rasa-kd fallback`)."""
+        return self.student.confidences(texts)
 
     def predict_labels(self, texts: Sequence[str]) -> List[str]:
         """Batched as given: what the latency and throughput measurements time."""
@@ -401,8 +408,7 @@ def evaluate(model_path: Path, data: Path, out: Optional[Path] = None, onnx: boo
                "size_bytes": total_bytes(model.files()), "size_parts_bytes": model.size_parts(),
                "files": sorted(p.name for p in model.files())}
     if unknown:
-        metrics["unknown_intents"] = unknown_report(model, probabilities, unknown,
-                                                    metrics["calibration"]["fallback"]["threshold"])
+        metrics["unknown_intents"] = unknown_report(model, examples, unknown, metrics["calibration"]["fallback"])
     if memory:
         metrics["memory_mb"] = resident_memory(model, threads)
     if speed:
@@ -432,13 +438,23 @@ def confidence_report(model, examples, probabilities, out: Path, precision: floa
             "reliability_diagram": str(picture)}
 
 
-def unknown_report(model, known_probabilities, unknown: Path, threshold: Optional[float]) -> Dict:
-    """How well the top confidence tells `unknown`'s sentences (intents the model was never
-    trained on) from the known-intent data: see `separation`."""
+def unknown_report(model, examples, unknown: Path, suggested: Dict) -> Dict:
+    """How well the confidence Rasa sees (a student's fallback included) tells `unknown`'s sentences
+    (intents the model was never trained on) from `examples` (see `separation`), and at the
+    threshold the package recommends (`rasa-kd fallback`; else the one `suggested` for --precision)
+    the known examples' accuracy with and without it."""
     texts = [e.text for e in read_examples(unknown)]
     if not texts:
         raise UserError(f"{unknown}: no examples")
-    return {"data": str(unknown), **separation(known_probabilities, model.predict(texts), threshold)}
+    recommended = ((getattr(model, "manifest", None) or {}).get("fallback") or {}).get("threshold")
+    threshold = recommended if recommended is not None else suggested["threshold"]
+    known = model.confidences([e.text for e in examples])
+    correct = np.array([model.labels[i] == e.intent for i, e in zip(known.argmax(axis=1), examples)])
+    kept = known.max(axis=1) >= (np.inf if threshold is None else threshold)
+    return {"data": str(unknown), **separation(known, model.confidences(texts), threshold),
+            "threshold_from": "the package (rasa-kd fallback)" if recommended is not None else "--precision",
+            "known_accuracy": round(float(correct.mean()), 4),
+            "known_accuracy_at_threshold": round(float((correct & kept).mean()), 4)}
 
 
 def separation(known_probabilities, unknown_probabilities, threshold: Optional[float]) -> Dict:
@@ -469,7 +485,9 @@ def print_table(metrics: Dict, out: Path) -> None:
         under = "" if report["under_threshold"] is None else \
             f", {report['under_threshold']:.0%} under the threshold {report['threshold']:.2f}"
         rows.append(("unknown intents", f"AUROC {report['auroc']:.4f}, FPR at 95 % TPR {report['fpr_at_95_tpr']:.4f} "
-                                        f"({report['n']} sentences{under})"))
+                                        f"({report['n']} sentences{under}; known accuracy "
+                                        f"{report['known_accuracy_at_threshold']:.4f} with it, "
+                                        f"{report['known_accuracy']:.4f} without)"))
     if "memory_mb" in metrics:
         rows.append(("memory (RSS)", f"{metrics['memory_mb']['rss_loaded_mb']:.1f} MB loaded, "
                                      f"{metrics['memory_mb']['rss_model_mb']:.1f} MB for the model"))

@@ -13,6 +13,10 @@ A student package is a folder:
                         attention_mask, int64 [batch, length]; outputs logits,
                         sentence, tokens); model.int8.onnx from `--quantize`
     export.json         optional, what `rasa-kd export` wrote and checked
+    fallback.safetensors
+                        optional, from the fallback stage (`rasa-kd fallback`): the fitted
+                        unknown-intent score (rasa_kd.students.unknown), described under
+                        `fallback` in student.json
     training_sentences.sha1
                         SHA-1 prefixes of the training sentences the student was
                         distilled from (normalised as the transfer set compares
@@ -44,6 +48,10 @@ student.json (JSON object, UTF-8):
                     (model.int8.onnx), "onnx" (model.onnx) or "pytorch"
                     (model.safetensors), with `runtime_reason`; `load(path)` and the
                     Rasa components use it (runtime "auto")
+    fallback        optional, set by the fallback stage: {"score", "temperature", "threshold",
+                    "typical_share", "cost", "fitted_on"}: how the runtime turns a message's
+                    unknown-intent score into the confidence Rasa sees, and the
+                    FallbackClassifier threshold recommended for it (docs/user-guide.md)
     created         creation time, ISO 8601 UTC
     rasa_kd_version the rasa-kd version that wrote it
 
@@ -80,6 +88,7 @@ ONNX_INT8 = "model.int8.onnx"
 RUNTIME_FILES = {"int8": ONNX_INT8, "onnx": ONNX, "pytorch": WEIGHTS}
 RUNTIMES = ("auto", *RUNTIME_FILES)
 TRAINING_HASHES = "training_sentences.sha1"
+FALLBACK = "fallback.safetensors"
 REQUIRED_KEYS = ("architecture", "config", "labels", "tokenizer")
 
 
@@ -168,7 +177,38 @@ def deprecated_runtime_alias(alias: str, runtime: str) -> str:
 def runtime_files(manifest: Dict, runtime: str) -> List[str]:
     """The files a reader of `runtime` needs (never another runtime's weights)."""
     names = [MANIFEST, RUNTIME_FILES[runtime], *manifest["tokenizer"].get("files", [])]
+    if manifest.get("fallback"):
+        names.append(FALLBACK)
     return list(dict.fromkeys(names))
+
+
+def write_fallback(folder, fallback) -> Dict:
+    """Store an unknown-intent `Fallback` (rasa_kd.students.unknown) in the package: its arrays in
+    fallback.safetensors, the rest under `fallback` in student.json."""
+    from safetensors.numpy import save_file
+
+    from rasa_kd.students.unknown import fallback_arrays
+
+    entry, arrays = fallback_arrays(fallback)
+    with atomic_file(Path(folder) / FALLBACK) as tmp:
+        save_file(arrays, str(tmp))
+    return update_manifest(folder, fallback=entry)
+
+
+def read_fallback(folder, manifest: Dict):
+    """The package's `Fallback`, or None when it has none; a missing or corrupt file is one UserError line."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    from rasa_kd.students.unknown import fallback_from
+
+    if not manifest.get("fallback"):
+        return None
+    path = Path(folder) / FALLBACK
+    try:
+        return fallback_from(manifest["fallback"], load_file(str(path)))
+    except (SafetensorError, OSError, KeyError, ValueError) as error:
+        raise UserError(f"{path}: unreadable unknown-intent fallback ({str(error).splitlines()[0][:100]})") from error
 
 
 def sentence_hash(text: str) -> str:

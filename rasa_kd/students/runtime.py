@@ -70,6 +70,7 @@ class Analysis(NamedTuple):
     tokens: np.ndarray  # [n_tokens, d], special tokens and empty spans left out
     offsets: List[Tuple[int, int]]  # each token's characters
     entities: List[Dict[str, Any]]  # {start, end, entity, confidence}; [] for a student without tags
+    fallback_confidence: Optional[float] = None  # the top intent's confidence by the package's fallback, if any
 
 
 class Student:
@@ -83,6 +84,7 @@ class Student:
         self.tokenizer = tokenizer
         self.backend = backend
         self.runtime = "pytorch" if backend.name == "torch" else "onnx"
+        self.fallback = student_package.read_fallback(path, manifest)  # None: the package has none
 
     @property
     def architecture(self) -> str:
@@ -100,6 +102,24 @@ class Student:
         if not logits:
             return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, self.dimension), np.float32)
         return np.concatenate(logits), np.concatenate(sentences)
+
+    def outputs_as_parsed(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """`outputs` as Rasa gets them: the int8 runtime one message at a time (dynamic int8 scales
+        activations per batch, and Rasa parses one message at a time)."""
+        if self.runtime != "int8" or len(texts) < 2:
+            return self.outputs(list(texts))
+        rows = [self.outputs([text]) for text in texts]
+        return np.concatenate([row[0] for row in rows]), np.concatenate([row[1] for row in rows])
+
+    def confidences(self, texts: Sequence[str], fallback: bool = True) -> np.ndarray:
+        """The intent confidences Rasa sees [n, len(labels)]: the calibrated probabilities or, when the
+        package has a fallback (`rasa-kd fallback`) and `fallback`, those scaled so that the top one is
+        the fallback's confidence."""
+        logits, vectors = self.outputs_as_parsed(texts)
+        probabilities = softmax(logits.astype(np.float32) / np.float32(self.temperature))
+        if self.fallback is None or not fallback:
+            return probabilities
+        return self.fallback.confidences(probabilities, logits, vectors)
 
     @property
     def dimension(self) -> int:
@@ -138,8 +158,9 @@ class Student:
     def analyse(self, texts: Sequence[str]) -> List[Analysis]:
         """Everything one forward pass gives, per text: calibrated probabilities [n_labels]
         (as `predict`), the sentence vector [d] (as `encode`), token vectors [n_tokens, d]
-        and their character spans (as `encode_tokens`) and, for a student with entity tags,
-        the entities its token head finds; in batches of BATCH_SIZE."""
+        and their character spans (as `encode_tokens`), for a student with entity tags
+        the entities its token head finds, and with a fallback the top intent's confidence
+        by its unknown-intent score; in batches of BATCH_SIZE."""
         results = []
         for start in range(0, len(texts), BATCH_SIZE):
             batch = self.tokenizer(list(texts[start:start + BATCH_SIZE]))
@@ -147,12 +168,14 @@ class Student:
             logits, sentences, tokens = outputs[:3]
             tag_probabilities = softmax(outputs[3].astype(np.float32)) if self.tags and len(outputs) > 3 else None
             probabilities = softmax(logits.astype(np.float32) / np.float32(self.temperature))
+            judged = self.fallback.top_confidence(logits, sentences) if self.fallback else [None] * len(logits)
             for row, offsets in enumerate(batch["offsets"]):
                 keep = [i for i, span in enumerate(offsets) if not is_special(span, 0)]
                 spans = [tuple(offsets[i]) for i in keep]
                 entities = [] if tag_probabilities is None else entity_spans(
                     tag_probabilities[row][keep], spans, list(range(len(keep))), self.tags, "all")
-                results.append(Analysis(probabilities[row], sentences[row], tokens[row][keep], spans, entities))
+                results.append(Analysis(probabilities[row], sentences[row], tokens[row][keep], spans, entities,
+                                        None if judged[row] is None else float(judged[row])))
         return results
 
     def entities(self, texts: Sequence[str]) -> List[List[Dict[str, Any]]]:
