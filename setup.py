@@ -14,6 +14,8 @@ setup(
     packages=["rasa_kd", "rasa_kd.nlu_data", "rasa_kd.teachers", "rasa_kd.transfer", "rasa_kd.students",
               "rasa_kd.evaluation", "rasa_kd.formats", "rasa_kd.components"],
     package_dir={"rasa_kd.components": "components"},
+    # the outlier-exposure corpus (rasa_kd/transfer/outliers.py, written by scripts/outlier_corpus.py)
+    package_data={"rasa_kd.transfer": ["outliers.txt"]},
     install_requires=[
         "rasa==3.6.21",
         # rasa 3.6 imports pkg_resources and needs setuptools 70.3.x; newer torch

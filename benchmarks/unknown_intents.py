@@ -55,6 +55,8 @@ TASKS = ("sara", "rasa-demo", "trec50")
 # the scores compared: each of rasa_kd.students.unknown.SCORES and sums of a logit score and a distance
 COMBINED = ("max-probability+nearest", "energy+nearest", "max-probability+mahalanobis", "mahalanobis+nearest")
 HELD_OUT_SHARE = 0.25
+MODELS = ("teacher", "student", "student-no-outliers", "diet")
+FAR_SENTENCES = 300  # MTOD-en test sentences scored as unknown in every held-out run (far off every intent)
 ALWAYS_KNOWN = {"out_of_scope"}  # Sara's intent for what the assistant does not handle
 TITLE = "# Unknown intents: teacher, default student and DIET (benchmarks/unknown_intents.py)"
 
@@ -125,6 +127,9 @@ def score_report(scored: Dict[str, np.ndarray], correct: Dict[str, np.ndarray]) 
               "unknown_recall": None if threshold is None else round(float(np.mean(unknown < threshold)), 4)}
     if "unknown-dev" in scored:
         report["dev_auroc"] = auroc(scored["dev"], scored["unknown-dev"])
+    if "far" in scored:  # messages of another assistant altogether (MTOD-en)
+        report["far_auroc"] = auroc(known, scored["far"])
+        report["far_recall"] = None if threshold is None else round(float(np.mean(scored["far"] < threshold)), 4)
     return report
 
 
@@ -210,22 +215,58 @@ def diet_model(train: Path, folder: Path) -> Path:
     return model
 
 
-def held_out_run(task: str, seed: int, work: Path, diet: bool) -> Dict:
+def without_outliers(options, build: Path) -> Path:
+    """The build's student distilled again from its transfer set without the outlier rows (same
+    teacher labels, recipe and seed otherwise): what outlier exposure changes. In <build>/no-outliers."""
+    import datasets
+    import shutil
+    from rasa_kd.formats import transfer_set
+    from rasa_kd.pipeline import Stages, distil_into, student_options
+    from rasa_kd.students import export
+    from rasa_kd.students.presets import get_preset
+
+    out, preset = build / "no-outliers", get_preset(options.preset)
+    labelled, student, dev = out / "transfer-labelled", out / "student", build / "data" / "dev.yml"
+    if not labelled.exists():
+        rows = datasets.load_from_disk(str(build / "transfer-labelled"))
+        keep = [i for i, source in enumerate(transfer_set.sources_of(rows)) if source != transfer_set.OUTLIER]
+        rows.select(keep).flatten_indices().save_to_disk(str(labelled))
+        for meta in (transfer_set.LABELS_FILE, transfer_set.TAGS_FILE, transfer_set.LABEL_META_FILE,
+                     transfer_set.META_FILE):
+            if (build / "transfer-labelled" / meta).exists():
+                shutil.copyfile(build / "transfer-labelled" / meta, labelled / meta)
+    stages = Stages(out)
+    stages.run_options("distil", student_options(options, preset, labelled, dev, student, build / "teacher"),
+                       [labelled, dev], student, lambda o: distil_into(o, out))
+    stages.run_options("export", export.ExportOptions(model=student, quantize=True, data=dev,
+                                                      int8_max_drop=preset.int8_max_drop),
+                       [student / "model.safetensors"], student / "model.int8.onnx", export.export_from_options)
+    return student
+
+
+def held_out_run(task: str, seed: int, work: Path, diet: bool, ablate_outliers: bool = False,
+                 far_sentences: int = FAR_SENTENCES) -> Dict:
     from rasa_kd.pipeline import PipelineOptions, run_pipeline
     from rasa_kd.students.unknown import SCORES
 
     folder = work / task / f"seed-{seed}"
     files = held_out_files(task, seed, folder)
     build = folder / "build"
-    run_pipeline(PipelineOptions(nlu=files["train"], test=files["known"], out=build, quiet=True,
-                                 allow_unknown_labels=True))
+    options = PipelineOptions(nlu=files["train"], test=files["known"], out=build, quiet=True,
+                              allow_unknown_labels=True)
+    run_pipeline(options)
     splits = {name: split_of(files[name]) for name in ("dev", "known", "unknown", "unknown-dev")}
     train, texts = split_of(files["train"]), {name: split[0] for name, split in splits.items()}
+    if far_sentences:
+        texts["far"] = split_of(unknown_file(work, far_sentences, seed=1))[0]
     gold = {name: splits[name][1] for name in ("dev", "known")}
     run = {"held_out": json.loads((folder / "data" / "held-out.json").read_text()),
            "sentences": {"train": len(train[0]), **{name: len(split) for name, split in texts.items()}}}
     for name in ("teacher", "student"):
         run[name] = model_report(Outputs(build / name), train, texts, gold, SCORES + COMBINED)
+    if ablate_outliers:
+        run["student-no-outliers"] = model_report(Outputs(without_outliers(options, build)), train, texts, gold,
+                                                  SCORES + COMBINED)
     if diet:
         labels = sorted(set(train[1]))
         run["diet"] = model_report(DietOutputs(diet_model(files["train"], folder), labels), train, texts, gold, ())
@@ -280,7 +321,7 @@ def unknown_file(work: Path, n: int, seed: int = 0) -> Path:
     from rasa_kd.formats.nlu_yaml import read_examples, write_examples
     from rasa_kd.nlu_data.convert import convert
 
-    path = work / f"mtod-en-unknown-{n}.yml"
+    path = work / f"mtod-en-unknown-{n}{'' if seed == 0 else f'-seed-{seed}'}.yml"
     if not path.exists():
         converted = WORK / "scale" / "converted"
         if not (converted / "test.yml").exists():
@@ -295,17 +336,21 @@ def unknown_file(work: Path, n: int, seed: int = 0) -> Path:
 def mean_rows(runs: List[Dict]) -> List[str]:
     """One row per model and score: the means over every task and seed run."""
     rows = []
-    for model in ("teacher", "student", "diet"):
-        for kind in (runs[0].get(model) or {}).get("scores", {}) if runs else ():
+    for model in MODELS:
+        kinds = next((r[model]["scores"] for r in runs if model in r), {})
+        for kind in kinds:
             reports = [r[model]["scores"][kind] for r in runs if kind in r.get(model, {}).get("scores", {})]
             recall = [r["unknown_recall"] for r in reports if r["unknown_recall"] is not None]
             dev_auroc = [r["dev_auroc"] for r in reports if "dev_auroc" in r]
+            far = [r for r in reports if "far_auroc" in r]
+            far_cells = (f"{mean(r['far_auroc'] for r in far):.4f} ({len(far)}) | "
+                         f"{mean(r['far_recall'] or 0 for r in far):.1%}") if far else " | "
             rows.append(f"| {model} | {kind} | {len(reports)} | {mean(dev_auroc) if dev_auroc else 0:.4f} | "
                         f"{mean(r['auroc'] for r in reports):.4f} | "
                         f"{mean(r['fpr_at_95_tpr'] for r in reports):.4f} | {mean(r['ece'] for r in reports):.4f} | "
                         f"{mean(r['known_accuracy_at_threshold'] for r in reports):.4f} "
                         f"({mean(r['known_accuracy'] for r in reports):.4f}) | "
-                        f"{mean(recall) if recall else 0:.1%} |")
+                        f"{mean(recall) if recall else 0:.1%} | {far_cells} |")
     return rows
 
 
@@ -327,13 +372,18 @@ def markdown(result: Dict) -> str:
 
     runs = [run for seeds in result["tasks"].values() for run in seeds.values()]
     header = ("| model | score | runs | dev AUROC | AUROC | FPR at 95 % TPR | ECE | "
-              "known accuracy at threshold (none) | unknown recall |")
+              "known accuracy at threshold (none) | unknown recall | far AUROC (runs) | far recall |")
     lines = [TITLE, "",
              "Held-out intents: per task and seed a quarter of the intents is removed from training and dev; "
              "`rasa-kd pipeline` (defaults) builds teacher and student from the rest; test = known intents' test + "
              "the removed intents' test. Threshold: the highest one costing at most "
              f"{ACCURACY_COST:.0%} of known-intent accuracy on dev.", "",
-             "## Means over tasks and seeds", "", header, "|---|---|---|---|---|---|---|---|---|", *mean_rows(runs), "",
+             "Far: "
+             f"{FAR_SENTENCES} MTOD-en test sentences (another assistant's messages) as the unknown ones instead. "
+             "student-no-outliers: the same student distilled without the outlier-exposure sentences "
+             "(--ablate-outliers).", "",
+             "## Means over tasks and seeds", "", header, "|---|---|---|---|---|---|---|---|---|---|---|",
+             *mean_rows(runs), "",
              "## AUROC per run", "",
              "| task | seed | held out | known / unknown test | " + " | ".join(
                  ["teacher plain", *(f"student {k}" for k in ("plain",) + SCORES + COMBINED)]) + " |",
@@ -366,6 +416,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=TASKS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--diet", action="store_true", help="also train and score DIET (slow: ~15 min on Sara)")
+    parser.add_argument("--ablate-outliers", action="store_true",
+                        help="also distil each student again without the outlier sentences (~3 min per run)")
     parser.add_argument("--sara-mtod", action="store_true", help="also run the Sara vs MTOD-en check")
     parser.add_argument("--unknown-sentences", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=WORK / "unknown-intents")
@@ -379,10 +431,11 @@ def main(argv=None) -> int:
     for task in args.tasks:
         for seed in args.seeds:
             print(f"== {task} seed {seed}", flush=True)
-            run = held_out_run(task, seed, args.work, args.diet)
+            run = held_out_run(task, seed, args.work, args.diet, args.ablate_outliers)
             result["tasks"].setdefault(task, {})[str(seed)] = run
             print(json.dumps({m: {k: s["auroc"] for k, s in run[m]["scores"].items()}
-                              for m in ("teacher", "student", "diet") if m in run}), flush=True)
+                              for m in MODELS if m in run}),
+                  flush=True)
             publish("unknown_intents", result, markdown(result))
     if args.sara_mtod:
         result["sara_mtod"] = sara_mtod_run(args.work, args.unknown_sentences)

@@ -21,6 +21,7 @@ pipeline:
     entities: true             # data with entities: the one student extracts them too (false: intents only)
     unknown_score: max-probability+nearest  # how unlike the known intents a message is lowers its confidence, so
                                # FallbackClassifier catches it; off: the plain calibrated probabilities
+    outliers: auto             # generic sentences the student learns to be unsure about (English data); none; a file
   - name: FallbackClassifier   # threshold: the one `rasa train` logs for the student (rasa-kd fallback)
 ```
 
@@ -49,7 +50,8 @@ share). Every intent's confidence is scaled by one factor per message so that th
 that probability: the top intent and the ranking order stay, and a message unlike every intent
 drops under the FallbackClassifier threshold. The training log names the threshold that costs
 at most 1 % of dev accuracy. A `student:` package made without the fallback stage keeps its
-plain probabilities.
+plain probabilities. `outliers` (rasa_kd/transfer/outliers.py): generic sentences from other
+domains in the transfer set, trained toward a flat distribution (outlier exposure).
 
 `runtime`: `auto` (default) runs what `rasa-kd export` recorded in student.json
 (int8 when it held accuracy), else model.onnx when exported, else PyTorch; `int8`

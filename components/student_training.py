@@ -46,7 +46,7 @@ TRAINING_CONFIG = {"teacher": PipelineOptions.teacher, "language": PipelineOptio
                    "epochs": PipelineOptions.epochs, "seed": PipelineOptions.seed,
                    "dev_fraction": PipelineOptions.dev_fraction, "entities": PipelineOptions.entities,
                    "augment": PipelineOptions.augment, "teacher_refit": PipelineOptions.teacher_refit,
-                   "unknown_score": PipelineOptions.unknown_score}
+                   "unknown_score": PipelineOptions.unknown_score, "outliers": PipelineOptions.outliers}
 TRAINING_DATA_NODE = "nlu_training_data_provider"  # the node of Rasa's graph whose config holds `language:`
 
 
@@ -145,12 +145,13 @@ def training_fingerprint(config: Dict[str, Any]) -> str:
     from rasa_kd.pipeline import input_fingerprint
 
     from rasa_kd.teachers import choice
-    from rasa_kd.transfer import augment
+    from rasa_kd.transfer import augment, outliers
 
     folders = [Path(t).expanduser() for t in teachers_of(config) if Path(t).expanduser().is_dir()]
     record = [teachers_of(config), input_fingerprint(folders), recipe_record(config), choice.rule_record(),
               augment.choice_record(), {"teacher_refit": refit_of(config), "refit_max": REFIT_MAX_SENTENCES},
-              {"unknown_score": unknown_score_of(config), "cost": ACCURACY_COST}]
+              {"unknown_score": unknown_score_of(config), "cost": ACCURACY_COST},
+              {"outliers": config.get("outliers") or PipelineOptions.outliers, "corpus": outliers.corpus_digest()}]
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -160,6 +161,7 @@ def pipeline_options(config: Dict[str, Any], work: Path) -> PipelineOptions:
                            size=config.get("transfer_size"), epochs=config.get("epochs"), seed=int(config["seed"]),
                            dev_fraction=float(config["dev_fraction"]), entities=bool(config.get("entities")),
                            augment=config.get("augment") or PipelineOptions.augment,
+                           outliers=config.get("outliers") or PipelineOptions.outliers,
                            teacher_refit=refit_of(config), unknown_score=unknown_score_of(config),
                            quiet=False)
 

@@ -35,14 +35,17 @@ UNSET = _Unset()
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flags: Sequence[str] = (), group: str = "",
            choices: Optional[Sequence] = None, metavar: Optional[str] = None, action: Optional[str] = None,
-           required: bool = False, nargs: Optional[str] = None):
+           required: bool = False, nargs: Optional[str] = None, rerun_earlier: bool = False):
     """A dataclass field that is also a command-line option (see the module docstring).
 
     action="append" (a repeated flag) or nargs="+" (one flag, several values) makes a
     list option (default None); a bool field is a store_true flag unless action says
-    otherwise."""
+    otherwise. `rerun_earlier`: an option whose default changes what its stage makes, so that a
+    stage recorded before the option existed runs again (`rasa-kd pipeline`'s records fill other
+    missing options with their defaults)."""
     metadata = {"help": help, "flags": tuple(flags), "group": group, "choices": choices, "metavar": metavar,
-                "action": action, "nargs": nargs, "required": required or default is dataclasses.MISSING}
+                "action": action, "nargs": nargs, "required": required or default is dataclasses.MISSING,
+                "rerun_earlier": rerun_earlier}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=None if default is dataclasses.MISSING else default, metadata=metadata)

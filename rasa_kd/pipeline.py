@@ -97,7 +97,8 @@ class Stages:
         switches, and given force=True when it replaces an earlier output."""
         description = {k: v for k, v in as_record(options).items() if k not in UNRECORDED}
         defaults = {f.name: f.default for f in dataclasses.fields(options)
-                    if f.default is not dataclasses.MISSING and f.name in description}
+                    if f.default is not dataclasses.MISSING and f.name in description
+                    and not f.metadata.get("rerun_earlier")}
         if hasattr(options, "force"):
             options = dataclasses.replace(options, force=True)
         self.run(name, description, inputs, output, lambda: action(options), defaults)
@@ -215,6 +216,10 @@ class PipelineOptions:
                                   "the LM for English data of at most 500 training sentences when SmolLM2 is "
                                   "installed, rules otherwise). lm: SmolLM2 fine-tuned with the intent as a prefix, "
                                   "after `rasa-kd install smollm2`")
+    outliers: str = option("auto", "generic sentences from other domains in the transfer set, trained toward a flat "
+                                   "distribution so that the student is unsure off its domain (outlier exposure): "
+                                   "auto (the packaged English corpus for English data), none, or a text file of "
+                                   "one sentence per line")
     size: Optional[int] = option(None, "new transfer sentences (default: the preset's rule, 10x the training "
                                        "sentences within 10k-40k for balanced)")
     seed: int = option(42, "random seed for every stage")
@@ -313,6 +318,7 @@ def build_student(stages: Stages, options: PipelineOptions, train_file: Path, de
     augment_options = augment.AugmentOptions(method=recipe.method, conditional=recipe.conditional, train=train_file,
                                              out=transfer, size=size,
                                              exclude=[dev_file, *exclude], seed=options.seed, quiet=options.quiet,
+                                             outliers=options.outliers,
                                              language=options.language,
                                              segmenter=augment.segmenter_for([e.text for e in train], backbones[0]))
     stages.run_options("augment", augment_options, inputs, transfer, augment.augment)

@@ -201,11 +201,11 @@ LABEL_SETTINGS = dict(batch_size=16, threads=1, quiet=True)
 
 
 def toy_augment_options(toy_nlu, toy_vectors, out: Path, **changes):
-    """The rules augmentation of toy_transfer (seed 3, 400 sentences, dev and test excluded)."""
+    """The rules augmentation of toy_transfer (seed 3, 400 sentences, dev and test excluded, no outliers)."""
     from rasa_kd.transfer.augment import AugmentOptions
 
     options = AugmentOptions(method="rules", train=toy_nlu["train"], exclude=[toy_nlu["dev"], toy_nlu["test"]],
-                             vectors=str(toy_vectors), size=400, seed=3, out=out, quiet=True)
+                             vectors=str(toy_vectors), size=400, seed=3, out=out, quiet=True, outliers="none")
     return dataclasses.replace(options, **changes)
 
 

@@ -45,6 +45,7 @@ LAYERS = [
                      "rasa_kd.formats.digests", "rasa_kd.nlu_data",
                      "rasa_kd.teachers", "rasa_kd.transfer", "rasa_kd.evaluation", "rasa_kd.evaluation.metrics",
                      "rasa_kd.students.config", "rasa_kd.students.losses", "rasa_kd.students.unknown",
+                     "rasa_kd.transfer.outliers",
                      "rasa_kd.nlu_data.scripts", "rasa_kd.nlu_data.entity_tags"}),
     ("formats, configs and models", {
         "rasa_kd.formats.nlu_yaml", "rasa_kd.formats.transfer_set", "rasa_kd.formats.student_package",

@@ -99,7 +99,8 @@ def test_augment_command_lm_and_mixed_methods(tmp_path, finetuned, toy_nlu, toy_
     lm_dir, _ = finetuned
     out = tmp_path / "transfer"
     augment(AugmentOptions(method="rules,lm", train=toy_nlu["train"], exclude=[toy_nlu["dev"]], size=40, seed=5,
-                           out=out, vectors=str(toy_vectors), lm_from=lm_dir, sample_batch_size=16, quiet=True))
+                           out=out, vectors=str(toy_vectors), lm_from=lm_dir, sample_batch_size=16, quiet=True,
+                           outliers="none"))
     data = datasets.load_from_disk(str(out))
     sources = data["source"]
     assert sources.count("lm") == 20 and sources.count("rules") == 20

@@ -50,17 +50,21 @@ def test_rerun_skips_every_stage(first_run, capsys):
     assert f"threshold: {recommended_threshold(options.out / 'student')}" in output
 
 
-def test_a_record_made_before_an_option_existed_counts_as_its_default(tmp_path):
+@pytest.mark.parametrize("rerun_earlier", [False, True])
+def test_a_record_made_before_an_option_existed(rerun_earlier, tmp_path):
     """Adding an option to a stage does not re-run the stages recorded before it while the
-    option is left at its default (benchmark and user builds stay valid); setting it does."""
+    option is left at its default (benchmark and user builds stay valid); setting it does. An
+    option marked `rerun_earlier` (its default changes what the stage makes: outlier exposure in
+    augment) re-runs them."""
     from dataclasses import dataclass
 
+    from rasa_kd.options import option
     from rasa_kd.pipeline import Stages
 
     @dataclass
     class Options:
         size: int = 1
-        added: bool = False
+        added: bool = option(False, "an option added later", rerun_earlier=rerun_earlier)
 
     runs, out = [], tmp_path / "out"
 
@@ -75,9 +79,9 @@ def test_a_record_made_before_an_option_existed_counts_as_its_default(tmp_path):
     del saved["options"]["added"]
     record.write_text(json.dumps(saved))
     stages.run_options("stage", Options(), [], out, action)
-    assert len(runs) == 1
+    assert len(runs) == (2 if rerun_earlier else 1)
     stages.run_options("stage", Options(added=True), [], out, action)
-    assert len(runs) == 2
+    assert len(runs) == (3 if rerun_earlier else 2)
 
 
 def test_auto_refits_the_teachers_of_small_data_only():

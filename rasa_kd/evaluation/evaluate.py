@@ -204,8 +204,8 @@ class StudentModel(ModelFiles):
         return self.student.confidences(texts, fallback=False)
 
     def confidences(self, texts: Sequence[str]):
-        """What Rasa sees: the probabilities times each message's typicality when the package has a
-        fallback (`rasa-kd fallback`)."""
+        """What Rasa sees: the probabilities scaled so that the top one is the fallback's probability
+        that it is right, when the package has a fallback (`rasa-kd fallback`)."""
         return self.student.confidences(texts)
 
     def predict_labels(self, texts: Sequence[str]) -> List[str]:

@@ -6,14 +6,16 @@ Format (a folder; `datasets.Dataset.save_to_disk`, memory-mapped Arrow):
   text     string               the sentence
   source   string               `original` (a training sentence) | `rules` (Tang et al.
                                 2019 rule-based augmentation) | `lm` (sampled from a
-                                fine-tuned language model)
+                                fine-tuned language model) | `outlier` (a generic sentence
+                                from another domain, rasa_kd.transfer.outliers)
   parent   int64                index of the training sentence it came from (originals:
-                                their own index), -1 when there is none (lm)
+                                their own index), -1 when there is none (lm, outlier)
   intent   string               gold intent of originals, "" for generated sentences
   entities string (JSON), null  gold entities of originals as Rasa dicts (start, end, entity[,
                                 value]), "[]" without any; null for generated sentences
   logits   list<float32>        only after `rasa-kd label`: one teacher logit per label,
-                                in the order of the folder's labels.json
+                                in the order of the folder's labels.json; an outlier row far
+                                from the training sentences has all equal (their mean: flat)
   tag_logits  list<list<float32>>  only after `rasa-kd label` with a joint teacher (one with
                                 an entity tag head): per piece of the (first) tagging teacher's
                                 tokenizer, special tokens left out, one logit per tag of tags.json
@@ -63,7 +65,8 @@ TEXT, SOURCE, PARENT, INTENT, LOGITS, ENTITIES = "text", "source", "parent", "in
 TAG_LOGITS, TAG_SPANS = "tag_logits", "tag_spans"
 VECTORS = "vectors"
 COLUMNS = (TEXT, SOURCE, PARENT, INTENT)
-SOURCES = ("original", "rules", "lm")
+OUTLIER = "outlier"
+SOURCES = ("original", "rules", "lm", OUTLIER)
 NO_PARENT = -1
 
 

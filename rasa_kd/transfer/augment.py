@@ -16,12 +16,17 @@ Methods (a registry, `METHODS`; `--method a,b` shares `--size` between them):
   lm     Tang & Lin (2019): fine-tune a causal LM (--lm, e.g. GPT-2) on the training
          sentences and sample from it (parent -1); see the lm options below.
 
+Outlier exposure (--outliers, on top of --size): generic sentences from other domains (source
+outlier, parent -1) that `rasa-kd label` turns into flat targets, so that the student learns to
+be unsure off its domain (rasa_kd.transfer.outliers; `auto`: the packaged English corpus for
+English data).
+
 Every made sentence is new: not a training sentence, not in an --exclude file, not
 made before (compared after whitespace and case normalisation). Seeded: the same
 inputs and --seed give the same transfer set.
 
 Output folder (written all-or-nothing; format in rasa_kd/formats/transfer_set.py):
-  Arrow dataset   columns text, source (original|rules|lm), parent, intent
+  Arrow dataset   columns text, source (original|rules|lm|outlier), parent, intent
                   (training sentences first, source=original, parent=own index)
   transfer.json   format, version, size, counts by source, seed, method, params,
                   duplicates rejected, seconds, observed rule rates
@@ -53,6 +58,7 @@ from rasa_kd.students.presets import Preset, transfer_size
 from rasa_kd.teachers import choice
 from rasa_kd.teachers.folder import load_tokenizer
 from rasa_kd.teachers.resources import DEFAULT_VECTORS, load_word_vectors, resolve_model
+from rasa_kd.transfer import outliers as exposure
 from rasa_kd.transfer.lm_augment import LmParams, lm_method as sample_lm
 
 logger = logging.getLogger(__name__)
@@ -300,9 +306,29 @@ class AugmentOptions(LmParams, RuleParams):
     size_factor: float = option(Preset.size_factor, "the default size per training sentence")
     min_size: int = option(Preset.min_size, "floor of the default size")
     max_size: int = option(Preset.max_size, "cap of the default size")
+    outliers: str = option(exposure.AUTO, "generic sentences from other domains that the student learns to be "
+                                           "unsure about (outlier exposure): auto (the packaged English corpus for "
+                                           "English data, none otherwise), none, or a text file of one sentence per "
+                                           "line", rerun_earlier=True)
+    outlier_size: Optional[int] = option(None, f"outlier sentences to add on top of --size (default "
+                                               f"{exposure.SHARE:g} x the transfer set's, at most the corpus)")
     seed: int = option(42, "random seed")
     force: bool = option(False, "replace an output folder that has content")
     quiet: bool = option(False, "no progress bar")
+
+
+def outlier_rows(args: AugmentOptions, originals: Sequence, size: int, accept) -> List[Tuple[str, str, int]]:
+    """The outlier exposure rows (text, source, parent) `--outliers` asks for."""
+    english = args.outliers != exposure.AUTO or choice.profile_of([e.text for e in originals], args.language).english
+    path = exposure.corpus_file(args.outliers, english)
+    if path is None:
+        return []
+    wanted = args.outlier_size if args.outlier_size is not None else exposure.outlier_count(len(originals) + size)
+    if wanted < 0:
+        raise UserError(f"--outlier-size must be at least 0, got {wanted}")
+    made = [text for text in exposure.outlier_sentences(path, wanted * 2 + 100, args.seed) if accept(text)][:wanted]
+    logger.info(f"augment: {len(made)} outlier sentences from {path.name} (outlier exposure)")
+    return [(text, transfer_set.OUTLIER, -1) for text in made]
 
 
 def default_size(n_train: int, options) -> int:
@@ -415,6 +441,7 @@ def augment(args: AugmentOptions) -> Dict:
         infos["rules"]["after_lm"] = len(made)
         logger.info(f"augment: the rules made {len(made)} more sentences where the LM ran out of new ones")
     bar.close()
+    rows += outlier_rows(args, originals, size, accept)
     seconds = time.time() - started
     data = {
         transfer_set.TEXT: [e.text for e in originals] + [r[0] for r in rows],
@@ -434,10 +461,11 @@ def augment(args: AugmentOptions) -> Dict:
         datasets.Dataset.from_dict(data, features=transfer_set.features()).save_to_disk(str(tmp))
         (tmp / transfer_set.META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
                                               encoding="utf-8")
-    made = len(rows)
+    made = sum(source != transfer_set.OUTLIER for _, source, _ in rows)
     if made < size:
         logger.warning(f"warning: made only {made} of {size} sentences: {', '.join(methods)} ran out of new sentences "
                        f"(rules: raise --p-mask/--p-pos/--p-ng; lm: raise --temperature/--top-p; or add training data)")
-    logger.info(f"augment -> {args.out}: {made} new sentences + {len(originals)} originals, "
+    logger.info(f"augment -> {args.out}: {made} new sentences + {len(originals)} originals"
+                f"{f' + {len(rows) - made} outliers' if len(rows) > made else ''}, "
                 f"{meta['rejected']} duplicates rejected, {seconds:.1f} s")
     return meta

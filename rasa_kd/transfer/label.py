@@ -30,7 +30,12 @@ Output folder (written all-or-nothing; format in rasa_kd/formats/transfer_set.py
   Arrow dataset   the transfer set's columns + `logits` (list of float32, one per label)
   labels.json     the teacher's label names, the order of the logits
   tags.json       with joint teachers: the entity tag names, the order of tag_logits
-  label.json      teachers, rows, throughput (sentences/s), seconds, batching, threads
+  label.json      teachers, rows, throughput (sentences/s), seconds, batching, threads; with
+                  outlier rows, how many got flat targets (`outliers`)
+
+Outlier rows (source `outlier`, rasa_kd.transfer.outliers): their logits are replaced by a flat
+row unless the teacher's sentence vector of the sentence is as close to a training sentence as the
+training sentences are to each other (the vectors are read from the same forward pass).
   transfer.json   copied from the transfer set (when it has one)
 """
 import contextlib
@@ -297,9 +302,11 @@ def label(args: LabelOptions) -> Dict:
     order = length_order(encoded[0].lengths.tolist())
     shards = shard_rows(order, args.batch_size, args.shard_size)
     taggers = [t for t in teachers if t.tags]
+    has_outliers = transfer_set.OUTLIER in set(transfer_set.sources_of(dataset))
+    capture = args.vectors or has_outliers
     plan = {"transfer": str(Path(args.transfer).resolve()), "rows": n_rows, "fingerprint": text_fingerprint(dataset),
             "teachers": [t.identity() for t in teachers], "batch_size": args.batch_size, "shards": len(shards),
-            **({"tags": taggers[0].tags} if taggers else {}), **({"vectors": True} if args.vectors else {})}
+            **({"tags": taggers[0].tags} if taggers else {}), **({"vectors": True} if capture else {})}
     work = shards_dir(out)
     if distributed.is_main():
         prepare_work(work, plan)
@@ -312,9 +319,9 @@ def label(args: LabelOptions) -> Dict:
                disable=args.quiet or not distributed.is_main())
     started = time.time()
     for k in mine:
-        logits, raw_tags, vectors = label_shard(teachers, encoded, shards[k], args.batch_size, args.vectors)
+        logits, raw_tags, vectors = label_shard(teachers, encoded, shards[k], args.batch_size, capture)
         extras = tag_shard(taggers, dataset.select(shards[k])[TEXT], list(raw_tags.values())) if taggers else {}
-        if args.vectors:
+        if capture:
             extras["vectors"] = vectors
         write_shard(shard_path(work, k), shards[k], logits, extras)
         bar.update(len(shards[k]))
@@ -324,8 +331,10 @@ def label(args: LabelOptions) -> Dict:
     if not distributed.is_main():
         return {}
     logits, tags, vectors = assemble(work, len(shards), n_rows, len(teachers[0].labels))
+    outlier_meta = flatten_outliers(dataset, logits, vectors) if has_outliers else None
+    vectors = vectors if args.vectors else None
     labelled_now = n_rows - resumed
-    meta = {**({"version": transfer_set.LABEL_VERSION, "tags": len(taggers[0].tags),
+    meta = {**({"outliers": outlier_meta} if outlier_meta else {}),**({"version": transfer_set.LABEL_VERSION, "tags": len(taggers[0].tags),
                 "taggers": [str(t.path) for t in taggers]} if taggers else {}),
             **({"vectors": int(vectors.shape[1])} if vectors is not None else {}),
             "teachers": [str(t.path) for t in teachers], "labels": len(teachers[0].labels), "rows": n_rows,
@@ -349,6 +358,20 @@ def label(args: LabelOptions) -> Dict:
                 f"{len(teachers)} teacher(s), {meta['sentences_per_s']:.0f} sentences/s"
                 + (f" ({resumed} resumed from shards)" if resumed else ""))
     return meta
+
+
+def flatten_outliers(dataset, logits: np.ndarray, vectors: np.ndarray) -> Dict:
+    """Flat logits (in place) for the outlier rows far from the training sentences; what was done."""
+    from rasa_kd.transfer import outliers
+
+    sources = np.array(transfer_set.sources_of(dataset))
+    rows = np.flatnonzero(sources == transfer_set.OUTLIER)
+    near, cut = outliers.near_originals(vectors[sources == "original"], vectors[rows])
+    far = rows[~near]
+    logits[far] = outliers.flattened(logits[far])
+    logger.info(f"label: {len(far)} of {len(rows)} outlier sentences get flat targets ({int(near.sum())} are as close "
+                f"to a training sentence as the training sentences are to each other: they keep the teacher's)")
+    return {"rows": int(len(rows)), "flat": int(len(far)), "near_cosine": round(cut, 4)}
 
 
 def gold_agreement(dataset, logits, labels: Sequence[str]):
