@@ -43,6 +43,7 @@ from rasa_kd.nlu_data.entity_tags import DEFAULT_LABELLING, LABELLINGS
 from rasa_kd.options import as_record, option
 from rasa_kd.students.presets import DEFAULT_PRESET, Preset, distil_options, get_preset
 from rasa_kd.students.unknown import DEFAULT_SCORE, SCORES, UNKNOWN_SCORE_OFF
+from rasa_kd.transfer.outliers import AUTO as OUTLIERS_AUTO
 
 logger = logging.getLogger(__name__)
 
@@ -216,10 +217,10 @@ class PipelineOptions:
                                   "the LM for English data of at most 500 training sentences when SmolLM2 is "
                                   "installed, rules otherwise). lm: SmolLM2 fine-tuned with the intent as a prefix, "
                                   "after `rasa-kd install smollm2`")
-    outliers: str = option("auto", "generic sentences from other domains in the transfer set, trained toward a flat "
-                                   "distribution so that the student is unsure off its domain (outlier exposure): "
-                                   "auto (the packaged English corpus for English data), none, or a text file of "
-                                   "one sentence per line")
+    outliers: str = option(OUTLIERS_AUTO, "generic sentences from other domains in the transfer set, trained "
+                                          "toward a flat distribution so that the student is unsure off its domain "
+                                          "(outlier exposure): auto (the packaged English corpus for English data), "
+                                          "none, or a text file of one sentence per line")
     size: Optional[int] = option(None, "new transfer sentences (default: the preset's rule, 10x the training "
                                        "sentences within 10k-40k for balanced)")
     seed: int = option(42, "random seed for every stage")

@@ -326,9 +326,14 @@ def outlier_rows(args: AugmentOptions, originals: Sequence, size: int, accept) -
     wanted = args.outlier_size if args.outlier_size is not None else exposure.outlier_count(len(originals) + size)
     if wanted < 0:
         raise UserError(f"--outlier-size must be at least 0, got {wanted}")
-    made = [text for text in exposure.outlier_sentences(path, wanted * 2 + 100, args.seed) if accept(text)][:wanted]
+    made: List[str] = []
+    for text in exposure.outlier_sentences(path, args.seed):
+        if len(made) == wanted:
+            break
+        if accept(text):
+            made.append(text)
     logger.info(f"augment: {len(made)} outlier sentences from {path.name} (outlier exposure)")
-    return [(text, transfer_set.OUTLIER, -1) for text in made]
+    return [(text, transfer_set.OUTLIER, transfer_set.NO_PARENT) for text in made]
 
 
 def default_size(n_train: int, options) -> int:

@@ -302,7 +302,8 @@ def label(args: LabelOptions) -> Dict:
     order = length_order(encoded[0].lengths.tolist())
     shards = shard_rows(order, args.batch_size, args.shard_size)
     taggers = [t for t in teachers if t.tags]
-    has_outliers = transfer_set.OUTLIER in set(transfer_set.sources_of(dataset))
+    sources = np.array(transfer_set.sources_of(dataset))
+    has_outliers = bool((sources == transfer_set.OUTLIER).any())
     capture = args.vectors or has_outliers
     plan = {"transfer": str(Path(args.transfer).resolve()), "rows": n_rows, "fingerprint": text_fingerprint(dataset),
             "teachers": [t.identity() for t in teachers], "batch_size": args.batch_size, "shards": len(shards),
@@ -331,10 +332,11 @@ def label(args: LabelOptions) -> Dict:
     if not distributed.is_main():
         return {}
     logits, tags, vectors = assemble(work, len(shards), n_rows, len(teachers[0].labels))
-    outlier_meta = flatten_outliers(dataset, logits, vectors) if has_outliers else None
+    outlier_meta = flatten_outliers(sources, logits, vectors) if has_outliers else None
     vectors = vectors if args.vectors else None
     labelled_now = n_rows - resumed
-    meta = {**({"outliers": outlier_meta} if outlier_meta else {}),**({"version": transfer_set.LABEL_VERSION, "tags": len(taggers[0].tags),
+    meta = {**({"outliers": outlier_meta} if outlier_meta else {}),
+            **({"version": transfer_set.LABEL_VERSION, "tags": len(taggers[0].tags),
                 "taggers": [str(t.path) for t in taggers]} if taggers else {}),
             **({"vectors": int(vectors.shape[1])} if vectors is not None else {}),
             "teachers": [str(t.path) for t in teachers], "labels": len(teachers[0].labels), "rows": n_rows,
@@ -360,11 +362,11 @@ def label(args: LabelOptions) -> Dict:
     return meta
 
 
-def flatten_outliers(dataset, logits: np.ndarray, vectors: np.ndarray) -> Dict:
-    """Flat logits (in place) for the outlier rows far from the training sentences; what was done."""
+def flatten_outliers(sources: np.ndarray, logits: np.ndarray, vectors: np.ndarray) -> Dict:
+    """Flat logits (in place) for the outlier rows (by each row's source) far from the training
+    sentences; what was done."""
     from rasa_kd.transfer import outliers
 
-    sources = np.array(transfer_set.sources_of(dataset))
     rows = np.flatnonzero(sources == transfer_set.OUTLIER)
     near, cut = outliers.near_originals(vectors[sources == "original"], vectors[rows])
     far = rows[~near]

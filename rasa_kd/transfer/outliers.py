@@ -45,11 +45,11 @@ def corpus_digest() -> str:
     return hashlib.sha256(CORPUS.read_bytes()).hexdigest()[:16] if CORPUS.is_file() else ""
 
 
-def outlier_sentences(path: Path, size: int, seed: int) -> List[str]:
-    """Up to `size` of the file's sentences (seeded order; blank lines skipped)."""
+def outlier_sentences(path: Path, seed: int) -> List[str]:
+    """The file's sentences in a seeded order (blank lines skipped)."""
     sentences = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     random.Random(seed).shuffle(sentences)
-    return sentences[:max(size, 0)]
+    return sentences
 
 
 def outlier_count(transfer_size: int) -> int:
