@@ -13,7 +13,9 @@ training split, as a user would. Test = the known intents' test sentences (known
 intents' (unknown). Per model, the confidence Rasa would see: `plain` (the calibrated top
 probability, as today) and, per score (each of rasa_kd/students/unknown.py's and sums of two),
 the top confidence of the fallback `rasa-kd fallback` fits (the distance scores on the known
-training split's sentence vectors, the map to a probability on the known dev split):
+training split's sentence vectors, the map to a probability on the known dev split), and `shipped`:
+the student package's own fallback and threshold, which `rasa-kd pipeline` fitted on its own dev
+share of the known training split (what a user gets):
   AUROC known vs unknown test (and dev AUROC: known vs unknown dev sentences, for choosing), the
   false-positive rate at 95 % true-positive rate and the ECE on known test;
   the operating point: the highest threshold on the known dev split that costs at most 1 point of
@@ -38,7 +40,7 @@ import random
 import sys
 from pathlib import Path
 from statistics import mean
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -113,12 +115,15 @@ def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
     return round(float(roc_auc_score(truth, np.concatenate([known, unknown]))), 4)
 
 
-def score_report(scored: Dict[str, np.ndarray], correct: Dict[str, np.ndarray]) -> Dict:
+def score_report(scored: Dict[str, np.ndarray], correct: Dict[str, np.ndarray], shipped: bool = False,
+                 threshold: Optional[float] = None) -> Dict:
     """For one score of every split's sentences: AUROC and FPR at 95 % TPR known vs unknown test, the
-    dev operating point and, at it, the known test accuracy and the unknown recall; `dev_auroc` known
-    vs unknown dev when the held-out intents' dev sentences were scored."""
+    dev operating point (`shipped`: `threshold`, the package's own) and, at it, the known test accuracy
+    and the unknown recall; `dev_auroc` known vs unknown dev when the held-out intents' dev sentences
+    were scored."""
     known, unknown = scored["known"], scored["unknown"]
-    threshold = operating_point(scored["dev"], correct["dev"])
+    if not shipped:
+        threshold = operating_point(scored["dev"], correct["dev"])
     cut = np.quantile(known, 0.05)  # 95 % of known sentences are at or above it
     kept = known >= (-np.inf if threshold is None else threshold)
     report = {"auroc": auroc(known, unknown), "fpr_at_95_tpr": round(float(np.mean(unknown >= cut)), 4),
@@ -139,7 +144,9 @@ def model_report(outputs, fit: Tuple[List[str], List[str]], texts: Dict[str, Lis
     dev, known, unknown, optionally unknown-dev; `gold`: the intents of dev and known): `plain` (the
     calibrated top probability, no fallback) and, per score kind, the top confidence of the fallback
     the product fits (rasa_kd.students.unknown.fit_fallback on `fit`'s texts and intents, mapped on
-    dev); plus the ECE of each on known test and the unknown sentences' predicted intents."""
+    dev); for a student package with a fallback also `shipped`, the confidences and threshold it ships
+    (fitted by `rasa-kd pipeline` on its own dev share, as Rasa sees them); plus the ECE of each on known
+    test and the unknown sentences' predicted intents."""
     from rasa_kd.evaluation.calibration import expected_calibration_error
     from rasa_kd.students.unknown import fit_fallback
 
@@ -160,9 +167,13 @@ def model_report(outputs, fit: Tuple[List[str], List[str]], texts: Dict[str, Lis
     for kind in kinds:
         fallback = fit_fallback(kind, fit_rows, (*passes["dev"], labels["dev"]), outputs.temperature)
         seen[kind] = {name: fallback.confidences(probabilities[name], *passes[name]) for name in passes}
+    package_fallback = getattr(getattr(outputs, "student", None), "fallback", None)
+    if package_fallback is not None:
+        seen["shipped"] = {name: package_fallback.confidences(probabilities[name], *passes[name]) for name in passes}
     for kind, confidences in seen.items():
         report["scores"][kind] = {**score_report({name: rows.max(axis=1) for name, rows in confidences.items()},
-                                                 correct),
+                                                 correct, kind == "shipped",
+                                                 package_fallback.threshold if kind == "shipped" else None),
                                   "ece": round(expected_calibration_error(confidences["known"], labels["known"]), 4)}
     return report
 

@@ -82,3 +82,15 @@ def test_label_flattens_the_far_outliers_and_keeps_the_teachers_logits_elsewhere
     np.testing.assert_allclose(logits[~flat], teacher[~flat], atol=1e-4)
     np.testing.assert_allclose(logits[flat].mean(axis=1), teacher[flat].mean(axis=1), atol=1e-4)
     assert json.loads((tmp_path / "l" / "label.json").read_text())["outliers"] == meta["outliers"]
+
+
+def test_the_students_held_out_selection_share_never_takes_an_outlier_sentence():
+    from rasa_kd.students.data import hold_out
+
+    sources = ["original"] * 4 + ["rules"] * 8 + [transfer_set.OUTLIER] * 8
+    rows = {"text": [f"sentence {i}" for i in range(len(sources))], "source": sources,
+            "logits": [[1.0, 0.0]] * len(sources)}
+    opened = transfer_set.TransferSet(None, datasets.Dataset.from_dict(rows), ["a", "b"], {}, {})
+    held = hold_out(opened, share=1.0, most=100, seed=0)
+    assert {e.text for e in held} == {f"sentence {i}" for i in range(4, 12)}
+    assert transfer_set.sources_of(opened.dataset).count(transfer_set.OUTLIER) == 8

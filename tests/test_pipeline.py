@@ -95,6 +95,29 @@ def test_auto_refits_the_teachers_of_small_data_only():
         choose_refit("yes", 10)
 
 
+def test_a_refit_teacher_keeps_half_of_a_large_dev_share_to_judge_the_student(tmp_path):
+    from rasa_kd.formats.nlu_yaml import Example, read_examples, write_examples
+    from rasa_kd.pipeline import JUDGE_MIN, refit_and_judge_files
+
+    def dev_file(sentences_per_intent: int) -> Path:
+        path = tmp_path / f"{sentences_per_intent}" / "dev.yml"
+        path.parent.mkdir()
+        write_examples(path, [Example(f"{intent} sentence {i}", intent) for intent in ("greet", "bye", "thank")
+                              for i in range(sentences_per_intent)])
+        return path
+
+    small, large = dev_file(JUDGE_MIN // 3), dev_file(JUDGE_MIN)
+    assert refit_and_judge_files(large, False, 0) == (large, large)
+    assert refit_and_judge_files(small, True, 0) == (small, small)  # half would be too few to judge on
+    teacher_dev, judge_dev = refit_and_judge_files(large, True, 0)
+    refit_half, judge_half = ([e.text for e in read_examples(path)] for path in (teacher_dev, judge_dev))
+    assert not set(refit_half) & set(judge_half)
+    assert sorted(refit_half + judge_half) == sorted(e.text for e in read_examples(large))
+    assert len(judge_half) >= JUDGE_MIN and {e.intent for e in read_examples(judge_dev)} == {"greet", "bye", "thank"}
+    assert refit_and_judge_files(large, True, 0) == (teacher_dev, judge_dev)  # the same halves every run
+    assert [e.text for e in read_examples(judge_dev)] == judge_half
+
+
 def ran_stages(capsys):
     return [name for name, state in stage_lines(capsys.readouterr().out) if state != "up to date"]
 

@@ -15,8 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from rasa_kd.errors import UserError
 from rasa_kd.formats.nlu_yaml import Example, read_examples
-from rasa_kd.formats.transfer_set import (ENTITIES, INTENT, LOGITS, TAG_LOGITS, TAG_SPANS, TEXT, VECTORS, TransferSet,
-                                          sources_of)
+from rasa_kd.formats.transfer_set import (ENTITIES, INTENT, LOGITS, OUTLIER, TAG_LOGITS, TAG_SPANS, TEXT, VECTORS,
+                                          TransferSet, sources_of)
 from rasa_kd.nlu_data.entity_tags import IGNORE, covering_pieces, is_special, piece_tags
 from rasa_kd.students.tokenizers import split_words
 
@@ -163,11 +163,11 @@ def texts_and_intents(examples) -> Tuple[List[str], List[str]]:
 def hold_out(transfer: TransferSet, share: float, most: int, seed: int) -> List[Example]:
     """Takes a random `share` (at most `most`) of the augmented sentences out of `transfer.dataset`
     and returns them as examples labelled with the teacher's top intent (originals stay: they
-    are the only gold the student sees)."""
+    are the only gold the student sees; outlier sentences stay: most have flat targets, no intent)."""
     import numpy as np
 
     dataset = transfer.dataset
-    augmented = [i for i, source in enumerate(sources_of(dataset)) if source != "original"]
+    augmented = [i for i, source in enumerate(sources_of(dataset)) if source not in ("original", OUTLIER)]
     n = min(most, int(share * len(augmented)))
     if not n:
         return []
