@@ -18,8 +18,8 @@ the student package's own fallback and threshold, which `rasa-kd pipeline` fitte
 share of the known training split (what a user gets):
   AUROC known vs unknown test (and dev AUROC: known vs unknown dev sentences, for choosing), the
   false-positive rate at 95 % true-positive rate and the ECE on known test;
-  the operating point: the highest threshold on the known dev split that costs at most 1 point of
-  dev accuracy (correct sentences under it count as errors); at it, on test, the known-intent
+  the operating point: the highest threshold fitted on the known dev split that is expected to cost
+  new messages at most 1 point of accuracy (rasa_kd.students.unknown.operating_point); at it, on test, the known-intent
   accuracy (sentences under the threshold count as wrong; without it in brackets) and the share of
   unknown sentences under it (unknown recall).
 DIET (--diet, `rasa train nlu` with rasa init's pipeline on the known training split) has its

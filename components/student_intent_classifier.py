@@ -48,10 +48,11 @@ distilled package carries an unknown-intent score fitted on the training sentenc
 share, and a map from it to the probability that the top intent is right (fitted on the dev
 share). Every intent's confidence is scaled by one factor per message so that the top one is
 that probability: the top intent and the ranking order stay, and a message unlike every intent
-drops under the FallbackClassifier threshold. The training log names the threshold that costs
-at most 1 % of dev accuracy. A `student:` package made without the fallback stage keeps its
-plain probabilities. `outliers` (rasa_kd/transfer/outliers.py): generic sentences from other
-domains in the transfer set, trained toward a flat distribution (outlier exposure).
+drops under the FallbackClassifier threshold. The training log names the threshold expected to
+cost at most 1 % of known-intent accuracy (fitted on the dev share). A `student:` package made
+without the fallback stage keeps its plain probabilities. `outliers` (rasa_kd/transfer/outliers.py):
+generic sentences from other domains in the transfer set, trained toward a flat distribution
+(outlier exposure).
 
 `runtime`: `auto` (default) runs what `rasa-kd export` recorded in student.json
 (int8 when it held accuracy), else model.onnx when exported, else PyTorch; `int8`

@@ -35,7 +35,7 @@ from rasa_kd.options import as_record
 from rasa_kd.pipeline import JUDGE_MIN, JUDGE_SHARE, REFIT_MAX_SENTENCES, PipelineOptions, choose_refit
 from rasa_kd.students.fallback import check_score
 from rasa_kd.students.presets import distil_options, get_preset
-from rasa_kd.students.unknown import ACCURACY_COST, UNKNOWN_SCORE_OFF
+from rasa_kd.students.unknown import ACCURACY_COST, THRESHOLD_RULE, UNKNOWN_SCORE_OFF
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def training_fingerprint(config: Dict[str, Any]) -> str:
     record = [teachers_of(config), input_fingerprint(folders), recipe_record(config), choice.rule_record(),
               augment.choice_record(),
               {"teacher_refit": refit_of(config), "refit_max": REFIT_MAX_SENTENCES, "judge": [JUDGE_SHARE, JUDGE_MIN]},
-              {"unknown_score": unknown_score_of(config), "cost": ACCURACY_COST},
+              {"unknown_score": unknown_score_of(config), "cost": ACCURACY_COST, "rule": THRESHOLD_RULE},
               {"outliers": config.get("outliers") or PipelineOptions.outliers, "corpus": outliers.corpus_digest()}]
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -17,8 +17,9 @@ intent's confidence by one factor per message so that the top one is that probab
 intent and the order of the ranking stay, and a message unlike the known intents loses
 confidence, so Rasa's FallbackClassifier sends it to `nlu_fallback`.
 
-The recommended FallbackClassifier threshold is the highest one that costs at most --cost of
-the known-intent accuracy on --dev; the stage logs it. Everything is stored in the package:
+The recommended FallbackClassifier threshold is the highest one expected to cost new messages
+like --dev's at most --cost of known-intent accuracy (rasa_kd.students.unknown.operating_point);
+the stage logs it. Everything is stored in the package:
 fallback.safetensors and `fallback` in student.json (rasa_kd/formats/student_package.py).
 """
 import logging
@@ -46,8 +47,8 @@ class FallbackOptions:
     dev: Path = option(help="NLU file of known-intent sentences the student never learnt from (the dev share): "
                             "standardises the score and fits the recommended threshold")
     score: str = option(DEFAULT_SCORE, f"unknown-intent score: {', '.join(SCORES)}, or several joined by +")
-    cost: float = option(ACCURACY_COST, "the recommended threshold may cost at most this share of known-intent "
-                                        "accuracy on --dev")
+    cost: float = option(ACCURACY_COST, "the recommended threshold is expected to cost new messages like --dev's "
+                                        "at most this share of known-intent accuracy")
 
 
 def check_score(score: str) -> str:
@@ -82,5 +83,6 @@ def fallback_from_options(options: FallbackOptions) -> Dict:
     entry = student_package.write_fallback(options.model, fallback)["fallback"]
     threshold = "none (no dev sentence is right)" if fallback.threshold is None else f"{fallback.threshold:.2f}"
     logger.info(f"unknown intents: {score} score; recommended FallbackClassifier threshold {threshold} "
-                f"(at most {options.cost:.0%} of known-intent accuracy on {Path(options.dev).name})")
+                f"(expected to cost at most {options.cost:.0%} of known-intent accuracy; fitted on "
+                f"{Path(options.dev).name})")
     return entry
