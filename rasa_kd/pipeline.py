@@ -193,7 +193,7 @@ def choose_refit(choice: str, n_sentences: int) -> Tuple[bool, str]:
 # student accuracy 0.904 on the dev share, 0.855 on test), so a dev share the refit saw judges the student
 # too kindly: its temperature, fallback map and threshold come out overconfident. Half of the dev share is
 # kept out of the refit to judge the student, when that half holds at least JUDGE_MIN sentences
-# (benchmarks/results/unknown_intents.md).
+# (docs/benchmarks.md, "The judge share").
 JUDGE_SHARE = 0.5
 JUDGE_MIN = 60
 
@@ -205,9 +205,9 @@ def refit_and_judge_files(dev_file: Path, refit: bool, seed: int) -> Tuple[Path,
     from rasa_kd.formats.nlu_yaml import write_examples
     from rasa_kd.nlu_data.split import stratified_split
 
-    examples = read_examples(dev_file)
     if not refit:
         return dev_file, dev_file
+    examples = read_examples(dev_file)
     refit_half, judge_half = stratified_split(examples, JUDGE_SHARE, seed)
     if len(judge_half) < JUDGE_MIN:
         logger.info(f"dev share: {len(examples)} sentences, too few to keep {JUDGE_MIN} out of the teacher refit; "
