@@ -205,6 +205,9 @@ def refit_and_judge_files(dev_file: Path, refit: bool, seed: int) -> Tuple[Path,
     from rasa_kd.formats.nlu_yaml import write_examples
     from rasa_kd.nlu_data.split import stratified_split
 
+    files = dev_file.with_name("dev-refit.yml"), dev_file.with_name("dev-judge.yml")
+    for path in files:  # an earlier run's halves would read as this run's
+        path.unlink(missing_ok=True)
     if not refit:
         return dev_file, dev_file
     examples = read_examples(dev_file)
@@ -213,7 +216,6 @@ def refit_and_judge_files(dev_file: Path, refit: bool, seed: int) -> Tuple[Path,
         logger.info(f"dev share: {len(examples)} sentences, too few to keep {JUDGE_MIN} out of the teacher refit; "
                     f"the student is judged on sentences the teacher saw (its confidences may be optimistic)")
         return dev_file, dev_file
-    files = dev_file.with_name("dev-refit.yml"), dev_file.with_name("dev-judge.yml")
     for path, half in zip(files, (refit_half, judge_half)):
         write_examples(path, half)
     logger.info(f"dev share: {len(refit_half)} sentences for the teacher refit, {len(judge_half)} kept out of it "

@@ -116,6 +116,8 @@ def test_a_refit_teacher_keeps_half_of_a_large_dev_share_to_judge_the_student(tm
     assert len(judge_half) >= JUDGE_MIN and {e.intent for e in read_examples(judge_dev)} == {"greet", "bye", "thank"}
     assert refit_and_judge_files(large, True, 0) == (teacher_dev, judge_dev)  # the same halves every run
     assert [e.text for e in read_examples(judge_dev)] == judge_half
+    assert refit_and_judge_files(large, False, 0) == (large, large)  # a later run without the refit
+    assert not teacher_dev.exists() and not judge_dev.exists()  # leaves no halves that read as its own
 
 
 def ran_stages(capsys):
